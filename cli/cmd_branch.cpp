@@ -1,0 +1,67 @@
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include "context.h"
+
+namespace dvol::cli {
+
+void add_branch(CLI::App& app, Context& ctx) {
+    auto* cmd = app.add_subcommand("branch", "List the branches of a volume, or delete one with -d");
+    auto del = std::make_shared<std::string>();
+    auto volume = std::make_shared<std::optional<std::string>>();
+    cmd->add_option("-d,--delete", *del, "Delete this branch (not the active one)");
+    add_json_flag(*cmd, ctx);
+    add_volume_arg(*cmd, *volume);
+    cmd->callback([&ctx, del, volume] {
+        auto* repo = ctx.repo();
+        if (!repo) return;
+        auto v = repo->resolve_volume(*volume);
+        if (!v) return ctx.fail(v.error());
+        if (!del->empty()) {
+            if (auto st = repo->delete_branch(*v, *del); !st) return ctx.fail(st.error());
+            fmt::print("Deleted branch {}\n", *del);
+            return;
+        }
+        auto list = repo->branches(*v);
+        if (!list) return ctx.fail(list.error());
+        if (ctx.json) {
+            auto arr = nlohmann::json::array();
+            for (const auto& b : *list)
+                arr.push_back({{"name", b.name}, {"active", b.active}, {"tip", b.tip ? nlohmann::json(b.tip->hex()) : nlohmann::json()}});
+            fmt::print("{}\n", arr.dump(2));
+            return;
+        }
+        for (const auto& b : *list) fmt::print("{} {}\n", b.active ? '*' : ' ', b.name);
+    });
+}
+
+void add_checkout(CLI::App& app, Context& ctx) {
+    auto* cmd = app.add_subcommand("checkout", "Switch the volume to another branch, or create one with -b");
+    auto create = std::make_shared<bool>(false);
+    auto force = std::make_shared<bool>(false);
+    auto branch = std::make_shared<std::string>();
+    auto volume = std::make_shared<std::optional<std::string>>();
+    cmd->add_flag("-b", *create, "Create BRANCH at the current commit and switch to it (the live data stays as it is)");
+    cmd->add_flag("-f,--force", *force, "Switch even if there are uncommitted changes, discarding them");
+    cmd->add_option("branch", *branch, "Branch to switch to")->required();
+    add_volume_arg(*cmd, *volume);
+    cmd->callback([&ctx, create, force, branch, volume] {
+        auto* repo = ctx.repo();
+        if (!repo) return;
+        auto v = repo->resolve_volume(*volume);
+        if (!v) return ctx.fail(v.error());
+        if (!*create) {
+            auto cur = repo->active_branch(*v);
+            if (!cur) return ctx.fail(cur.error());
+            if (*cur == *branch) {
+                fmt::print("Already on branch '{}'\n", *branch);
+                return;
+            }
+        }
+        auto out = repo->checkout(*v, *branch, *create, *force);
+        if (!out) return ctx.fail(out.error());
+        fmt::print("Switched to {}branch '{}'\n", *create ? "a new " : "", *branch);
+    });
+}
+
+}  // namespace dvol::cli

@@ -1,0 +1,25 @@
+#include <fmt/format.h>
+
+#include "context.h"
+
+namespace dvol::cli {
+
+void add_commit(CLI::App& app, Context& ctx) {
+    auto* cmd = app.add_subcommand("commit", "Record the live directory's state as a new commit on the active branch");
+    auto message = std::make_shared<std::string>();
+    auto volume = std::make_shared<std::optional<std::string>>();
+    cmd->add_option("-m,--message", *message, "Commit message");
+    add_volume_arg(*cmd, *volume);
+    cmd->callback([&ctx, message, volume] {
+        if (message->empty()) return ctx.fail(make_error(Errc::invalid_argument, "You must provide a commit message"));
+        auto* repo = ctx.repo();
+        if (!repo) return;
+        auto v = repo->resolve_volume(*volume);
+        if (!v) return ctx.fail(v.error());
+        auto out = repo->commit(*v, *message, Context::warn);
+        if (!out) return ctx.fail(out.error());
+        fmt::print("{}\n", out->id.hex());
+    });
+}
+
+}  // namespace dvol::cli

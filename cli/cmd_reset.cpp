@@ -1,0 +1,31 @@
+#include <fmt/format.h>
+
+#include "context.h"
+
+namespace dvol::cli {
+
+void add_reset(CLI::App& app, Context& ctx) {
+    auto* cmd = app.add_subcommand("reset", "Move the active branch to REF and make the live directory match it (needs --hard)");
+    auto hard = std::make_shared<bool>(false);
+    auto ref = std::make_shared<std::string>();
+    auto volume = std::make_shared<std::optional<std::string>>();
+    cmd->add_flag("--hard", *hard, "Discard uncommitted changes and later commits of the branch");
+    cmd->add_option("ref", *ref, "HEAD, HEAD^, HEAD^^, HEAD~N, a branch, or a commit id or unique prefix")->required();
+    add_volume_arg(*cmd, *volume);
+    cmd->callback([&ctx, hard, ref, volume] {
+        if (!*hard)
+            return ctx.usage("dvol reset needs --hard: it replaces the live data with REF's and discards uncommitted changes "
+                             "(there is no soft reset)");
+        auto* repo = ctx.repo();
+        if (!repo) return;
+        auto v = repo->resolve_volume(*volume);
+        if (!v) return ctx.fail(v.error());
+        auto out = repo->reset_hard(*v, *ref);
+        if (!out) return ctx.fail(out.error());
+        auto c = repo->load_commit(out->id);
+        if (!c) return ctx.fail(c.error());
+        fmt::print("HEAD is now at {} {}\n", short_id(out->id), first_line(c->message));
+    });
+}
+
+}  // namespace dvol::cli

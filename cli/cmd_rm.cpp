@@ -1,0 +1,41 @@
+#include <unistd.h>
+
+#include <iostream>
+#include <string>
+
+#include <fmt/format.h>
+
+#include "context.h"
+
+namespace dvol::cli {
+
+void add_rm(CLI::App& app, Context& ctx) {
+    auto* cmd = app.add_subcommand("rm", "Delete a volume with all its branches, commits and data");
+    auto name = std::make_shared<std::string>();
+    auto force = std::make_shared<bool>(false);
+    cmd->add_flag("-f,--force", *force, "Do not ask for confirmation");
+    cmd->add_option("volume", *name, "Volume to delete")->required();
+    cmd->callback([&ctx, name, force] {
+        auto* repo = ctx.repo();
+        if (!repo) return;
+        if (!valid_name(*name)) return ctx.fail(make_error(Errc::invalid_argument, invalid_name_message(*name, "name")));
+        auto vols = repo->list_volumes();
+        if (!vols) return ctx.fail(vols.error());
+        bool exists = false;
+        for (const auto& v : *vols) exists = exists || v.name == *name;
+        if (!exists) return ctx.fail(make_error(Errc::not_found, fmt::format("Volume '{}' does not exist, cannot remove it", *name)));
+        if (!*force) {
+            fmt::print("This deletes volume '{}' with all its branches, commits and data. Are you sure? [y/N] ", *name);
+            std::fflush(stdout);
+            std::string answer;
+            if (!std::getline(std::cin, answer) || (answer != "y" && answer != "Y" && answer != "yes")) {
+                fmt::print("\n");
+                return ctx.fail(make_error(Errc::conflict, fmt::format("not deleting volume '{}' (answer y, or use -f)", *name)));
+            }
+        }
+        fmt::print("Deleting volume '{}'\n", *name);
+        if (auto st = repo->remove_volume(*name); !st) return ctx.fail(st.error());
+    });
+}
+
+}  // namespace dvol::cli

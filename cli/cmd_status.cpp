@@ -1,0 +1,98 @@
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include "context.h"
+
+namespace dvol::cli {
+
+namespace {
+
+std::string join_what(const std::vector<std::string>& what) {
+    std::string s;
+    for (const auto& w : what) s += (s.empty() ? "" : ", ") + w;
+    return s;
+}
+
+}  // namespace
+
+void add_status(CLI::App& app, Context& ctx) {
+    auto* cmd = app.add_subcommand("status", "Show what changed in the live directory since the last commit");
+    auto volume = std::make_shared<std::optional<std::string>>();
+    add_json_flag(*cmd, ctx);
+    add_volume_arg(*cmd, *volume);
+    cmd->callback([&ctx, volume] {
+        auto* repo = ctx.repo();
+        if (!repo) return;
+        auto v = repo->resolve_volume(*volume);
+        if (!v) return ctx.fail(v.error());
+        auto branch = repo->active_branch(*v);
+        if (!branch) return ctx.fail(branch.error());
+        auto changes = repo->status(*v, Context::warn);
+        if (!changes) return ctx.fail(changes.error());
+        if (ctx.json) {
+            auto arr = nlohmann::json::array();
+            for (const auto& c : *changes) arr.push_back({{"status", change_kind_name(c.kind)}, {"path", c.path}, {"details", c.what}});
+            nlohmann::json j = {{"volume", *v}, {"branch", *branch}, {"clean", changes->empty()}, {"changes", arr}};
+            fmt::print("{}\n", j.dump(2));
+            return;
+        }
+        fmt::print("On branch {} of volume {}\n", *branch, *v);
+        if (changes->empty()) {
+            fmt::print("nothing to commit, live directory clean\n");
+            return;
+        }
+        fmt::print("Changes not committed:\n");
+        for (const auto& c : *changes) {
+            std::string label = fmt::format("{}:", change_kind_name(c.kind));
+            if (c.kind == ChangeKind::metadata)
+                fmt::print("  {:<12}{} ({})\n", label, c.path, join_what(c.what));
+            else
+                fmt::print("  {:<12}{}\n", label, c.path);
+        }
+    });
+}
+
+void add_diff(CLI::App& app, Context& ctx) {
+    auto* cmd = app.add_subcommand("diff",
+                                   "Show changes: live directory vs HEAD, vs REF, or between two REFs; '-- PATH' limits it to PATH");
+    auto refs = std::make_shared<std::vector<std::string>>();
+    auto volume = std::make_shared<std::string>();
+    cmd->add_option("refs", *refs, "Zero, one or two revisions")->expected(0, 2);
+    cmd->add_option("--volume", *volume, "Volume (default: the active volume)");
+    cmd->callback([&ctx, refs, volume] {
+        if (ctx.paths.size() > 1) return ctx.usage("diff takes at most one PATH after --");
+        auto* repo = ctx.repo();
+        if (!repo) return;
+        auto v = repo->resolve_volume(volume->empty() ? std::nullopt : std::optional<std::string>(*volume));
+        if (!v) return ctx.fail(v.error());
+        std::optional<std::string> from, to;
+        if (refs->size() >= 1) from = (*refs)[0];
+        if (refs->size() == 2) to = (*refs)[1];
+        auto diffs = repo->diff(*v, from, to, ctx.paths.empty() ? "" : ctx.paths[0], Context::warn);
+        if (!diffs) return ctx.fail(diffs.error());
+        for (const auto& d : *diffs) {
+            const auto& c = d.change;
+            if (!d.patch.empty()) {
+                fmt::print("{}", d.patch);
+                // A content change moves the mtime anyway; report only the other attributes.
+                std::vector<std::string> what;
+                for (const auto& w : c.what)
+                    if (w != "mtime") what.push_back(w);
+                if (!what.empty()) fmt::print("metadata of {}: {}\n", c.path, join_what(what));
+                continue;
+            }
+            if (c.kind == ChangeKind::metadata) {
+                fmt::print("metadata of {}: {}\n", c.path, join_what(c.what));
+                continue;
+            }
+            const auto& e = c.new_entry ? *c.new_entry : *c.old_entry;
+            std::string detail;
+            if (e.type == EntryType::symlink) {
+                detail = fmt::format(" -> {}", c.new_entry ? c.new_entry->target : c.old_entry->target);
+            }
+            fmt::print("{} {} {}{}\n", change_kind_name(c.kind), entry_type_name(e.type), c.path, detail);
+        }
+    });
+}
+
+}  // namespace dvol::cli

@@ -1,0 +1,50 @@
+#include "context.h"
+
+#include <cctype>
+
+#include <fmt/format.h>
+
+namespace dvol::cli {
+
+Repository* Context::repo() {
+    if (repo_) return repo_.get();
+    auto r = Repository::open(pool);
+    if (!r) {
+        fail(r.error());
+        return nullptr;
+    }
+    repo_ = std::move(*r);
+    return repo_.get();
+}
+
+void Context::fail(const Error& e) {
+    // Messages kept from the original dvol are whole sentences starting with a capital letter
+    // and are printed as they are; the others get the "Error: " prefix.
+    const std::string& m = e.message;
+    if (!m.empty() && std::isupper(static_cast<unsigned char>(m[0])))
+        fmt::print(stderr, "{}\n", m);
+    else
+        fmt::print(stderr, "Error: {}\n", m);
+    exit_code = kExitError;
+}
+
+void Context::usage(const std::string& message) {
+    fmt::print(stderr, "Error: {}\n", message);
+    exit_code = kExitUsage;
+}
+
+void Context::warn(const std::string& message) { fmt::print(stderr, "warning: {}\n", message); }
+
+CLI::Option* add_volume_arg(CLI::App& cmd, std::optional<std::string>& volume) {
+    return cmd.add_option("volume", volume, "Volume (default: the active volume)");
+}
+
+void add_json_flag(CLI::App& cmd, Context& ctx) {
+    cmd.add_flag("--json", ctx.json, "Machine-readable JSON output");
+}
+
+std::string short_id(const ObjectId& id) { return id.hex().substr(0, 12); }
+
+std::string first_line(const std::string& s) { return s.substr(0, s.find('\n')); }
+
+}  // namespace dvol::cli

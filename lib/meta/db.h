@@ -1,0 +1,90 @@
+// A thin RAII layer over SQLite: one connection, cached prepared statements, and write
+// transactions. sqlite3.h is included by meta/ only.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "base/error.h"
+
+struct sqlite3;
+struct sqlite3_stmt;
+
+namespace dvol::meta {
+
+class Db;
+
+// A prepared statement borrowed from the Db's cache; reset when the Stmt goes out of scope.
+class Stmt {
+public:
+    Stmt(Db& db, sqlite3_stmt* s) : db_(&db), s_(s) {}
+    Stmt(Stmt&& o) noexcept : db_(o.db_), s_(o.s_) { o.s_ = nullptr; }
+    Stmt(const Stmt&) = delete;
+    Stmt& operator=(const Stmt&) = delete;
+    ~Stmt();
+
+    Stmt& bind(int idx, int64_t v);
+    Stmt& bind(int idx, std::string_view text);
+    Stmt& bind_blob(int idx, std::span<const std::byte> blob);
+    Stmt& bind_null(int idx);
+
+    // Steps once: true when a row is available, false when done.
+    Result<bool> step();
+    // Runs to completion, ignoring rows, then resets so it can be bound and run again.
+    Status run();
+
+    int64_t int64(int col) const;
+    std::string text(int col) const;
+    std::vector<std::byte> blob(int col) const;
+    std::span<const std::byte> blob_view(int col) const;  // valid until the next step
+    bool is_null(int col) const;
+
+private:
+    Db* db_;
+    sqlite3_stmt* s_;
+};
+
+class Db {
+public:
+    // Opens (creating if needed) the database at `path` in WAL mode with a busy timeout.
+    static Result<std::unique_ptr<Db>> open(const std::string& path);
+    ~Db();
+    Db(const Db&) = delete;
+    Db& operator=(const Db&) = delete;
+
+    Result<Stmt> prepare(std::string_view sql);
+    Status exec(std::string_view sql);  // one or more statements, no results
+    int64_t last_insert_rowid() const;
+    int64_t changes() const;
+    Error last_error(std::string_view what) const;
+
+    // BEGIN IMMEDIATE on construction (taking the write lock, waiting up to the busy timeout);
+    // ROLLBACK on destruction unless commit() succeeded. Not nestable.
+    class Transaction {
+    public:
+        static Result<Transaction> begin(Db& db);
+        Transaction(Transaction&& o) noexcept : db_(o.db_) { o.db_ = nullptr; }
+        Transaction(const Transaction&) = delete;
+        Transaction& operator=(const Transaction&) = delete;
+        ~Transaction();
+        Status commit();
+
+    private:
+        explicit Transaction(Db* db) : db_(db) {}
+        Db* db_;
+    };
+
+private:
+    Db() = default;
+    sqlite3* db_ = nullptr;
+    std::string path_;
+    std::map<std::string, sqlite3_stmt*, std::less<>> cache_;
+};
+
+}  // namespace dvol::meta

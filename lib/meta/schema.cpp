@@ -1,0 +1,73 @@
+#include "meta/schema.h"
+
+#include <fmt/format.h>
+
+namespace dvol::meta {
+
+namespace {
+
+// Ids (commit, tree, object) are 32-byte SHA-256 blobs. Paths in the stat cache are raw bytes
+// relative to the live directory.
+constexpr const char* kSchema = R"sql(
+CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS config(key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS volumes(
+  id INTEGER PRIMARY KEY,
+  name TEXT NOT NULL UNIQUE,
+  active_branch TEXT NOT NULL,
+  created_ns INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS branches(
+  volume_id INTEGER NOT NULL REFERENCES volumes(id) ON DELETE CASCADE,
+  name TEXT NOT NULL,
+  tip BLOB,
+  PRIMARY KEY(volume_id, name));
+CREATE TABLE IF NOT EXISTS commits(
+  id BLOB PRIMARY KEY,
+  volume_id INTEGER NOT NULL REFERENCES volumes(id) ON DELETE CASCADE,
+  tree BLOB NOT NULL,
+  time INTEGER NOT NULL,
+  encoded BLOB NOT NULL);
+CREATE INDEX IF NOT EXISTS commits_by_volume ON commits(volume_id);
+CREATE TABLE IF NOT EXISTS packs(
+  id INTEGER PRIMARY KEY,
+  name TEXT NOT NULL UNIQUE,
+  size INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS objects(
+  id BLOB PRIMARY KEY,
+  pack_id INTEGER NOT NULL REFERENCES packs(id),
+  offset INTEGER NOT NULL,
+  stored_len INTEGER NOT NULL,
+  raw_len INTEGER NOT NULL) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS stat_cache(
+  volume_id INTEGER NOT NULL REFERENCES volumes(id) ON DELETE CASCADE,
+  path BLOB NOT NULL,
+  size INTEGER NOT NULL,
+  mtime_ns INTEGER NOT NULL,
+  ctime_ns INTEGER NOT NULL,
+  ino INTEGER NOT NULL,
+  mode INTEGER NOT NULL,
+  uid INTEGER NOT NULL,
+  gid INTEGER NOT NULL,
+  scan_ns INTEGER NOT NULL,
+  content BLOB NOT NULL,
+  PRIMARY KEY(volume_id, path)) WITHOUT ROWID;
+)sql";
+
+}  // namespace
+
+Status init_schema(Db& db) {
+    DVOL_TRY(auto txn, Db::Transaction::begin(db));
+    DVOL_CHECK(db.exec(kSchema));
+    DVOL_TRY(auto q, db.prepare("SELECT value FROM meta WHERE key='schema_version'"));
+    DVOL_TRY(bool row, q.step());
+    if (!row) {
+        DVOL_TRY(auto ins, db.prepare("INSERT INTO meta(key, value) VALUES('schema_version', ?)"));
+        DVOL_CHECK(ins.bind(1, std::to_string(kSchemaVersion)).run());
+    } else if (q.text(0) != std::to_string(kSchemaVersion)) {
+        return make_error(Errc::unsupported, fmt::format("the store has schema version {}; this dvol understands version {}",
+                                                         q.text(0), kSchemaVersion));
+    }
+    return txn.commit();
+}
+
+}  // namespace dvol::meta

@@ -1,0 +1,257 @@
+#include "object/tree.h"
+
+#include <algorithm>
+
+#include <fmt/format.h>
+
+#include "object/codec_util.h"
+
+namespace dvol {
+
+namespace {
+
+constexpr std::string_view kTreeMagic = "DVT1";
+constexpr std::string_view kListMagic = "DVL1";
+constexpr uint64_t kMaxChunkLength = 64 << 20;
+
+void put_extent(Encoder& e, const Extent& x) {
+    if (x.hole) {
+        e.u8(1);
+        e.varint(x.length);
+    } else {
+        e.u8(0);
+        e.id(x.id);
+        e.varint(x.length);
+    }
+}
+
+bool get_extent(Decoder& d, Extent& x) {
+    uint8_t kind = d.u8();
+    if (kind == 0) {
+        x.hole = false;
+        x.id = d.id();
+        x.length = d.varint();
+        return d.ok() && x.length > 0 && x.length <= kMaxChunkLength;
+    }
+    if (kind == 1) {
+        x.hole = true;
+        x.length = d.varint();
+        return d.ok() && x.length > 0 && x.length < (uint64_t{1} << 62);
+    }
+    return false;
+}
+
+void put_content(Encoder& e, const FileContent& c) {
+    if (!c.indirect) {
+        e.u8(0);
+        e.varint(c.extents.size());
+        for (const auto& x : c.extents) put_extent(e, x);
+    } else {
+        e.u8(1);
+        e.varint(c.lists.size());
+        for (const auto& l : c.lists) {
+            e.id(l.id);
+            e.varint(l.length);
+            e.varint(l.count);
+        }
+    }
+}
+
+bool get_content(Decoder& d, FileContent& c, uint64_t& total) {
+    uint8_t form = d.u8();
+    uint64_t n = d.varint();
+    if (!d.ok()) return false;
+    total = 0;
+    if (form == 0) {
+        if (n > kMaxExtentsPerList || n > d.remaining()) return false;
+        c.indirect = false;
+        c.extents.resize(n);
+        for (auto& x : c.extents) {
+            if (!get_extent(d, x)) return false;
+            total += x.length;
+        }
+        return true;
+    }
+    if (form == 1) {
+        if (n > d.remaining()) return false;
+        c.indirect = true;
+        c.lists.resize(n);
+        for (auto& l : c.lists) {
+            l.id = d.id();
+            l.length = d.varint();
+            l.count = d.varint();
+            if (!d.ok() || l.count == 0 || l.count > kMaxExtentsPerList) return false;
+            total += l.length;
+        }
+        return true;
+    }
+    return false;
+}
+
+Error malformed(std::string_view what, std::string_view why) {
+    return make_error(Errc::corrupt, fmt::format("malformed {}: {}", what, why));
+}
+
+bool valid_relative_path(std::string_view p) {
+    if (p.empty() || p.front() == '/') return false;
+    size_t start = 0;
+    while (start <= p.size()) {
+        size_t end = p.find('/', start);
+        if (end == std::string_view::npos) end = p.size();
+        if (!valid_entry_name(p.substr(start, end - start))) return false;
+        start = end + 1;
+    }
+    return true;
+}
+
+}  // namespace
+
+const char* entry_type_name(EntryType t) {
+    switch (t) {
+        case EntryType::file: return "file";
+        case EntryType::dir: return "directory";
+        case EntryType::symlink: return "symlink";
+        case EntryType::hardlink: return "hardlink";
+        case EntryType::fifo: return "fifo";
+        case EntryType::chardev: return "character device";
+        case EntryType::blockdev: return "block device";
+    }
+    return "unknown";
+}
+
+const TreeEntry* Tree::find(std::string_view name) const {
+    auto it = std::lower_bound(entries.begin(), entries.end(), name,
+                               [](const TreeEntry& e, std::string_view n) { return e.name < n; });
+    if (it == entries.end() || it->name != name) return nullptr;
+    return &*it;
+}
+
+bool valid_entry_name(std::string_view name) {
+    if (name.empty() || name == "." || name == ".." || name.size() > kMaxNameLength) return false;
+    return name.find('/') == std::string_view::npos && name.find('\0') == std::string_view::npos;
+}
+
+std::vector<std::byte> encode_tree(const Tree& tree) {
+    Encoder e;
+    e.raw(kTreeMagic);
+    e.varint(tree.entries.size());
+    for (const auto& en : tree.entries) {
+        e.bytes(en.name);
+        e.u8(static_cast<uint8_t>(en.type));
+        e.varint(en.mode);
+        e.varint(en.uid);
+        e.varint(en.gid);
+        e.svarint(en.mtime_ns);
+        e.varint(en.size);
+        e.varint(en.xattrs.size());
+        for (const auto& [k, v] : en.xattrs) {
+            e.bytes(k);
+            e.bytes(v);
+        }
+        switch (en.type) {
+            case EntryType::file: put_content(e, en.content); break;
+            case EntryType::dir: e.id(en.subtree); break;
+            case EntryType::symlink:
+            case EntryType::hardlink: e.bytes(en.target); break;
+            case EntryType::fifo: break;
+            case EntryType::chardev:
+            case EntryType::blockdev: e.varint(en.rdev); break;
+        }
+    }
+    return std::move(e.data());
+}
+
+Result<Tree> decode_tree(std::span<const std::byte> data) {
+    Decoder d(data);
+    if (!d.expect(kTreeMagic)) return malformed("tree", "bad magic");
+    uint64_t n = d.varint();
+    // Every entry takes at least 10 bytes, so a count beyond that is a lie; check before
+    // allocating.
+    if (!d.ok() || n > kMaxEntries || n > d.remaining() / 10) return malformed("tree", "bad entry count");
+    Tree tree;
+    tree.entries.resize(n);
+    for (size_t i = 0; i < n; ++i) {
+        auto& en = tree.entries[i];
+        en.name = d.bytes(kMaxNameLength);
+        if (!d.ok() || !valid_entry_name(en.name)) return malformed("tree", fmt::format("invalid entry name at index {}", i));
+        if (i > 0 && !(tree.entries[i - 1].name < en.name)) return malformed("tree", "entries not sorted or duplicated");
+        uint8_t type = d.u8();
+        if (type < 1 || type > 7) return malformed("tree", fmt::format("unknown type {} for {}", type, en.name));
+        en.type = static_cast<EntryType>(type);
+        uint64_t mode = d.varint(), uid = d.varint(), gid = d.varint();
+        if (mode > 07777 || uid > UINT32_MAX || gid > UINT32_MAX) return malformed("tree", fmt::format("bad mode or owner for {}", en.name));
+        en.mode = static_cast<uint32_t>(mode);
+        en.uid = static_cast<uint32_t>(uid);
+        en.gid = static_cast<uint32_t>(gid);
+        en.mtime_ns = d.svarint();
+        en.size = d.varint();
+        uint64_t nx = d.varint();
+        if (!d.ok() || nx > kMaxXattrs || nx > d.remaining()) return malformed("tree", fmt::format("bad xattrs for {}", en.name));
+        en.xattrs.resize(nx);
+        for (size_t k = 0; k < nx; ++k) {
+            en.xattrs[k].first = d.bytes(kMaxNameLength);
+            en.xattrs[k].second = d.bytes(kMaxXattrValue);
+            if (!d.ok() || en.xattrs[k].first.empty() || (k > 0 && !(en.xattrs[k - 1].first < en.xattrs[k].first)))
+                return malformed("tree", fmt::format("bad xattrs for {}", en.name));
+        }
+        switch (en.type) {
+            case EntryType::file: {
+                uint64_t total = 0;
+                if (!get_content(d, en.content, total)) return malformed("tree", fmt::format("bad content for {}", en.name));
+                if (total != en.size) return malformed("tree", fmt::format("content of {} does not add up to its size", en.name));
+                break;
+            }
+            case EntryType::dir: en.subtree = d.id(); break;
+            case EntryType::symlink:
+                en.target = d.bytes(kMaxTargetLength);
+                if (en.target.empty() || en.target.find('\0') != std::string::npos) return malformed("tree", fmt::format("bad symlink target for {}", en.name));
+                break;
+            case EntryType::hardlink:
+                en.target = d.bytes(kMaxTargetLength);
+                if (!valid_relative_path(en.target)) return malformed("tree", fmt::format("bad hard link target for {}", en.name));
+                break;
+            case EntryType::fifo: break;
+            case EntryType::chardev:
+            case EntryType::blockdev: en.rdev = d.varint(); break;
+        }
+        if (!d.ok()) return malformed("tree", "truncated");
+    }
+    if (!d.at_end()) return malformed("tree", "trailing bytes");
+    return tree;
+}
+
+std::vector<std::byte> encode_extent_list(std::span<const Extent> extents) {
+    Encoder e;
+    e.raw(kListMagic);
+    e.varint(extents.size());
+    for (const auto& x : extents) put_extent(e, x);
+    return std::move(e.data());
+}
+
+Result<std::vector<Extent>> decode_extent_list(std::span<const std::byte> data) {
+    Decoder d(data);
+    if (!d.expect(kListMagic)) return malformed("extent list", "bad magic");
+    uint64_t n = d.varint();
+    if (!d.ok() || n == 0 || n > kMaxExtentsPerList || n > d.remaining()) return malformed("extent list", "bad count");
+    std::vector<Extent> out(n);
+    for (auto& x : out)
+        if (!get_extent(d, x)) return malformed("extent list", "bad extent");
+    if (!d.at_end()) return malformed("extent list", "trailing bytes");
+    return out;
+}
+
+std::vector<std::byte> encode_content(const FileContent& c) {
+    Encoder e;
+    put_content(e, c);
+    return std::move(e.data());
+}
+
+Result<FileContent> decode_content(std::span<const std::byte> data) {
+    Decoder d(data);
+    FileContent c;
+    uint64_t total = 0;
+    if (!get_content(d, c, total) || !d.at_end()) return malformed("content", "bad encoding");
+    return c;
+}
+
+}  // namespace dvol

@@ -1,0 +1,101 @@
+// Trees: the canonical encoding of one directory's entries, addressed by the SHA-256 of that
+// encoding. The format carries everything a faithful restore needs (types incl. hard links,
+// fifos and devices, full mode bits, numeric owner, nanosecond mtime, xattrs, holes), so later
+// features fill fields in rather than change the format.
+//
+// Encoding ("DVT1"): magic, varint count, then per entry sorted by name bytes:
+//   bytes name, u8 type, varint mode, varint uid, varint gid, svarint mtime_ns, varint size,
+//   varint xattr count + (bytes key, bytes value) sorted by key, then by type:
+//   file: content (see below); dir: 32-byte tree id; symlink/hardlink: bytes target;
+//   fifo: nothing; chardev/blockdev: varint rdev.
+// File content: u8 form; form 0 = inline: varint n + n extents; form 1 = indirect: varint n +
+//   n x (32-byte extent-list id, varint bytes covered, varint extent count).
+// Extent: u8 kind; 0 = chunk: 32-byte id + varint length; 1 = hole: varint length.
+// Extent-list object ("DVL1"): magic, varint n, n extents.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <span>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "base/error.h"
+#include "store/hash.h"
+
+namespace dvol {
+
+enum class EntryType : uint8_t { file = 1, dir = 2, symlink = 3, hardlink = 4, fifo = 5, chardev = 6, blockdev = 7 };
+
+const char* entry_type_name(EntryType t);
+
+struct Extent {
+    ObjectId id;          // unused for holes
+    uint64_t length = 0;  // bytes of file content this extent covers
+    bool hole = false;
+    bool operator==(const Extent&) const = default;
+};
+
+struct ExtentListRef {
+    ObjectId id;
+    uint64_t length = 0;  // bytes covered by all extents of the list
+    uint64_t count = 0;   // number of extents in the list
+    bool operator==(const ExtentListRef&) const = default;
+};
+
+// A file's content: either the extents inline, or (for large files) references to extent-list
+// objects, so no single object grows with the file.
+struct FileContent {
+    bool indirect = false;
+    std::vector<Extent> extents;       // when !indirect
+    std::vector<ExtentListRef> lists;  // when indirect
+    bool operator==(const FileContent&) const = default;
+};
+
+using Xattrs = std::vector<std::pair<std::string, std::string>>;
+
+struct TreeEntry {
+    std::string name;
+    EntryType type = EntryType::file;
+    uint32_t mode = 0;  // permission bits with setuid/setgid/sticky (mode & 07777)
+    uint32_t uid = 0;
+    uint32_t gid = 0;
+    int64_t mtime_ns = 0;
+    uint64_t size = 0;
+    Xattrs xattrs;
+    FileContent content;  // file
+    ObjectId subtree;     // dir
+    std::string target;   // symlink target, or the earlier path a hard link points to
+    uint64_t rdev = 0;    // chardev, blockdev
+    bool operator==(const TreeEntry&) const = default;
+};
+
+struct Tree {
+    std::vector<TreeEntry> entries;  // sorted by name, names unique
+    const TreeEntry* find(std::string_view name) const;
+};
+
+// Bounds that decoders enforce on untrusted input.
+inline constexpr size_t kMaxNameLength = 4096;
+inline constexpr size_t kMaxTargetLength = 65536;
+inline constexpr size_t kMaxXattrs = 4096;
+inline constexpr size_t kMaxXattrValue = 1 << 20;
+inline constexpr size_t kMaxEntries = 16 << 20;
+inline constexpr size_t kMaxExtentsPerList = 4096;  // also the inline limit
+
+// Entry names: non-empty, not "." or "..", no '/' and no NUL.
+bool valid_entry_name(std::string_view name);
+
+std::vector<std::byte> encode_tree(const Tree& tree);
+// Rejects truncated, oversized, unsorted or otherwise malformed input.
+Result<Tree> decode_tree(std::span<const std::byte> data);
+
+std::vector<std::byte> encode_extent_list(std::span<const Extent> extents);
+Result<std::vector<Extent>> decode_extent_list(std::span<const std::byte> data);
+
+// The content field alone (used by the working-copy stat cache).
+std::vector<std::byte> encode_content(const FileContent& c);
+Result<FileContent> decode_content(std::span<const std::byte> data);
+
+}  // namespace dvol

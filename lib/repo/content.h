@@ -1,0 +1,64 @@
+// File content as extents: building it while chunking a file, and walking it back in order
+// (loading extent lists of large files one at a time, so memory stays bounded).
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <optional>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "base/error.h"
+#include "object/tree.h"
+#include "store/chunker.h"
+#include "store/object_store.h"
+
+namespace dvol {
+
+// Accumulates extents into a canonical FileContent: adjacent holes merge; more than
+// kMaxExtentsPerList extents spill into extent-list objects. With a null store the list ids
+// are computed but nothing is stored (status and diff of the live directory).
+class ContentBuilder {
+public:
+    explicit ContentBuilder(ObjectStore* store) : store_(store) {}
+    Status add(const Extent& x);
+    Result<FileContent> finish();
+    uint64_t size() const { return size_; }
+
+private:
+    Status spill();
+    ObjectStore* store_;
+    FileContent content_;
+    std::vector<Extent> pending_;
+    uint64_t size_ = 0;
+};
+
+// Reads `fd` to its end, cutting it into chunks; chunks of zeros become holes. With a store,
+// every chunk is put into it. Memory: one read buffer, independent of the file's size.
+Result<FileContent> chunk_file(int fd, const std::string& path, const Chunker& chunker, ObjectStore* store);
+
+// Streams a FileContent's extents with their file offsets.
+class ExtentCursor {
+public:
+    ExtentCursor(ObjectStore& store, const FileContent& content) : store_(store), content_(content) {}
+    // The next extent, or nullopt at the end.
+    Result<std::optional<Extent>> next();
+    uint64_t offset() const { return offset_; }  // offset of the extent last returned
+
+private:
+    ObjectStore& store_;
+    const FileContent& content_;
+    std::vector<Extent> list_;
+    size_t list_index_ = 0;  // next list to load (indirect)
+    size_t pos_ = 0;         // next extent in the current vector
+    uint64_t offset_ = 0;
+    uint64_t next_offset_ = 0;
+};
+
+// The whole content as bytes, or nullopt when it is larger than `limit`.
+Result<std::optional<std::string>> read_content(ObjectStore& store, const FileContent& content, uint64_t size, uint64_t limit);
+
+bool all_zero(std::span<const std::byte> data);
+
+}  // namespace dvol

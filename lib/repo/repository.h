@@ -1,0 +1,151 @@
+// The facade every front end drives: a pool (store root) holding volumes, their branches and
+// commits, and each volume's live directory. Methods return errors as values; none prints.
+//
+// Layout under the root: dvol.db (SQLite, WAL), objects/packs/*.pack, volumes/<volume>/data
+// (the live directory), volumes/<volume>/lock, tmp/.
+//
+// Concurrency: operations that change a volume's data (commit, reset, checkout, rm) hold that
+// volume's lock file for their duration; metadata changes are short SQLite transactions.
+// A Repository object is not thread-safe.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "base/error.h"
+#include "base/fs.h"
+#include "meta/db.h"
+#include "object/commit.h"
+#include "repo/scan.h"
+#include "repo/tree_diff.h"
+#include "store/object_store.h"
+
+namespace dvol {
+
+struct VolumeInfo {
+    std::string name;
+    std::string branch;  // the active branch
+    bool active = false;
+};
+
+struct BranchInfo {
+    std::string name;
+    std::optional<ObjectId> tip;  // none before the branch's first commit
+    bool active = false;
+};
+
+struct LogEntry {
+    ObjectId id;
+    Commit commit;
+};
+
+struct Identity {
+    std::string name;
+    std::string email;
+};
+
+struct CommitOutcome {
+    ObjectId id;
+    uint64_t files = 0;
+    uint64_t files_read = 0;
+    uint64_t bytes_read = 0;
+    uint64_t bytes_stored = 0;  // new pack bytes
+};
+
+struct ResetOutcome {
+    ObjectId id;
+    uint64_t files_written = 0;
+    uint64_t bytes_written = 0;
+    uint64_t removed = 0;
+};
+
+struct FileDiff {
+    Change change;
+    std::string patch;  // unified diff, or a one-line summary for binary or large files
+};
+
+// Names of volumes and branches: Docker's rule [A-Za-z0-9][A-Za-z0-9_.-]*, 1..128 characters.
+bool valid_name(std::string_view name);
+std::string invalid_name_message(std::string_view name, std::string_view what);
+
+class Repository {
+public:
+    // Opens the pool at `root`, creating its layout on first use.
+    static Result<std::unique_ptr<Repository>> open(const std::string& root);
+    ~Repository();
+
+    const std::string& root() const { return root_; }
+    std::string live_dir(const std::string& volume) const;
+
+    // Volumes.
+    Status create_volume(const std::string& name);  // with branch master; becomes active
+    Result<std::vector<VolumeInfo>> list_volumes();
+    Result<std::optional<std::string>> active_volume();
+    Status switch_volume(const std::string& name);
+    Status remove_volume(const std::string& name);
+    // `arg` when given (it must exist), else the active volume.
+    Result<std::string> resolve_volume(const std::optional<std::string>& arg);
+
+    // History.
+    Result<CommitOutcome> commit(const std::string& volume, const std::string& message, const WarnFn& warn);
+    Result<std::vector<LogEntry>> log(const std::string& volume);
+    // HEAD, HEAD^, HEAD~N, a branch name, or a commit id or unique prefix (4+ hex digits),
+    // each optionally followed by ^ and ~N suffixes.
+    Result<ObjectId> resolve_ref(const std::string& volume, const std::string& ref);
+    Result<ResetOutcome> reset_hard(const std::string& volume, const std::string& ref);
+    Result<Commit> load_commit(const ObjectId& id);
+
+    // Branches.
+    Result<std::vector<BranchInfo>> branches(const std::string& volume);
+    Result<std::string> active_branch(const std::string& volume);
+    Status delete_branch(const std::string& volume, const std::string& branch);
+    // With `create`, makes `branch` at the current tip and switches to it, keeping the live
+    // data as it is. Without, switches to an existing branch and materialises its tip; refuses
+    // when there are uncommitted changes unless `force`.
+    Result<ResetOutcome> checkout(const std::string& volume, const std::string& branch, bool create, bool force);
+
+    // Working copy.
+    Result<std::vector<Change>> status(const std::string& volume, const WarnFn& warn);
+    // Diff between two states, each a ref or (nullopt) the live directory.
+    Result<std::vector<FileDiff>> diff(const std::string& volume, const std::optional<std::string>& from,
+                                       const std::optional<std::string>& to, const std::string& path, const WarnFn& warn);
+
+    // Configuration (user.name, user.email).
+    Result<std::optional<std::string>> config_get(const std::string& key);
+    Status config_set(const std::string& key, const std::string& value);
+    Result<Identity> identity();
+
+private:
+    Repository() = default;
+    struct Volume {
+        int64_t id;
+        std::string name;
+        std::string branch;
+    };
+    Result<Volume> find_volume(const std::string& name);
+    Result<std::optional<ObjectId>> branch_tip(int64_t volume_id, const std::string& branch, bool* exists = nullptr);
+    Result<ObjectId> commit_tree(const ObjectId& commit);
+    Result<std::vector<Change>> live_changes(const Volume& v, const WarnFn& warn, TreeOverlay& overlay, ObjectId& live_top);
+    Status prepare_write();
+
+    std::string root_;
+    std::unique_ptr<meta::Db> db_;
+    std::unique_ptr<ObjectStore> store_;
+    bool cleaned_ = false;
+};
+
+// Holds a volume's lock file (flock) for the lifetime of the object.
+class VolumeLock {
+public:
+    static Result<VolumeLock> acquire(const std::string& volume_dir);
+
+private:
+    explicit VolumeLock(UniqueFd fd) : fd_(std::move(fd)) {}
+    UniqueFd fd_;  // closing it releases the lock
+};
+
+}  // namespace dvol

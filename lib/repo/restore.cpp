@@ -1,0 +1,257 @@
+#include "repo/restore.h"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <linux/falloc.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstring>
+#include <map>
+
+#include <fmt/format.h>
+
+#include "base/fs.h"
+#include "repo/content.h"
+
+namespace dvol {
+
+namespace {
+
+EntryType type_of(const struct stat& st) {
+    switch (st.st_mode & S_IFMT) {
+        case S_IFREG: return EntryType::file;
+        case S_IFDIR: return EntryType::dir;
+        case S_IFLNK: return EntryType::symlink;
+        case S_IFIFO: return EntryType::fifo;
+        case S_IFCHR: return EntryType::chardev;
+        case S_IFBLK: return EntryType::blockdev;
+        default: return EntryType::hardlink;  // sockets: never a match, so replaced
+    }
+}
+
+std::string join(const std::string& rel, const std::string& name) { return rel.empty() ? name : rel + "/" + name; }
+
+timespec to_timespec(int64_t ns) {
+    timespec ts;
+    ts.tv_sec = static_cast<time_t>(ns / 1'000'000'000);
+    ts.tv_nsec = static_cast<long>(ns % 1'000'000'000);
+    if (ts.tv_nsec < 0) {
+        ts.tv_nsec += 1'000'000'000;
+        ts.tv_sec -= 1;
+    }
+    return ts;
+}
+
+}  // namespace
+
+Status Restorer::restore(const std::string& live_dir, const ObjectId* top) {
+    is_root_ = ::geteuid() == 0;
+    DVOL_TRY(UniqueFd fd, open_file(live_dir, O_RDONLY | O_DIRECTORY));
+    if (!top) return sync_dir(fd.get(), "", Tree{});
+    DVOL_TRY(Tree top_tree, load_tree(store_, nullptr, *top));
+    const TreeEntry* root = top_tree.find(kRootEntryName);
+    if (top_tree.entries.size() != 1 || !root || root->type != EntryType::dir)
+        return make_error(Errc::corrupt, fmt::format("tree {} is not a volume's top tree", top->hex()));
+    DVOL_TRY(Tree tree, load_tree(store_, nullptr, root->subtree));
+    DVOL_CHECK(sync_dir(fd.get(), "", tree));
+    return apply_metadata(fd.get(), ".", *root);
+}
+
+Status Restorer::sync_dir(int dirfd, const std::string& rel, const Tree& target) {
+    // What is there now.
+    std::map<std::string, struct stat> have;
+    {
+        int dup = ::fcntl(dirfd, F_DUPFD_CLOEXEC, 0);
+        if (dup < 0) return errno_error("read directory", rel);
+        DIR* d = ::fdopendir(dup);
+        if (!d) {
+            ::close(dup);
+            return errno_error("read directory", rel);
+        }
+        while (dirent* e = ::readdir(d)) {
+            if (std::strcmp(e->d_name, ".") == 0 || std::strcmp(e->d_name, "..") == 0) continue;
+            struct stat st;
+            if (::fstatat(dirfd, e->d_name, &st, AT_SYMLINK_NOFOLLOW) == 0) have.emplace(e->d_name, st);
+        }
+        ::closedir(d);
+    }
+    for (const auto& [name, st] : have) {
+        if (target.find(name)) continue;
+        std::string path = join(rel, name);
+        DVOL_CHECK(remove_entry_at(dirfd, name, path));
+        DVOL_CHECK(cache_.forget(path));
+        stats_.removed++;
+    }
+    for (const auto& want : target.entries) {
+        if (!valid_entry_name(want.name)) return make_error(Errc::corrupt, fmt::format("refusing entry name '{}' in {}", want.name, rel));
+        auto it = have.find(want.name);
+        DVOL_CHECK(sync_entry(dirfd, join(rel, want.name), want, it == have.end() ? nullptr : &it->second));
+    }
+    return {};
+}
+
+Status Restorer::sync_entry(int dirfd, const std::string& rel, const TreeEntry& want, const struct stat* have) {
+    const std::string& name = want.name;
+    if (have && type_of(*have) != want.type) {
+        DVOL_CHECK(remove_entry_at(dirfd, name, rel));
+        DVOL_CHECK(cache_.forget(rel));
+        have = nullptr;
+    }
+    switch (want.type) {
+        case EntryType::dir: {
+            if (!have && ::mkdirat(dirfd, name.c_str(), 0700) != 0) return errno_error("create directory", rel);
+            DVOL_TRY(UniqueFd fd, open_at(dirfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW));
+            DVOL_TRY(Tree sub, load_tree(store_, nullptr, want.subtree));
+            DVOL_CHECK(sync_dir(fd.get(), rel, sub));
+            return apply_metadata(fd.get(), rel, want);
+        }
+        case EntryType::file: {
+            if (!have) return write_new_file(dirfd, rel, want);
+            DVOL_TRY(UniqueFd fd, open_at(dirfd, name, O_RDWR | O_NOFOLLOW | O_NOCTTY));
+            DVOL_CHECK(update_file(fd.get(), rel, want, *have));
+            DVOL_CHECK(apply_metadata(fd.get(), rel, want));
+            return remember(fd.get(), rel, want);
+        }
+        case EntryType::symlink: {
+            if (have) {
+                std::string cur(want.target.size() + 1, '\0');
+                ssize_t n = ::readlinkat(dirfd, name.c_str(), cur.data(), cur.size());
+                if (n == static_cast<ssize_t>(want.target.size()) && cur.compare(0, want.target.size(), want.target) == 0) {
+                    // Same target: fix owner and mtime only.
+                } else {
+                    DVOL_CHECK(remove_entry_at(dirfd, name, rel));
+                    have = nullptr;
+                }
+            }
+            if (!have && ::symlinkat(want.target.c_str(), dirfd, name.c_str()) != 0) return errno_error("create symlink", rel);
+            if (is_root_) (void)::fchownat(dirfd, name.c_str(), want.uid, want.gid, AT_SYMLINK_NOFOLLOW);
+            timespec ts[2] = {to_timespec(want.mtime_ns), to_timespec(want.mtime_ns)};
+            if (::utimensat(dirfd, name.c_str(), ts, AT_SYMLINK_NOFOLLOW) != 0) return errno_error("set times of", rel);
+            return {};
+        }
+        case EntryType::fifo:
+        case EntryType::chardev:
+        case EntryType::blockdev: {
+            mode_t kind = want.type == EntryType::fifo ? S_IFIFO : want.type == EntryType::chardev ? S_IFCHR : S_IFBLK;
+            if (have && have->st_rdev != static_cast<dev_t>(want.rdev) && want.type != EntryType::fifo) {
+                DVOL_CHECK(remove_entry_at(dirfd, name, rel));
+                have = nullptr;
+            }
+            if (!have && ::mknodat(dirfd, name.c_str(), kind | 0600, static_cast<dev_t>(want.rdev)) != 0)
+                return errno_error("create special file", rel);
+            if (is_root_) (void)::fchownat(dirfd, name.c_str(), want.uid, want.gid, AT_SYMLINK_NOFOLLOW);
+            if (::fchmodat(dirfd, name.c_str(), want.mode, 0) != 0) return errno_error("set mode of", rel);
+            timespec ts[2] = {to_timespec(want.mtime_ns), to_timespec(want.mtime_ns)};
+            if (::utimensat(dirfd, name.c_str(), ts, AT_SYMLINK_NOFOLLOW) != 0) return errno_error("set times of", rel);
+            return {};
+        }
+        case EntryType::hardlink:
+            return make_error(Errc::unsupported, fmt::format("{} is a hard link, which this dvol cannot restore yet", rel));
+    }
+    return {};
+}
+
+Status Restorer::write_extent(int fd, const std::string& rel, uint64_t offset, const Extent& x) {
+    stats_.bytes_written += x.length;
+    if (x.hole) {
+        if (::fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, static_cast<off_t>(offset), static_cast<off_t>(x.length)) == 0)
+            return {};
+        // No hole punching here: write the zeros.
+        std::vector<std::byte> zeros(std::min<uint64_t>(x.length, 1 << 20));
+        for (uint64_t done = 0; done < x.length;) {
+            size_t n = static_cast<size_t>(std::min<uint64_t>(zeros.size(), x.length - done));
+            DVOL_CHECK(pwrite_all(fd, std::span(zeros).first(n), offset + done, rel));
+            done += n;
+        }
+        return {};
+    }
+    DVOL_CHECK(store_.get(x.id, buf_));
+    return pwrite_all(fd, buf_, offset, rel);
+}
+
+Status Restorer::write_new_file(int dirfd, const std::string& rel, const TreeEntry& want) {
+    DVOL_TRY(UniqueFd fd, open_at(dirfd, want.name, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_NOCTTY, 0600));
+    ExtentCursor cur(store_, want.content);
+    for (;;) {
+        DVOL_TRY(auto x, cur.next());
+        if (!x) break;
+        if (x->hole) continue;  // a new file is sparse already
+        DVOL_CHECK(write_extent(fd.get(), rel, cur.offset(), *x));
+    }
+    if (::ftruncate(fd.get(), static_cast<off_t>(want.size)) != 0) return errno_error("set size of", rel);
+    stats_.files_written++;
+    DVOL_CHECK(apply_metadata(fd.get(), rel, want));
+    return remember(fd.get(), rel, want);
+}
+
+Status Restorer::update_file(int fd, const std::string& rel, const TreeEntry& want, const struct stat& have) {
+    DVOL_TRY(auto known, cache_.lookup(rel, stat_key(have)));
+    if (known && *known == want.content && static_cast<uint64_t>(have.st_size) == want.size) return {};
+    bool changed = false;
+    if (known) {
+        // Both contents are known: walk the two extent lists by offset and rewrite the target
+        // extents that the current file does not hold at the same offset.
+        ExtentCursor old_cur(store_, *known), new_cur(store_, want.content);
+        DVOL_TRY(auto o, old_cur.next());
+        for (;;) {
+            DVOL_TRY(auto n, new_cur.next());
+            if (!n) break;
+            while (o && old_cur.offset() < new_cur.offset()) {
+                DVOL_TRY(o, old_cur.next());
+            }
+            bool same = o && old_cur.offset() == new_cur.offset() && *o == *n;
+            if (!same) {
+                DVOL_CHECK(write_extent(fd, rel, new_cur.offset(), *n));
+                changed = true;
+            }
+        }
+    } else {
+        // Unknown content: read each target range and rewrite it only when it differs.
+        stats_.files_compared++;
+        ExtentCursor cur(store_, want.content);
+        uint64_t have_size = static_cast<uint64_t>(have.st_size);
+        for (;;) {
+            DVOL_TRY(auto x, cur.next());
+            if (!x) break;
+            uint64_t off = cur.offset();
+            bool same = false;
+            if (off + x->length <= have_size) {
+                read_buf_.resize(static_cast<size_t>(std::min<uint64_t>(x->length, 64u << 20)));
+                if (read_buf_.size() == x->length) {
+                    DVOL_CHECK(pread_exact(fd, read_buf_, off, rel));
+                    same = x->hole ? all_zero(read_buf_) : sha256(read_buf_) == x->id;
+                }
+            }
+            if (!same) {
+                DVOL_CHECK(write_extent(fd, rel, off, *x));
+                changed = true;
+            }
+        }
+    }
+    if (static_cast<uint64_t>(have.st_size) != want.size) {
+        if (::ftruncate(fd, static_cast<off_t>(want.size)) != 0) return errno_error("set size of", rel);
+        changed = true;
+    }
+    if (changed) stats_.files_written++;
+    return {};
+}
+
+Status Restorer::apply_metadata(int fd, const std::string& rel, const TreeEntry& want) {
+    if (is_root_ && ::fchown(fd, want.uid, want.gid) != 0) return errno_error("set owner of", rel);
+    // After chown, which clears setuid/setgid.
+    if (::fchmod(fd, want.mode) != 0) return errno_error("set mode of", rel);
+    timespec ts[2] = {to_timespec(want.mtime_ns), to_timespec(want.mtime_ns)};
+    if (::futimens(fd, ts) != 0) return errno_error("set times of", rel);
+    return {};
+}
+
+Status Restorer::remember(int fd, const std::string& rel, const TreeEntry& want) {
+    struct stat st;
+    if (::fstat(fd, &st) != 0) return errno_error("stat", rel);
+    return cache_.store(rel, stat_key(st), now_ns(), want.content);
+}
+
+}  // namespace dvol

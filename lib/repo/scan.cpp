@@ -1,0 +1,171 @@
+#include "repo/scan.h"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstring>
+
+#include <fmt/format.h>
+
+#include "base/fs.h"
+#include "repo/content.h"
+
+namespace dvol {
+
+void fill_metadata(TreeEntry& e, const struct stat& st) {
+    e.mode = st.st_mode & 07777;
+    e.uid = st.st_uid;
+    e.gid = st.st_gid;
+    e.mtime_ns = static_cast<int64_t>(st.st_mtim.tv_sec) * 1'000'000'000 + st.st_mtim.tv_nsec;
+}
+
+Result<Tree> load_tree(ObjectStore& store, const TreeOverlay* overlay, const ObjectId& id) {
+    if (overlay) {
+        if (auto it = overlay->find(id); it != overlay->end()) return it->second;
+    }
+    DVOL_TRY(auto bytes, store.get(id));
+    auto tree = decode_tree(bytes);
+    if (!tree) return make_error(Errc::corrupt, fmt::format("tree {}: {}", id.hex(), tree.error().message));
+    return tree;
+}
+
+Result<ObjectId> Scanner::put_tree(const Tree& tree) {
+    auto bytes = encode_tree(tree);
+    ObjectId id = sha256(bytes);
+    if (store_objects_) {
+        DVOL_CHECK(store_.put(id, bytes));
+    } else {
+        DVOL_TRY(bool known, store_.has(id));
+        if (!known) overlay_.emplace(id, tree);
+    }
+    return id;
+}
+
+Result<ObjectId> Scanner::scan(const std::string& live_dir) {
+    scan_ns_ = now_ns();
+    DVOL_TRY(UniqueFd fd, open_file(live_dir, O_RDONLY | O_DIRECTORY));
+    struct stat st;
+    if (::fstat(fd.get(), &st) != 0) return errno_error("stat", live_dir);
+    TreeEntry root;
+    root.name = std::string(kRootEntryName);
+    root.type = EntryType::dir;
+    fill_metadata(root, st);
+    DVOL_TRY(root.subtree, scan_dir(fd.get(), ""));
+    Tree top;
+    top.entries.push_back(std::move(root));
+    return put_tree(top);
+}
+
+Result<ObjectId> Scanner::scan_dir(int dirfd, const std::string& rel) {
+    int dup = ::fcntl(dirfd, F_DUPFD_CLOEXEC, 0);
+    if (dup < 0) return errno_error("read directory", rel.empty() ? "." : rel);
+    DIR* d = ::fdopendir(dup);
+    if (!d) {
+        ::close(dup);
+        return errno_error("read directory", rel);
+    }
+    std::vector<std::string> names;
+    errno = 0;
+    while (dirent* e = ::readdir(d)) {
+        if (std::strcmp(e->d_name, ".") == 0 || std::strcmp(e->d_name, "..") == 0) continue;
+        names.emplace_back(e->d_name);
+    }
+    ::closedir(d);
+    std::sort(names.begin(), names.end());
+    Tree tree;
+    tree.entries.reserve(names.size());
+    for (const auto& name : names) {
+        TreeEntry entry;
+        std::string path = rel.empty() ? name : rel + "/" + name;
+        DVOL_TRY(bool keep, scan_entry(dirfd, name, path, entry));
+        if (keep) tree.entries.push_back(std::move(entry));
+    }
+    return put_tree(tree);
+}
+
+Result<bool> Scanner::scan_entry(int dirfd, const std::string& name, const std::string& path, TreeEntry& e) {
+    struct stat st;
+    if (::fstatat(dirfd, name.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) {
+        if (errno == ENOENT) return false;  // vanished while scanning
+        return errno_error("stat", path);
+    }
+    e.name = name;
+    fill_metadata(e, st);
+    switch (st.st_mode & S_IFMT) {
+        case S_IFREG: {
+            e.type = EntryType::file;
+            e.size = static_cast<uint64_t>(st.st_size);
+            stats_.files++;
+            StatKey key = stat_key(st);
+            DVOL_TRY(auto cached, cache_.lookup(path, key));
+            if (cached) {
+                e.content = std::move(*cached);
+                return true;
+            }
+            DVOL_TRY(UniqueFd fd, open_at(dirfd, name, O_RDONLY | O_NOFOLLOW | O_NOCTTY));
+            DVOL_TRY(e.content, chunk_file(fd.get(), path, chunker_, store_objects_ ? &store_ : nullptr));
+            struct stat after;
+            if (::fstat(fd.get(), &after) != 0) return errno_error("stat", path);
+            stats_.files_read++;
+            // What we read is what the file held, whatever its size said before.
+            uint64_t total = 0;
+            if (e.content.indirect) {
+                for (const auto& l : e.content.lists) total += l.length;
+            } else {
+                for (const auto& x : e.content.extents) total += x.length;
+            }
+            e.size = total;
+            stats_.bytes_read += total;
+            fill_metadata(e, after);
+            // A file that changed while we read it is recorded as never seen, so the next scan
+            // reads it again.
+            StatKey after_key = stat_key(after);
+            int64_t seen = (after_key == key && after_key.size == total) ? scan_ns_ : 0;
+            if (store_objects_) pending_.push_back(PendingRow{path, after_key, seen, e.content});
+            return true;
+        }
+        case S_IFDIR: {
+            e.type = EntryType::dir;
+            DVOL_TRY(UniqueFd fd, open_at(dirfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW));
+            DVOL_TRY(e.subtree, scan_dir(fd.get(), path));
+            return true;
+        }
+        case S_IFLNK: {
+            e.type = EntryType::symlink;
+            std::string target(static_cast<size_t>(std::max<off_t>(st.st_size, 0)) + 1, '\0');
+            for (;;) {
+                ssize_t n = ::readlinkat(dirfd, name.c_str(), target.data(), target.size());
+                if (n < 0) return errno_error("read symlink", path);
+                if (static_cast<size_t>(n) < target.size()) {
+                    target.resize(static_cast<size_t>(n));
+                    break;
+                }
+                target.resize(target.size() * 2);
+            }
+            e.target = std::move(target);
+            e.size = e.target.size();
+            return true;
+        }
+        case S_IFIFO: e.type = EntryType::fifo; return true;
+        case S_IFCHR:
+        case S_IFBLK:
+            e.type = S_ISCHR(st.st_mode) ? EntryType::chardev : EntryType::blockdev;
+            e.rdev = st.st_rdev;
+            return true;
+        default:
+            if (warn_) warn_(fmt::format("skipping {}: sockets cannot be committed", path));
+            return false;
+    }
+}
+
+Status Scanner::save_cache() {
+    for (const auto& row : pending_) DVOL_CHECK(cache_.store(row.path, row.key, row.scan_ns, row.content));
+    pending_.clear();
+    return {};
+}
+
+}  // namespace dvol

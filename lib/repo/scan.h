@@ -1,0 +1,73 @@
+// Scanning a live directory into trees. With store_objects, every chunk, extent list and tree
+// goes into the object store (commit); without, ids are computed and new trees kept in an
+// in-memory overlay so status and diff can compare them (nothing is written).
+#pragma once
+
+#include <functional>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "base/error.h"
+#include "object/tree.h"
+#include "repo/stat_cache.h"
+#include "store/chunker.h"
+#include "store/object_store.h"
+
+namespace dvol {
+
+using TreeOverlay = std::unordered_map<ObjectId, Tree, ObjectIdHash>;
+using WarnFn = std::function<void(const std::string&)>;
+
+// The name of the single entry of a commit's top tree, which describes the live directory
+// itself (its mode, owner, mtime, xattrs) and points to its contents.
+inline constexpr std::string_view kRootEntryName = "root";
+
+class Scanner {
+public:
+    Scanner(ObjectStore& store, StatCache& cache, bool store_objects, WarnFn warn)
+        : store_(store), cache_(cache), store_objects_(store_objects), warn_(std::move(warn)) {}
+
+    // Scans `live_dir` and returns the id of the top tree (see kRootEntryName).
+    Result<ObjectId> scan(const std::string& live_dir);
+    // Stat-cache rows for the files read during the scan; commit stores them after the commit
+    // is durable.
+    Status save_cache();
+    TreeOverlay& overlay() { return overlay_; }
+
+    struct Stats {
+        uint64_t files = 0;
+        uint64_t files_read = 0;
+        uint64_t bytes_read = 0;
+    };
+    const Stats& stats() const { return stats_; }
+
+private:
+    Result<ObjectId> scan_dir(int dirfd, const std::string& rel);
+    Result<ObjectId> put_tree(const Tree& tree);
+    Result<bool> scan_entry(int dirfd, const std::string& name, const std::string& rel, TreeEntry& out);
+
+    struct PendingRow {
+        std::string path;
+        StatKey key;
+        int64_t scan_ns;
+        FileContent content;
+    };
+    ObjectStore& store_;
+    StatCache& cache_;
+    bool store_objects_;
+    WarnFn warn_;
+    Chunker chunker_;
+    TreeOverlay overlay_;
+    std::vector<PendingRow> pending_;
+    Stats stats_;
+    int64_t scan_ns_ = 0;
+};
+
+// Loads a tree from the overlay or the store.
+Result<Tree> load_tree(ObjectStore& store, const TreeOverlay* overlay, const ObjectId& id);
+
+// Fills an entry's common metadata from lstat.
+void fill_metadata(TreeEntry& e, const struct stat& st);
+
+}  // namespace dvol

@@ -1,0 +1,114 @@
+#include "repo/stat_cache.h"
+
+#include <time.h>
+
+#include <vector>
+
+#include "base/fs.h"
+#include "meta/db.h"
+
+namespace dvol {
+
+StatKey stat_key(const struct stat& st) {
+    StatKey k;
+    k.size = static_cast<uint64_t>(st.st_size);
+    k.mtime_ns = static_cast<int64_t>(st.st_mtim.tv_sec) * 1'000'000'000 + st.st_mtim.tv_nsec;
+    k.ctime_ns = static_cast<int64_t>(st.st_ctim.tv_sec) * 1'000'000'000 + st.st_ctim.tv_nsec;
+    k.ino = st.st_ino;
+    k.mode = st.st_mode;
+    k.uid = st.st_uid;
+    k.gid = st.st_gid;
+    return k;
+}
+
+int64_t now_ns() {
+    timespec ts;
+    ::clock_gettime(CLOCK_REALTIME, &ts);
+    return static_cast<int64_t>(ts.tv_sec) * 1'000'000'000 + ts.tv_nsec;
+}
+
+Result<std::optional<FileContent>> StatCache::lookup(const std::string& path, const StatKey& key) {
+    DVOL_TRY(auto q, db_.prepare("SELECT size, mtime_ns, ctime_ns, ino, mode, uid, gid, scan_ns, content "
+                                 "FROM stat_cache WHERE volume_id = ? AND path = ?"));
+    q.bind(1, volume_id_).bind_blob(2, as_bytes(path));
+    DVOL_TRY(bool row, q.step());
+    if (!row) return std::optional<FileContent>();
+    StatKey cached{static_cast<uint64_t>(q.int64(0)), q.int64(1), q.int64(2), static_cast<uint64_t>(q.int64(3)),
+                   static_cast<uint32_t>(q.int64(4)), static_cast<uint32_t>(q.int64(5)), static_cast<uint32_t>(q.int64(6))};
+    int64_t scan_ns = q.int64(7);
+    if (!(cached == key) || cached.mtime_ns + kRacyWindowNs > scan_ns) return std::optional<FileContent>();
+    auto content = decode_content(q.blob_view(8));
+    if (!content) return std::optional<FileContent>();  // a damaged row only costs a re-read
+    return std::optional<FileContent>(std::move(*content));
+}
+
+Status StatCache::store(const std::string& path, const StatKey& key, int64_t scan_ns, const FileContent& content) {
+    if (batching_) {
+        queued_.push_back(Op{false, path, key, scan_ns, content});
+        return {};
+    }
+    return store_now(path, key, scan_ns, content);
+}
+
+Status StatCache::forget(const std::string& path) {
+    if (batching_) {
+        queued_.push_back(Op{true, path, {}, 0, {}});
+        return {};
+    }
+    return forget_now(path);
+}
+
+Status StatCache::write_batch() {
+    for (const auto& op : queued_) DVOL_CHECK(op.forget ? forget_now(op.path) : store_now(op.path, op.key, op.scan_ns, op.content));
+    queued_.clear();
+    batching_ = false;
+    return {};
+}
+
+Status StatCache::store_now(const std::string& path, const StatKey& key, int64_t scan_ns, const FileContent& content) {
+    DVOL_TRY(auto q, db_.prepare("INSERT OR REPLACE INTO stat_cache(volume_id, path, size, mtime_ns, ctime_ns, ino, mode, uid, gid, scan_ns, content) "
+                                 "VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"));
+    auto enc = encode_content(content);
+    q.bind(1, volume_id_).bind_blob(2, as_bytes(path)).bind(3, static_cast<int64_t>(key.size)).bind(4, key.mtime_ns);
+    q.bind(5, key.ctime_ns).bind(6, static_cast<int64_t>(key.ino)).bind(7, key.mode).bind(8, key.uid).bind(9, key.gid);
+    q.bind(10, scan_ns).bind_blob(11, enc);
+    return q.run();
+}
+
+Status StatCache::forget_now(const std::string& path) {
+    {
+        DVOL_TRY(auto q, db_.prepare("DELETE FROM stat_cache WHERE volume_id = ? AND path = ?"));
+        DVOL_CHECK(q.bind(1, volume_id_).bind_blob(2, as_bytes(path)).run());
+    }
+    // Everything below path/: the blob range [path + "/", path + "0") since '0' follows '/'.
+    DVOL_TRY(auto q, db_.prepare("DELETE FROM stat_cache WHERE volume_id = ? AND path >= ? AND path < ?"));
+    std::string lo = path + "/", hi = path + "0";
+    return q.bind(1, volume_id_).bind_blob(2, as_bytes(lo)).bind_blob(3, as_bytes(hi)).run();
+}
+
+Status StatCache::forget_all() {
+    DVOL_TRY(auto q, db_.prepare("DELETE FROM stat_cache WHERE volume_id = ?"));
+    return q.bind(1, volume_id_).run();
+}
+
+Status StatCache::prune(const std::string& live_dir) {
+    std::vector<std::string> gone;
+    {
+        DVOL_TRY(auto q, db_.prepare("SELECT path FROM stat_cache WHERE volume_id = ?"));
+        q.bind(1, volume_id_);
+        for (;;) {
+            DVOL_TRY(bool row, q.step());
+            if (!row) break;
+            auto p = std::string(as_chars(q.blob_view(0)));
+            if (!path_exists(live_dir + "/" + p)) gone.push_back(std::move(p));
+        }
+    }
+    DVOL_TRY(auto del, db_.prepare("DELETE FROM stat_cache WHERE volume_id = ? AND path = ?"));
+    for (const auto& p : gone) {
+        del.bind(1, volume_id_).bind_blob(2, as_bytes(p));
+        DVOL_CHECK(del.run());
+    }
+    return {};
+}
+
+}  // namespace dvol

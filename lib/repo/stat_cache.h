@@ -1,0 +1,74 @@
+// The working-copy index: for each file of a volume's live directory, the stat it had when dvol
+// last read or wrote it and the content it had then. A file whose stat still matches is not
+// read again. A file modified within kRacyWindowNs of the scan that recorded it is "racily
+// clean" (a later write in the same timestamp tick would leave its stat unchanged) and is
+// always re-read: git's rule.
+#pragma once
+
+#include <sys/stat.h>
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "base/error.h"
+#include "object/tree.h"
+
+namespace dvol::meta {
+class Db;
+}
+
+namespace dvol {
+
+inline constexpr int64_t kRacyWindowNs = 2'000'000'000;
+
+struct StatKey {
+    uint64_t size = 0;
+    int64_t mtime_ns = 0;
+    int64_t ctime_ns = 0;
+    uint64_t ino = 0;
+    uint32_t mode = 0;
+    uint32_t uid = 0;
+    uint32_t gid = 0;
+    bool operator==(const StatKey&) const = default;
+};
+
+StatKey stat_key(const struct stat& st);
+int64_t now_ns();
+
+class StatCache {
+public:
+    StatCache(meta::Db& db, int64_t volume_id) : db_(db), volume_id_(volume_id) {}
+
+    // The cached content of `path` when its stat matches `key` and it is not racily clean.
+    Result<std::optional<FileContent>> lookup(const std::string& path, const StatKey& key);
+    // Records `content` for `path` as seen at `scan_ns`. While batching, the write is queued.
+    Status store(const std::string& path, const StatKey& key, int64_t scan_ns, const FileContent& content);
+    // Forgets `path` and, when it was a directory, everything below it (queued while batching).
+    Status forget(const std::string& path);
+    // Queue store() and forget() in memory until write_batch(), which the caller runs inside
+    // its own transaction: a long restore then holds no write lock while it works.
+    void begin_batch() { batching_ = true; }
+    Status write_batch();
+    Status forget_all();
+    // Deletes rows for paths that no longer exist under `live_dir`.
+    Status prune(const std::string& live_dir);
+
+private:
+    Status store_now(const std::string& path, const StatKey& key, int64_t scan_ns, const FileContent& content);
+    Status forget_now(const std::string& path);
+    struct Op {
+        bool forget;
+        std::string path;
+        StatKey key;
+        int64_t scan_ns;
+        FileContent content;
+    };
+    meta::Db& db_;
+    int64_t volume_id_;
+    bool batching_ = false;
+    std::vector<Op> queued_;
+};
+
+}  // namespace dvol

@@ -1,0 +1,59 @@
+#include "store/chunker.h"
+
+#include <algorithm>
+#include <array>
+#include <bit>
+
+namespace dvol {
+
+namespace {
+
+// The gear table is part of the chunk format: fixed, generated from a constant seed by
+// splitmix64, so no 2 KiB table of magic numbers sits in the source.
+constexpr std::array<uint64_t, 256> make_gear() {
+    std::array<uint64_t, 256> t{};
+    uint64_t x = 0x64766f6c2d636463ULL;  // "dvol-cdc"
+    for (auto& v : t) {
+        x += 0x9e3779b97f4a7c15ULL;
+        uint64_t z = x;
+        z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+        z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+        v = z ^ (z >> 31);
+    }
+    return t;
+}
+
+constexpr auto gear = make_gear();
+
+// A mask of `bits` ones in the top bits: with a left-shifting gear hash the top bits mix the
+// most recent 64 bytes.
+constexpr uint64_t top_mask(int bits) { return bits <= 0 ? 0 : ~uint64_t{0} << (64 - bits); }
+
+}  // namespace
+
+Chunker::Chunker(ChunkerParams p) : p_(p) {
+    int bits = std::countr_zero(p_.avg_size);
+    mask_small_ = top_mask(bits + 2);
+    mask_large_ = top_mask(bits - 2);
+}
+
+size_t Chunker::next_cut(std::span<const std::byte> data) const {
+    size_t n = data.size();
+    if (n <= p_.min_size) return n;
+    n = std::min(n, p_.max_size);
+    size_t normal = std::min(n, p_.avg_size);
+    const auto* src = reinterpret_cast<const uint8_t*>(data.data());
+    uint64_t fp = 0;
+    size_t i = p_.min_size;
+    for (; i < normal; ++i) {
+        fp = (fp << 1) + gear[src[i]];
+        if (!(fp & mask_small_)) return i + 1;
+    }
+    for (; i < n; ++i) {
+        fp = (fp << 1) + gear[src[i]];
+        if (!(fp & mask_large_)) return i + 1;
+    }
+    return n;
+}
+
+}  // namespace dvol

@@ -1,0 +1,33 @@
+// Content-defined chunking (FastCDC with normalized chunking and a gear hash). Boundaries depend
+// only on content, so an insertion early in a file moves few later boundaries, and the same
+// bytes cut the same way on every machine.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <span>
+
+namespace dvol {
+
+struct ChunkerParams {
+    size_t min_size = 16 * 1024;
+    size_t avg_size = 64 * 1024;  // a power of two
+    size_t max_size = 256 * 1024;
+};
+
+class Chunker {
+public:
+    explicit Chunker(ChunkerParams p = {});
+
+    // Length of the next chunk at the start of `data`. `data` must hold at least max_size()
+    // bytes unless it is the end of the stream; the result is in [1, min(data.size(), max)].
+    size_t next_cut(std::span<const std::byte> data) const;
+    size_t max_size() const { return p_.max_size; }
+
+private:
+    ChunkerParams p_;
+    uint64_t mask_small_;  // stricter mask before the average size
+    uint64_t mask_large_;  // looser mask after it
+};
+
+}  // namespace dvol

@@ -1,0 +1,39 @@
+// Chunk compression: zstd when it pays, raw otherwise. The codec byte is stored with each
+// record so a reader knows which it is.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <vector>
+
+#include "base/error.h"
+
+namespace dvol {
+
+enum class Codec : uint8_t { raw = 0, zstd = 1 };
+
+// Not thread-safe: one per thread.
+class Compressor {
+public:
+    explicit Compressor(int level = 3);
+    ~Compressor();
+    Compressor(const Compressor&) = delete;
+    Compressor& operator=(const Compressor&) = delete;
+
+    // Compresses `in` into `out` (replacing its contents) and returns the codec used; returns
+    // Codec::raw, with `out` a copy of the input, when zstd saves less than 1/32 of the size.
+    Codec compress(std::span<const std::byte> in, std::vector<std::byte>& out);
+
+private:
+    struct Ctx;
+    std::unique_ptr<Ctx> ctx_;
+    int level_;
+};
+
+// Decodes `in` into `out`, which must end up exactly `raw_size` bytes long; anything else is a
+// `corrupt` error.
+Status decompress(Codec codec, std::span<const std::byte> in, size_t raw_size, std::vector<std::byte>& out);
+
+}  // namespace dvol

@@ -1,0 +1,102 @@
+// The object store: content-addressed objects (file chunks, trees, extent lists) kept in
+// append-only pack files, with an index (id -> pack, offset, length) in SQLite.
+//
+// Pack format: "DVOLPACK" u32le version=1, u32le 0; then records, each a 48-byte header
+//   "DVR1", u8 codec, 3 zero bytes, u32le raw length, u32le stored length, 32-byte id,
+// followed by the stored bytes. Records are self-describing and the index gives each one's
+// offset and length, so one object can be read alone by a byte-range read (lazy fetch).
+//
+// Durability: new objects go to a staging pack under tmp/ that its writer holds locked. flush()
+// fsyncs it, renames it into objects/packs/ and registers it and its objects in one SQLite
+// transaction, so the index only ever names fsynced data. A crash leaves at most an unregistered
+// pack, which cleanup() deletes.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "base/error.h"
+#include "base/fs.h"
+#include "store/codec.h"
+#include "store/hash.h"
+
+namespace dvol::meta {
+class Db;
+}
+
+namespace dvol {
+
+inline constexpr size_t kPackHeaderSize = 16;
+inline constexpr size_t kRecordHeaderSize = 48;
+inline constexpr uint32_t kMaxObjectSize = 256u << 20;
+
+class ObjectStore {
+public:
+    // `root` is the pool root (holding objects/packs and tmp/); `db` is borrowed and must
+    // outlive the store. Not thread-safe.
+    static Result<std::unique_ptr<ObjectStore>> open(const std::string& root, meta::Db& db);
+    ~ObjectStore();
+
+    // True when the object is stored (registered, or written to this store's staging pack).
+    Result<bool> has(const ObjectId& id);
+
+    // Stores `data` under its SHA-256 unless already present; returns the id. The object is
+    // durable only after flush().
+    Result<ObjectId> put(std::span<const std::byte> data);
+    // Same, with the id already computed by the caller (it must be sha256(data)).
+    Status put(const ObjectId& id, std::span<const std::byte> data);
+
+    // Reads an object, verifying its hash. A missing object is `not_found`; a damaged one is
+    // `corrupt` with a message naming the object and its pack.
+    Result<std::vector<std::byte>> get(const ObjectId& id);
+    // Like get(), into a caller-owned buffer (reused across calls to avoid allocations).
+    Status get(const ObjectId& id, std::vector<std::byte>& out);
+
+    // Makes every object put so far durable and visible to other processes.
+    Status flush();
+
+    // Deletes pack files that no registered pack names (leftovers of crashed writers) and
+    // stale staging files whose writer is gone.
+    Status cleanup();
+
+    struct Stats {
+        uint64_t objects_written = 0;
+        uint64_t bytes_written = 0;  // stored (compressed) bytes appended to packs
+    };
+    const Stats& stats() const { return stats_; }
+
+private:
+    ObjectStore(std::string root, meta::Db& db) : root_(std::move(root)), db_(db) {}
+    struct Location {
+        int64_t pack_id;  // 0 = this store's staging pack
+        uint64_t offset;
+        uint32_t stored_len;
+        uint32_t raw_len;
+    };
+    Result<bool> lookup(const ObjectId& id, Location& loc);
+    Result<int> pack_fd(int64_t pack_id, std::string& name);
+    Status start_staging();
+
+    std::string root_;
+    meta::Db& db_;
+    Compressor compressor_;
+    std::vector<std::byte> scratch_;
+    std::vector<std::byte> record_;
+
+    UniqueFd staging_fd_;
+    std::string staging_name_;
+    uint64_t staging_size_ = 0;
+    std::unordered_map<ObjectId, Location, ObjectIdHash> staged_;
+
+    std::unordered_map<int64_t, std::pair<UniqueFd, std::string>> packs_;
+    Stats stats_;
+};
+
+// Random hex name for packs and staging files.
+std::string random_name();
+
+}  // namespace dvol

@@ -1,0 +1,20 @@
+#!/bin/sh
+# Installs, builds and runs every test (unit, CLI black-box); prints a closing
+# "N passed, N failed, N skipped" line. Exit status is non-zero when any test failed.
+set -eu
+cd "$(dirname "$0")/.."
+./scripts/setup.sh
+status=0
+meson test -C build --print-errorlogs "$@" || status=$?
+python3 - build/meson-logs/testlog.json <<'PY'
+import json, sys
+counts = {"OK": 0, "FAIL": 0, "SKIP": 0, "TIMEOUT": 0, "ERROR": 0, "EXPECTEDFAIL": 0, "UNEXPECTEDPASS": 0}
+for line in open(sys.argv[1]):
+    line = line.strip()
+    if line:
+        r = json.loads(line)
+        counts[r["result"]] = counts.get(r["result"], 0) + 1
+failed = counts["FAIL"] + counts["TIMEOUT"] + counts["ERROR"] + counts["UNEXPECTEDPASS"]
+print(f"{counts['OK'] + counts['EXPECTEDFAIL']} passed, {failed} failed, {counts['SKIP']} skipped")
+PY
+exit $status
