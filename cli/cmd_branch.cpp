@@ -2,6 +2,7 @@
 #include <nlohmann/json.hpp>
 
 #include "context.h"
+#include "progress.h"
 
 namespace dvol::cli {
 
@@ -58,7 +59,9 @@ void add_checkout(CLI::App& app, Context& ctx) {
                 return;
             }
         }
-        auto out = repo->checkout(*v, *branch, *create, *force);
+        ProgressLine progress("Checking out");
+        auto out = repo->checkout(*v, *branch, *create, *force, progress.callback());
+        progress.finish();
         if (!out) return ctx.fail(out.error());
         fmt::print("Switched to {}branch '{}'\n", *create ? "a new " : "", *branch);
     });

@@ -1,6 +1,7 @@
 #include <fmt/format.h>
 
 #include "context.h"
+#include "progress.h"
 
 namespace dvol::cli {
 
@@ -16,7 +17,9 @@ void add_commit(CLI::App& app, Context& ctx) {
         if (!repo) return;
         auto v = repo->resolve_volume(*volume);
         if (!v) return ctx.fail(v.error());
-        auto out = repo->commit(*v, *message, Context::warn);
+        ProgressLine progress("Committing");
+        auto out = repo->commit(*v, *message, Context::warn, progress.callback());
+        progress.finish();
         if (!out) return ctx.fail(out.error());
         fmt::print("{}\n", out->id.hex());
     });

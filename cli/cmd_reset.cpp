@@ -1,6 +1,7 @@
 #include <fmt/format.h>
 
 #include "context.h"
+#include "progress.h"
 
 namespace dvol::cli {
 
@@ -20,7 +21,9 @@ void add_reset(CLI::App& app, Context& ctx) {
         if (!repo) return;
         auto v = repo->resolve_volume(*volume);
         if (!v) return ctx.fail(v.error());
-        auto out = repo->reset_hard(*v, *ref);
+        ProgressLine progress("Resetting");
+        auto out = repo->reset_hard(*v, *ref, progress.callback());
+        progress.finish();
         if (!out) return ctx.fail(out.error());
         auto c = repo->load_commit(out->id);
         if (!c) return ctx.fail(c.error());

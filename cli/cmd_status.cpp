@@ -55,20 +55,19 @@ void add_status(CLI::App& app, Context& ctx) {
 void add_diff(CLI::App& app, Context& ctx) {
     auto* cmd = app.add_subcommand("diff",
                                    "Show changes: live directory vs HEAD, vs REF, or between two REFs; '-- PATH' limits it to PATH");
-    auto refs = std::make_shared<std::vector<std::string>>();
+    auto from = std::make_shared<std::optional<std::string>>();
+    auto to = std::make_shared<std::optional<std::string>>();
     auto volume = std::make_shared<std::string>();
-    cmd->add_option("refs", *refs, "Zero, one or two revisions")->expected(0, 2);
-    cmd->add_option("--volume", *volume, "Volume (default: the active volume)");
-    cmd->callback([&ctx, refs, volume] {
+    cmd->add_option("from", *from, "Old side (default: HEAD)")->type_name("REF");
+    cmd->add_option("to", *to, "New side (default: the live directory)")->type_name("REF");
+    cmd->add_option("--volume", *volume, "Volume (default: the active volume)")->type_name("VOLUME");
+    cmd->callback([&ctx, from, to, volume] {
         if (ctx.paths.size() > 1) return ctx.usage("diff takes at most one PATH after --");
         auto* repo = ctx.repo();
         if (!repo) return;
         auto v = repo->resolve_volume(volume->empty() ? std::nullopt : std::optional<std::string>(*volume));
         if (!v) return ctx.fail(v.error());
-        std::optional<std::string> from, to;
-        if (refs->size() >= 1) from = (*refs)[0];
-        if (refs->size() == 2) to = (*refs)[1];
-        auto diffs = repo->diff(*v, from, to, ctx.paths.empty() ? "" : ctx.paths[0], Context::warn);
+        auto diffs = repo->diff(*v, *from, *to, ctx.paths.empty() ? "" : ctx.paths[0], Context::warn);
         if (!diffs) return ctx.fail(diffs.error());
         for (const auto& d : *diffs) {
             const auto& c = d.change;

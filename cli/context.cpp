@@ -36,7 +36,7 @@ void Context::usage(const std::string& message) {
 void Context::warn(const std::string& message) { fmt::print(stderr, "warning: {}\n", message); }
 
 CLI::Option* add_volume_arg(CLI::App& cmd, std::optional<std::string>& volume) {
-    return cmd.add_option("volume", volume, "Volume (default: the active volume)");
+    return cmd.add_option("volume", volume, "Volume (default: the active volume)")->type_name("VOLUME");
 }
 
 void add_json_flag(CLI::App& cmd, Context& ctx) {

@@ -52,6 +52,27 @@ int main(int argc, char** argv) {
     add_diff(app, ctx);
     add_config(app, ctx);
 
+    if (args.size() == 1) {
+        fmt::print(stderr, "{}", app.help());
+        return kExitUsage;
+    }
+    // Name an unknown command instead of CLI11's "A subcommand is required".
+    for (size_t i = 1; i < args.size(); ++i) {
+        std::string a = args[i];
+        if (a == "-p" || a == "--pool") {
+            ++i;
+            continue;
+        }
+        if (a.starts_with("-")) continue;
+        bool known = false;
+        for (const auto* sub : app.get_subcommands([](CLI::App*) { return true; }))
+            known = known || sub->check_name(a);
+        if (!known) {
+            fmt::print(stderr, "Error: unknown command '{}'\nRun 'dvol --help' for the list of commands.\n", a);
+            return kExitUsage;
+        }
+        break;
+    }
     try {
         app.parse(static_cast<int>(args.size()), args.data());
     } catch (const CLI::CallForHelp& e) {

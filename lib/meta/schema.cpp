@@ -56,6 +56,16 @@ CREATE TABLE IF NOT EXISTS stat_cache(
 }  // namespace
 
 Status init_schema(Db& db) {
+    // The common case, an existing store of this version, needs no write lock.
+    {
+        DVOL_TRY(auto probe, db.prepare("SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'meta'"));
+        DVOL_TRY(bool row, probe.step());
+        if (row && probe.int64(0) == 1) {
+            DVOL_TRY(auto q, db.prepare("SELECT value FROM meta WHERE key='schema_version'"));
+            DVOL_TRY(bool has, q.step());
+            if (has && q.text(0) == std::to_string(kSchemaVersion)) return {};
+        }
+    }
     DVOL_TRY(auto txn, Db::Transaction::begin(db));
     DVOL_CHECK(db.exec(kSchema));
     DVOL_TRY(auto q, db.prepare("SELECT value FROM meta WHERE key='schema_version'"));

@@ -58,9 +58,12 @@ Result<FileContent> ContentBuilder::finish() {
     return out;
 }
 
-Result<FileContent> chunk_file(int fd, const std::string& path, const Chunker& chunker, ObjectStore* store) {
+Result<FileContent> chunk_file(int fd, const std::string& path, const Chunker& chunker, ObjectStore* store,
+                               const std::function<void(uint64_t)>& on_read, std::vector<std::byte>* buffer) {
     constexpr size_t kRead = 4u << 20;
-    std::vector<std::byte> buf(kRead + chunker.max_size());
+    std::vector<std::byte> own;
+    std::vector<std::byte>& buf = buffer ? *buffer : own;
+    if (buf.size() < kRead + chunker.max_size()) buf.resize(kRead + chunker.max_size());
     size_t have = 0;
     bool eof = false;
     ContentBuilder builder(store);
@@ -69,6 +72,7 @@ Result<FileContent> chunk_file(int fd, const std::string& path, const Chunker& c
             DVOL_TRY(size_t n, read_some(fd, std::span(buf).subspan(have, buf.size() - have), path));
             have += n;
             if (n == 0) eof = true;
+            if (on_read && n > 0) on_read(n);
         }
         if (have == 0) break;
         size_t start = 0;

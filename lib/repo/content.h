@@ -36,7 +36,11 @@ private:
 
 // Reads `fd` to its end, cutting it into chunks; chunks of zeros become holes. With a store,
 // every chunk is put into it. Memory: one read buffer, independent of the file's size.
-Result<FileContent> chunk_file(int fd, const std::string& path, const Chunker& chunker, ObjectStore* store);
+// `on_read`, when set, is called with the byte count of each read (progress reporting).
+// `buffer`, when given, is the read buffer reused across calls (it is grown as needed), which
+// spares a multi-MiB allocation per file.
+Result<FileContent> chunk_file(int fd, const std::string& path, const Chunker& chunker, ObjectStore* store,
+                               const std::function<void(uint64_t)>& on_read = {}, std::vector<std::byte>* buffer = nullptr);
 
 // Streams a FileContent's extents with their file offsets.
 class ExtentCursor {

@@ -235,7 +235,8 @@ Result<Identity> Repository::identity() {
     return Identity{*name, *email};
 }
 
-Result<CommitOutcome> Repository::commit(const std::string& volume, const std::string& message, const WarnFn& warn) {
+Result<CommitOutcome> Repository::commit(const std::string& volume, const std::string& message, const WarnFn& warn,
+                                         const ProgressFn& progress) {
     if (message.empty()) return make_error(Errc::invalid_argument, "You must provide a commit message");
     DVOL_TRY(auto who, identity());
     DVOL_TRY(auto v, find_volume(volume));
@@ -245,6 +246,7 @@ Result<CommitOutcome> Repository::commit(const std::string& volume, const std::s
 
     StatCache cache(*db_, v.id);
     Scanner scanner(*store_, cache, true, warn);
+    scanner.set_progress(progress);
     uint64_t before = store_->stats().bytes_written;
     DVOL_TRY(ObjectId top, scanner.scan(live_dir(volume)));
     DVOL_CHECK(store_->flush());  // every object is durable before anything names it
@@ -382,7 +384,7 @@ Result<ObjectId> Repository::resolve_ref(const std::string& volume, const std::s
     return *id;
 }
 
-Result<ResetOutcome> Repository::reset_hard(const std::string& volume, const std::string& ref) {
+Result<ResetOutcome> Repository::reset_hard(const std::string& volume, const std::string& ref, const ProgressFn& progress) {
     DVOL_TRY(auto v, find_volume(volume));
     DVOL_TRY(ObjectId target, resolve_ref(volume, ref));
     DVOL_TRY(ObjectId tree, commit_tree(target));
@@ -400,6 +402,7 @@ Result<ResetOutcome> Repository::reset_hard(const std::string& volume, const std
     StatCache cache(*db_, v.id);
     cache.begin_batch();
     Restorer restorer(*store_, cache);
+    restorer.set_progress(progress);
     Status restored = restorer.restore(live_dir(volume), &tree);
     {
         DVOL_TRY(auto txn, meta::Db::Transaction::begin(*db_));
@@ -466,7 +469,8 @@ Result<std::vector<Change>> Repository::status(const std::string& volume, const 
     return live_changes(v, warn, overlay, top);
 }
 
-Result<ResetOutcome> Repository::checkout(const std::string& volume, const std::string& branch, bool create, bool force) {
+Result<ResetOutcome> Repository::checkout(const std::string& volume, const std::string& branch, bool create, bool force,
+                                          const ProgressFn& progress) {
     DVOL_TRY(auto v, find_volume(volume));
     if (!valid_name(branch)) return make_error(Errc::invalid_argument, invalid_name_message(branch, "branch name"));
     DVOL_TRY(auto lock, VolumeLock::acquire(root_ + "/volumes/" + volume));
@@ -512,6 +516,7 @@ Result<ResetOutcome> Repository::checkout(const std::string& volume, const std::
     StatCache cache(*db_, v.id);
     cache.begin_batch();
     Restorer restorer(*store_, cache);
+    restorer.set_progress(progress);
     Status restored = restorer.restore(live_dir(volume), tree ? &*tree : nullptr);
     {
         DVOL_TRY(auto txn, meta::Db::Transaction::begin(*db_));

@@ -91,12 +91,13 @@ public:
     Result<std::string> resolve_volume(const std::optional<std::string>& arg);
 
     // History.
-    Result<CommitOutcome> commit(const std::string& volume, const std::string& message, const WarnFn& warn);
+    Result<CommitOutcome> commit(const std::string& volume, const std::string& message, const WarnFn& warn,
+                                 const ProgressFn& progress = {});
     Result<std::vector<LogEntry>> log(const std::string& volume);
     // HEAD, HEAD^, HEAD~N, a branch name, or a commit id or unique prefix (4+ hex digits),
     // each optionally followed by ^ and ~N suffixes.
     Result<ObjectId> resolve_ref(const std::string& volume, const std::string& ref);
-    Result<ResetOutcome> reset_hard(const std::string& volume, const std::string& ref);
+    Result<ResetOutcome> reset_hard(const std::string& volume, const std::string& ref, const ProgressFn& progress = {});
     Result<Commit> load_commit(const ObjectId& id);
 
     // Branches.
@@ -106,7 +107,8 @@ public:
     // With `create`, makes `branch` at the current tip and switches to it, keeping the live
     // data as it is. Without, switches to an existing branch and materialises its tip; refuses
     // when there are uncommitted changes unless `force`.
-    Result<ResetOutcome> checkout(const std::string& volume, const std::string& branch, bool create, bool force);
+    Result<ResetOutcome> checkout(const std::string& volume, const std::string& branch, bool create, bool force,
+                                  const ProgressFn& progress = {});
 
     // Working copy.
     Result<std::vector<Change>> status(const std::string& volume, const WarnFn& warn);

@@ -57,7 +57,9 @@ Status Restorer::restore(const std::string& live_dir, const ObjectId* top) {
         return make_error(Errc::corrupt, fmt::format("tree {} is not a volume's top tree", top->hex()));
     DVOL_TRY(Tree tree, load_tree(store_, nullptr, root->subtree));
     DVOL_CHECK(sync_dir(fd.get(), "", tree));
-    return apply_metadata(fd.get(), ".", *root);
+    DVOL_TRY(bool unused, apply_metadata(fd.get(), ".", *root));
+    (void)unused;
+    return {};
 }
 
 Status Restorer::sync_dir(int dirfd, const std::string& rel, const Tree& target) {
@@ -88,6 +90,7 @@ Status Restorer::sync_dir(int dirfd, const std::string& rel, const Tree& target)
     for (const auto& want : target.entries) {
         if (!valid_entry_name(want.name)) return make_error(Errc::corrupt, fmt::format("refusing entry name '{}' in {}", want.name, rel));
         auto it = have.find(want.name);
+        if (progress_ && ++visited_ % 256 == 0) progress_(Progress{visited_, stats_.bytes_written});
         DVOL_CHECK(sync_entry(dirfd, join(rel, want.name), want, it == have.end() ? nullptr : &it->second));
     }
     return {};
@@ -106,13 +109,17 @@ Status Restorer::sync_entry(int dirfd, const std::string& rel, const TreeEntry& 
             DVOL_TRY(UniqueFd fd, open_at(dirfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW));
             DVOL_TRY(Tree sub, load_tree(store_, nullptr, want.subtree));
             DVOL_CHECK(sync_dir(fd.get(), rel, sub));
-            return apply_metadata(fd.get(), rel, want);
+            DVOL_TRY(bool unused, apply_metadata(fd.get(), rel, want));
+            (void)unused;
+            return {};
         }
         case EntryType::file: {
             if (!have) return write_new_file(dirfd, rel, want);
             DVOL_TRY(UniqueFd fd, open_at(dirfd, name, O_RDWR | O_NOFOLLOW | O_NOCTTY));
-            DVOL_CHECK(update_file(fd.get(), rel, want, *have));
-            DVOL_CHECK(apply_metadata(fd.get(), rel, want));
+            DVOL_TRY(bool changed, update_file(fd.get(), rel, want, *have));
+            DVOL_TRY(bool meta_changed, apply_metadata(fd.get(), rel, want));
+            // An untouched file keeps its stat and so its cache row.
+            if (!changed && !meta_changed) return {};
             return remember(fd.get(), rel, want);
         }
         case EntryType::symlink: {
@@ -156,6 +163,7 @@ Status Restorer::sync_entry(int dirfd, const std::string& rel, const TreeEntry& 
 
 Status Restorer::write_extent(int fd, const std::string& rel, uint64_t offset, const Extent& x) {
     stats_.bytes_written += x.length;
+    if (progress_) progress_(Progress{visited_, stats_.bytes_written});
     if (x.hole) {
         if (::fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, static_cast<off_t>(offset), static_cast<off_t>(x.length)) == 0)
             return {};
@@ -183,13 +191,14 @@ Status Restorer::write_new_file(int dirfd, const std::string& rel, const TreeEnt
     }
     if (::ftruncate(fd.get(), static_cast<off_t>(want.size)) != 0) return errno_error("set size of", rel);
     stats_.files_written++;
-    DVOL_CHECK(apply_metadata(fd.get(), rel, want));
+    DVOL_TRY(bool unused, apply_metadata(fd.get(), rel, want));
+    (void)unused;
     return remember(fd.get(), rel, want);
 }
 
-Status Restorer::update_file(int fd, const std::string& rel, const TreeEntry& want, const struct stat& have) {
+Result<bool> Restorer::update_file(int fd, const std::string& rel, const TreeEntry& want, const struct stat& have) {
     DVOL_TRY(auto known, cache_.lookup(rel, stat_key(have)));
-    if (known && *known == want.content && static_cast<uint64_t>(have.st_size) == want.size) return {};
+    if (known && *known == want.content && static_cast<uint64_t>(have.st_size) == want.size) return false;
     bool changed = false;
     if (known) {
         // Both contents are known: walk the two extent lists by offset and rewrite the target
@@ -236,16 +245,23 @@ Status Restorer::update_file(int fd, const std::string& rel, const TreeEntry& wa
         changed = true;
     }
     if (changed) stats_.files_written++;
-    return {};
+    // A file verified by reading gets a fresh cache row too, so the next run need not read it.
+    return changed || !known;
 }
 
-Status Restorer::apply_metadata(int fd, const std::string& rel, const TreeEntry& want) {
-    if (is_root_ && ::fchown(fd, want.uid, want.gid) != 0) return errno_error("set owner of", rel);
+Result<bool> Restorer::apply_metadata(int fd, const std::string& rel, const TreeEntry& want) {
+    struct stat st;
+    if (::fstat(fd, &st) != 0) return errno_error("stat", rel);
+    TreeEntry now;
+    fill_metadata(now, st);
+    bool owner_ok = !is_root_ || (now.uid == want.uid && now.gid == want.gid);
+    if (owner_ok && now.mode == want.mode && now.mtime_ns == want.mtime_ns) return false;
+    if (!owner_ok && ::fchown(fd, want.uid, want.gid) != 0) return errno_error("set owner of", rel);
     // After chown, which clears setuid/setgid.
     if (::fchmod(fd, want.mode) != 0) return errno_error("set mode of", rel);
     timespec ts[2] = {to_timespec(want.mtime_ns), to_timespec(want.mtime_ns)};
     if (::futimens(fd, ts) != 0) return errno_error("set times of", rel);
-    return {};
+    return true;
 }
 
 Status Restorer::remember(int fd, const std::string& rel, const TreeEntry& want) {

@@ -29,14 +29,18 @@ public:
         uint64_t removed = 0;
     };
     const Stats& stats() const { return stats_; }
+    void set_progress(ProgressFn fn) { progress_ = std::move(fn); }
 
 private:
     Status sync_dir(int dirfd, const std::string& rel, const Tree& target);
     Status sync_entry(int dirfd, const std::string& rel, const TreeEntry& want, const struct stat* have);
     Status write_new_file(int dirfd, const std::string& rel, const TreeEntry& want);
-    Status update_file(int fd, const std::string& rel, const TreeEntry& want, const struct stat& have);
+    // Makes the content right; true when anything was written or the content was verified by
+    // reading (either way the stat cache row must be refreshed).
+    Result<bool> update_file(int fd, const std::string& rel, const TreeEntry& want, const struct stat& have);
     Status write_extent(int fd, const std::string& rel, uint64_t offset, const Extent& x);
-    Status apply_metadata(int fd, const std::string& rel, const TreeEntry& want);
+    // Sets owner, mode and mtime where they differ; true when anything changed.
+    Result<bool> apply_metadata(int fd, const std::string& rel, const TreeEntry& want);
     Status remember(int fd, const std::string& rel, const TreeEntry& want);
 
     ObjectStore& store_;
@@ -44,6 +48,8 @@ private:
     std::vector<std::byte> buf_;
     std::vector<std::byte> read_buf_;
     Stats stats_;
+    ProgressFn progress_;
+    uint64_t visited_ = 0;
     bool is_root_ = false;
 };
 

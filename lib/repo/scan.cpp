@@ -100,6 +100,7 @@ Result<bool> Scanner::scan_entry(int dirfd, const std::string& name, const std::
             e.type = EntryType::file;
             e.size = static_cast<uint64_t>(st.st_size);
             stats_.files++;
+            if (progress_ && stats_.files % 256 == 0) progress_(Progress{stats_.files, stats_.bytes_read});
             StatKey key = stat_key(st);
             DVOL_TRY(auto cached, cache_.lookup(path, key));
             if (cached) {
@@ -107,7 +108,16 @@ Result<bool> Scanner::scan_entry(int dirfd, const std::string& name, const std::
                 return true;
             }
             DVOL_TRY(UniqueFd fd, open_at(dirfd, name, O_RDONLY | O_NOFOLLOW | O_NOCTTY));
-            DVOL_TRY(e.content, chunk_file(fd.get(), path, chunker_, store_objects_ ? &store_ : nullptr));
+            std::function<void(uint64_t)> on_read;
+            if (progress_) {
+                on_read = [this](uint64_t n) {
+                    stats_.bytes_read += n;
+                    progress_(Progress{stats_.files, stats_.bytes_read});
+                };
+            }
+            uint64_t bytes_before = stats_.bytes_read;
+            DVOL_TRY(e.content, chunk_file(fd.get(), path, chunker_, store_objects_ ? &store_ : nullptr, on_read, &read_buf_));
+            stats_.bytes_read = bytes_before;
             struct stat after;
             if (::fstat(fd.get(), &after) != 0) return errno_error("stat", path);
             stats_.files_read++;

@@ -19,6 +19,13 @@ namespace dvol {
 using TreeOverlay = std::unordered_map<ObjectId, Tree, ObjectIdHash>;
 using WarnFn = std::function<void(const std::string&)>;
 
+// Progress of long work: files visited and bytes read or written so far.
+struct Progress {
+    uint64_t files = 0;
+    uint64_t bytes = 0;
+};
+using ProgressFn = std::function<void(const Progress&)>;
+
 // The name of the single entry of a commit's top tree, which describes the live directory
 // itself (its mode, owner, mtime, xattrs) and points to its contents.
 inline constexpr std::string_view kRootEntryName = "root";
@@ -34,6 +41,7 @@ public:
     // is durable.
     Status save_cache();
     TreeOverlay& overlay() { return overlay_; }
+    void set_progress(ProgressFn fn) { progress_ = std::move(fn); }
 
     struct Stats {
         uint64_t files = 0;
@@ -57,7 +65,9 @@ private:
     StatCache& cache_;
     bool store_objects_;
     WarnFn warn_;
+    ProgressFn progress_;
     Chunker chunker_;
+    std::vector<std::byte> read_buf_;
     TreeOverlay overlay_;
     std::vector<PendingRow> pending_;
     Stats stats_;
