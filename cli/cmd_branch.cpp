@@ -8,19 +8,24 @@ namespace dvol::cli {
 
 void add_branch(CLI::App& app, Context& ctx) {
     auto* cmd = app.add_subcommand("branch", "List the branches of a volume, or delete one with -d");
-    auto del = std::make_shared<std::string>();
+    auto del = std::make_shared<std::optional<std::string>>();
+    auto force_del = std::make_shared<std::optional<std::string>>();
     auto volume = std::make_shared<std::optional<std::string>>();
-    cmd->add_option("-d,--delete", *del, "Delete this branch (not the active one)");
+    cmd->add_option("-d,--delete", *del, "Delete this branch (not the active one; refused if its commits are on no other branch)")
+        ->type_name("BRANCH");
+    cmd->add_option("-D", *force_del, "Delete this branch even if its commits are on no other branch")->type_name("BRANCH");
     add_json_flag(*cmd, ctx);
     add_volume_arg(*cmd, *volume);
-    cmd->callback([&ctx, del, volume] {
+    cmd->callback([&ctx, del, force_del, volume] {
         auto* repo = ctx.repo();
         if (!repo) return;
         auto v = repo->resolve_volume(*volume);
         if (!v) return ctx.fail(v.error());
-        if (!del->empty()) {
-            if (auto st = repo->delete_branch(*v, *del); !st) return ctx.fail(st.error());
-            fmt::print("Deleted branch {}\n", *del);
+        if (*del || *force_del) {
+            if (*del && *force_del) return ctx.usage("give either -d or -D, not both");
+            const std::string& name = *del ? **del : **force_del;
+            if (auto st = repo->delete_branch(*v, name, !*del); !st) return ctx.fail(st.error());
+            fmt::print("Deleted branch {}\n", name);
             return;
         }
         auto list = repo->branches(*v);
@@ -63,6 +68,7 @@ void add_checkout(CLI::App& app, Context& ctx) {
         auto out = repo->checkout(*v, *branch, *create, *force, progress.callback());
         progress.finish();
         if (!out) return ctx.fail(out.error());
+        for (const auto& w : out->warnings) Context::warn(w);
         fmt::print("Switched to {}branch '{}'\n", *create ? "a new " : "", *branch);
     });
 }

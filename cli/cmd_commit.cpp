@@ -12,7 +12,7 @@ void add_commit(CLI::App& app, Context& ctx) {
     cmd->add_option("-m,--message", *message, "Commit message");
     add_volume_arg(*cmd, *volume);
     cmd->callback([&ctx, message, volume] {
-        if (message->empty()) return ctx.fail(make_error(Errc::invalid_argument, "You must provide a commit message"));
+        if (message->empty()) return ctx.fail(make_verbatim_error(Errc::invalid_argument, "You must provide a commit message"));
         auto* repo = ctx.repo();
         if (!repo) return;
         auto v = repo->resolve_volume(*volume);

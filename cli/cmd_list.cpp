@@ -29,7 +29,8 @@ void add_list(CLI::App& app, Context& ctx) {
             wb = std::max(wb, v.branch.size());
         }
         fmt::print("  {:<{}}  {:<{}}  CONTAINERS\n", "VOLUME", wv, "BRANCH", wb);
-        for (const auto& v : *vols) fmt::print("{} {:<{}}  {:<{}}  \n", v.active ? '*' : ' ', v.name, wv, v.branch, wb);
+        // No container column yet (Docker integration): the row ends after the branch.
+        for (const auto& v : *vols) fmt::print("{} {:<{}}  {}\n", v.active ? '*' : ' ', v.name, wv, v.branch);
     });
 }
 

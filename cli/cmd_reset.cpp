@@ -25,6 +25,7 @@ void add_reset(CLI::App& app, Context& ctx) {
         auto out = repo->reset_hard(*v, *ref, progress.callback());
         progress.finish();
         if (!out) return ctx.fail(out.error());
+        for (const auto& w : out->warnings) Context::warn(w);
         auto c = repo->load_commit(out->id);
         if (!c) return ctx.fail(c.error());
         fmt::print("HEAD is now at {} {}\n", short_id(out->id), first_line(c->message));

@@ -23,7 +23,7 @@ void add_rm(CLI::App& app, Context& ctx) {
         if (!vols) return ctx.fail(vols.error());
         bool exists = false;
         for (const auto& v : *vols) exists = exists || v.name == *name;
-        if (!exists) return ctx.fail(make_error(Errc::not_found, fmt::format("Volume '{}' does not exist, cannot remove it", *name)));
+        if (!exists) return ctx.fail(make_verbatim_error(Errc::not_found, fmt::format("Volume '{}' does not exist, cannot remove it", *name)));
         if (!*force) {
             fmt::print("This deletes volume '{}' with all its branches, commits and data. Are you sure? [y/N] ", *name);
             std::fflush(stdout);

@@ -18,13 +18,11 @@ Repository* Context::repo() {
 }
 
 void Context::fail(const Error& e) {
-    // Messages kept from the original dvol are whole sentences starting with a capital letter
-    // and are printed as they are; the others get the "Error: " prefix.
-    const std::string& m = e.message;
-    if (!m.empty() && std::isupper(static_cast<unsigned char>(m[0])))
-        fmt::print(stderr, "{}\n", m);
+    // Messages kept from the original dvol are printed as they are; the others get "Error: ".
+    if (e.verbatim)
+        fmt::print(stderr, "{}\n", e.message);
     else
-        fmt::print(stderr, "Error: {}\n", m);
+        fmt::print(stderr, "Error: {}\n", e.message);
     exit_code = kExitError;
 }
 

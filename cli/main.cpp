@@ -71,6 +71,15 @@ int main(int argc, char** argv) {
             fmt::print(stderr, "Error: unknown command '{}'\nRun 'dvol --help' for the list of commands.\n", a);
             return kExitUsage;
         }
+        bool json = false;
+        for (size_t j = 1; j < args.size(); ++j) json = json || std::strcmp(args[j], "--json") == 0;
+        static const char* const json_commands[] = {"list", "ls", "log", "branch", "status"};
+        bool supports = false;
+        for (const char* c : json_commands) supports = supports || a == c;
+        if (json && !supports) {
+            fmt::print(stderr, "Error: --json is not supported by '{}' (only list, log, branch and status)\n", a);
+            return kExitUsage;
+        }
         break;
     }
     try {

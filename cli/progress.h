@@ -37,7 +37,8 @@ private:
         last_ = now;
         double secs = std::chrono::duration<double>(now - start_).count();
         double mib = static_cast<double>(p.bytes) / (1 << 20);
-        fmt::print(stderr, "\r\033[K{}: {} files, {:.1f} MiB ({:.1f} MiB/s)", label_, p.files, mib, secs > 0 ? mib / secs : 0.0);
+        fmt::print(stderr, "\r\033[K{}: {} file{}, {:.1f} MiB ({:.1f} MiB/s)", label_, p.files, p.files == 1 ? "" : "s", mib,
+                   secs > 0 ? mib / secs : 0.0);
         std::fflush(stderr);
         shown_ = true;
     }

@@ -178,11 +178,14 @@ bool path_exists(const std::string& path) {
 
 Result<std::string> read_small_file(const std::string& path, size_t limit) {
     DVOL_TRY(UniqueFd fd, open_file(path, O_RDONLY));
-    std::string out(limit + 1, '\0');
-    DVOL_TRY(size_t n, read_some(fd.get(), std::as_writable_bytes(std::span(out)), path));
-    if (n > limit) return make_error(Errc::invalid_argument, fmt::format("{} is larger than {} bytes", path, limit));
-    out.resize(n);
-    return out;
+    std::string out;
+    char buf[65536];
+    for (;;) {
+        DVOL_TRY(size_t n, read_some(fd.get(), std::as_writable_bytes(std::span(buf)), path));
+        if (n == 0) return out;
+        if (out.size() + n > limit) return make_error(Errc::invalid_argument, fmt::format("{} is larger than {} bytes", path, limit));
+        out.append(buf, n);
+    }
 }
 
 }  // namespace dvol

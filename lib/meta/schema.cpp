@@ -21,13 +21,16 @@ CREATE TABLE IF NOT EXISTS branches(
   name TEXT NOT NULL,
   tip BLOB,
   PRIMARY KEY(volume_id, name));
+-- A commit belongs to each volume that recorded it: two volumes can record the very same
+-- commit (same tree, parents, author, second and message), and each keeps its own row.
 CREATE TABLE IF NOT EXISTS commits(
-  id BLOB PRIMARY KEY,
   volume_id INTEGER NOT NULL REFERENCES volumes(id) ON DELETE CASCADE,
+  id BLOB NOT NULL,
   tree BLOB NOT NULL,
   time INTEGER NOT NULL,
-  encoded BLOB NOT NULL);
-CREATE INDEX IF NOT EXISTS commits_by_volume ON commits(volume_id);
+  encoded BLOB NOT NULL,
+  PRIMARY KEY(volume_id, id)) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS commits_by_id ON commits(id);
 CREATE TABLE IF NOT EXISTS packs(
   id INTEGER PRIMARY KEY,
   name TEXT NOT NULL UNIQUE,

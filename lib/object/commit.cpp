@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <charconv>
 #include <cstdlib>
+#include <optional>
 #include <string_view>
 
 #include <fmt/format.h>
@@ -22,17 +23,37 @@ bool valid_meta_key(std::string_view k) {
 
 bool has_newline_or_nul(std::string_view s) { return s.find_first_of(std::string_view("\n\0", 2)) != std::string_view::npos; }
 
+// Only the canonical form: digits without a plus sign or leading zeros, "-" only for
+// negative values (never "-0"), so one commit has exactly one encoding.
 template <typename T>
 bool parse_int(std::string_view s, T& out) {
-    if (s.empty()) return false;
+    std::string_view digits = s.starts_with('-') ? s.substr(1) : s;
+    if (digits.empty() || (digits.size() > 1 && digits[0] == '0') || (s[0] == '-' && digits == "0")) return false;
+    if (!std::all_of(digits.begin(), digits.end(), [](char c) { return c >= '0' && c <= '9'; })) return false;
     auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), out);
     return ec == std::errc() && p == s.data() + s.size();
 }
 
+bool two_digits(std::string_view s, int& out) {
+    if (s.size() != 2 || s[0] < '0' || s[0] > '9' || s[1] < '0' || s[1] > '9') return false;
+    out = (s[0] - '0') * 10 + (s[1] - '0');
+    return true;
+}
+
+// Commit ids are written in lower case; anything else is another encoding of the same commit.
+std::optional<ObjectId> canonical_id(std::string_view hex) {
+    if (std::any_of(hex.begin(), hex.end(), [](char c) { return c >= 'A' && c <= 'F'; })) return std::nullopt;
+    return ObjectId::from_hex(hex);
+}
+
+constexpr int kMaxTzMinutes = 23 * 60 + 59;
+constexpr size_t kMaxParents = 64;
+
 bool parse_tz(std::string_view s, int& out) {
     if (s.size() != 5 || (s[0] != '+' && s[0] != '-')) return false;
     int hh = 0, mm = 0;
-    if (!parse_int(s.substr(1, 2), hh) || !parse_int(s.substr(3, 2), mm) || hh > 23 || mm > 59) return false;
+    if (!two_digits(s.substr(1, 2), hh) || !two_digits(s.substr(3, 2), mm) || hh > 23 || mm > 59) return false;
+    if (s[0] == '-' && hh == 0 && mm == 0) return false;  // "+0000" is the one spelling of UTC
     out = (hh * 60 + mm) * (s[0] == '-' ? -1 : 1);
     return true;
 }
@@ -50,6 +71,9 @@ Result<std::vector<std::byte>> encode_commit(const Commit& c) {
     if (has_newline_or_nul(c.author_email) || c.author_email.find_first_of("<>") != std::string::npos)
         return make_error(Errc::invalid_argument, "the author email must not contain '<', '>' or a newline");
     if (c.message.find('\0') != std::string::npos) return make_error(Errc::invalid_argument, "the commit message must not contain NUL");
+    if (c.tz_offset_min < -kMaxTzMinutes || c.tz_offset_min > kMaxTzMinutes)
+        return make_error(Errc::invalid_argument, "the time zone offset must be less than 24 hours");
+    if (c.parents.size() > kMaxParents) return make_error(Errc::invalid_argument, "a commit has at most 64 parents");
     for (size_t i = 0; i < c.metadata.size(); ++i) {
         const auto& [k, v] = c.metadata[i];
         if (!valid_meta_key(k)) return make_error(Errc::invalid_argument, fmt::format("invalid metadata key '{}'", k));
@@ -82,13 +106,13 @@ Result<Commit> decode_commit(std::span<const std::byte> data) {
     std::string_view line;
     if (!next_line(line) || line != "dvol commit 1") return malformed("bad header");
     if (!next_line(line) || !line.starts_with("tree ")) return malformed("no tree");
-    auto tree = ObjectId::from_hex(line.substr(5));
+    auto tree = canonical_id(line.substr(5));
     if (!tree) return malformed("bad tree id");
     c.tree = *tree;
     if (!next_line(line)) return malformed("truncated");
     while (line.starts_with("parent ")) {
-        auto p = ObjectId::from_hex(line.substr(7));
-        if (!p || c.parents.size() >= 64) return malformed("bad parent id");
+        auto p = canonical_id(line.substr(7));
+        if (!p || c.parents.size() >= kMaxParents) return malformed("bad parent id");
         c.parents.push_back(*p);
         if (!next_line(line)) return malformed("truncated");
     }

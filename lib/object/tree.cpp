@@ -67,7 +67,7 @@ bool get_content(Decoder& d, FileContent& c, uint64_t& total) {
         c.indirect = false;
         c.extents.resize(n);
         for (auto& x : c.extents) {
-            if (!get_extent(d, x)) return false;
+            if (!get_extent(d, x) || x.length > UINT64_MAX - total) return false;
             total += x.length;
         }
         return true;
@@ -80,7 +80,8 @@ bool get_content(Decoder& d, FileContent& c, uint64_t& total) {
             l.id = d.id();
             l.length = d.varint();
             l.count = d.varint();
-            if (!d.ok() || l.count == 0 || l.count > kMaxExtentsPerList) return false;
+            if (!d.ok() || l.count == 0 || l.count > kMaxExtentsPerList || l.length == 0 || l.length > UINT64_MAX - total)
+                return false;
             total += l.length;
         }
         return true;
@@ -165,9 +166,9 @@ Result<Tree> decode_tree(std::span<const std::byte> data) {
     Decoder d(data);
     if (!d.expect(kTreeMagic)) return malformed("tree", "bad magic");
     uint64_t n = d.varint();
-    // Every entry takes at least 10 bytes, so a count beyond that is a lie; check before
-    // allocating.
-    if (!d.ok() || n > kMaxEntries || n > d.remaining() / 10) return malformed("tree", "bad entry count");
+    // Every entry takes at least 9 bytes (a fifo with a one-byte name and zero fields), so a
+    // count beyond that is a lie; check before allocating.
+    if (!d.ok() || n > kMaxEntries || n > d.remaining() / 9) return malformed("tree", "bad entry count");
     Tree tree;
     tree.entries.resize(n);
     for (size_t i = 0; i < n; ++i) {

@@ -10,6 +10,7 @@
 #include <cctype>
 #include <charconv>
 #include <ctime>
+#include <unordered_set>
 
 #include <fmt/format.h>
 
@@ -38,6 +39,7 @@ std::string lower(std::string s) {
 
 bool valid_name(std::string_view name) {
     if (name.empty() || name.size() > 128 || !std::isalnum(static_cast<unsigned char>(name[0]))) return false;
+    if (name.find("..") != std::string_view::npos) return false;
     return std::all_of(name.begin(), name.end(), [](char c) {
         return std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '.' || c == '-';
     });
@@ -45,7 +47,7 @@ bool valid_name(std::string_view name) {
 
 std::string invalid_name_message(std::string_view name, std::string_view what) {
     std::string shown = name.empty() ? "''" : std::string(name);
-    return fmt::format("{} is not a valid {} (a letter or digit, then letters, digits, '_', '.' or '-'; at most 128 characters)",
+    return fmt::format("{} is not a valid {} (a letter or digit, then letters, digits, '_', '.' or '-', no '..'; at most 128 characters)",
                        shown, what);
 }
 
@@ -167,7 +169,7 @@ Status Repository::remove_volume(const std::string& name) {
     if (!valid_name(name)) return make_error(Errc::invalid_argument, invalid_name_message(name, "name"));
     auto v = find_volume(name);
     if (!v) {
-        if (v.error().code == Errc::not_found) return make_error(Errc::not_found, fmt::format("Volume '{}' does not exist, cannot remove it", name));
+        if (v.error().code == Errc::not_found) return make_verbatim_error(Errc::not_found, fmt::format("Volume '{}' does not exist, cannot remove it", name));
         return std::move(v).error();
     }
     std::string vdir = root_ + "/volumes/" + name;
@@ -199,7 +201,7 @@ Result<std::optional<ObjectId>> Repository::branch_tip(int64_t volume_id, const 
 }
 
 Result<Commit> Repository::load_commit(const ObjectId& id) {
-    DVOL_TRY(auto q, db_->prepare("SELECT encoded FROM commits WHERE id = ?"));
+    DVOL_TRY(auto q, db_->prepare("SELECT encoded FROM commits WHERE id = ? LIMIT 1"));
     q.bind_blob(1, id.as_span());
     DVOL_TRY(bool row, q.step());
     if (!row) return make_error(Errc::not_found, fmt::format("commit {} is not in the store", id.hex()));
@@ -237,7 +239,7 @@ Result<Identity> Repository::identity() {
 
 Result<CommitOutcome> Repository::commit(const std::string& volume, const std::string& message, const WarnFn& warn,
                                          const ProgressFn& progress) {
-    if (message.empty()) return make_error(Errc::invalid_argument, "You must provide a commit message");
+    if (message.empty()) return make_verbatim_error(Errc::invalid_argument, "You must provide a commit message");
     DVOL_TRY(auto who, identity());
     DVOL_TRY(auto v, find_volume(volume));
     DVOL_TRY(auto lock, VolumeLock::acquire(root_ + "/volumes/" + volume));
@@ -338,7 +340,9 @@ Result<ObjectId> Repository::resolve_ref(const std::string& volume, const std::s
             }
         }
         if (!is_branch) {
-            if (!is_hex(base) || base.size() < 4 || base.size() > 64) return unknown();
+            if (is_hex(base) && base.size() < 4)
+                return make_error(Errc::invalid_argument, fmt::format("commit id prefix '{}' is too short: give at least 4 hex digits", base));
+            if (!is_hex(base) || base.size() > 64) return unknown();
             std::string lo = lower(base), hi = lo;
             lo.append(64 - lo.size(), '0');
             hi.append(64 - hi.size(), 'f');
@@ -360,6 +364,7 @@ Result<ObjectId> Repository::resolve_ref(const std::string& volume, const std::s
     size_t i = 0;
     while (i < suffix.size()) {
         char op = suffix[i++];
+        if (op != '^' && op != '~') return unknown();
         size_t j = i;
         while (j < suffix.size() && std::isdigit(static_cast<unsigned char>(suffix[j]))) ++j;
         uint64_t n = 1;
@@ -399,18 +404,24 @@ Result<ResetOutcome> Repository::reset_hard(const std::string& volume, const std
         DVOL_CHECK(up.bind_blob(1, target.as_span()).bind(2, v.id).bind(3, v.branch).run());
         DVOL_CHECK(txn.commit());
     }
+    return materialise(v, &tree, target, progress);
+}
+
+Result<ResetOutcome> Repository::materialise(const Volume& v, const ObjectId* tree, const ObjectId& commit, const ProgressFn& progress) {
     StatCache cache(*db_, v.id);
-    cache.begin_batch();
+    cache.begin_batch();  // the write lock is taken only for the final batch, not the whole restore
     Restorer restorer(*store_, cache);
     restorer.set_progress(progress);
-    Status restored = restorer.restore(live_dir(volume), &tree);
+    Status restored = restorer.restore(live_dir(v.name), tree);
     {
+        // The rows of whatever was done are saved even when the restore failed half-way.
         DVOL_TRY(auto txn, meta::Db::Transaction::begin(*db_));
         DVOL_CHECK(cache.write_batch());
         DVOL_CHECK(txn.commit());
     }
     DVOL_CHECK(restored);
-    return ResetOutcome{target, restorer.stats().files_written, restorer.stats().bytes_written, restorer.stats().removed};
+    return ResetOutcome{commit, restorer.stats().files_written, restorer.stats().bytes_written, restorer.stats().removed,
+                        restorer.warnings()};
 }
 
 Result<std::vector<BranchInfo>> Repository::branches(const std::string& volume) {
@@ -434,10 +445,35 @@ Result<std::string> Repository::active_branch(const std::string& volume) {
     return v.branch;
 }
 
-Status Repository::delete_branch(const std::string& volume, const std::string& branch) {
+Status Repository::delete_branch(const std::string& volume, const std::string& branch, bool force) {
     DVOL_TRY(auto v, find_volume(volume));
     if (!valid_name(branch)) return make_error(Errc::invalid_argument, invalid_name_message(branch, "branch name"));
-    if (branch == v.branch) return make_error(Errc::conflict, fmt::format("Cannot delete the active branch {}; check out another branch first", branch));
+    if (branch == v.branch) return make_verbatim_error(Errc::conflict, fmt::format("Cannot delete the active branch {}; check out another branch first", branch));
+    bool exists = false;
+    DVOL_TRY(auto tip, branch_tip(v.id, branch, &exists));
+    if (!exists) return make_error(Errc::not_found, fmt::format("branch {} does not exist in volume {}", branch, volume));
+    if (tip && !force) {
+        // Is the tip in the history of another branch? Walk every other branch's parents.
+        DVOL_TRY(auto all, branches(volume));
+        bool reached = false;
+        for (const auto& b : all) {
+            if (b.name == branch || !b.tip) continue;
+            std::vector<ObjectId> todo{*b.tip};
+            std::unordered_set<ObjectId, ObjectIdHash> seen;
+            while (!todo.empty() && !reached) {
+                ObjectId cur = todo.back();
+                todo.pop_back();
+                if (!seen.insert(cur).second) continue;
+                if (cur == *tip) reached = true;
+                DVOL_TRY(auto c, load_commit(cur));
+                todo.insert(todo.end(), c.parents.begin(), c.parents.end());
+            }
+            if (reached) break;
+        }
+        if (!reached)
+            return make_error(Errc::conflict, fmt::format("branch {} has commits that no other branch holds (tip {}); use -D to delete it anyway",
+                                                          branch, tip->hex().substr(0, 12)));
+    }
     DVOL_TRY(auto txn, meta::Db::Transaction::begin(*db_));
     {
         DVOL_TRY(auto del, db_->prepare("DELETE FROM branches WHERE volume_id = ? AND name = ?"));
@@ -477,7 +513,7 @@ Result<ResetOutcome> Repository::checkout(const std::string& volume, const std::
     bool exists = false;
     DVOL_TRY(auto target_tip, branch_tip(v.id, branch, &exists));
     if (create) {
-        if (exists) return make_error(Errc::already_exists, fmt::format("Cannot create existing branch {}", branch));
+        if (exists) return make_verbatim_error(Errc::already_exists, fmt::format("Cannot create existing branch {}", branch));
         DVOL_TRY(auto tip, branch_tip(v.id, v.branch));
         DVOL_TRY(auto txn, meta::Db::Transaction::begin(*db_));
         {
@@ -492,9 +528,9 @@ Result<ResetOutcome> Repository::checkout(const std::string& volume, const std::
             DVOL_CHECK(up.bind(1, branch).bind(2, v.id).run());
         }
         DVOL_CHECK(txn.commit());
-        return ResetOutcome{tip.value_or(ObjectId{}), 0, 0, 0};
+        return ResetOutcome{tip.value_or(ObjectId{}), 0, 0, 0, {}};
     }
-    if (!exists) return make_error(Errc::not_found, fmt::format("Cannot switch to a non-existing branch {}", branch));
+    if (!exists) return make_verbatim_error(Errc::not_found, fmt::format("Cannot switch to a non-existing branch {}", branch));
     if (!force) {
         TreeOverlay overlay;
         ObjectId top;
@@ -513,19 +549,7 @@ Result<ResetOutcome> Repository::checkout(const std::string& volume, const std::
         DVOL_CHECK(up.bind(1, branch).bind(2, v.id).run());
         DVOL_CHECK(txn.commit());
     }
-    StatCache cache(*db_, v.id);
-    cache.begin_batch();
-    Restorer restorer(*store_, cache);
-    restorer.set_progress(progress);
-    Status restored = restorer.restore(live_dir(volume), tree ? &*tree : nullptr);
-    {
-        DVOL_TRY(auto txn, meta::Db::Transaction::begin(*db_));
-        DVOL_CHECK(cache.write_batch());
-        DVOL_CHECK(txn.commit());
-    }
-    DVOL_CHECK(restored);
-    return ResetOutcome{target_tip.value_or(ObjectId{}), restorer.stats().files_written, restorer.stats().bytes_written,
-                        restorer.stats().removed};
+    return materialise(v, tree ? &*tree : nullptr, target_tip.value_or(ObjectId{}), progress);
 }
 
 Result<std::vector<FileDiff>> Repository::diff(const std::string& volume, const std::optional<std::string>& from,
@@ -584,8 +608,8 @@ Result<std::vector<FileDiff>> Repository::diff(const std::string& volume, const 
         bool too_big = (a && !old_text) || (b && !new_text);
         bool binary = (old_text && looks_binary(*old_text)) || (new_text && looks_binary(*new_text));
         if (too_big || binary) {
-            fd.patch = fmt::format("{} files a/{} and b/{} differ ({} -> {} bytes)\n", too_big ? "Large" : "Binary", ch.path, ch.path,
-                                   a ? a->size : 0, b ? b->size : 0);
+            fd.patch = fmt::format("{} files {} and {} differ ({} -> {} bytes)\n", too_big ? "Large" : "Binary",
+                                   a ? "a/" + ch.path : "/dev/null", b ? "b/" + ch.path : "/dev/null", a ? a->size : 0, b ? b->size : 0);
         } else {
             DVOL_TRY(fd.patch, unified_diff(ch.path, a ? old_text : std::nullopt, b ? new_text : std::nullopt));
         }

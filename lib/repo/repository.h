@@ -61,6 +61,7 @@ struct ResetOutcome {
     uint64_t files_written = 0;
     uint64_t bytes_written = 0;
     uint64_t removed = 0;
+    std::vector<std::string> warnings;  // attributes the kernel refused to set, one line each
 };
 
 struct FileDiff {
@@ -68,7 +69,8 @@ struct FileDiff {
     std::string patch;  // unified diff, or a one-line summary for binary or large files
 };
 
-// Names of volumes and branches: Docker's rule [A-Za-z0-9][A-Za-z0-9_.-]*, 1..128 characters.
+// Names of volumes and branches: Docker's rule [A-Za-z0-9][A-Za-z0-9_.-]*, 1..128 characters,
+// and never ".." anywhere (DESIGN.md).
 bool valid_name(std::string_view name);
 std::string invalid_name_message(std::string_view name, std::string_view what);
 
@@ -103,7 +105,9 @@ public:
     // Branches.
     Result<std::vector<BranchInfo>> branches(const std::string& volume);
     Result<std::string> active_branch(const std::string& volume);
-    Status delete_branch(const std::string& volume, const std::string& branch);
+    // Refuses when the branch holds commits that no other branch of the volume reaches, unless
+    // `force` (those commits stay in the store until gc and can be reached by id).
+    Status delete_branch(const std::string& volume, const std::string& branch, bool force = false);
     // With `create`, makes `branch` at the current tip and switches to it, keeping the live
     // data as it is. Without, switches to an existing branch and materialises its tip; refuses
     // when there are uncommitted changes unless `force`.
@@ -133,6 +137,8 @@ private:
     Result<ObjectId> commit_tree(const ObjectId& commit);
     Result<std::vector<Change>> live_changes(const Volume& v, const WarnFn& warn, TreeOverlay& overlay, ObjectId& live_top);
     Status prepare_write();
+    // Restores `tree` (null: empty) into the volume's live directory and saves the stat cache.
+    Result<ResetOutcome> materialise(const Volume& v, const ObjectId* tree, const ObjectId& commit, const ProgressFn& progress);
 
     std::string root_;
     std::unique_ptr<meta::Db> db_;

@@ -13,7 +13,7 @@
 
 #include <fmt/format.h>
 
-#include "base/fs.h"
+#include "base/xattr.h"
 #include "repo/content.h"
 
 namespace dvol {
@@ -49,15 +49,16 @@ timespec to_timespec(int64_t ns) {
 
 Status Restorer::restore(const std::string& live_dir, const ObjectId* top) {
     is_root_ = ::geteuid() == 0;
-    DVOL_TRY(UniqueFd fd, open_file(live_dir, O_RDONLY | O_DIRECTORY));
-    if (!top) return sync_dir(fd.get(), "", Tree{});
+    DVOL_TRY(root_fd_, open_file(live_dir, O_RDONLY | O_DIRECTORY));
+    if (!top) return sync_dir(root_fd_.get(), "", Tree{});
     DVOL_TRY(Tree top_tree, load_tree(store_, nullptr, *top));
     const TreeEntry* root = top_tree.find(kRootEntryName);
     if (top_tree.entries.size() != 1 || !root || root->type != EntryType::dir)
         return make_error(Errc::corrupt, fmt::format("tree {} is not a volume's top tree", top->hex()));
     DVOL_TRY(Tree tree, load_tree(store_, nullptr, root->subtree));
-    DVOL_CHECK(sync_dir(fd.get(), "", tree));
-    DVOL_TRY(bool unused, apply_metadata(fd.get(), ".", *root));
+    DVOL_CHECK(sync_dir(root_fd_.get(), "", tree));
+    static const std::string dot = ".", root_rel = ".";
+    DVOL_TRY(bool unused, apply_metadata(root_fd_.get(), Where{root_fd_.get(), dot, root_rel}, *root));
     (void)unused;
     return {};
 }
@@ -91,13 +92,17 @@ Status Restorer::sync_dir(int dirfd, const std::string& rel, const Tree& target)
         if (!valid_entry_name(want.name)) return make_error(Errc::corrupt, fmt::format("refusing entry name '{}' in {}", want.name, rel));
         auto it = have.find(want.name);
         if (progress_ && ++visited_ % 256 == 0) progress_(Progress{visited_, stats_.bytes_written});
-        DVOL_CHECK(sync_entry(dirfd, join(rel, want.name), want, it == have.end() ? nullptr : &it->second));
+        std::string path = join(rel, want.name);
+        DVOL_CHECK(sync_entry(Where{dirfd, want.name, path}, want, it == have.end() ? nullptr : &it->second));
     }
     return {};
 }
 
-Status Restorer::sync_entry(int dirfd, const std::string& rel, const TreeEntry& want, const struct stat* have) {
-    const std::string& name = want.name;
+Status Restorer::sync_entry(const Where& at, const TreeEntry& want, const struct stat* have) {
+    const std::string& name = at.name;
+    const std::string& rel = at.rel;
+    int dirfd = at.dirfd;
+    if (want.type == EntryType::hardlink) return sync_hardlink(at, want, have);
     if (have && type_of(*have) != want.type) {
         DVOL_CHECK(remove_entry_at(dirfd, name, rel));
         DVOL_CHECK(cache_.forget(rel));
@@ -109,15 +114,32 @@ Status Restorer::sync_entry(int dirfd, const std::string& rel, const TreeEntry& 
             DVOL_TRY(UniqueFd fd, open_at(dirfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW));
             DVOL_TRY(Tree sub, load_tree(store_, nullptr, want.subtree));
             DVOL_CHECK(sync_dir(fd.get(), rel, sub));
-            DVOL_TRY(bool unused, apply_metadata(fd.get(), rel, want));
+            DVOL_TRY(bool unused, apply_metadata(fd.get(), at, want));
             (void)unused;
             return {};
         }
         case EntryType::file: {
-            if (!have) return write_new_file(dirfd, rel, want);
-            DVOL_TRY(UniqueFd fd, open_at(dirfd, name, O_RDWR | O_NOFOLLOW | O_NOCTTY));
+            if (have && have->st_nlink > 1) {
+                // Shared with other paths: changing it in place would change them too. Keep it
+                // only when it is already right; otherwise this path gets a file of its own.
+                DVOL_TRY(bool same, known_same(rel, want, *have));
+                if (!same) {
+                    DVOL_CHECK(remove_entry_at(dirfd, name, rel));
+                    DVOL_CHECK(cache_.forget(rel));
+                    have = nullptr;
+                }
+            }
+            if (!have) return write_new_file(at, want);
+            auto opened = open_at(dirfd, name, O_RDWR | O_NOFOLLOW | O_NOCTTY);
+            if (!opened && !is_root_ && errno == EACCES) {
+                // A read-only file of our own: make it writable; apply_metadata sets the mode back.
+                if (::fchmodat(dirfd, name.c_str(), (have->st_mode & 07777) | S_IWUSR, 0) != 0) return errno_error("set mode of", rel);
+                opened = open_at(dirfd, name, O_RDWR | O_NOFOLLOW | O_NOCTTY);
+            }
+            if (!opened) return std::move(opened).error();
+            UniqueFd fd = std::move(*opened);
             DVOL_TRY(bool changed, update_file(fd.get(), rel, want, *have));
-            DVOL_TRY(bool meta_changed, apply_metadata(fd.get(), rel, want));
+            DVOL_TRY(bool meta_changed, apply_metadata(fd.get(), at, want));
             // An untouched file keeps its stat and so its cache row.
             if (!changed && !meta_changed) return {};
             return remember(fd.get(), rel, want);
@@ -126,17 +148,15 @@ Status Restorer::sync_entry(int dirfd, const std::string& rel, const TreeEntry& 
             if (have) {
                 std::string cur(want.target.size() + 1, '\0');
                 ssize_t n = ::readlinkat(dirfd, name.c_str(), cur.data(), cur.size());
-                if (n == static_cast<ssize_t>(want.target.size()) && cur.compare(0, want.target.size(), want.target) == 0) {
-                    // Same target: fix owner and mtime only.
-                } else {
+                bool same = n == static_cast<ssize_t>(want.target.size()) && cur.compare(0, want.target.size(), want.target) == 0;
+                if (!same) {
                     DVOL_CHECK(remove_entry_at(dirfd, name, rel));
                     have = nullptr;
                 }
             }
             if (!have && ::symlinkat(want.target.c_str(), dirfd, name.c_str()) != 0) return errno_error("create symlink", rel);
-            if (is_root_) (void)::fchownat(dirfd, name.c_str(), want.uid, want.gid, AT_SYMLINK_NOFOLLOW);
-            timespec ts[2] = {to_timespec(want.mtime_ns), to_timespec(want.mtime_ns)};
-            if (::utimensat(dirfd, name.c_str(), ts, AT_SYMLINK_NOFOLLOW) != 0) return errno_error("set times of", rel);
+            DVOL_TRY(bool unused, apply_metadata(-1, at, want));
+            (void)unused;
             return {};
         }
         case EntryType::fifo:
@@ -149,15 +169,35 @@ Status Restorer::sync_entry(int dirfd, const std::string& rel, const TreeEntry& 
             }
             if (!have && ::mknodat(dirfd, name.c_str(), kind | 0600, static_cast<dev_t>(want.rdev)) != 0)
                 return errno_error("create special file", rel);
-            if (is_root_) (void)::fchownat(dirfd, name.c_str(), want.uid, want.gid, AT_SYMLINK_NOFOLLOW);
-            if (::fchmodat(dirfd, name.c_str(), want.mode, 0) != 0) return errno_error("set mode of", rel);
-            timespec ts[2] = {to_timespec(want.mtime_ns), to_timespec(want.mtime_ns)};
-            if (::utimensat(dirfd, name.c_str(), ts, AT_SYMLINK_NOFOLLOW) != 0) return errno_error("set times of", rel);
+            DVOL_TRY(bool unused, apply_metadata(-1, at, want));
+            (void)unused;
             return {};
         }
-        case EntryType::hardlink:
-            return make_error(Errc::unsupported, fmt::format("{} is a hard link, which this dvol cannot restore yet", rel));
+        case EntryType::hardlink: break;  // handled above
     }
+    return {};
+}
+
+Status Restorer::sync_hardlink(const Where& at, const TreeEntry& want, const struct stat* have) {
+    // The target is an earlier path of this tree, restored already. Reach it one directory at a
+    // time without following symlinks, so a hostile tree cannot link in a file from outside.
+    UniqueFd parent;
+    int parent_fd = root_fd_.get();
+    std::string base = want.target;
+    for (size_t slash; (slash = base.find('/')) != std::string::npos;) {
+        DVOL_TRY(parent, open_at(parent_fd, base.substr(0, slash), O_RDONLY | O_DIRECTORY | O_NOFOLLOW));
+        parent_fd = parent.get();
+        base.erase(0, slash + 1);
+    }
+    struct stat target;
+    if (::fstatat(parent_fd, base.c_str(), &target, AT_SYMLINK_NOFOLLOW) != 0 || !S_ISREG(target.st_mode))
+        return make_error(Errc::corrupt, fmt::format("hard link {} names {}, which is not a file restored before it", at.rel, want.target));
+    if (have && have->st_dev == target.st_dev && have->st_ino == target.st_ino) return {};
+    if (have) {
+        DVOL_CHECK(remove_entry_at(at.dirfd, at.name, at.rel));
+        DVOL_CHECK(cache_.forget(at.rel));
+    }
+    if (::linkat(parent_fd, base.c_str(), at.dirfd, at.name.c_str(), 0) != 0) return errno_error("create hard link", at.rel);
     return {};
 }
 
@@ -180,20 +220,26 @@ Status Restorer::write_extent(int fd, const std::string& rel, uint64_t offset, c
     return pwrite_all(fd, buf_, offset, rel);
 }
 
-Status Restorer::write_new_file(int dirfd, const std::string& rel, const TreeEntry& want) {
-    DVOL_TRY(UniqueFd fd, open_at(dirfd, want.name, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_NOCTTY, 0600));
+Status Restorer::write_new_file(const Where& at, const TreeEntry& want) {
+    DVOL_TRY(UniqueFd fd, open_at(at.dirfd, at.name, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_NOCTTY, 0600));
     ExtentCursor cur(store_, want.content);
     for (;;) {
         DVOL_TRY(auto x, cur.next());
         if (!x) break;
         if (x->hole) continue;  // a new file is sparse already
-        DVOL_CHECK(write_extent(fd.get(), rel, cur.offset(), *x));
+        DVOL_CHECK(write_extent(fd.get(), at.rel, cur.offset(), *x));
     }
-    if (::ftruncate(fd.get(), static_cast<off_t>(want.size)) != 0) return errno_error("set size of", rel);
+    if (::ftruncate(fd.get(), static_cast<off_t>(want.size)) != 0) return errno_error("set size of", at.rel);
     stats_.files_written++;
-    DVOL_TRY(bool unused, apply_metadata(fd.get(), rel, want));
+    DVOL_TRY(bool unused, apply_metadata(fd.get(), at, want));
     (void)unused;
-    return remember(fd.get(), rel, want);
+    return remember(fd.get(), at.rel, want);
+}
+
+Result<bool> Restorer::known_same(const std::string& rel, const TreeEntry& want, const struct stat& have) {
+    if (static_cast<uint64_t>(have.st_size) != want.size) return false;
+    DVOL_TRY(auto known, cache_.lookup(rel, stat_key(have)));
+    return known && *known == want.content;
 }
 
 Result<bool> Restorer::update_file(int fd, const std::string& rel, const TreeEntry& want, const struct stat& have) {
@@ -249,19 +295,39 @@ Result<bool> Restorer::update_file(int fd, const std::string& rel, const TreeEnt
     return changed || !known;
 }
 
-Result<bool> Restorer::apply_metadata(int fd, const std::string& rel, const TreeEntry& want) {
+Result<bool> Restorer::apply_metadata(int fd, const Where& at, const TreeEntry& want) {
     struct stat st;
-    if (::fstat(fd, &st) != 0) return errno_error("stat", rel);
+    int rc = fd >= 0 ? ::fstat(fd, &st) : ::fstatat(at.dirfd, at.name.c_str(), &st, AT_SYMLINK_NOFOLLOW);
+    if (rc != 0) return errno_error("stat", at.rel);
     TreeEntry now;
     fill_metadata(now, st);
-    bool owner_ok = !is_root_ || (now.uid == want.uid && now.gid == want.gid);
-    if (owner_ok && now.mode == want.mode && now.mtime_ns == want.mtime_ns) return false;
-    if (!owner_ok && ::fchown(fd, want.uid, want.gid) != 0) return errno_error("set owner of", rel);
-    // After chown, which clears setuid/setgid.
-    if (::fchmod(fd, want.mode) != 0) return errno_error("set mode of", rel);
-    timespec ts[2] = {to_timespec(want.mtime_ns), to_timespec(want.mtime_ns)};
-    if (::futimens(fd, ts) != 0) return errno_error("set times of", rel);
-    return true;
+    bool is_link = S_ISLNK(st.st_mode);
+    bool changed = false;
+    if (is_root_ && (now.uid != want.uid || now.gid != want.gid)) {
+        rc = fd >= 0 ? ::fchown(fd, want.uid, want.gid) : ::fchownat(at.dirfd, at.name.c_str(), want.uid, want.gid, AT_SYMLINK_NOFOLLOW);
+        if (rc != 0) return errno_error("set owner of", at.rel);
+        changed = true;
+    }
+    // After chown, which clears setuid/setgid. Symlinks have no mode of their own on Linux.
+    if (!is_link && (changed || now.mode != want.mode)) {
+        rc = fd >= 0 ? ::fchmod(fd, want.mode) : ::fchmodat(at.dirfd, at.name.c_str(), want.mode, 0);
+        if (rc != 0) return errno_error("set mode of", at.rel);
+        changed = true;
+    }
+    // xattrs after chown and chmod: chown drops security.capability, and a POSIX ACL set here
+    // agrees with the mode it was committed with.
+    DVOL_TRY(auto xattrs, read_xattrs(at.dirfd, at.name, at.rel));
+    if (xattrs != want.xattrs) {
+        DVOL_CHECK(write_xattrs(at.dirfd, at.name, at.rel, xattrs, want.xattrs, warnings_));
+        changed = true;
+    }
+    if (changed || now.mtime_ns != want.mtime_ns) {
+        timespec ts[2] = {to_timespec(want.mtime_ns), to_timespec(want.mtime_ns)};
+        rc = fd >= 0 ? ::futimens(fd, ts) : ::utimensat(at.dirfd, at.name.c_str(), ts, AT_SYMLINK_NOFOLLOW);
+        if (rc != 0) return errno_error("set times of", at.rel);
+        changed = true;
+    }
+    return changed;
 }
 
 Status Restorer::remember(int fd, const std::string& rel, const TreeEntry& want) {

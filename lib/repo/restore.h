@@ -5,8 +5,10 @@
 #pragma once
 
 #include <string>
+#include <vector>
 
 #include "base/error.h"
+#include "base/fs.h"
 #include "object/tree.h"
 #include "repo/scan.h"
 #include "repo/stat_cache.h"
@@ -29,25 +31,40 @@ public:
         uint64_t removed = 0;
     };
     const Stats& stats() const { return stats_; }
+    // Attributes the kernel would not let us set (see write_xattrs), one message each.
+    const std::vector<std::string>& warnings() const { return warnings_; }
     void set_progress(ProgressFn fn) { progress_ = std::move(fn); }
 
 private:
+    // The entry being restored: its directory, its name there, and its path for messages and
+    // the stat cache.
+    struct Where {
+        int dirfd;
+        const std::string& name;
+        const std::string& rel;
+    };
     Status sync_dir(int dirfd, const std::string& rel, const Tree& target);
-    Status sync_entry(int dirfd, const std::string& rel, const TreeEntry& want, const struct stat* have);
-    Status write_new_file(int dirfd, const std::string& rel, const TreeEntry& want);
+    Status sync_entry(const Where& at, const TreeEntry& want, const struct stat* have);
+    Status sync_hardlink(const Where& at, const TreeEntry& want, const struct stat* have);
+    Status write_new_file(const Where& at, const TreeEntry& want);
     // Makes the content right; true when anything was written or the content was verified by
     // reading (either way the stat cache row must be refreshed).
     Result<bool> update_file(int fd, const std::string& rel, const TreeEntry& want, const struct stat& have);
+    // Whether the file's current content is known (stat cache) to equal want's.
+    Result<bool> known_same(const std::string& rel, const TreeEntry& want, const struct stat& have);
     Status write_extent(int fd, const std::string& rel, uint64_t offset, const Extent& x);
-    // Sets owner, mode and mtime where they differ; true when anything changed.
-    Result<bool> apply_metadata(int fd, const std::string& rel, const TreeEntry& want);
+    // Sets owner, mode, xattrs and mtime where they differ; true when anything changed. `fd` is
+    // the entry opened (files, directories) or -1 (symlinks, fifos, devices).
+    Result<bool> apply_metadata(int fd, const Where& at, const TreeEntry& want);
     Status remember(int fd, const std::string& rel, const TreeEntry& want);
 
     ObjectStore& store_;
     StatCache& cache_;
+    UniqueFd root_fd_;
     std::vector<std::byte> buf_;
     std::vector<std::byte> read_buf_;
     Stats stats_;
+    std::vector<std::string> warnings_;
     ProgressFn progress_;
     uint64_t visited_ = 0;
     bool is_root_ = false;

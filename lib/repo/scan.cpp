@@ -12,6 +12,7 @@
 #include <fmt/format.h>
 
 #include "base/fs.h"
+#include "base/xattr.h"
 #include "repo/content.h"
 
 namespace dvol {
@@ -95,6 +96,26 @@ Result<bool> Scanner::scan_entry(int dirfd, const std::string& name, const std::
     }
     e.name = name;
     fill_metadata(e, st);
+    if (!S_ISSOCK(st.st_mode)) {
+        DVOL_TRY(e.xattrs, read_xattrs(dirfd, name, path));
+        size_t bytes = 0;
+        for (const auto& [k, v] : e.xattrs) {
+            if (k.size() > kMaxNameLength || v.size() > kMaxXattrValue)
+                return make_error(Errc::unsupported, fmt::format("{} has an extended attribute larger than dvol stores ({})", path, k));
+            bytes += k.size() + v.size();
+        }
+        if (e.xattrs.size() > kMaxXattrs || bytes > 16 * kMaxXattrValue)
+            return make_error(Errc::unsupported, fmt::format("{} has more extended attributes than dvol stores", path));
+    }
+    if (S_ISREG(st.st_mode) && st.st_nlink > 1) {
+        auto key = std::make_pair(static_cast<uint64_t>(st.st_dev), static_cast<uint64_t>(st.st_ino));
+        auto [it, first] = links_.emplace(key, path);
+        if (!first) {
+            e.type = EntryType::hardlink;
+            e.target = it->second;
+            return true;
+        }
+    }
     switch (st.st_mode & S_IFMT) {
         case S_IFREG: {
             e.type = EntryType::file;
@@ -107,7 +128,10 @@ Result<bool> Scanner::scan_entry(int dirfd, const std::string& name, const std::
                 e.content = std::move(*cached);
                 return true;
             }
-            DVOL_TRY(UniqueFd fd, open_at(dirfd, name, O_RDONLY | O_NOFOLLOW | O_NOCTTY));
+            auto opened = open_at(dirfd, name, O_RDONLY | O_NOFOLLOW | O_NOCTTY);
+            if (!opened && opened.error().code == Errc::not_found) return false;  // deleted meanwhile
+            if (!opened) return make_error(opened.error().code, fmt::format("cannot read {}: {}", path, opened.error().message));
+            UniqueFd fd = std::move(*opened);
             std::function<void(uint64_t)> on_read;
             if (progress_) {
                 on_read = [this](uint64_t n) {

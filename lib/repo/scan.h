@@ -4,6 +4,7 @@
 #pragma once
 
 #include <functional>
+#include <map>
 #include <string>
 #include <unordered_map>
 #include <vector>
@@ -70,6 +71,8 @@ private:
     std::vector<std::byte> read_buf_;
     TreeOverlay overlay_;
     std::vector<PendingRow> pending_;
+    // First path seen of each multiply-linked file (device, inode): later paths become links.
+    std::map<std::pair<uint64_t, uint64_t>, std::string> links_;
     Stats stats_;
     int64_t scan_ns_ = 0;
 };

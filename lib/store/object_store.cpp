@@ -188,7 +188,9 @@ Status ObjectStore::get(const ObjectId& id, std::vector<std::byte>& out) {
     DVOL_TRY(bool found, lookup(id, loc));
     if (!found) return make_error(Errc::not_found, fmt::format("object {} is not in the store", id.hex()));
     std::string name;
-    DVOL_TRY(int fd, pack_fd(loc.pack_id, name));
+    auto pack = pack_fd(loc.pack_id, name);
+    if (!pack) return make_error(pack.error().code, fmt::format("object {}: {}", id.hex(), pack.error().message));
+    int fd = *pack;
     auto corrupt = [&](std::string_view why) {
         return make_error(Errc::corrupt, fmt::format("object {} in pack {} is corrupt: {}", id.hex(), name, why));
     };

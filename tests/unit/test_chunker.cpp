@@ -1,0 +1,145 @@
+#include <catch2/catch.hpp>
+
+#include <algorithm>
+#include <numeric>
+#include <set>
+#include <vector>
+
+#include "store/chunker.h"
+#include "store/hash.h"
+#include "support.h"
+
+using namespace dvol;
+using dvol::test::random_bytes;
+
+namespace {
+
+// Cuts the whole of `data` as a stream would, returning the chunk lengths.
+std::vector<size_t> cut_all(const Chunker& c, std::span<const std::byte> data) {
+    std::vector<size_t> out;
+    while (!data.empty()) {
+        size_t n = c.next_cut(data);
+        REQUIRE(n >= 1);
+        REQUIRE(n <= data.size());
+        out.push_back(n);
+        data = data.subspan(n);
+    }
+    return out;
+}
+
+std::vector<ObjectId> chunk_ids(const Chunker& c, std::span<const std::byte> data) {
+    std::vector<ObjectId> ids;
+    for (size_t n : cut_all(c, data)) {
+        ids.push_back(sha256(data.first(n)));
+        data = data.subspan(n);
+    }
+    return ids;
+}
+
+void check_bounds(const std::vector<size_t>& lens, const ChunkerParams& p, size_t total) {
+    REQUIRE_FALSE(lens.empty());
+    CHECK(std::accumulate(lens.begin(), lens.end(), size_t{0}) == total);
+    for (size_t i = 0; i + 1 < lens.size(); ++i) {
+        INFO("chunk " << i << " of " << lens.size());
+        CHECK(lens[i] >= p.min_size);
+        CHECK(lens[i] <= p.max_size);
+    }
+    CHECK(lens.back() >= 1);
+    CHECK(lens.back() <= p.max_size);
+}
+
+}  // namespace
+
+TEST_CASE("chunk lengths stay within [min, max] with the default parameters", "[chunker]") {
+    ChunkerParams p;
+    Chunker c(p);
+    CHECK(c.max_size() == p.max_size);
+    auto data = random_bytes(8 << 20, 7);
+    auto lens = cut_all(c, data);
+    check_bounds(lens, p, data.size());
+    // Content-defined: random data must cut well before max most of the time, and the mean
+    // should sit near the configured average.
+    double mean = static_cast<double>(data.size()) / static_cast<double>(lens.size());
+    CHECK(mean >= static_cast<double>(p.avg_size) / 2);
+    CHECK(mean <= static_cast<double>(p.avg_size) * 2);
+    size_t at_max = static_cast<size_t>(std::count(lens.begin(), lens.end() - 1, p.max_size));
+    CHECK(at_max * 10 < lens.size());
+    CHECK(std::set<size_t>(lens.begin(), lens.end()).size() > lens.size() / 2);  // not a fixed size
+}
+
+TEST_CASE("chunk lengths stay within [min, max] with small parameters", "[chunker]") {
+    ChunkerParams p{1024, 4096, 16384};
+    Chunker c(p);
+    auto data = random_bytes(2 << 20, 8);
+    auto lens = cut_all(c, data);
+    check_bounds(lens, p, data.size());
+    double mean = static_cast<double>(data.size()) / static_cast<double>(lens.size());
+    CHECK(mean >= 2048);
+    CHECK(mean <= 8192);
+}
+
+TEST_CASE("short inputs are one chunk", "[chunker]") {
+    Chunker c;
+    auto data = random_bytes(100 << 10, 9);
+    CHECK(c.next_cut(std::span(data).first(1)) == 1);
+    CHECK(c.next_cut(std::span(data).first(1000)) == 1000);
+    CHECK(c.next_cut(std::span(data).first(16 * 1024)) == 16 * 1024);
+    // Above the minimum a cut may come early but never before the minimum.
+    size_t n = c.next_cut(std::span(data).first(40 * 1024));
+    CHECK(n > 16 * 1024);
+    CHECK(n <= 40 * 1024);
+}
+
+TEST_CASE("chunking is deterministic", "[chunker]") {
+    auto data = random_bytes(4 << 20, 11);
+    Chunker a, b;
+    auto la = cut_all(a, data);
+    CHECK(cut_all(a, data) == la);
+    CHECK(cut_all(b, data) == la);
+    // A cut depends only on the bytes from the chunk start, not on what follows beyond max.
+    size_t first = a.next_cut(data);
+    CHECK(a.next_cut(std::span(data).first(a.max_size())) == first);
+}
+
+TEST_CASE("boundaries resynchronise after an insertion near the start", "[chunker]") {
+    Chunker c;
+    auto data = random_bytes(8 << 20, 12);
+    auto edited = data;
+    auto insert = random_bytes(100, 13);
+    edited.insert(edited.begin() + 1000, insert.begin(), insert.end());
+
+    auto before = chunk_ids(c, data);
+    auto after = chunk_ids(c, edited);
+    REQUIRE(before.size() > 50);
+    std::set<ObjectId> after_set(after.begin(), after.end());
+    size_t shared = static_cast<size_t>(
+        std::count_if(before.begin(), before.end(), [&](const ObjectId& id) { return after_set.count(id) > 0; }));
+    // Only the chunk(s) around the insertion may differ.
+    CHECK(shared + 3 >= before.size());
+    CHECK(shared < before.size());  // the first chunk did change
+    CHECK(before.back() == after.back());
+}
+
+TEST_CASE("boundaries resynchronise after a deletion in the middle", "[chunker]") {
+    Chunker c;
+    auto data = random_bytes(8 << 20, 14);
+    auto edited = data;
+    edited.erase(edited.begin() + (4 << 20), edited.begin() + (4 << 20) + 5000);
+    auto before = chunk_ids(c, data);
+    auto after = chunk_ids(c, edited);
+    std::set<ObjectId> after_set(after.begin(), after.end());
+    size_t shared = static_cast<size_t>(
+        std::count_if(before.begin(), before.end(), [&](const ObjectId& id) { return after_set.count(id) > 0; }));
+    CHECK(shared + 4 >= before.size());
+}
+
+TEST_CASE("a stream of zeros cuts into equal chunks within bounds", "[chunker]") {
+    ChunkerParams p;
+    Chunker c(p);
+    std::vector<std::byte> zeros(3 << 20);
+    auto lens = cut_all(c, zeros);
+    check_bounds(lens, p, zeros.size());
+    // Every chunk starts on identical content, so every full chunk has the same length.
+    std::set<size_t> full(lens.begin(), lens.end() - 1);
+    CHECK(full.size() == 1);
+}

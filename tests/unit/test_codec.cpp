@@ -1,0 +1,135 @@
+#include <catch2/catch.hpp>
+
+#include <string>
+#include <vector>
+
+#include "store/codec.h"
+#include "support.h"
+
+using namespace dvol;
+using dvol::test::bytes_of;
+using dvol::test::random_bytes;
+
+namespace {
+
+std::vector<std::byte> compressible(size_t n) {
+    std::string s;
+    while (s.size() < n) s += "the quick brown fox jumps over the lazy dog " + std::to_string(s.size() % 97) + "\n";
+    s.resize(n);
+    return bytes_of(s);
+}
+
+}  // namespace
+
+TEST_CASE("compressible data round-trips through zstd", "[codec]") {
+    Compressor c;
+    for (size_t n : {size_t{100}, size_t{4096}, size_t{256} << 10, size_t{1} << 20}) {
+        INFO("size " << n);
+        auto in = compressible(n);
+        std::vector<std::byte> packed;
+        REQUIRE(c.compress(in, packed) == Codec::zstd);
+        CHECK(packed.size() < in.size() - in.size() / 32);
+        std::vector<std::byte> out;
+        REQUIRE(decompress(Codec::zstd, packed, in.size(), out));
+        CHECK(out == in);
+    }
+}
+
+TEST_CASE("a Compressor can be reused and other levels round-trip", "[codec]") {
+    Compressor fast(1), strong(19);
+    std::vector<std::byte> a, b, out;
+    auto in1 = compressible(50000), in2 = compressible(70000);
+    REQUIRE(fast.compress(in1, a) == Codec::zstd);
+    REQUIRE(fast.compress(in2, b) == Codec::zstd);
+    REQUIRE(decompress(Codec::zstd, a, in1.size(), out));
+    CHECK(out == in1);
+    REQUIRE(decompress(Codec::zstd, b, in2.size(), out));
+    CHECK(out == in2);
+    REQUIRE(strong.compress(in2, a) == Codec::zstd);
+    REQUIRE(decompress(Codec::zstd, a, in2.size(), out));
+    CHECK(out == in2);
+}
+
+TEST_CASE("incompressible data is stored raw", "[codec]") {
+    Compressor c;
+    auto in = random_bytes(100000, 3);
+    std::vector<std::byte> packed;
+    REQUIRE(c.compress(in, packed) == Codec::raw);
+    CHECK(packed == in);
+    std::vector<std::byte> out;
+    REQUIRE(decompress(Codec::raw, packed, in.size(), out));
+    CHECK(out == in);
+}
+
+TEST_CASE("empty and tiny inputs round-trip", "[codec]") {
+    Compressor c;
+    for (size_t n : {size_t{0}, size_t{1}, size_t{31}}) {
+        INFO("size " << n);
+        auto in = random_bytes(n, 5);
+        std::vector<std::byte> packed = random_bytes(64, 6);  // stale contents must be replaced
+        Codec codec = c.compress(in, packed);
+        std::vector<std::byte> out = random_bytes(10, 7);
+        REQUIRE(decompress(codec, packed, in.size(), out));
+        CHECK(out == in);
+    }
+}
+
+TEST_CASE("decompress rejects a wrong size", "[codec]") {
+    Compressor c;
+    auto in = compressible(10000);
+    std::vector<std::byte> packed, out;
+    REQUIRE(c.compress(in, packed) == Codec::zstd);
+    for (size_t wrong : {in.size() - 1, in.size() + 1, size_t{0}, in.size() * 2}) {
+        INFO("claimed size " << wrong);
+        auto st = decompress(Codec::zstd, packed, wrong, out);
+        REQUIRE_FALSE(st);
+        CHECK(st.error().code == Errc::corrupt);
+    }
+    auto raw = random_bytes(100, 1);
+    for (size_t wrong : {size_t{99}, size_t{101}, size_t{0}}) {
+        auto st = decompress(Codec::raw, raw, wrong, out);
+        REQUIRE_FALSE(st);
+        CHECK(st.error().code == Errc::corrupt);
+    }
+}
+
+TEST_CASE("decompress rejects garbage and truncated frames", "[codec]") {
+    std::vector<std::byte> out;
+    auto garbage = random_bytes(1000, 99);
+    auto st = decompress(Codec::zstd, garbage, 5000, out);
+    REQUIRE_FALSE(st);
+    CHECK(st.error().code == Errc::corrupt);
+
+    auto empty = decompress(Codec::zstd, {}, 0, out);
+    REQUIRE_FALSE(empty);
+    CHECK(empty.error().code == Errc::corrupt);
+
+    Compressor c;
+    auto in = compressible(200000);
+    std::vector<std::byte> packed;
+    REQUIRE(c.compress(in, packed) == Codec::zstd);
+    for (size_t keep : {size_t{1}, size_t{4}, size_t{10}, packed.size() / 2, packed.size() - 1}) {
+        INFO("kept " << keep << " of " << packed.size());
+        auto cut = std::span<const std::byte>(packed).first(keep);
+        auto r = decompress(Codec::zstd, cut, in.size(), out);
+        REQUIRE_FALSE(r);
+        CHECK(r.error().code == Errc::corrupt);
+    }
+    // Trailing junk after a valid frame.
+    auto longer = packed;
+    longer.push_back(std::byte{0x42});
+    auto r = decompress(Codec::zstd, longer, in.size(), out);
+    REQUIRE_FALSE(r);
+    CHECK(r.error().code == Errc::corrupt);
+}
+
+TEST_CASE("decompress rejects an unknown codec", "[codec]") {
+    std::vector<std::byte> out;
+    auto data = random_bytes(16, 2);
+    for (int codec : {2, 7, 255}) {
+        auto st = decompress(static_cast<Codec>(codec), data, data.size(), out);
+        REQUIRE_FALSE(st);
+        CHECK(st.error().code == Errc::corrupt);
+        CHECK(st.error().message.find(std::to_string(codec)) != std::string::npos);
+    }
+}

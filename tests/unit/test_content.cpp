@@ -1,0 +1,313 @@
+#include <catch2/catch.hpp>
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <numeric>
+#include <string>
+#include <vector>
+
+#include "object/tree.h"
+#include "repo/content.h"
+#include "support.h"
+
+using namespace dvol;
+using dvol::test::random_bytes;
+using dvol::test::StoreFixture;
+using dvol::test::TempDir;
+
+namespace {
+
+Extent chunk(std::string_view tag, uint64_t len) { return Extent{sha256(tag), len, false}; }
+Extent hole(uint64_t len) { return Extent{{}, len, true}; }
+
+std::vector<std::pair<uint64_t, Extent>> walk(ObjectStore& store, const FileContent& c) {
+    std::vector<std::pair<uint64_t, Extent>> out;
+    ExtentCursor cur(store, c);
+    for (;;) {
+        auto x = cur.next();
+        REQUIRE(x);
+        if (!*x) break;
+        out.emplace_back(cur.offset(), **x);
+    }
+    return out;
+}
+
+FileContent chunk_path(const std::string& path, ObjectStore* store) {
+    auto fd = open_file(path, O_RDONLY);
+    REQUIRE(fd);
+    Chunker chunker;
+    auto c = chunk_file(fd->get(), path, chunker, store);
+    REQUIRE(c);
+    return std::move(*c);
+}
+
+uint64_t total_length(const FileContent& c) {
+    uint64_t t = 0;
+    if (c.indirect)
+        for (const auto& l : c.lists) t += l.length;
+    else
+        for (const auto& x : c.extents) t += x.length;
+    return t;
+}
+
+}  // namespace
+
+TEST_CASE("ContentBuilder merges adjacent holes", "[content]") {
+    ContentBuilder b(nullptr);
+    for (const auto& x : {hole(10), hole(20), chunk("a", 100), hole(5), hole(5), hole(1), chunk("b", 7), chunk("c", 8)})
+        REQUIRE(b.add(x));
+    CHECK(b.size() == 156);
+    auto c = b.finish();
+    REQUIRE(c);
+    CHECK_FALSE(c->indirect);
+    std::vector<Extent> expected = {hole(30), chunk("a", 100), hole(11), chunk("b", 7), chunk("c", 8)};
+    CHECK(c->extents == expected);
+    // The builder starts over after finish().
+    CHECK(b.size() == 0);
+    REQUIRE(b.add(hole(3)));
+    auto again = b.finish();
+    REQUIRE(again);
+    CHECK(again->extents == std::vector<Extent>{hole(3)});
+}
+
+TEST_CASE("ContentBuilder keeps up to kMaxExtentsPerList extents inline", "[content]") {
+    ContentBuilder b(nullptr);
+    for (size_t i = 0; i < kMaxExtentsPerList; ++i) REQUIRE(b.add(chunk(std::to_string(i), 10)));
+    auto c = b.finish();
+    REQUIRE(c);
+    CHECK_FALSE(c->indirect);
+    CHECK(c->extents.size() == kMaxExtentsPerList);
+
+    ContentBuilder h(nullptr);
+    for (size_t i = 0; i + 1 < kMaxExtentsPerList; ++i) REQUIRE(h.add(chunk(std::to_string(i), 10)));
+    REQUIRE(h.add(hole(10)));
+    REQUIRE(h.add(hole(10)));  // merges with the full list's last hole: still at the limit
+    auto ch = h.finish();
+    REQUIRE(ch);
+    CHECK_FALSE(ch->indirect);
+    CHECK(ch->extents.size() == kMaxExtentsPerList);
+    CHECK(ch->extents.back() == hole(20));
+}
+
+TEST_CASE("ContentBuilder goes indirect above kMaxExtentsPerList and ExtentCursor walks it back", "[content]") {
+    StoreFixture f;
+    const size_t n = 2 * kMaxExtentsPerList + 123;
+    std::vector<Extent> added;
+    ContentBuilder b(f.store.get());
+    for (size_t i = 0; i < n; ++i) {
+        // Alternate chunks and holes of varying length so offsets are not a simple multiple.
+        Extent x = i % 2 ? hole(1 + i % 17) : chunk(std::to_string(i), 100 + i);
+        added.push_back(x);
+        REQUIRE(b.add(x));
+    }
+    uint64_t total = 0;
+    for (const auto& x : added) total += x.length;
+    CHECK(b.size() == total);
+    auto c = b.finish();
+    REQUIRE(c);
+    REQUIRE(c->indirect);
+    CHECK(c->extents.empty());
+    REQUIRE(c->lists.size() == 3);
+    CHECK(c->lists[0].count == kMaxExtentsPerList);
+    CHECK(c->lists[1].count == kMaxExtentsPerList);
+    CHECK(c->lists[2].count == 123);
+    CHECK(total_length(*c) == total);
+    for (const auto& l : c->lists) {
+        auto has = f.store->has(l.id);
+        REQUIRE(has);
+        CHECK(*has);
+    }
+
+    auto walked = walk(*f.store, *c);
+    REQUIRE(walked.size() == n);
+    uint64_t off = 0;
+    for (size_t i = 0; i < n; ++i) {
+        INFO("extent " << i);
+        CHECK(walked[i].first == off);
+        CHECK(walked[i].second == added[i]);
+        off += added[i].length;
+    }
+
+    // Without a store the same ids come out, and nothing is written.
+    StoreFixture g;
+    ContentBuilder dry(nullptr);
+    for (const auto& x : added) REQUIRE(dry.add(x));
+    auto d = dry.finish();
+    REQUIRE(d);
+    CHECK(*d == *c);
+    CHECK(g.store->stats().objects_written == 0);
+    auto missing = g.store->has(c->lists[0].id);
+    REQUIRE(missing);
+    CHECK_FALSE(*missing);
+}
+
+TEST_CASE("ExtentCursor reports missing and inconsistent extent lists", "[content]") {
+    StoreFixture f;
+    std::vector<Extent> xs = {chunk("a", 10), hole(5)};
+    auto bytes = encode_extent_list(xs);
+    auto id = f.store->put(bytes);
+    REQUIRE(id);
+
+    FileContent missing;
+    missing.indirect = true;
+    missing.lists = {ExtentListRef{sha256("not stored"), 15, 2}};
+    ExtentCursor a(*f.store, missing);
+    auto ra = a.next();
+    REQUIRE_FALSE(ra);
+    CHECK(ra.error().code == Errc::not_found);
+
+    FileContent wrong_count;
+    wrong_count.indirect = true;
+    wrong_count.lists = {ExtentListRef{*id, 15, 3}};
+    ExtentCursor b(*f.store, wrong_count);
+    auto rb = b.next();
+    REQUIRE_FALSE(rb);
+    CHECK(rb.error().code == Errc::corrupt);
+
+    auto not_a_list = f.store->put(dvol::test::bytes_of("plain chunk bytes"));
+    REQUIRE(not_a_list);
+    FileContent garbage;
+    garbage.indirect = true;
+    garbage.lists = {ExtentListRef{*not_a_list, 17, 1}};
+    ExtentCursor g(*f.store, garbage);
+    auto rg = g.next();
+    REQUIRE_FALSE(rg);
+    CHECK(rg.error().code == Errc::corrupt);
+}
+
+TEST_CASE("chunk_file turns a big zero run into one hole extent", "[content]") {
+    StoreFixture f;
+    TempDir d;
+    auto head = random_bytes(1 << 20, 21), tail = random_bytes(1 << 20, 22);
+    std::vector<std::byte> data = head;
+    data.resize(data.size() + (4 << 20));
+    data.insert(data.end(), tail.begin(), tail.end());
+    dvol::test::write_file(d / "f", data);
+
+    auto c = chunk_path(d / "f", f.store.get());
+    REQUIRE_FALSE(c.indirect);
+    CHECK(total_length(c) == data.size());
+    size_t holes = 0;
+    uint64_t hole_bytes = 0;
+    for (const auto& x : c.extents) {
+        CHECK(x.length > 0);
+        if (x.hole) {
+            ++holes;
+            hole_bytes += x.length;
+        }
+    }
+    CHECK(holes == 1);
+    CHECK(hole_bytes >= (4u << 20) - 2 * Chunker().max_size());
+    CHECK(hole_bytes <= (4u << 20));
+    // Holes are not stored: the store holds about the random data only.
+    CHECK(f.store->stats().bytes_written < (2u << 20) + (256u << 10));
+
+    auto back = read_content(*f.store, c, data.size(), 64 << 20);
+    REQUIRE(back);
+    REQUIRE(*back);
+    CHECK(**back == dvol::test::string_of(data));
+}
+
+TEST_CASE("chunk_file of a sparse file and of an all-zero file", "[content]") {
+    StoreFixture f;
+    TempDir d;
+    {
+        auto fd = open_file(d / "sparse", O_WRONLY | O_CREAT, 0644);
+        REQUIRE(fd);
+        REQUIRE(::ftruncate(fd->get(), 3 << 20) == 0);
+    }
+    auto c = chunk_path(d / "sparse", f.store.get());
+    REQUIRE(c.extents.size() == 1);
+    CHECK(c.extents[0] == hole(3 << 20));
+    CHECK(f.store->stats().objects_written == 0);
+
+    dvol::test::write_file(d / "empty", "");
+    auto e = chunk_path(d / "empty", f.store.get());
+    CHECK(e == FileContent{});
+}
+
+TEST_CASE("chunk_file without a store computes the same ids and stores nothing", "[content]") {
+    StoreFixture f;
+    TempDir d;
+    auto data = random_bytes(3 << 20, 23);
+    dvol::test::write_file(d / "f", data);
+    auto dry = chunk_path(d / "f", nullptr);
+    CHECK(f.store->stats().objects_written == 0);
+    auto wet = chunk_path(d / "f", f.store.get());
+    CHECK(dry == wet);
+    CHECK(wet.extents.size() > 10);
+    CHECK(f.store->stats().objects_written == wet.extents.size());
+    for (const auto& x : wet.extents) {
+        auto got = f.store->get(x.id);
+        REQUIRE(got);
+        CHECK(got->size() == x.length);
+    }
+}
+
+TEST_CASE("read_content round trip and limit", "[content]") {
+    StoreFixture f;
+    auto a = f.store->put(dvol::test::bytes_of("hello "));
+    auto b = f.store->put(dvol::test::bytes_of("world"));
+    REQUIRE(a);
+    REQUIRE(b);
+    FileContent c;
+    c.extents = {Extent{*a, 6, false}, hole(3), Extent{*b, 5, false}};
+    std::string expected = std::string("hello ") + std::string(3, '\0') + "world";
+
+    auto full = read_content(*f.store, c, 14, 100);
+    REQUIRE(full);
+    REQUIRE(*full);
+    CHECK(**full == expected);
+    auto exact = read_content(*f.store, c, 14, 14);
+    REQUIRE(exact);
+    REQUIRE(*exact);
+    CHECK(**exact == expected);
+    auto small = read_content(*f.store, c, 14, 13);
+    REQUIRE(small);
+    CHECK_FALSE(*small);
+    // A size that lies about the extents cannot make the read exceed the limit.
+    auto lying = read_content(*f.store, c, 1, 8);
+    REQUIRE(lying);
+    CHECK_FALSE(*lying);
+    auto none = read_content(*f.store, FileContent{}, 0, 0);
+    REQUIRE(none);
+    REQUIRE(*none);
+    CHECK((*none)->empty());
+
+    // Indirect content reads back too.
+    ContentBuilder builder(f.store.get());
+    std::string want;
+    for (size_t i = 0; i < kMaxExtentsPerList + 10; ++i) {
+        std::string piece = "<" + std::to_string(i) + ">";
+        auto id = f.store->put(dvol::test::bytes_of(piece));
+        REQUIRE(id);
+        REQUIRE(builder.add(Extent{*id, piece.size(), false}));
+        want += piece;
+    }
+    auto ind = builder.finish();
+    REQUIRE(ind);
+    REQUIRE(ind->indirect);
+    auto got = read_content(*f.store, *ind, want.size(), 1 << 20);
+    REQUIRE(got);
+    REQUIRE(*got);
+    CHECK(**got == want);
+
+    // A missing chunk is an error, not short data.
+    FileContent broken;
+    broken.extents = {Extent{sha256("absent"), 6, false}};
+    auto r = read_content(*f.store, broken, 6, 100);
+    REQUIRE_FALSE(r);
+    CHECK(r.error().code == Errc::not_found);
+}
+
+TEST_CASE("all_zero", "[content]") {
+    std::vector<std::byte> z(10000);
+    CHECK(all_zero(z));
+    CHECK(all_zero({}));
+    for (size_t pos : {size_t{0}, size_t{4095}, size_t{4096}, size_t{9999}}) {
+        auto nz = z;
+        nz[pos] = std::byte{1};
+        CHECK_FALSE(all_zero(nz));
+    }
+}

@@ -1,0 +1,353 @@
+#include <catch2/catch.hpp>
+
+#include <fcntl.h>
+#include <sys/file.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <string>
+#include <vector>
+
+#include "meta/db.h"
+#include "meta/schema.h"
+#include "store/object_store.h"
+#include "support.h"
+
+using namespace dvol;
+using dvol::test::bytes_of;
+using dvol::test::random_bytes;
+using dvol::test::StoreFixture;
+namespace fs = std::filesystem;
+
+namespace {
+
+std::vector<std::string> files_in(const std::string& dir, std::string_view suffix = ".pack") {
+    std::vector<std::string> out;
+    for (const auto& e : fs::directory_iterator(dir))
+        if (e.path().string().ends_with(suffix)) out.push_back(e.path().string());
+    std::sort(out.begin(), out.end());
+    return out;
+}
+
+std::vector<std::byte> compressible(size_t n) {
+    std::string s;
+    while (s.size() < n) s += "row " + std::to_string(s.size()) + ": some repeated text, some repeated text\n";
+    s.resize(n);
+    return bytes_of(s);
+}
+
+void flip_byte(const std::string& path, uint64_t offset) {
+    auto fd = open_file(path, O_RDWR);
+    REQUIRE(fd);
+    std::byte b[1];
+    REQUIRE(pread_exact(fd->get(), b, offset, path));
+    b[0] ^= std::byte{0x5a};
+    REQUIRE(pwrite_all(fd->get(), b, offset, path));
+}
+
+void require_corrupt_naming(Result<std::vector<std::byte>> r, const ObjectId& id) {
+    REQUIRE_FALSE(r);
+    CHECK(r.error().code == Errc::corrupt);
+    INFO("message: " << r.error().message);
+    CHECK(r.error().message.find(id.hex()) != std::string::npos);
+}
+
+}  // namespace
+
+TEST_CASE("put and get round-trip before and after flush", "[object_store]") {
+    StoreFixture f;
+    std::vector<std::vector<std::byte>> objects = {{}, bytes_of("x"), random_bytes(300 << 10, 1), compressible(1 << 20),
+                                                   random_bytes(4097, 2)};
+    std::vector<ObjectId> ids;
+    for (const auto& o : objects) {
+        auto id = f.store->put(o);
+        REQUIRE(id);
+        CHECK(*id == sha256(o));
+        ids.push_back(*id);
+    }
+    CHECK(f.store->stats().objects_written == objects.size());
+    for (size_t i = 0; i < objects.size(); ++i) {
+        auto got = f.store->get(ids[i]);
+        REQUIRE(got);
+        CHECK(*got == objects[i]);
+        auto has = f.store->has(ids[i]);
+        REQUIRE(has);
+        CHECK(*has);
+    }
+    REQUIRE(f.store->flush());
+    CHECK(files_in(f.dir / "objects/packs").size() == 1);
+    CHECK(files_in(f.dir / "tmp").empty());
+    std::vector<std::byte> buf = random_bytes(5 << 20, 3);  // a reused buffer larger than any object
+    for (size_t i = 0; i < objects.size(); ++i) {
+        REQUIRE(f.store->get(ids[i], buf));
+        CHECK(buf == objects[i]);
+    }
+}
+
+TEST_CASE("compressible objects are stored compressed", "[object_store]") {
+    StoreFixture f;
+    auto data = compressible(1 << 20);
+    REQUIRE(f.store->put(data));
+    CHECK(f.store->stats().bytes_written < data.size() / 4);
+    auto random = random_bytes(100000, 4);
+    uint64_t before = f.store->stats().bytes_written;
+    REQUIRE(f.store->put(random));
+    CHECK(f.store->stats().bytes_written - before == random.size() + kRecordHeaderSize);
+}
+
+TEST_CASE("a second put of the same bytes writes nothing", "[object_store]") {
+    StoreFixture f;
+    auto data = random_bytes(70000, 5);
+    auto a = f.store->put(data);
+    REQUIRE(a);
+    auto stats = f.store->stats();
+    auto b = f.store->put(data);
+    REQUIRE(b);
+    CHECK(*a == *b);
+    CHECK(f.store->stats().objects_written == stats.objects_written);
+    CHECK(f.store->stats().bytes_written == stats.bytes_written);
+    REQUIRE(f.store->flush());
+    REQUIRE(f.store->put(sha256(data), data));
+    CHECK(f.store->stats().objects_written == stats.objects_written);
+    // Nothing staged, so flushing creates no second pack.
+    REQUIRE(f.store->flush());
+    CHECK(files_in(f.dir / "objects/packs").size() == 1);
+
+    // Another store on the same pool deduplicates against the index.
+    auto other = f.open_store();
+    REQUIRE(other->put(data));
+    CHECK(other->stats().objects_written == 0);
+    CHECK(other->stats().bytes_written == 0);
+}
+
+TEST_CASE("a new store on the same pool sees flushed objects", "[object_store]") {
+    StoreFixture f;
+    auto d1 = random_bytes(1000, 6), d2 = compressible(50000);
+    auto id1 = f.store->put(d1);
+    auto id2 = f.store->put(d2);
+    REQUIRE(id1);
+    REQUIRE(id2);
+    REQUIRE(f.store->flush());
+
+    auto again = f.open_store();
+    auto g1 = again->get(*id1);
+    REQUIRE(g1);
+    CHECK(*g1 == d1);
+
+    // Also through a separate database connection, as another process would.
+    auto db2 = meta::Db::open(f.dir / "dvol.db");
+    REQUIRE(db2);
+    REQUIRE(meta::init_schema(**db2));
+    auto s2 = ObjectStore::open(f.dir.path(), **db2);
+    REQUIRE(s2);
+    auto g2 = (*s2)->get(*id2);
+    REQUIRE(g2);
+    CHECK(*g2 == d2);
+}
+
+TEST_CASE("objects of several flushes live in several packs", "[object_store]") {
+    StoreFixture f;
+    std::vector<ObjectId> ids;
+    for (int round = 0; round < 3; ++round) {
+        for (int i = 0; i < 4; ++i) {
+            auto id = f.store->put(random_bytes(10000, static_cast<uint64_t>(100 + round * 10 + i)));
+            REQUIRE(id);
+            ids.push_back(*id);
+        }
+        REQUIRE(f.store->flush());
+    }
+    CHECK(files_in(f.dir / "objects/packs").size() == 3);
+    auto fresh = f.open_store();
+    for (size_t k = 0; k < ids.size(); ++k) {
+        auto got = fresh->get(ids[k]);
+        REQUIRE(got);
+        CHECK(sha256(*got) == ids[k]);
+    }
+}
+
+TEST_CASE("unflushed objects of a destroyed store are not visible", "[object_store]") {
+    StoreFixture f;
+    auto kept = f.store->put(bytes_of("kept"));
+    REQUIRE(kept);
+    REQUIRE(f.store->flush());
+    auto lost = f.store->put(bytes_of("lost"));
+    REQUIRE(lost);
+    CHECK(files_in(f.dir / "tmp").size() == 1);
+    f.store.reset();
+    CHECK(files_in(f.dir / "tmp").empty());  // the staging pack is gone
+
+    auto s = f.open_store();
+    auto has = s->has(*lost);
+    REQUIRE(has);
+    CHECK_FALSE(*has);
+    auto got = s->get(*lost);
+    REQUIRE_FALSE(got);
+    CHECK(got.error().code == Errc::not_found);
+    CHECK(s->get(*kept));
+    // Putting it again really writes it.
+    REQUIRE(s->put(bytes_of("lost")));
+    CHECK(s->stats().objects_written == 1);
+}
+
+TEST_CASE("get of an unknown id is not_found", "[object_store]") {
+    StoreFixture f;
+    ObjectId id = sha256("never stored");
+    auto r = f.store->get(id);
+    REQUIRE_FALSE(r);
+    CHECK(r.error().code == Errc::not_found);
+    CHECK(r.error().message.find(id.hex()) != std::string::npos);
+    auto has = f.store->has(id);
+    REQUIRE(has);
+    CHECK_FALSE(*has);
+}
+
+TEST_CASE("a flipped byte in a pack payload is reported as corrupt, naming the object", "[object_store]") {
+    StoreFixture f;
+    auto raw = random_bytes(20000, 7);       // stored raw
+    auto packed = compressible(200000);      // stored compressed
+    auto raw_id = f.store->put(raw);
+    auto packed_id = f.store->put(packed);
+    auto other_id = f.store->put(bytes_of("an innocent neighbour"));
+    REQUIRE(raw_id);
+    REQUIRE(packed_id);
+    REQUIRE(other_id);
+    REQUIRE(f.store->flush());
+    auto packs = files_in(f.dir / "objects/packs");
+    REQUIRE(packs.size() == 1);
+
+    // Records follow each other in put order.
+    uint64_t raw_payload = kPackHeaderSize + kRecordHeaderSize;
+    flip_byte(packs[0], raw_payload + 10000);
+    SECTION("raw record") {
+        auto s = f.open_store();
+        require_corrupt_naming(s->get(*raw_id), *raw_id);
+        CHECK(s->get(*other_id));  // the rest of the pack still reads
+    }
+    SECTION("compressed record") {
+        uint64_t packed_record = raw_payload + raw.size();
+        uint64_t packed_payload = packed_record + kRecordHeaderSize;
+        flip_byte(packs[0], packed_payload + 20);
+        auto s = f.open_store();
+        require_corrupt_naming(s->get(*packed_id), *packed_id);
+    }
+    SECTION("record header") {
+        for (uint64_t off : {uint64_t{0}, uint64_t{4}, uint64_t{8}, uint64_t{12}, uint64_t{20}}) {
+            INFO("header byte " << off);
+            StoreFixture g;
+            auto id = g.store->put(bytes_of("header test"));
+            REQUIRE(id);
+            REQUIRE(g.store->flush());
+            auto p = files_in(g.dir / "objects/packs");
+            flip_byte(p.at(0), kPackHeaderSize + off);
+            auto s = g.open_store();
+            require_corrupt_naming(s->get(*id), *id);
+        }
+    }
+}
+
+TEST_CASE("a truncated pack is reported as corrupt", "[object_store]") {
+    StoreFixture f;
+    auto first = f.store->put(random_bytes(5000, 8));
+    auto last = f.store->put(random_bytes(5000, 9));
+    REQUIRE(first);
+    REQUIRE(last);
+    REQUIRE(f.store->flush());
+    auto packs = files_in(f.dir / "objects/packs");
+    REQUIRE(packs.size() == 1);
+    uint64_t size = fs::file_size(packs[0]);
+    REQUIRE(::truncate(packs[0].c_str(), static_cast<off_t>(size - 100)) == 0);
+    auto s = f.open_store();
+    require_corrupt_naming(s->get(*last), *last);
+    CHECK(s->get(*first));
+    REQUIRE(::truncate(packs[0].c_str(), 10) == 0);
+    auto s2 = f.open_store();
+    require_corrupt_naming(s2->get(*first), *first);
+}
+
+TEST_CASE("a deleted pack is reported as corrupt", "[object_store]") {
+    StoreFixture f;
+    auto id = f.store->put(bytes_of("in a pack that will vanish"));
+    REQUIRE(id);
+    REQUIRE(f.store->flush());
+    auto packs = files_in(f.dir / "objects/packs");
+    REQUIRE(packs.size() == 1);
+    fs::remove(packs[0]);
+    auto s = f.open_store();
+    auto r = s->get(*id);
+    REQUIRE_FALSE(r);
+    CHECK(r.error().code == Errc::corrupt);
+    std::string pack_name = fs::path(packs[0]).stem().string();
+    INFO("message: " << r.error().message);
+    CHECK(r.error().message.find(pack_name) != std::string::npos);
+    CHECK(r.error().message.find(id->hex()) != std::string::npos);
+}
+
+TEST_CASE("cleanup removes unregistered packs and keeps registered ones", "[object_store]") {
+    StoreFixture f;
+    auto id = f.store->put(bytes_of("registered"));
+    REQUIRE(id);
+    REQUIRE(f.store->flush());
+    auto registered = files_in(f.dir / "objects/packs");
+    REQUIRE(registered.size() == 1);
+    std::string orphan = f.dir / "objects/packs/0123456789abcdef0123456789abcdef.pack";
+    dvol::test::write_file(orphan, "DVOLPACK leftovers of a crashed writer");
+    std::string not_a_pack = f.dir / "objects/packs/README";
+    dvol::test::write_file(not_a_pack, "not a pack");
+
+    REQUIRE(f.store->cleanup());
+    CHECK_FALSE(path_exists(orphan));
+    CHECK(path_exists(registered[0]));
+    CHECK(path_exists(not_a_pack));
+    auto s = f.open_store();
+    CHECK(s->get(*id));
+}
+
+TEST_CASE("cleanup removes stale staging files but not live or recent ones", "[object_store]") {
+    StoreFixture f;
+    int64_t old = (static_cast<int64_t>(::time(nullptr)) - 600) * 1'000'000'000;
+    std::string stale = f.dir / "tmp/stale.pack";
+    dvol::test::write_file(stale, "abandoned");
+    dvol::test::set_mtime_ns(stale, old);
+    std::string recent = f.dir / "tmp/recent.pack";
+    dvol::test::write_file(recent, "just created");
+
+    // A live writer's staging pack, made to look old: its lock protects it.
+    auto writer = f.open_store();
+    auto id = writer->put(bytes_of("in flight"));
+    REQUIRE(id);
+    std::string live;
+    for (const auto& p : files_in(f.dir / "tmp"))
+        if (p != stale && p != recent) live = p;
+    REQUIRE_FALSE(live.empty());
+    dvol::test::set_mtime_ns(live, old);
+
+    REQUIRE(f.store->cleanup());
+    CHECK_FALSE(path_exists(stale));
+    CHECK(path_exists(recent));
+    CHECK(path_exists(live));
+    REQUIRE(writer->flush());
+    auto got = f.store->get(*id);
+    REQUIRE(got);
+    CHECK(dvol::test::string_of(*got) == "in flight");
+}
+
+TEST_CASE("put refuses an object larger than kMaxObjectSize", "[object_store]") {
+    StoreFixture f;
+    // Untouched anonymous memory: no page is ever faulted in.
+    size_t n = size_t{kMaxObjectSize} + 1;
+    void* p = ::mmap(nullptr, n, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    REQUIRE(p != MAP_FAILED);
+    auto r = f.store->put(std::span<const std::byte>(static_cast<const std::byte*>(p), n));
+    ::munmap(p, n);
+    REQUIRE_FALSE(r);
+    CHECK(r.error().code == Errc::invalid_argument);
+    CHECK(f.store->stats().objects_written == 0);
+}
+
+TEST_CASE("random_name gives distinct 32-digit hex names", "[object_store]") {
+    std::string a = random_name(), b = random_name();
+    CHECK(a.size() == 32);
+    CHECK(a != b);
+    CHECK(a.find_first_not_of("0123456789abcdef") == std::string::npos);
+}

@@ -1,0 +1,291 @@
+#include <catch2/catch.hpp>
+
+#include <sys/stat.h>
+
+#include <string>
+#include <vector>
+
+#include "meta/db.h"
+#include "repo/stat_cache.h"
+#include "support.h"
+
+using namespace dvol;
+using dvol::test::StoreFixture;
+
+namespace {
+
+struct CacheFixture : StoreFixture {
+    int64_t vol = 0;
+    int64_t other_vol = 0;
+    CacheFixture() {
+        REQUIRE(db->exec("INSERT INTO volumes(name, active_branch, created_ns) VALUES('v1', 'master', 0)"));
+        vol = db->last_insert_rowid();
+        REQUIRE(db->exec("INSERT INTO volumes(name, active_branch, created_ns) VALUES('v2', 'master', 0)"));
+        other_vol = db->last_insert_rowid();
+    }
+};
+
+StatKey key_at(int64_t mtime_ns) {
+    StatKey k;
+    k.size = 12345;
+    k.mtime_ns = mtime_ns;
+    k.ctime_ns = mtime_ns + 7;
+    k.ino = 987654;
+    k.mode = S_IFREG | 0644;
+    k.uid = 1000;
+    k.gid = 100;
+    return k;
+}
+
+FileContent content_of(std::string_view tag) {
+    FileContent c;
+    c.extents = {Extent{sha256(tag), 12000, false}, Extent{{}, 345, true}};
+    return c;
+}
+
+constexpr int64_t kT = 1'700'000'000'000'000'000;
+constexpr int64_t kLater = kT + kRacyWindowNs + 1'000'000;  // a scan well after the write
+
+std::optional<FileContent> lookup(StatCache& c, const std::string& path, const StatKey& k) {
+    auto r = c.lookup(path, k);
+    REQUIRE(r);
+    return *r;
+}
+
+}  // namespace
+
+TEST_CASE("lookup hits when the stat key matches and the file is old", "[stat_cache]") {
+    CacheFixture f;
+    StatCache cache(*f.db, f.vol);
+    StatKey k = key_at(kT);
+    REQUIRE(cache.store("dir/file", k, kLater, content_of("a")));
+    auto hit = lookup(cache, "dir/file", k);
+    REQUIRE(hit);
+    CHECK(*hit == content_of("a"));
+    // Another StatCache object on the same volume sees the row; another volume does not.
+    StatCache again(*f.db, f.vol);
+    CHECK(lookup(again, "dir/file", k));
+    StatCache other(*f.db, f.other_vol);
+    CHECK_FALSE(lookup(other, "dir/file", k));
+    CHECK_FALSE(lookup(cache, "dir/file2", k));
+    CHECK_FALSE(lookup(cache, "dir", k));
+}
+
+TEST_CASE("lookup misses when any stat field differs", "[stat_cache]") {
+    CacheFixture f;
+    StatCache cache(*f.db, f.vol);
+    StatKey k = key_at(kT);
+    REQUIRE(cache.store("f", k, kLater, content_of("a")));
+    REQUIRE(lookup(cache, "f", k));
+    std::vector<std::pair<std::string, StatKey>> variants;
+    StatKey v = k;
+    v.size += 1;
+    variants.emplace_back("size", v);
+    v = k;
+    v.mtime_ns += 1;
+    variants.emplace_back("mtime", v);
+    v = k;
+    v.ctime_ns += 1;
+    variants.emplace_back("ctime", v);
+    v = k;
+    v.ino += 1;
+    variants.emplace_back("inode", v);
+    v = k;
+    v.mode = S_IFREG | 0755;
+    variants.emplace_back("mode", v);
+    v = k;
+    v.uid += 1;
+    variants.emplace_back("uid", v);
+    v = k;
+    v.gid += 1;
+    variants.emplace_back("gid", v);
+    for (const auto& [what, key] : variants) {
+        INFO(what << " differs");
+        CHECK_FALSE(lookup(cache, "f", key));
+    }
+}
+
+TEST_CASE("a racily clean file always misses", "[stat_cache]") {
+    CacheFixture f;
+    StatCache cache(*f.db, f.vol);
+    StatKey k = key_at(kT);
+    SECTION("scanned in the same instant") {
+        REQUIRE(cache.store("f", k, kT, content_of("a")));
+        CHECK_FALSE(lookup(cache, "f", k));
+    }
+    SECTION("scanned just inside the window") {
+        REQUIRE(cache.store("f", k, kT + kRacyWindowNs - 1, content_of("a")));
+        CHECK_FALSE(lookup(cache, "f", k));
+    }
+    SECTION("scanned exactly at the window's end") {
+        REQUIRE(cache.store("f", k, kT + kRacyWindowNs, content_of("a")));
+        CHECK(lookup(cache, "f", k));
+    }
+    SECTION("mtime in the future of the scan") {
+        REQUIRE(cache.store("f", k, kT - 1'000'000'000, content_of("a")));
+        CHECK_FALSE(lookup(cache, "f", k));
+    }
+    SECTION("a row recorded as never seen") {
+        REQUIRE(cache.store("f", k, 0, content_of("a")));
+        CHECK_FALSE(lookup(cache, "f", k));
+    }
+}
+
+TEST_CASE("store replaces an earlier row", "[stat_cache]") {
+    CacheFixture f;
+    StatCache cache(*f.db, f.vol);
+    StatKey k1 = key_at(kT), k2 = key_at(kT + 5);
+    REQUIRE(cache.store("f", k1, kLater, content_of("old")));
+    REQUIRE(cache.store("f", k2, kLater, content_of("new")));
+    CHECK_FALSE(lookup(cache, "f", k1));
+    auto hit = lookup(cache, "f", k2);
+    REQUIRE(hit);
+    CHECK(*hit == content_of("new"));
+}
+
+TEST_CASE("indirect content survives the cache", "[stat_cache]") {
+    CacheFixture f;
+    StatCache cache(*f.db, f.vol);
+    FileContent c;
+    c.indirect = true;
+    c.lists = {ExtentListRef{sha256("l1"), 1000, 10}, ExtentListRef{sha256("l2"), 2000, 20}};
+    REQUIRE(cache.store("big", key_at(kT), kLater, c));
+    auto hit = lookup(cache, "big", key_at(kT));
+    REQUIRE(hit);
+    CHECK(*hit == c);
+}
+
+TEST_CASE("forget(dir) removes the directory's rows but not siblings with the same prefix", "[stat_cache]") {
+    CacheFixture f;
+    StatCache cache(*f.db, f.vol);
+    StatKey k = key_at(kT);
+    std::vector<std::string> below = {"dir", "dir/a", "dir/sub/b", "dir/sub/deeper/c", "dir/\xff\xfe"};
+    std::vector<std::string> kept = {"dirX", "dir.x", "dir-x", "dir0", "di", "dirx/a", "dir_/a", "adir/b", "x/dir/a", "dir "};
+    for (const auto& p : below) REQUIRE(cache.store(p, k, kLater, content_of(p)));
+    for (const auto& p : kept) REQUIRE(cache.store(p, k, kLater, content_of(p)));
+    StatCache other(*f.db, f.other_vol);
+    REQUIRE(other.store("dir/a", k, kLater, content_of("other")));
+
+    REQUIRE(cache.forget("dir"));
+    for (const auto& p : below) {
+        INFO(p);
+        CHECK_FALSE(lookup(cache, p, k));
+    }
+    for (const auto& p : kept) {
+        INFO(p);
+        CHECK(lookup(cache, p, k));
+    }
+    CHECK(lookup(other, "dir/a", k));
+
+    REQUIRE(cache.forget("dir/sub"));  // nothing left there: fine
+    REQUIRE(cache.forget("dirx/a"));
+    CHECK_FALSE(lookup(cache, "dirx/a", k));
+    CHECK(lookup(cache, "dirX", k));
+}
+
+TEST_CASE("batching queues writes until write_batch", "[stat_cache]") {
+    CacheFixture f;
+    StatCache cache(*f.db, f.vol);
+    StatKey k = key_at(kT);
+    REQUIRE(cache.store("gone", k, kLater, content_of("gone")));
+    REQUIRE(cache.store("tree/x", k, kLater, content_of("x")));
+
+    cache.begin_batch();
+    REQUIRE(cache.store("new", k, kLater, content_of("new")));
+    REQUIRE(cache.forget("gone"));
+    REQUIRE(cache.forget("tree"));
+    REQUIRE(cache.store("tree/y", k, kLater, content_of("y")));  // after the forget: must survive
+    // Nothing has reached the database yet.
+    CHECK_FALSE(lookup(cache, "new", k));
+    CHECK(lookup(cache, "gone", k));
+    CHECK(lookup(cache, "tree/x", k));
+
+    {
+        auto txn = meta::Db::Transaction::begin(*f.db);
+        REQUIRE(txn);
+        REQUIRE(cache.write_batch());
+        REQUIRE(txn->commit());
+    }
+    CHECK(lookup(cache, "new", k));
+    CHECK_FALSE(lookup(cache, "gone", k));
+    CHECK_FALSE(lookup(cache, "tree/x", k));
+    CHECK(lookup(cache, "tree/y", k));
+
+    // write_batch ends batching: later writes go straight through.
+    REQUIRE(cache.store("direct", k, kLater, content_of("d")));
+    CHECK(lookup(cache, "direct", k));
+}
+
+TEST_CASE("a batch rolled back with its transaction leaves nothing", "[stat_cache]") {
+    CacheFixture f;
+    StatCache cache(*f.db, f.vol);
+    StatKey k = key_at(kT);
+    cache.begin_batch();
+    REQUIRE(cache.store("a", k, kLater, content_of("a")));
+    {
+        auto txn = meta::Db::Transaction::begin(*f.db);
+        REQUIRE(txn);
+        REQUIRE(cache.write_batch());
+        // destroyed without commit: rolled back
+    }
+    CHECK_FALSE(lookup(cache, "a", k));
+}
+
+TEST_CASE("forget_all and prune", "[stat_cache]") {
+    CacheFixture f;
+    dvol::test::TempDir live;
+    REQUIRE(make_dirs(live / "sub"));
+    dvol::test::write_file(live / "sub/present", "x");
+    dvol::test::write_file(live / "top", "y");
+    StatCache cache(*f.db, f.vol);
+    StatKey k = key_at(kT);
+    for (std::string p : {"sub/present", "top", "sub/absent", "absent"}) REQUIRE(cache.store(p, k, kLater, content_of(p)));
+    StatCache other(*f.db, f.other_vol);
+    REQUIRE(other.store("absent", k, kLater, content_of("o")));
+
+    {
+        auto txn = meta::Db::Transaction::begin(*f.db);
+        REQUIRE(txn);
+        REQUIRE(cache.prune(live.path()));
+        REQUIRE(txn->commit());
+    }
+    CHECK(lookup(cache, "sub/present", k));
+    CHECK(lookup(cache, "top", k));
+    CHECK_FALSE(lookup(cache, "sub/absent", k));
+    CHECK_FALSE(lookup(cache, "absent", k));
+    CHECK(lookup(other, "absent", k));  // other volumes are untouched
+
+    REQUIRE(cache.forget_all());
+    CHECK_FALSE(lookup(cache, "sub/present", k));
+    CHECK_FALSE(lookup(cache, "top", k));
+    CHECK(lookup(other, "absent", k));
+}
+
+TEST_CASE("a damaged cache row is a miss, not an error", "[stat_cache]") {
+    CacheFixture f;
+    StatCache cache(*f.db, f.vol);
+    StatKey k = key_at(kT);
+    REQUIRE(cache.store("f", k, kLater, content_of("a")));
+    REQUIRE(f.db->exec("UPDATE stat_cache SET content = x'02ff'"));
+    auto r = cache.lookup("f", k);
+    REQUIRE(r);
+    CHECK_FALSE(*r);
+}
+
+TEST_CASE("stat_key takes every field from stat", "[stat_cache]") {
+    dvol::test::TempDir d;
+    dvol::test::write_file(d / "f", "hello");
+    dvol::test::set_mtime_ns(d / "f", 1'600'000'000'123'456'789);
+    struct stat st = dvol::test::lstat_of(d / "f");
+    StatKey k = stat_key(st);
+    CHECK(k.size == 5);
+    CHECK(k.mtime_ns == 1'600'000'000'123'456'789);
+    CHECK(k.ctime_ns == static_cast<int64_t>(st.st_ctim.tv_sec) * 1'000'000'000 + st.st_ctim.tv_nsec);
+    CHECK(k.ino == st.st_ino);
+    CHECK(k.mode == st.st_mode);
+    CHECK(k.uid == st.st_uid);
+    CHECK(k.gid == st.st_gid);
+    int64_t before = now_ns();
+    CHECK(now_ns() >= before);
+    CHECK(before > k.mtime_ns);
+}
