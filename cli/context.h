@@ -52,6 +52,9 @@ void add_checkout(CLI::App& app, Context& ctx);
 void add_status(CLI::App& app, Context& ctx);
 void add_diff(CLI::App& app, Context& ctx);
 void add_config(CLI::App& app, Context& ctx);
+void add_fsck(CLI::App& app, Context& ctx);
+void add_gc(CLI::App& app, Context& ctx);
+void add_reflog(CLI::App& app, Context& ctx);
 
 // Adds the optional trailing VOLUME positional shared by most commands.
 CLI::Option* add_volume_arg(CLI::App& cmd, std::optional<std::string>& volume);

@@ -35,7 +35,7 @@ int main(int argc, char** argv) {
     app.fallthrough();
     app.add_option("-p,--pool", ctx.pool, "Store root (default: $DVOL_ROOT, else /var/lib/dvol)");
     app.add_flag("--disable-docker-integration", ctx.disable_docker, "Work on the data alone; never contact Docker");
-    app.add_flag("--json", ctx.json, "Machine-readable output (list, log, branch, status)");
+    app.add_flag("--json", ctx.json, "Machine-readable output (list, log, branch, status, reflog, fsck)");
     app.footer("Run 'dvol COMMAND --help' for a command's options; see dvol(1).");
 
     add_init(app, ctx);
@@ -51,6 +51,9 @@ int main(int argc, char** argv) {
     add_status(app, ctx);
     add_diff(app, ctx);
     add_config(app, ctx);
+    add_reflog(app, ctx);
+    add_fsck(app, ctx);
+    add_gc(app, ctx);
 
     if (args.size() == 1) {
         fmt::print(stderr, "{}", app.help());
@@ -73,11 +76,11 @@ int main(int argc, char** argv) {
         }
         bool json = false;
         for (size_t j = 1; j < args.size(); ++j) json = json || std::strcmp(args[j], "--json") == 0;
-        static const char* const json_commands[] = {"list", "ls", "log", "branch", "status"};
+        static const char* const json_commands[] = {"list", "ls", "log", "branch", "status", "reflog", "fsck"};
         bool supports = false;
         for (const char* c : json_commands) supports = supports || a == c;
         if (json && !supports) {
-            fmt::print(stderr, "Error: --json is not supported by '{}' (only list, log, branch and status)\n", a);
+            fmt::print(stderr, "Error: --json is not supported by '{}' (only list, log, branch, status, reflog and fsck)\n", a);
             return kExitUsage;
         }
         break;

@@ -6,14 +6,20 @@ cd "$(dirname "$0")/.."
 ./scripts/setup.sh
 status=0
 meson test -C build --print-errorlogs "$@" || status=$?
-python3 - build/meson-logs/testlog.json <<'PY'
-import json, sys
+# A short run of every fuzz target (clang + libFuzzer, installed by the script when missing).
+rm -f build-fuzz/meson-logs/testlog.json
+./tests/fuzz/ci_fuzz.sh || status=$?
+python3 - build/meson-logs/testlog.json build-fuzz/meson-logs/testlog.json <<'PY'
+import json, os, sys
 counts = {"OK": 0, "FAIL": 0, "SKIP": 0, "TIMEOUT": 0, "ERROR": 0, "EXPECTEDFAIL": 0, "UNEXPECTEDPASS": 0}
-for line in open(sys.argv[1]):
-    line = line.strip()
-    if line:
-        r = json.loads(line)
-        counts[r["result"]] = counts.get(r["result"], 0) + 1
+for log in sys.argv[1:]:
+    if not os.path.exists(log):
+        continue
+    for line in open(log):
+        line = line.strip()
+        if line:
+            r = json.loads(line)
+            counts[r["result"]] = counts.get(r["result"], 0) + 1
 failed = counts["FAIL"] + counts["TIMEOUT"] + counts["ERROR"] + counts["UNEXPECTEDPASS"]
 print(f"{counts['OK'] + counts['EXPECTEDFAIL']} passed, {failed} failed, {counts['SKIP']} skipped")
 PY

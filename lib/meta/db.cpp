@@ -54,6 +54,8 @@ Status Stmt::run() {
     }
 }
 
+void Stmt::reset() { sqlite3_reset(s_); }
+
 int64_t Stmt::int64(int col) const { return sqlite3_column_int64(s_, col); }
 
 std::string Stmt::text(int col) const {

@@ -38,6 +38,8 @@ public:
     Result<bool> step();
     // Runs to completion, ignoring rows, then resets so it can be bound and run again.
     Status run();
+    // Ends the current execution early so the statement can be bound and run again.
+    void reset();
 
     int64_t int64(int col) const;
     std::string text(int col) const;

@@ -31,6 +31,15 @@ CREATE TABLE IF NOT EXISTS commits(
   encoded BLOB NOT NULL,
   PRIMARY KEY(volume_id, id)) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS commits_by_id ON commits(id);
+-- Branch tip changes, so that commits dropped by reset or branch -D can be found until gc.
+CREATE TABLE IF NOT EXISTS reflog(
+  seq INTEGER PRIMARY KEY AUTOINCREMENT,
+  volume_id INTEGER NOT NULL REFERENCES volumes(id) ON DELETE CASCADE,
+  branch TEXT NOT NULL,
+  old BLOB,
+  new BLOB,
+  time INTEGER NOT NULL,
+  action TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS packs(
   id INTEGER PRIMARY KEY,
   name TEXT NOT NULL UNIQUE,

@@ -243,6 +243,7 @@ Result<CommitOutcome> Repository::commit(const std::string& volume, const std::s
     DVOL_TRY(auto who, identity());
     DVOL_TRY(auto v, find_volume(volume));
     DVOL_TRY(auto lock, VolumeLock::acquire(root_ + "/volumes/" + volume));
+    DVOL_TRY(auto store_lock, StoreLock::acquire(root_, false));
     DVOL_CHECK(prepare_write());
     DVOL_TRY(auto parent, branch_tip(v.id, v.branch));
 
@@ -276,6 +277,7 @@ Result<CommitOutcome> Repository::commit(const std::string& volume, const std::s
         DVOL_TRY(auto up, db_->prepare("UPDATE branches SET tip = ? WHERE volume_id = ? AND name = ?"));
         DVOL_CHECK(up.bind_blob(1, id.as_span()).bind(2, v.id).bind(3, v.branch).run());
     }
+    DVOL_CHECK(log_ref(v.id, v.branch, parent, id, fmt::format("commit{}: {}", parent ? "" : " (initial)", message.substr(0, message.find('\n')))));
     DVOL_CHECK(scanner.save_cache());
     DVOL_CHECK(txn.commit());
     {
@@ -394,17 +396,26 @@ Result<ResetOutcome> Repository::reset_hard(const std::string& volume, const std
     DVOL_TRY(ObjectId target, resolve_ref(volume, ref));
     DVOL_TRY(ObjectId tree, commit_tree(target));
     DVOL_TRY(auto lock, VolumeLock::acquire(root_ + "/volumes/" + volume));
+    DVOL_TRY(auto store_lock, StoreLock::acquire(root_, false));
     DVOL_CHECK(prepare_write());
-    // Check that every object the target needs is readable before anything changes: a damaged
-    // store fails here and leaves the live directory as it was.
-    DVOL_TRY(Tree top, load_tree(*store_, nullptr, tree));
+    // Every object the restore will need is read and verified before anything changes: a
+    // damaged store fails here and leaves the branch and the live directory as they were.
+    DVOL_CHECK(verify_restore(v, &tree));
     {
         DVOL_TRY(auto txn, meta::Db::Transaction::begin(*db_));
+        DVOL_TRY(auto old_tip, branch_tip(v.id, v.branch));
         DVOL_TRY(auto up, db_->prepare("UPDATE branches SET tip = ? WHERE volume_id = ? AND name = ?"));
         DVOL_CHECK(up.bind_blob(1, target.as_span()).bind(2, v.id).bind(3, v.branch).run());
+        DVOL_CHECK(log_ref(v.id, v.branch, old_tip, target, fmt::format("reset: moving to {}", ref)));
         DVOL_CHECK(txn.commit());
     }
     return materialise(v, &tree, target, progress);
+}
+
+Status Repository::verify_restore(const Volume& v, const ObjectId* tree) {
+    StatCache cache(*db_, v.id);
+    Restorer restorer(*store_, cache);
+    return restorer.verify(live_dir(v.name), tree);
 }
 
 Result<ResetOutcome> Repository::materialise(const Volume& v, const ObjectId* tree, const ObjectId& commit, const ProgressFn& progress) {
@@ -480,6 +491,7 @@ Status Repository::delete_branch(const std::string& volume, const std::string& b
         DVOL_CHECK(del.bind(1, v.id).bind(2, branch).run());
     }
     if (db_->changes() == 0) return make_error(Errc::not_found, fmt::format("branch {} does not exist in volume {}", branch, volume));
+    DVOL_CHECK(log_ref(v.id, branch, tip, std::nullopt, "branch: deleted"));
     return txn.commit();
 }
 
@@ -500,6 +512,7 @@ Result<std::vector<Change>> Repository::live_changes(const Volume& v, const Warn
 
 Result<std::vector<Change>> Repository::status(const std::string& volume, const WarnFn& warn) {
     DVOL_TRY(auto v, find_volume(volume));
+    DVOL_TRY(auto store_lock, StoreLock::acquire(root_, false));
     TreeOverlay overlay;
     ObjectId top;
     return live_changes(v, warn, overlay, top);
@@ -510,6 +523,7 @@ Result<ResetOutcome> Repository::checkout(const std::string& volume, const std::
     DVOL_TRY(auto v, find_volume(volume));
     if (!valid_name(branch)) return make_error(Errc::invalid_argument, invalid_name_message(branch, "branch name"));
     DVOL_TRY(auto lock, VolumeLock::acquire(root_ + "/volumes/" + volume));
+    DVOL_TRY(auto store_lock, StoreLock::acquire(root_, false));
     bool exists = false;
     DVOL_TRY(auto target_tip, branch_tip(v.id, branch, &exists));
     if (create) {
@@ -527,6 +541,7 @@ Result<ResetOutcome> Repository::checkout(const std::string& volume, const std::
             DVOL_TRY(auto up, db_->prepare("UPDATE volumes SET active_branch = ? WHERE id = ?"));
             DVOL_CHECK(up.bind(1, branch).bind(2, v.id).run());
         }
+        DVOL_CHECK(log_ref(v.id, branch, std::nullopt, tip, fmt::format("branch: created from {}", v.branch)));
         DVOL_CHECK(txn.commit());
         return ResetOutcome{tip.value_or(ObjectId{}), 0, 0, 0, {}};
     }
@@ -542,7 +557,7 @@ Result<ResetOutcome> Repository::checkout(const std::string& volume, const std::
     DVOL_CHECK(prepare_write());
     std::optional<ObjectId> tree;
     if (target_tip) { DVOL_TRY(tree, commit_tree(*target_tip)); }
-    if (tree) { DVOL_TRY(Tree top, load_tree(*store_, nullptr, *tree)); }
+    DVOL_CHECK(verify_restore(v, tree ? &*tree : nullptr));
     {
         DVOL_TRY(auto txn, meta::Db::Transaction::begin(*db_));
         DVOL_TRY(auto up, db_->prepare("UPDATE volumes SET active_branch = ? WHERE id = ?"));
@@ -555,6 +570,7 @@ Result<ResetOutcome> Repository::checkout(const std::string& volume, const std::
 Result<std::vector<FileDiff>> Repository::diff(const std::string& volume, const std::optional<std::string>& from,
                                                const std::optional<std::string>& to, const std::string& path, const WarnFn& warn) {
     DVOL_TRY(auto v, find_volume(volume));
+    DVOL_TRY(auto store_lock, StoreLock::acquire(root_, false));
     TreeOverlay overlay;
     std::optional<ObjectId> from_tree, to_tree;
     ObjectId live_top;

@@ -64,6 +64,42 @@ struct ResetOutcome {
     std::vector<std::string> warnings;  // attributes the kernel refused to set, one line each
 };
 
+// One problem fsck found, and what it affects.
+struct FsckAffected {
+    std::string volume;
+    std::string commit;  // hex id
+    std::string path;    // inside the volume, "" for the volume root or the commit itself
+};
+struct FsckProblem {
+    std::string kind;    // "corrupt-object", "missing-object", "bad-commit", "bad-branch"
+    std::string object;  // hex id of the object, commit or branch tip concerned
+    std::string message;
+    std::vector<FsckAffected> affects;
+};
+struct FsckReport {
+    uint64_t objects = 0;  // objects re-read and re-hashed
+    uint64_t commits = 0;
+    std::vector<FsckProblem> problems;
+};
+
+struct GcReport {
+    uint64_t commits_removed = 0;
+    uint64_t objects_removed = 0;
+    uint64_t packs_deleted = 0;
+    uint64_t packs_rewritten = 0;
+    uint64_t cache_rows_dropped = 0;
+    uint64_t bytes_before = 0;
+    uint64_t bytes_after = 0;
+};
+
+struct ReflogEntry {
+    std::string branch;
+    std::optional<ObjectId> old_tip;
+    std::optional<ObjectId> new_tip;
+    int64_t time = 0;
+    std::string action;  // "commit: MESSAGE", "reset: moving to REF", "branch: created", ...
+};
+
 struct FileDiff {
     Change change;
     std::string patch;  // unified diff, or a one-line summary for binary or large files
@@ -120,6 +156,15 @@ public:
     Result<std::vector<FileDiff>> diff(const std::string& volume, const std::optional<std::string>& from,
                                        const std::optional<std::string>& to, const std::string& path, const WarnFn& warn);
 
+    // Maintenance. fsck re-reads and re-hashes every object and checks every commit, tree and
+    // branch; gc removes what no branch of any volume reaches (dropped commits, deleted
+    // branches and volumes) and rewrites packs that are mostly garbage. gc holds the store
+    // exclusively: it waits for running commands and makes new ones wait.
+    Result<FsckReport> fsck(const ProgressFn& progress = {});
+    Result<GcReport> gc(const ProgressFn& progress = {});
+    // Branch tip changes of a volume, newest first; dropped commits are found here until gc.
+    Result<std::vector<ReflogEntry>> reflog(const std::string& volume);
+
     // Configuration (user.name, user.email).
     Result<std::optional<std::string>> config_get(const std::string& key);
     Status config_set(const std::string& key, const std::string& value);
@@ -137,6 +182,10 @@ private:
     Result<ObjectId> commit_tree(const ObjectId& commit);
     Result<std::vector<Change>> live_changes(const Volume& v, const WarnFn& warn, TreeOverlay& overlay, ObjectId& live_top);
     Status prepare_write();
+    Status log_ref(int64_t volume_id, const std::string& branch, const std::optional<ObjectId>& old_tip,
+                   const std::optional<ObjectId>& new_tip, const std::string& action);
+    // Verifies every object a restore of `tree` into the volume would read (see Restorer::verify).
+    Status verify_restore(const Volume& v, const ObjectId* tree);
     // Restores `tree` (null: empty) into the volume's live directory and saves the stat cache.
     Result<ResetOutcome> materialise(const Volume& v, const ObjectId* tree, const ObjectId& commit, const ProgressFn& progress);
 
@@ -144,6 +193,17 @@ private:
     std::unique_ptr<meta::Db> db_;
     std::unique_ptr<ObjectStore> store_;
     bool cleaned_ = false;
+};
+
+// The store-wide lock (flock on <root>/store.lock): commands that read or write objects hold it
+// shared, gc holds it exclusively.
+class StoreLock {
+public:
+    static Result<StoreLock> acquire(const std::string& root, bool exclusive);
+
+private:
+    explicit StoreLock(UniqueFd fd) : fd_(std::move(fd)) {}
+    UniqueFd fd_;
 };
 
 // Holds a volume's lock file (flock) for the lifetime of the object.

@@ -51,16 +51,84 @@ Status Restorer::restore(const std::string& live_dir, const ObjectId* top) {
     is_root_ = ::geteuid() == 0;
     DVOL_TRY(root_fd_, open_file(live_dir, O_RDONLY | O_DIRECTORY));
     if (!top) return sync_dir(root_fd_.get(), "", Tree{});
-    DVOL_TRY(Tree top_tree, load_tree(store_, nullptr, *top));
-    const TreeEntry* root = top_tree.find(kRootEntryName);
-    if (top_tree.entries.size() != 1 || !root || root->type != EntryType::dir)
-        return make_error(Errc::corrupt, fmt::format("tree {} is not a volume's top tree", top->hex()));
-    DVOL_TRY(Tree tree, load_tree(store_, nullptr, root->subtree));
+    TreeEntry root;
+    DVOL_TRY(Tree tree, load_root(*top, root));
     DVOL_CHECK(sync_dir(root_fd_.get(), "", tree));
     static const std::string dot = ".", root_rel = ".";
-    DVOL_TRY(bool unused, apply_metadata(root_fd_.get(), Where{root_fd_.get(), dot, root_rel}, *root));
+    DVOL_TRY(bool unused, apply_metadata(root_fd_.get(), Where{root_fd_.get(), dot, root_rel}, root));
     (void)unused;
     return {};
+}
+
+Result<Tree> Restorer::load_root(const ObjectId& top, TreeEntry& root) {
+    DVOL_TRY(Tree top_tree, load_tree(store_, nullptr, top));
+    const TreeEntry* r = top_tree.find(kRootEntryName);
+    if (top_tree.entries.size() != 1 || !r || r->type != EntryType::dir)
+        return make_error(Errc::corrupt, fmt::format("tree {} is not a volume's top tree", top.hex()));
+    root = *r;
+    return load_tree(store_, nullptr, root.subtree);
+}
+
+Status Restorer::verify(const std::string& live_dir, const ObjectId* top) {
+    if (!top) return {};
+    DVOL_TRY(UniqueFd fd, open_file(live_dir, O_RDONLY | O_DIRECTORY));
+    TreeEntry root;
+    DVOL_TRY(Tree tree, load_root(*top, root));
+    return verify_dir(fd.get(), "", tree);
+}
+
+Status Restorer::verify_dir(int dirfd, const std::string& rel, const Tree& target) {
+    for (const auto& want : target.entries) {
+        std::string path = join(rel, want.name);
+        struct stat st;
+        bool have = dirfd >= 0 && ::fstatat(dirfd, want.name.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0;
+        if (want.type == EntryType::dir) {
+            DVOL_TRY(Tree sub, load_tree(store_, nullptr, want.subtree));
+            UniqueFd subfd;
+            if (have && S_ISDIR(st.st_mode)) {
+                auto opened = open_at(dirfd, want.name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW);
+                if (opened) subfd = std::move(*opened);
+            }
+            DVOL_CHECK(verify_dir(subfd.valid() ? subfd.get() : -1, path, sub));
+        } else if (want.type == EntryType::file) {
+            DVOL_CHECK(verify_file(path, want, have && S_ISREG(st.st_mode) ? &st : nullptr));
+        }
+    }
+    return {};
+}
+
+Status Restorer::verify_file(const std::string& rel, const TreeEntry& want, const struct stat* have) {
+    std::optional<FileContent> known;
+    if (have) {
+        DVOL_TRY(known, cache_.lookup(rel, stat_key(*have)));
+        if (known && *known == want.content) return {};
+    }
+    // Only the extents a restore would write: with the current content known, those that
+    // differ from it; otherwise all of them.
+    std::optional<ExtentCursor> old_cur;
+    std::optional<Extent> o;
+    if (known) {
+        old_cur.emplace(store_, *known);
+        DVOL_TRY(o, old_cur->next());
+    }
+    ExtentCursor cur(store_, want.content);
+    for (;;) {
+        DVOL_TRY(auto n, cur.next());
+        if (!n) return {};
+        if (n->hole) continue;
+        if (old_cur) {
+            while (o && old_cur->offset() < cur.offset()) {
+                DVOL_TRY(o, old_cur->next());
+            }
+            if (o && old_cur->offset() == cur.offset() && *o == *n) continue;
+        }
+        DVOL_CHECK(verify_chunk(*n));
+    }
+}
+
+Status Restorer::verify_chunk(const Extent& x) {
+    if (!verified_.insert(x.id).second) return {};
+    return store_.get(x.id, buf_);
 }
 
 Status Restorer::sync_dir(int dirfd, const std::string& rel, const Tree& target) {

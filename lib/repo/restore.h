@@ -5,6 +5,7 @@
 #pragma once
 
 #include <string>
+#include <unordered_set>
 #include <vector>
 
 #include "base/error.h"
@@ -23,6 +24,11 @@ public:
     // Makes `live_dir` hold exactly the top tree `top` (see kRootEntryName); a null top means
     // an empty volume. The stat cache is updated for every file written or verified.
     Status restore(const std::string& live_dir, const ObjectId* top);
+
+    // Reads and verifies every object that restore(live_dir, top) would need (trees, extent
+    // lists, and the chunks of every file whose content would change) without changing
+    // anything, so a damaged store is found before the live directory is touched.
+    Status verify(const std::string& live_dir, const ObjectId* top);
 
     struct Stats {
         uint64_t files_written = 0;   // files created or changed
@@ -57,6 +63,10 @@ private:
     // the entry opened (files, directories) or -1 (symlinks, fifos, devices).
     Result<bool> apply_metadata(int fd, const Where& at, const TreeEntry& want);
     Status remember(int fd, const std::string& rel, const TreeEntry& want);
+    Status verify_dir(int dirfd, const std::string& rel, const Tree& target);
+    Status verify_file(const std::string& rel, const TreeEntry& want, const struct stat* have);
+    Status verify_chunk(const Extent& x);
+    Result<Tree> load_root(const ObjectId& top, TreeEntry& root);
 
     ObjectStore& store_;
     StatCache& cache_;
@@ -68,6 +78,7 @@ private:
     ProgressFn progress_;
     uint64_t visited_ = 0;
     bool is_root_ = false;
+    std::unordered_set<ObjectId, ObjectIdHash> verified_;
 };
 
 }  // namespace dvol

@@ -41,6 +41,10 @@ Status decompress(Codec codec, std::span<const std::byte> in, size_t raw_size, s
     if (codec != Codec::zstd) return make_error(Errc::corrupt, fmt::format("unknown codec {}", static_cast<int>(codec)));
     unsigned long long declared = ZSTD_getFrameContentSize(in.data(), in.size());
     if (declared != raw_size) return make_error(Errc::corrupt, "compressed frame size does not match its header");
+    // The frame must span the input exactly before anything is allocated for it: a bare header
+    // claiming a huge size must not cost that much memory.
+    size_t frame = ZSTD_findFrameCompressedSize(in.data(), in.size());
+    if (ZSTD_isError(frame) || frame != in.size()) return make_error(Errc::corrupt, "truncated or malformed compressed frame");
     out.resize(raw_size);
     size_t n = ZSTD_decompress(out.data(), out.size(), in.data(), in.size());
     if (ZSTD_isError(n) || n != raw_size)

@@ -18,7 +18,6 @@ namespace dvol {
 
 namespace {
 
-constexpr uint64_t kMaxPackSize = 256u << 20;
 constexpr std::string_view kPackMagic = "DVOLPACK";
 constexpr std::string_view kRecordMagic = "DVR1";
 
@@ -85,14 +84,20 @@ Result<ObjectId> ObjectStore::put(std::span<const std::byte> data) {
 Status ObjectStore::start_staging() {
     staging_name_ = random_name();
     std::string path = root_ + "/tmp/" + staging_name_ + ".pack";
-    DVOL_TRY(staging_fd_, open_file(path, O_RDWR | O_CREAT | O_EXCL, 0644));
-    if (::flock(staging_fd_.get(), LOCK_EX | LOCK_NB) != 0) return errno_error("lock", path);
+    DVOL_TRY(staging_fd_, create_pack_file(path));
+    staging_size_ = kPackHeaderSize;
+    return {};
+}
+
+Result<UniqueFd> ObjectStore::create_pack_file(const std::string& path) {
+    DVOL_TRY(UniqueFd fd, open_file(path, O_RDWR | O_CREAT | O_EXCL, 0644));
+    // Held until the pack is registered: cleanup() leaves locked staging files alone.
+    if (::flock(fd.get(), LOCK_EX | LOCK_NB) != 0) return errno_error("lock", path);
     std::byte hdr[kPackHeaderSize] = {};
     std::memcpy(hdr, kPackMagic.data(), kPackMagic.size());
     put_u32(hdr + 8, 1);
-    DVOL_CHECK(write_all(staging_fd_.get(), hdr, path));
-    staging_size_ = kPackHeaderSize;
-    return {};
+    DVOL_CHECK(write_all(fd.get(), hdr, path));
+    return fd;
 }
 
 Status ObjectStore::put(const ObjectId& id, std::span<const std::byte> data) {

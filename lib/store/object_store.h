@@ -13,6 +13,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <span>
 #include <string>
@@ -33,6 +34,7 @@ namespace dvol {
 inline constexpr size_t kPackHeaderSize = 16;
 inline constexpr size_t kRecordHeaderSize = 48;
 inline constexpr uint32_t kMaxObjectSize = 256u << 20;
+inline constexpr uint64_t kMaxPackSize = 256u << 20;  // a pack is sealed once it grows past this
 
 class ObjectStore {
 public:
@@ -63,6 +65,25 @@ public:
     // stale staging files whose writer is gone.
     Status cleanup();
 
+    struct CollectStats {
+        uint64_t objects_removed = 0;
+        uint64_t packs_deleted = 0;
+        uint64_t packs_rewritten = 0;
+        uint64_t bytes_before = 0;  // pack bytes before
+        uint64_t bytes_after = 0;   // pack bytes after
+    };
+    // Removes every object for which `is_live` is false. Packs with no live object are deleted;
+    // packs whose live records take less than `repack_below` of their size are rewritten with
+    // only their live records (each verified on the way); in the others only the index rows of
+    // dead objects go (their bytes stay until the pack is rewritten). Every step is one SQLite
+    // transaction naming only fsynced packs; files are unlinked after it commits, so a crash
+    // leaves unregistered files that cleanup() removes. The caller must hold the store
+    // exclusively: no other process may read or write objects meanwhile.
+    Result<CollectStats> collect(const std::function<Result<bool>(const ObjectId&)>& is_live, double repack_below = 0.5);
+
+    // Every registered object, in pack order: (id, pack name). For fsck.
+    Status for_each_object(const std::function<Status(const ObjectId& id, const std::string& pack)>& fn);
+
     struct Stats {
         uint64_t objects_written = 0;
         uint64_t bytes_written = 0;  // stored (compressed) bytes appended to packs
@@ -80,6 +101,8 @@ private:
     Result<bool> lookup(const ObjectId& id, Location& loc);
     Result<int> pack_fd(int64_t pack_id, std::string& name);
     Status start_staging();
+    // Creates a pack file at `path` with its header, locked (flock) by this process.
+    static Result<UniqueFd> create_pack_file(const std::string& path);
 
     std::string root_;
     meta::Db& db_;

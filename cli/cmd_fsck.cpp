@@ -1,0 +1,46 @@
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include "context.h"
+#include "progress.h"
+
+namespace dvol::cli {
+
+void add_fsck(CLI::App& app, Context& ctx) {
+    auto* cmd = app.add_subcommand("fsck", "Verify the store: re-hash every object, check every commit, tree and branch");
+    add_json_flag(*cmd, ctx);
+    cmd->callback([&ctx] {
+        auto* repo = ctx.repo();
+        if (!repo) return;
+        ProgressLine progress("Checking");
+        auto report = repo->fsck(progress.callback());
+        progress.finish();
+        if (!report) return ctx.fail(report.error());
+        if (ctx.json) {
+            auto problems = nlohmann::json::array();
+            for (const auto& p : report->problems) {
+                auto affects = nlohmann::json::array();
+                for (const auto& a : p.affects) affects.push_back({{"volume", a.volume}, {"commit", a.commit}, {"path", a.path}});
+                problems.push_back({{"kind", p.kind}, {"object", p.object}, {"message", p.message}, {"affects", affects}});
+            }
+            nlohmann::json j = {{"ok", report->problems.empty()},
+                                {"objects_checked", report->objects},
+                                {"commits_checked", report->commits},
+                                {"problems", problems}};
+            fmt::print("{}\n", j.dump(2));
+        } else {
+            for (const auto& p : report->problems) {
+                fmt::print("{}: {}\n", p.kind, p.message);
+                for (const auto& a : p.affects)
+                    fmt::print("  affects volume {} commit {}{}\n", a.volume, a.commit.substr(0, 12), a.path.empty() ? "" : " path " + a.path);
+            }
+            if (report->problems.empty())
+                fmt::print("no problems found ({} objects, {} commits checked)\n", report->objects, report->commits);
+            else
+                fmt::print("{} problem(s) found ({} objects, {} commits checked)\n", report->problems.size(), report->objects, report->commits);
+        }
+        if (!report->problems.empty()) ctx.exit_code = kExitError;
+    });
+}
+
+}  // namespace dvol::cli
