@@ -2,6 +2,7 @@
 #include <nlohmann/json.hpp>
 
 #include "context.h"
+#include "json_out.h"
 #include "progress.h"
 
 namespace dvol::cli {
@@ -34,7 +35,7 @@ void add_branch(CLI::App& app, Context& ctx) {
             auto arr = nlohmann::json::array();
             for (const auto& b : *list)
                 arr.push_back({{"name", b.name}, {"active", b.active}, {"tip", b.tip ? nlohmann::json(b.tip->hex()) : nlohmann::json()}});
-            fmt::print("{}\n", arr.dump(2));
+            print_json(arr);
             return;
         }
         for (const auto& b : *list) fmt::print("{} {}\n", b.active ? '*' : ' ', b.name);

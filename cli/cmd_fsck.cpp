@@ -2,6 +2,7 @@
 #include <nlohmann/json.hpp>
 
 #include "context.h"
+#include "json_out.h"
 #include "progress.h"
 
 namespace dvol::cli {
@@ -20,14 +21,18 @@ void add_fsck(CLI::App& app, Context& ctx) {
             auto problems = nlohmann::json::array();
             for (const auto& p : report->problems) {
                 auto affects = nlohmann::json::array();
-                for (const auto& a : p.affects) affects.push_back({{"volume", a.volume}, {"commit", a.commit}, {"path", a.path}});
+                for (const auto& a : p.affects) {
+                    nlohmann::json item = {{"volume", a.volume}, {"commit", a.commit}};
+                    put_path(item, "path", a.path);
+                    affects.push_back(std::move(item));
+                }
                 problems.push_back({{"kind", p.kind}, {"object", p.object}, {"message", p.message}, {"affects", affects}});
             }
             nlohmann::json j = {{"ok", report->problems.empty()},
                                 {"objects_checked", report->objects},
                                 {"commits_checked", report->commits},
                                 {"problems", problems}};
-            fmt::print("{}\n", j.dump(2));
+            print_json(j);
         } else {
             for (const auto& p : report->problems) {
                 fmt::print("{}: {}\n", p.kind, p.message);

@@ -4,6 +4,7 @@
 #include <nlohmann/json.hpp>
 
 #include "context.h"
+#include "json_out.h"
 
 namespace dvol::cli {
 
@@ -20,7 +21,7 @@ void add_list(CLI::App& app, Context& ctx) {
             auto arr = nlohmann::json::array();
             for (const auto& v : *vols)
                 arr.push_back({{"name", v.name}, {"branch", v.branch}, {"active", v.active}, {"containers", nlohmann::json::array()}});
-            fmt::print("{}\n", arr.dump(2));
+            print_json(arr);
             return;
         }
         size_t wv = 6, wb = 6;

@@ -4,6 +4,7 @@
 #include <nlohmann/json.hpp>
 
 #include "context.h"
+#include "json_out.h"
 
 namespace dvol::cli {
 
@@ -56,7 +57,7 @@ void add_log(CLI::App& app, Context& ctx) {
                                {"time", e.commit.time},
                                {"message", e.commit.message}});
             }
-            fmt::print("{}\n", arr.dump(2));
+            print_json(arr);
             return;
         }
         bool first = true;

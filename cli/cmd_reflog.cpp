@@ -4,6 +4,7 @@
 #include <nlohmann/json.hpp>
 
 #include "context.h"
+#include "json_out.h"
 
 namespace dvol::cli {
 
@@ -28,7 +29,7 @@ void add_reflog(CLI::App& app, Context& ctx) {
                                {"new", e.new_tip ? nlohmann::json(hex(e.new_tip)) : nlohmann::json()},
                                {"time", e.time},
                                {"action", e.action}});
-            fmt::print("{}\n", arr.dump(2));
+            print_json(arr);
             return;
         }
         for (const auto& e : *entries) {

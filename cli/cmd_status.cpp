@@ -2,6 +2,7 @@
 #include <nlohmann/json.hpp>
 
 #include "context.h"
+#include "json_out.h"
 
 namespace dvol::cli {
 
@@ -31,9 +32,13 @@ void add_status(CLI::App& app, Context& ctx) {
         if (!changes) return ctx.fail(changes.error());
         if (ctx.json) {
             auto arr = nlohmann::json::array();
-            for (const auto& c : *changes) arr.push_back({{"status", change_kind_name(c.kind)}, {"path", c.path}, {"details", c.what}});
+            for (const auto& c : *changes) {
+                nlohmann::json item = {{"status", change_kind_name(c.kind)}, {"details", c.what}};
+                put_path(item, "path", c.path);
+                arr.push_back(std::move(item));
+            }
             nlohmann::json j = {{"volume", *v}, {"branch", *branch}, {"clean", changes->empty()}, {"changes", arr}};
-            fmt::print("{}\n", j.dump(2));
+            print_json(j);
             return;
         }
         fmt::print("On branch {} of volume {}\n", *branch, *v);

@@ -1,6 +1,9 @@
 #include "repo/content.h"
 
+#include <sys/stat.h>
 #include <unistd.h>
+
+#include <cerrno>
 
 #include <algorithm>
 #include <cstring>
@@ -58,40 +61,109 @@ Result<FileContent> ContentBuilder::finish() {
     return out;
 }
 
+namespace {
+
+// Reads up to data.size() bytes at `offset`; fewer only at the end of the file.
+Result<size_t> pread_some(int fd, std::span<std::byte> data, uint64_t offset, const std::string& path) {
+    size_t total = 0;
+    while (total < data.size()) {
+        ssize_t n = ::pread(fd, data.data() + total, data.size() - total, static_cast<off_t>(offset + total));
+        if (n < 0) {
+            if (errno == EINTR) continue;
+            return errno_error("read", path);
+        }
+        if (n == 0) break;
+        total += static_cast<size_t>(n);
+    }
+    return total;
+}
+
+struct Region {
+    int fd;
+    const std::string& path;
+    const Chunker& chunker;
+    ObjectStore* store;
+    const std::function<void(uint64_t)>& on_read;
+    std::vector<std::byte>& buf;
+    ContentBuilder& builder;
+
+    // Chunks the bytes from `off` up to `end` (or the end of the file, whichever comes first)
+    // and returns the offset reached. Chunks of zeros become holes.
+    Result<uint64_t> chunk(uint64_t off, uint64_t end) {
+        size_t have = 0;
+        bool done = false;
+        for (;;) {
+            if (!done && have < chunker.max_size()) {
+                uint64_t room = std::min<uint64_t>(buf.size() - have, end - off);
+                DVOL_TRY(size_t n, pread_some(fd, std::span(buf).subspan(have, static_cast<size_t>(room)), off, path));
+                have += n;
+                off += n;
+                if (n < room || off == end) done = true;
+                if (on_read && n > 0) on_read(n);
+            }
+            size_t start = 0;
+            while (have - start >= chunker.max_size() || (done && start < have)) {
+                auto rest = std::span<const std::byte>(buf).subspan(start, have - start);
+                size_t cut = chunker.next_cut(rest);
+                auto piece = rest.first(cut);
+                if (all_zero(piece)) {
+                    DVOL_CHECK(builder.add(Extent{ObjectId{}, cut, true}));
+                } else {
+                    ObjectId id = sha256(piece);
+                    if (store) DVOL_CHECK(store->put(id, piece));
+                    DVOL_CHECK(builder.add(Extent{id, cut, false}));
+                }
+                start += cut;
+            }
+            std::memmove(buf.data(), buf.data() + start, have - start);
+            have -= start;
+            if (done && have == 0) return off;
+        }
+    }
+};
+
+}  // namespace
+
 Result<FileContent> chunk_file(int fd, const std::string& path, const Chunker& chunker, ObjectStore* store,
                                const std::function<void(uint64_t)>& on_read, std::vector<std::byte>* buffer) {
     constexpr size_t kRead = 4u << 20;
     std::vector<std::byte> own;
     std::vector<std::byte>& buf = buffer ? *buffer : own;
     if (buf.size() < kRead + chunker.max_size()) buf.resize(kRead + chunker.max_size());
-    size_t have = 0;
-    bool eof = false;
     ContentBuilder builder(store);
+    Region region{fd, path, chunker, store, on_read, buf, builder};
+
+    struct stat st;
+    if (::fstat(fd, &st) != 0) return errno_error("stat", path);
+    uint64_t size = static_cast<uint64_t>(st.st_size);
+    bool sparse = static_cast<uint64_t>(st.st_blocks) * 512 < size;
+    if (!sparse) {
+        DVOL_TRY(uint64_t reached, region.chunk(0, UINT64_MAX));
+        (void)reached;
+        return builder.finish();
+    }
+    // A sparse file: holes the file system knows of are recorded without reading them, so a
+    // 10 GiB file holding 1 MiB of data costs 1 MiB of reading.
+    uint64_t off = 0;
     for (;;) {
-        if (!eof && have < chunker.max_size()) {
-            DVOL_TRY(size_t n, read_some(fd, std::span(buf).subspan(have, buf.size() - have), path));
-            have += n;
-            if (n == 0) eof = true;
-            if (on_read && n > 0) on_read(n);
+        off_t data = ::lseek(fd, static_cast<off_t>(off), SEEK_DATA);
+        if (data < 0 && errno == ENXIO) {  // no data after off: a hole to the end
+            if (size > off) DVOL_CHECK(builder.add(Extent{ObjectId{}, size - off, true}));
+            break;
         }
-        if (have == 0) break;
-        size_t start = 0;
-        while (have - start >= chunker.max_size() || (eof && start < have)) {
-            auto rest = std::span<const std::byte>(buf).subspan(start, have - start);
-            size_t cut = chunker.next_cut(rest);
-            auto chunk = rest.first(cut);
-            if (all_zero(chunk)) {
-                DVOL_CHECK(builder.add(Extent{ObjectId{}, cut, true}));
-            } else {
-                ObjectId id = sha256(chunk);
-                if (store) DVOL_CHECK(store->put(id, chunk));
-                DVOL_CHECK(builder.add(Extent{id, cut, false}));
-            }
-            start += cut;
+        if (data < 0 && errno == EINVAL) {  // no SEEK_DATA here: read the rest
+            DVOL_TRY(uint64_t reached, region.chunk(off, UINT64_MAX));
+            (void)reached;
+            break;
         }
-        std::memmove(buf.data(), buf.data() + start, have - start);
-        have -= start;
-        if (eof && have == 0) break;
+        if (data < 0) return errno_error("find data in", path);
+        if (static_cast<uint64_t>(data) > off) DVOL_CHECK(builder.add(Extent{ObjectId{}, static_cast<uint64_t>(data) - off, true}));
+        off = static_cast<uint64_t>(data);
+        off_t hole = ::lseek(fd, static_cast<off_t>(off), SEEK_HOLE);
+        if (hole < 0) return errno_error("find holes in", path);
+        DVOL_TRY(uint64_t reached, region.chunk(off, static_cast<uint64_t>(hole)));
+        if (reached < static_cast<uint64_t>(hole)) break;  // the file shrank meanwhile
+        off = reached;
     }
     return builder.finish();
 }

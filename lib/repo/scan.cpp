@@ -55,6 +55,7 @@ Result<ObjectId> Scanner::scan(const std::string& live_dir) {
     root.name = std::string(kRootEntryName);
     root.type = EntryType::dir;
     fill_metadata(root, st);
+    DVOL_TRY(root.xattrs, read_xattrs(fd.get(), ".", live_dir));
     DVOL_TRY(root.subtree, scan_dir(fd.get(), ""));
     Tree top;
     top.entries.push_back(std::move(root));
