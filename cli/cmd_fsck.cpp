@@ -13,7 +13,7 @@ void add_fsck(CLI::App& app, Context& ctx) {
     cmd->callback([&ctx] {
         auto* repo = ctx.repo();
         if (!repo) return;
-        ProgressLine progress("Checking");
+        ProgressLine progress("Checking", "object");
         auto report = repo->fsck(progress.callback());
         progress.finish();
         if (!report) return ctx.fail(report.error());

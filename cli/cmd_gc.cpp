@@ -21,7 +21,7 @@ void add_gc(CLI::App& app, Context& ctx) {
     cmd->callback([&ctx] {
         auto* repo = ctx.repo();
         if (!repo) return;
-        ProgressLine progress("Marking");
+        ProgressLine progress("Marking", "object");
         auto r = repo->gc(progress.callback());
         progress.finish();
         if (!r) return ctx.fail(r.error());

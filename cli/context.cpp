@@ -14,6 +14,7 @@ Repository* Context::repo() {
         return nullptr;
     }
     repo_ = std::move(*r);
+    repo_->set_wait_notice([](const std::string& m) { fmt::print(stderr, "{}...\n", m); });
     return repo_.get();
 }
 

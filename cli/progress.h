@@ -15,7 +15,9 @@ namespace dvol::cli {
 
 class ProgressLine {
 public:
-    explicit ProgressLine(std::string label) : label_(std::move(label)), enabled_(::isatty(STDERR_FILENO) == 1) {
+    // `unit` names what Progress::files counts ("file", "object").
+    explicit ProgressLine(std::string label, std::string unit = "file")
+        : label_(std::move(label)), unit_(std::move(unit)), enabled_(::isatty(STDERR_FILENO) == 1) {
         start_ = last_ = std::chrono::steady_clock::now();
     }
     ~ProgressLine() { finish(); }
@@ -37,12 +39,17 @@ private:
         last_ = now;
         double secs = std::chrono::duration<double>(now - start_).count();
         double mib = static_cast<double>(p.bytes) / (1 << 20);
-        fmt::print(stderr, "\r\033[K{}: {} file{}, {:.1f} MiB ({:.1f} MiB/s)", label_, p.files, p.files == 1 ? "" : "s", mib,
-                   secs > 0 ? mib / secs : 0.0);
+        if (p.bytes == 0) {
+            fmt::print(stderr, "\r\033[K{}: {} {}{}", label_, p.files, unit_, p.files == 1 ? "" : "s");
+        } else {
+            fmt::print(stderr, "\r\033[K{}: {} {}{}, {:.1f} MiB ({:.1f} MiB/s)", label_, p.files, unit_, p.files == 1 ? "" : "s", mib,
+                       secs > 0 ? mib / secs : 0.0);
+        }
         std::fflush(stderr);
         shown_ = true;
     }
     std::string label_;
+    std::string unit_;
     bool enabled_;
     bool shown_ = false;
     std::chrono::steady_clock::time_point start_, last_;

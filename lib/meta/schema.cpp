@@ -85,6 +85,10 @@ Status init_schema(Db& db) {
     if (!row) {
         DVOL_TRY(auto ins, db.prepare("INSERT INTO meta(key, value) VALUES('schema_version', ?)"));
         DVOL_CHECK(ins.bind(1, std::to_string(kSchemaVersion)).run());
+    } else if (q.text(0) == "1") {
+        // v1 -> v2: kSchema above created the reflog table; nothing else changed.
+        DVOL_TRY(auto up, db.prepare("UPDATE meta SET value = ? WHERE key = 'schema_version'"));
+        DVOL_CHECK(up.bind(1, std::to_string(kSchemaVersion)).run());
     } else if (q.text(0) != std::to_string(kSchemaVersion)) {
         return make_error(Errc::unsupported, fmt::format("the store has schema version {}; this dvol understands version {}",
                                                          q.text(0), kSchemaVersion));

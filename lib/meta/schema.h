@@ -5,7 +5,8 @@
 
 namespace dvol::meta {
 
-inline constexpr int kSchemaVersion = 1;
+// 1: first layout; 2: adds the reflog table (a v1 store is upgraded in place).
+inline constexpr int kSchemaVersion = 2;
 
 // Creates the tables of a new store, or checks that an existing store's schema version is one
 // this build understands.

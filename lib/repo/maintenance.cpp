@@ -16,11 +16,15 @@
 
 namespace dvol {
 
-Result<StoreLock> StoreLock::acquire(const std::string& root, bool exclusive) {
+Result<StoreLock> StoreLock::acquire(const std::string& root, bool exclusive, const WarnFn& waiting) {
     DVOL_TRY(UniqueFd fd, open_file(root + "/store.lock", O_RDWR | O_CREAT, 0600));
-    int rc;
-    do rc = ::flock(fd.get(), exclusive ? LOCK_EX : LOCK_SH);
-    while (rc != 0 && errno == EINTR);
+    int mode = exclusive ? LOCK_EX : LOCK_SH;
+    int rc = ::flock(fd.get(), mode | LOCK_NB);
+    if (rc != 0 && errno == EWOULDBLOCK) {
+        if (waiting) waiting(exclusive ? "waiting for other dvol commands to finish before collecting garbage" : "waiting for dvol gc to finish");
+        do rc = ::flock(fd.get(), mode);
+        while (rc != 0 && errno == EINTR);
+    }
     if (rc != 0) return errno_error("lock", root + "/store.lock");
     return StoreLock(std::move(fd));
 }
@@ -155,7 +159,7 @@ struct Checker {
 }  // namespace
 
 Result<FsckReport> Repository::fsck(const ProgressFn& progress) {
-    DVOL_TRY(auto lock, StoreLock::acquire(root_, false));
+    DVOL_TRY(auto lock, StoreLock::acquire(root_, false, wait_notice_));
     FsckReport report;
     Checker check{*store_, report.problems, {}, {}, {}};
 
@@ -225,7 +229,7 @@ Result<FsckReport> Repository::fsck(const ProgressFn& progress) {
 }
 
 Result<GcReport> Repository::gc(const ProgressFn& progress) {
-    DVOL_TRY(auto lock, StoreLock::acquire(root_, true));
+    DVOL_TRY(auto lock, StoreLock::acquire(root_, true, wait_notice_));
     DVOL_CHECK(prepare_write());
     GcReport report;
 
@@ -307,8 +311,10 @@ Result<GcReport> Repository::gc(const ProgressFn& progress) {
         DVOL_TRY(auto del, db_->prepare("DELETE FROM commits WHERE volume_id = ? AND id = ?"));
         for (const auto& [vid, id] : drop) DVOL_CHECK(del.bind(1, vid).bind_blob(2, id.as_span()).run());
         report.commits_removed = drop.size();
-        DVOL_CHECK(db_->exec("DELETE FROM reflog WHERE (new IS NOT NULL AND NOT EXISTS (SELECT 1 FROM commits c WHERE c.volume_id = reflog.volume_id AND c.id = reflog.new)) "
-                             "AND (old IS NULL OR NOT EXISTS (SELECT 1 FROM commits c WHERE c.volume_id = reflog.volume_id AND c.id = reflog.old))"));
+        // A reflog entry lives as long as the commit it leads to (for a deletion: the commit the
+        // branch held).
+        DVOL_CHECK(db_->exec("DELETE FROM reflog WHERE NOT EXISTS (SELECT 1 FROM commits c WHERE c.volume_id = reflog.volume_id "
+                             "AND c.id = coalesce(reflog.new, reflog.old))"));
 
         std::vector<std::pair<int64_t, std::string>> stale;
         {

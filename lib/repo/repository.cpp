@@ -51,11 +51,15 @@ std::string invalid_name_message(std::string_view name, std::string_view what) {
                        shown, what);
 }
 
-Result<VolumeLock> VolumeLock::acquire(const std::string& volume_dir) {
+Result<VolumeLock> VolumeLock::acquire(const std::string& volume_dir, const WarnFn& waiting) {
     DVOL_TRY(UniqueFd fd, open_file(volume_dir + "/lock", O_RDWR | O_CREAT, 0600));
-    int rc;
-    do rc = ::flock(fd.get(), LOCK_EX);
-    while (rc != 0 && errno == EINTR);
+    int rc = ::flock(fd.get(), LOCK_EX | LOCK_NB);
+    if (rc != 0 && errno == EWOULDBLOCK) {
+        auto slash = volume_dir.find_last_of('/');
+        if (waiting) waiting(fmt::format("waiting for another dvol command on volume {} to finish", volume_dir.substr(slash + 1)));
+        do rc = ::flock(fd.get(), LOCK_EX);
+        while (rc != 0 && errno == EINTR);
+    }
     if (rc != 0) return errno_error("lock", volume_dir + "/lock");
     return VolumeLock(std::move(fd));
 }
@@ -173,7 +177,7 @@ Status Repository::remove_volume(const std::string& name) {
         return std::move(v).error();
     }
     std::string vdir = root_ + "/volumes/" + name;
-    DVOL_TRY(auto lock, VolumeLock::acquire(vdir));
+    DVOL_TRY(auto lock, VolumeLock::acquire(vdir, wait_notice_));
     {
         DVOL_TRY(auto txn, meta::Db::Transaction::begin(*db_));
         DVOL_TRY(auto del, db_->prepare("DELETE FROM volumes WHERE id = ?"));
@@ -242,8 +246,9 @@ Result<CommitOutcome> Repository::commit(const std::string& volume, const std::s
     if (message.empty()) return make_verbatim_error(Errc::invalid_argument, "You must provide a commit message");
     DVOL_TRY(auto who, identity());
     DVOL_TRY(auto v, find_volume(volume));
-    DVOL_TRY(auto lock, VolumeLock::acquire(root_ + "/volumes/" + volume));
-    DVOL_TRY(auto store_lock, StoreLock::acquire(root_, false));
+    DVOL_TRY(auto lock, VolumeLock::acquire(root_ + "/volumes/" + volume, wait_notice_));
+    DVOL_TRY(auto store_lock, StoreLock::acquire(root_, false, wait_notice_));
+    DVOL_TRY(v, find_volume(volume));  // the active branch as it is under the lock
     DVOL_CHECK(prepare_write());
     DVOL_TRY(auto parent, branch_tip(v.id, v.branch));
 
@@ -393,10 +398,17 @@ Result<ObjectId> Repository::resolve_ref(const std::string& volume, const std::s
 
 Result<ResetOutcome> Repository::reset_hard(const std::string& volume, const std::string& ref, const ProgressFn& progress) {
     DVOL_TRY(auto v, find_volume(volume));
+    {
+        // Bad refs fail before anything (even a lock file) is created.
+        DVOL_TRY(ObjectId early, resolve_ref(volume, ref));
+        (void)early;
+    }
+    DVOL_TRY(auto lock, VolumeLock::acquire(root_ + "/volumes/" + volume, wait_notice_));
+    DVOL_TRY(auto store_lock, StoreLock::acquire(root_, false, wait_notice_));
+    // Under the locks: the active branch, the ref and the commit cannot change or go away now.
+    DVOL_TRY(v, find_volume(volume));
     DVOL_TRY(ObjectId target, resolve_ref(volume, ref));
     DVOL_TRY(ObjectId tree, commit_tree(target));
-    DVOL_TRY(auto lock, VolumeLock::acquire(root_ + "/volumes/" + volume));
-    DVOL_TRY(auto store_lock, StoreLock::acquire(root_, false));
     DVOL_CHECK(prepare_write());
     // Every object the restore will need is read and verified before anything changes: a
     // damaged store fails here and leaves the branch and the live directory as they were.
@@ -512,7 +524,7 @@ Result<std::vector<Change>> Repository::live_changes(const Volume& v, const Warn
 
 Result<std::vector<Change>> Repository::status(const std::string& volume, const WarnFn& warn) {
     DVOL_TRY(auto v, find_volume(volume));
-    DVOL_TRY(auto store_lock, StoreLock::acquire(root_, false));
+    DVOL_TRY(auto store_lock, StoreLock::acquire(root_, false, wait_notice_));
     TreeOverlay overlay;
     ObjectId top;
     return live_changes(v, warn, overlay, top);
@@ -522,8 +534,9 @@ Result<ResetOutcome> Repository::checkout(const std::string& volume, const std::
                                           const ProgressFn& progress) {
     DVOL_TRY(auto v, find_volume(volume));
     if (!valid_name(branch)) return make_error(Errc::invalid_argument, invalid_name_message(branch, "branch name"));
-    DVOL_TRY(auto lock, VolumeLock::acquire(root_ + "/volumes/" + volume));
-    DVOL_TRY(auto store_lock, StoreLock::acquire(root_, false));
+    DVOL_TRY(auto lock, VolumeLock::acquire(root_ + "/volumes/" + volume, wait_notice_));
+    DVOL_TRY(auto store_lock, StoreLock::acquire(root_, false, wait_notice_));
+    DVOL_TRY(v, find_volume(volume));  // the active branch as it is under the lock
     bool exists = false;
     DVOL_TRY(auto target_tip, branch_tip(v.id, branch, &exists));
     if (create) {
@@ -570,7 +583,7 @@ Result<ResetOutcome> Repository::checkout(const std::string& volume, const std::
 Result<std::vector<FileDiff>> Repository::diff(const std::string& volume, const std::optional<std::string>& from,
                                                const std::optional<std::string>& to, const std::string& path, const WarnFn& warn) {
     DVOL_TRY(auto v, find_volume(volume));
-    DVOL_TRY(auto store_lock, StoreLock::acquire(root_, false));
+    DVOL_TRY(auto store_lock, StoreLock::acquire(root_, false, wait_notice_));
     TreeOverlay overlay;
     std::optional<ObjectId> from_tree, to_tree;
     ObjectId live_top;

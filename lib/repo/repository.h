@@ -117,6 +117,8 @@ public:
     ~Repository();
 
     const std::string& root() const { return root_; }
+    // Called with a one-line notice when a command has to wait for another dvol process.
+    void set_wait_notice(WarnFn fn) { wait_notice_ = std::move(fn); }
     std::string live_dir(const std::string& volume) const;
 
     // Volumes.
@@ -193,13 +195,15 @@ private:
     std::unique_ptr<meta::Db> db_;
     std::unique_ptr<ObjectStore> store_;
     bool cleaned_ = false;
+    WarnFn wait_notice_;
 };
 
 // The store-wide lock (flock on <root>/store.lock): commands that read or write objects hold it
 // shared, gc holds it exclusively.
 class StoreLock {
 public:
-    static Result<StoreLock> acquire(const std::string& root, bool exclusive);
+    // Waits while another process holds it the other way, calling `waiting` once first.
+    static Result<StoreLock> acquire(const std::string& root, bool exclusive, const WarnFn& waiting = {});
 
 private:
     explicit StoreLock(UniqueFd fd) : fd_(std::move(fd)) {}
@@ -209,7 +213,8 @@ private:
 // Holds a volume's lock file (flock) for the lifetime of the object.
 class VolumeLock {
 public:
-    static Result<VolumeLock> acquire(const std::string& volume_dir);
+    // Waits while another process holds it, calling `waiting` once first.
+    static Result<VolumeLock> acquire(const std::string& volume_dir, const WarnFn& waiting = {});
 
 private:
     explicit VolumeLock(UniqueFd fd) : fd_(std::move(fd)) {}
