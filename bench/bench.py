@@ -1,0 +1,676 @@
+#!/usr/bin/env python3
+"""dvol benchmark harness (run it through bench/run.sh, which builds dvol and installs the tools).
+
+Every tool works on the same data: the data sets are generated once from fixed seeds under
+BENCH_DIR/data, and for each run every tool gets a fresh store and the first state copied in
+(untimed). Operations are measured one after the other, and for each operation every tool runs
+in turn (the order rotates from run to run), with the page cache warmed alike before each timed
+command. A tool that exits non-zero fails the whole run.
+"""
+import argparse
+import datetime
+import json
+import os
+import platform
+import pwd
+import random
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+MiB = 1 << 20
+GiB = 1 << 30
+
+SIZES = {
+    # pgbench scale, synthetic files, synthetic total bytes, largest file
+    "small": dict(pg_scale=5, synth_files=500, synth_total=1 * GiB, synth_max=256 * MiB),
+    "full": dict(pg_scale=30, synth_files=2000, synth_total=8 * GiB, synth_max=1 * GiB),
+}
+PG_TRANSACTIONS = 6000
+MANY_FILES = 100_000
+
+OPS = {
+    "commit-initial": "initial commit",
+    "commit-nochange": "commit, nothing changed",
+    "commit-second": "commit of the second state",
+    "reset": "reset --hard to the first state",
+    "checkout": "checkout of another branch",
+    "status": "status, nothing changed",
+}
+TOOLS_ALL = ["dvol", "cp", "borg", "restic", "git"]
+TOOL_LABEL = {"dvol": "dvol", "cp": "cp -a", "borg": "borg", "restic": "restic", "git": "git"}
+
+
+class BenchError(Exception):
+    pass
+
+
+def log(msg):
+    print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+def run(cmd, **kw):
+    """Untimed helper command; its failure fails the run."""
+    r = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kw)
+    if r.returncode != 0:
+        raise BenchError(f"command failed ({r.returncode}): {' '.join(map(str, cmd))}\n{r.stderr[-2000:]}")
+    return r.stdout
+
+
+def measure(cmd, cwd=None, env=None):
+    """Runs cmd, returns (wall seconds, peak RSS KiB of it and its descendants, stdout)."""
+    # GNU time forks the command from a small process, so the peak RSS is the command's (a fork
+    # of this Python process would count Python's own RSS); the wall time is taken here, finer
+    # than time's 10 ms.
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err, \
+            tempfile.NamedTemporaryFile("r") as tf:
+        t0 = time.perf_counter()
+        p = subprocess.run(["/usr/bin/time", "-f", "%M", "-o", tf.name, *cmd], cwd=cwd, env=env,
+                           stdin=subprocess.DEVNULL, stdout=out, stderr=err)
+        wall = time.perf_counter() - t0
+        out.seek(0)
+        err.seek(0)
+        o, e = out.read().decode(errors="replace"), err.read().decode(errors="replace")
+        rss_lines = [x for x in tf.read().splitlines() if x.strip()]
+    if p.returncode != 0:
+        raise BenchError(f"measured command failed ({p.returncode}): {' '.join(map(str, cmd))}\n{e[-2000:]}")
+    return wall, int(rss_lines[-1]), o
+
+
+def tree_bytes(path, exclude=None):
+    """Apparent size of every regular file under path (as du -sb counts files)."""
+    total = 0
+    for root, dirs, files in os.walk(path):
+        if exclude and os.path.abspath(root) == exclude:
+            dirs[:] = []
+            continue
+        dirs[:] = [d for d in dirs if not (exclude and os.path.join(os.path.abspath(root), d) == exclude)]
+        for f in files:
+            try:
+                st = os.lstat(os.path.join(root, f))
+            except FileNotFoundError:
+                continue
+            if not os.path.islink(os.path.join(root, f)):
+                total += st.st_size
+    return total
+
+
+def warm(*paths):
+    """Reads every file under the paths, so each tool starts with the same warm page cache."""
+    buf = bytearray(MiB)
+    for path in paths:
+        if not os.path.exists(path):
+            continue
+        for root, _, files in os.walk(path):
+            for f in files:
+                fp = os.path.join(root, f)
+                if os.path.islink(fp) or not os.path.isfile(fp):
+                    continue
+                try:
+                    with open(fp, "rb", buffering=0) as fh:
+                        while fh.readinto(buf):
+                            pass
+                except OSError:
+                    pass
+
+
+def rmtree(path):
+    if os.path.lexists(path):
+        run(["rm", "-rf", "--one-file-system", path])
+
+
+def sync_into(state, dst):
+    """Applies a state in place, as a running program changes its files."""
+    os.makedirs(dst, exist_ok=True)
+    run(["rsync", "-a", "--delete", "--inplace", state + "/", dst + "/"])
+
+
+# ----------------------------------------------------------------------------- data sets
+
+def text_pool(rng):
+    words = ["".join(rng.choice("abcdefghijklmnopqrstuvwxyz") for _ in range(rng.randint(2, 10)))
+             for _ in range(3000)]
+    return [" ".join(rng.choice(words) for _ in range(rng.randint(4, 14))) + "\n" for _ in range(8000)]
+
+
+def write_file(path, size, kind, rng, lines):
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "wb") as f:
+        left = size
+        while left > 0:
+            n = min(left, MiB)
+            if kind == "random":
+                f.write(rng.randbytes(n))
+            else:
+                block = "".join(rng.choices(lines, k=n // 40 + 8)).encode()
+                while len(block) < n:
+                    block += block
+                f.write(block[:n])
+            left -= n
+
+
+def synth_sizes(rng, count, total, lo, hi):
+    us = [rng.random() for _ in range(count)]
+
+    def sizes(k):
+        return [int(lo * (hi / lo) ** (u ** k)) for u in us]
+    a, b = 1.0, 500.0
+    for _ in range(60):
+        k = (a + b) / 2
+        if sum(sizes(k)) > total:
+            a = k
+        else:
+            b = k
+    s = sizes(b)
+    s[max(range(count), key=lambda i: s[i])] = hi
+    return s
+
+
+def gen_synth(d, cfg):
+    s1, s2 = os.path.join(d, "s1"), os.path.join(d, "s2")
+    rng = random.Random(20240601)
+    lines = text_pool(rng)
+    sizes = synth_sizes(rng, cfg["synth_files"], cfg["synth_total"], 4096, cfg["synth_max"])
+    big = None
+    done = 0
+    for i, size in enumerate(sizes):
+        kind = "random" if i % 2 == 0 else "text"
+        p = os.path.join(s1, f"d{i % 40:02d}", f"f{i:05d}.{'bin' if kind == 'random' else 'txt'}")
+        write_file(p, size, kind, rng, lines)
+        if size == cfg["synth_max"] and big is None:
+            big = p
+        done += size
+        if i % 100 == 99:
+            log(f"  synthetic tree: {i + 1}/{len(sizes)} files, {done / GiB:.2f} GiB")
+    # Second state: 1 MiB changed in the largest file, ten small files added. The unchanged
+    # files are hard links to the first state's (rsync -a copies them as plain files).
+    run(["cp", "-al", s1, s2])
+    rel = os.path.relpath(big, s1)
+    tmp = os.path.join(s2, rel + ".tmp")
+    shutil.copyfile(big, tmp)
+    shutil.copymode(big, tmp)   # a new mtime: the change is visible to every tool's quick check
+    with open(tmp, "r+b") as f:
+        f.seek((cfg["synth_max"] // 2) & ~4095)
+        f.write(rng.randbytes(MiB))
+    # A clearly later mtime: rsync's quick check (size and mtime) then sees the change, whatever
+    # its time resolution, and so does every tool's.
+    st = os.stat(big)
+    os.utime(tmp, ns=(st.st_atime_ns, st.st_mtime_ns + 60 * 10**9))
+    os.replace(tmp, os.path.join(s2, rel))
+    for j in range(10):
+        write_file(os.path.join(s2, "added", f"new{j:02d}.txt"), rng.randint(4096, 65536), "text", rng, lines)
+
+
+def gen_files(d):
+    s1 = os.path.join(d, "s1")
+    rng = random.Random(100000)
+    pool = "".join(text_pool(rng)).encode()
+    for i in range(MANY_FILES):
+        p = os.path.join(s1, f"d{i // 100:04d}", f"f{i:06d}.txt")
+        if i % 100 == 0:
+            os.makedirs(os.path.dirname(p), exist_ok=True)
+        n = rng.randint(256, 8192)
+        off = rng.randint(0, len(pool) - n)
+        with open(p, "wb") as f:
+            f.write(pool[off:off + n])
+        if i % 20000 == 19999:
+            log(f"  many files: {i + 1}/{MANY_FILES}")
+
+
+def pg_bin():
+    vs = sorted(os.listdir("/usr/lib/postgresql"), key=lambda v: int(v) if v.isdigit() else 0)
+    return f"/usr/lib/postgresql/{vs[-1]}/bin"
+
+
+def gen_pg(d, cfg):
+    pb = pg_bin()
+    work = os.path.join(d, "pg-work")
+    rmtree(work)
+    os.makedirs(os.path.join(work, "sock"))
+    pw = pwd.getpwnam("postgres")
+    for p in (work, os.path.join(work, "sock")):
+        os.chown(p, pw.pw_uid, pw.pw_gid)
+    data = os.path.join(work, "data")
+    as_pg = ["runuser", "-u", "postgres", "--"]
+    sock = os.path.join(work, "sock")
+    opts = f"-k {sock} -c listen_addresses='' -c synchronous_commit=off"
+    run(as_pg + [f"{pb}/initdb", "-D", data, "-A", "trust", "-E", "UTF8", "--locale=C", "-U", "postgres"])
+    started = False
+
+    def start():
+        nonlocal started
+        run(as_pg + [f"{pb}/pg_ctl", "-D", data, "-o", opts, "-l", os.path.join(work, "log"), "-w", "start"])
+        started = True
+
+    def stop():
+        nonlocal started
+        run(as_pg + [f"{pb}/pg_ctl", "-D", data, "-m", "fast", "-w", "stop"])
+        started = False
+    try:
+        start()
+        log(f"  pgbench -i -s {cfg['pg_scale']}")
+        run(as_pg + [f"{pb}/pgbench", "-h", sock, "-U", "postgres", "-i", "-q", "-s", str(cfg["pg_scale"]), "postgres"])
+        stop()
+        run(["cp", "-a", data, os.path.join(d, "s1")])
+        start()
+        log(f"  pgbench -t {PG_TRANSACTIONS}")
+        run(as_pg + [f"{pb}/pgbench", "-h", sock, "-U", "postgres", "-c", "1", "-t", str(PG_TRANSACTIONS),
+                     "--random-seed=42", "postgres"])
+        stop()
+        run(["cp", "-a", data, os.path.join(d, "s2")])
+    finally:
+        if started:
+            # only the postmaster this script started, through its own data directory
+            subprocess.run(as_pg + [f"{pb}/pg_ctl", "-D", data, "-m", "immediate", "-w", "stop"])
+    rmtree(work)
+
+
+def prepare(bench_dir, name, size, cfg):
+    key = name if name == "files" else f"{name}-{size}"
+    d = os.path.join(bench_dir, "data", key)
+    marker = d + ".done"
+    if os.path.exists(marker):
+        log(f"data set {key}: present ({d})")
+        return d
+    log(f"data set {key}: generating in {d}")
+    rmtree(d)
+    os.makedirs(d)
+    t0 = time.time()
+    if name == "pg":
+        gen_pg(d, cfg)
+    elif name == "synth":
+        gen_synth(d, cfg)
+    else:
+        gen_files(d)
+    open(marker, "w").close()
+    log(f"data set {key}: done in {time.time() - t0:.0f} s, first state {tree_bytes(os.path.join(d, 's1')) / MiB:.0f} MiB")
+    return d
+
+
+# ----------------------------------------------------------------------------- tools
+
+class Tool:
+    """One tool's store and source directory for one run."""
+    def __init__(self, name, ws, src):
+        self.name, self.ws, self.src = name, ws, src
+        self.restore = os.path.join(ws, "restore")
+
+    def store_bytes(self):
+        return tree_bytes(self.store)
+
+
+class Dvol(Tool):
+    def __init__(self, ws, exe):
+        super().__init__("dvol", ws, None)
+        self.exe, self.store = exe, os.path.join(ws, "dvol-store")
+        self.env = dict(os.environ, DVOL_ROOT=self.store)
+        self.ids = {}
+
+    def cmd(self, *a):
+        return [self.exe, "--disable-docker-integration", *a]
+
+    def setup(self, state1):
+        run(self.cmd("init", "bench"), env=self.env)
+        self.src = run(self.cmd("path", "bench"), env=self.env).strip()
+        sync_into(state1, self.src)
+
+    def store_bytes(self):
+        return tree_bytes(self.store, exclude=os.path.join(os.path.abspath(self.store), "volumes"))
+
+    def op(self, op, label):
+        if op.startswith("commit"):
+            return self.cmd("commit", "-m", label, "bench"), None, [self.src]
+        if op == "reset":
+            return self.cmd("reset", "--hard", self.ids["s1"], "bench"), None, [self.store]
+        if op == "checkout":
+            return self.cmd("checkout", "state2", "bench"), None, [self.store]
+        if op == "status":
+            return self.cmd("status", "bench"), None, [self.src]
+
+    def after(self, op, label, out):
+        if op.startswith("commit"):
+            self.ids[label] = out.strip()
+        if op == "commit-second":
+            run(self.cmd("checkout", "-b", "state2", "bench"), env=self.env)
+            run(self.cmd("checkout", "master", "bench"), env=self.env)
+
+
+class Cp(Tool):
+    """The original dvol: a commit is a full copy of the directory, a reset a copy back."""
+    def __init__(self, ws, src):
+        super().__init__("cp", ws, src)
+        self.store = os.path.join(ws, "cp-store")
+        self.env = None
+
+    def setup(self, state1):
+        os.makedirs(self.store)
+
+    def op(self, op, label):
+        if op.startswith("commit"):
+            return ["cp", "-a", self.src, os.path.join(self.store, label)], None, [self.src]
+        if op in ("reset", "checkout"):
+            rmtree(self.restore)
+            which = "s1" if op == "reset" else "s2"
+            return ["cp", "-a", os.path.join(self.store, which), self.restore], None, [os.path.join(self.store, which)]
+
+    def after(self, op, label, out):
+        pass
+
+
+class Borg(Tool):
+    def __init__(self, ws, src):
+        super().__init__("borg", ws, src)
+        self.store = os.path.join(ws, "borg-repo")
+        self.env = dict(os.environ, BORG_BASE_DIR=os.path.join(ws, "borg-home"),
+                        BORG_UNKNOWN_UNENCRYPTED_REPO_ACCESS_IS_OK="yes",
+                        BORG_RELOCATED_REPO_ACCESS_IS_OK="yes", BORG_PASSPHRASE="")
+
+    def setup(self, state1):
+        run(["borg", "init", "-e", "none", self.store], env=self.env)
+
+    def op(self, op, label):
+        if op.startswith("commit"):
+            return ["borg", "create", "--compression", "zstd", f"{self.store}::{label}", "."], self.src, [self.src]
+        if op in ("reset", "checkout"):
+            rmtree(self.restore)
+            os.makedirs(self.restore)
+            return (["borg", "extract", f"{self.store}::{'s1' if op == 'reset' else 's2'}"],
+                    self.restore, [self.store])
+
+    def after(self, op, label, out):
+        pass
+
+
+class Restic(Tool):
+    def __init__(self, ws, src):
+        super().__init__("restic", ws, src)
+        self.store = os.path.join(ws, "restic-repo")
+        self.env = dict(os.environ, RESTIC_PASSWORD="bench", RESTIC_CACHE_DIR=os.path.join(ws, "restic-cache"))
+
+    def setup(self, state1):
+        run(["restic", "-r", self.store, "init", "--repository-version", "2"], env=self.env)
+
+    def op(self, op, label):
+        if op.startswith("commit"):
+            return (["restic", "-r", self.store, "backup", "-q", "--compression", "auto", "--tag", label, "."],
+                    self.src, [self.src])
+        if op in ("reset", "checkout"):
+            rmtree(self.restore)
+            return (["restic", "-r", self.store, "restore", "-q", "latest", "--tag", "s1" if op == "reset" else "s2",
+                     "--target", self.restore], None, [self.store])
+
+    def after(self, op, label, out):
+        pass
+
+
+class Git(Tool):
+    """git add -A + commit into a bare repository, the data directory as the work tree."""
+    def __init__(self, ws, src):
+        super().__init__("git", ws, src)
+        self.store = os.path.join(ws, "git.git")
+        self.env = dict(os.environ, GIT_DIR=self.store, GIT_WORK_TREE=src,
+                        GIT_AUTHOR_NAME="bench", GIT_AUTHOR_EMAIL="bench@example.com",
+                        GIT_COMMITTER_NAME="bench", GIT_COMMITTER_EMAIL="bench@example.com",
+                        GIT_CONFIG_COUNT="1", GIT_CONFIG_KEY_0="safe.directory", GIT_CONFIG_VALUE_0="*")
+
+    def setup(self, state1):
+        run(["git", "init", "-q", "--bare", "-b", "master", self.store], env=dict(os.environ))
+        run(["git", "config", "gc.auto", "0"], env=self.env)
+
+    def op(self, op, label):
+        if op.startswith("commit"):
+            return (["sh", "-c", f"git add -A && git commit -q --allow-empty -m {label}"], self.src, [self.src])
+        if op == "reset":
+            return ["git", "reset", "-q", "--hard", "s1"], self.src, [self.store, self.src]
+        if op == "checkout":
+            return ["git", "checkout", "-q", "state2"], self.src, [self.store, self.src]
+        if op == "status":
+            return ["git", "status", "--porcelain"], self.src, [self.src]
+
+    def after(self, op, label, out):
+        if op.startswith("commit"):
+            run(["git", "tag", label], env=self.env, cwd=self.src)
+        if op == "commit-second":
+            run(["git", "branch", "state2"], env=self.env, cwd=self.src)
+
+
+# ----------------------------------------------------------------------------- runs
+
+def run_dataset(name, d, tools, runs, bench_dir, dvol_exe, results):
+    s1, s2 = os.path.join(d, "s1"), os.path.join(d, "s2")
+    if name == "files":
+        ops = [("commit-initial", "s1"), ("commit-nochange", "s1b"), ("status", None)]
+    else:
+        ops = [("commit-initial", "s1"), ("commit-nochange", "s1b"), ("commit-second", "s2"),
+               ("reset", None), ("checkout", None)]
+    for r in range(runs):
+        ws_root = os.path.join(bench_dir, "work")
+        rmtree(ws_root)
+        os.makedirs(ws_root)
+        src = os.path.join(ws_root, "src")   # shared by cp, borg, restic, git (dvol has its live dir)
+        sync_into(s1, src)
+        objs = []
+        for t in tools:
+            ws = os.path.join(ws_root, t)
+            os.makedirs(ws)
+            o = {"dvol": lambda: Dvol(ws, dvol_exe), "cp": lambda: Cp(ws, src), "borg": lambda: Borg(ws, src),
+                 "restic": lambda: Restic(ws, src), "git": lambda: Git(ws, src)}[t]()
+            o.setup(s1)
+            objs.append(o)
+        order = objs[r % len(objs):] + objs[:r % len(objs)]
+        for op, label in ops:
+            if op == "commit-second":
+                sync_into(s2, src)
+                for o in objs:
+                    if o.name == "dvol":
+                        sync_into(s2, o.src)
+            for o in order:
+                cmd, cwd, warm_paths = o.op(op, label)
+                os.sync()   # no write-back of the previous tool's output during this one
+                warm(*warm_paths)
+                before = o.store_bytes() if op.startswith("commit") else None
+                wall, rss, out = measure(cmd, cwd=cwd, env=o.env)
+                added = o.store_bytes() - before if before is not None else None
+                o.after(op, label, out)
+                results.setdefault((name, op, o.name), []).append((wall, rss, added))
+                log(f"[{name} run {r + 1}/{runs}] {op:16s} {TOOL_LABEL[o.name]:7s} {wall:9.3f} s  "
+                    f"{rss / 1024:7.1f} MiB" + (f"  +{added / MiB:.1f} MiB" if added is not None else ""))
+                if o.name == "cp" and op == "commit-nochange":
+                    rmtree(os.path.join(o.store, label))   # keep the disk use down
+                if op in ("reset", "checkout"):
+                    rmtree(o.restore)
+        rmtree(ws_root)
+
+
+def fmt_bytes(b):
+    if b is None:
+        return "–"
+    if b < 10 * MiB:
+        return f"{b / 1024:.0f} KiB"
+    return f"{b / MiB:.1f} MiB"
+
+
+def summarise(results):
+    s = {}
+    for k, v in results.items():
+        s[k] = dict(wall=statistics.median(x[0] for x in v), rss=max(x[1] for x in v),
+                    added=(statistics.median(x[2] for x in v) if v[0][2] is not None else None), n=len(v))
+    return s
+
+
+def tables(s, datasets, tools, data_info):
+    out = []
+    titles = {"pg": "PostgreSQL data directory", "synth": "Synthetic tree", "files": "100,000 small files"}
+    for ds in datasets:
+        out.append(f"### {titles[ds]} ({data_info.get(ds, '')})\n")
+        out.append("| operation | tool | wall s (median) | peak RSS MiB | bytes added to store | time ÷ dvol |")
+        out.append("|---|---|---:|---:|---:|---:|")
+        for op in OPS:
+            dv = s.get((ds, op, "dvol"))
+            for t in tools:
+                x = s.get((ds, op, t))
+                if not x:
+                    continue
+                ratio = f"{x['wall'] / dv['wall']:.1f}x" if dv and dv["wall"] > 0 else "–"
+                out.append(f"| {OPS[op]} | {TOOL_LABEL[t]} | {x['wall']:.3f} | {x['rss'] / 1024:.1f} | "
+                           f"{fmt_bytes(x['added'])} | {ratio} |")
+        out.append("")
+    return "\n".join(out)
+
+
+def targets(s, size):
+    rows = []
+
+    def g(ds, op, t, f="wall"):
+        x = s.get((ds, op, t))
+        return x[f] if x else None
+
+    def ratio_target(desc, ds, op, other, factor):
+        a, b = g(ds, op, other), g(ds, op, "dvol")
+        if a is None or b is None:
+            return
+        rows.append((desc, f"{a / b:.1f}x ({TOOL_LABEL[other]} {a:.3f} s / dvol {b:.3f} s)", a / b >= factor))
+
+    def bytes_target(desc, ds, op, other):
+        a, b = g(ds, op, other, "added"), g(ds, op, "dvol", "added")
+        if a is None or b is None:
+            return
+        rows.append((desc, f"dvol {fmt_bytes(b)}, {TOOL_LABEL[other]} {fmt_bytes(a)}", b <= a))
+
+    def abs_target(desc, ds, op, limit):
+        b = g(ds, op, "dvol")
+        if b is None:
+            return
+        rows.append((desc, f"{b * 1000:.1f} ms", b < limit))
+
+    ratio_target("PG initial commit ≥ 3x faster than borg", "pg", "commit-initial", "borg", 3)
+    bytes_target("PG initial commit: store no larger than borg's", "pg", "commit-initial", "borg")
+    abs_target("PG commit, nothing changed < 50 ms", "pg", "commit-nochange", 0.050)
+    abs_target("100,000 files commit, nothing changed < 1 s", "files", "commit-nochange", 1.0)
+    ratio_target("PG second-state commit ≥ 3x faster than borg", "pg", "commit-second", "borg", 3)
+    bytes_target("PG second-state commit adds no more than borg", "pg", "commit-second", "borg")
+    a, b = g("pg", "reset", "cp"), g("pg", "reset", "dvol")
+    if a is not None and b is not None:
+        rows.append(("PG reset --hard no slower than cp -a", f"dvol {b:.3f} s, cp -a {a:.3f} s", b <= a))
+    ratio_target("PG reset --hard ≥ 5x faster than borg extract", "pg", "reset", "borg", 5)
+    ratio_target("Synthetic: commit of the 1 MiB change ≥ 20x faster than cp -a", "synth", "commit-second", "cp", 20)
+    ratio_target("Synthetic: reset of the 1 MiB change ≥ 20x faster than cp -a", "synth", "reset", "cp", 20)
+    dv = [(k, v["rss"]) for k, v in s.items() if k[2] == "dvol"]
+    if dv:
+        worst = max(dv, key=lambda x: x[1])
+        rows.append(("Peak RSS < 256 MiB for every dvol operation",
+                     f"max {worst[1] / 1024:.1f} MiB ({worst[0][0]} {worst[0][1]})", worst[1] < 256 * 1024))
+    out = [f"### Targets ({size} size)\n", "| target | measured | result |", "|---|---|---|"]
+    for desc, meas, ok in rows:
+        out.append(f"| {desc} | {meas} | {'PASS' if ok else 'MISS'} |")
+    if size != "full":
+        out.append("\n(The targets are stated for the full size; at the small size they are indicative.)")
+    return "\n".join(out) + "\n", rows
+
+
+def machine_info():
+    cpu = "?"
+    with open("/proc/cpuinfo") as f:
+        for line in f:
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    mem = subprocess.run(["free", "-h"], stdout=subprocess.PIPE, text=True).stdout.splitlines()
+    memline = mem[1].split()[1] if len(mem) > 1 else "?"
+
+    def ver(cmd):
+        try:
+            return subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True).stdout.splitlines()[0].strip()
+        except Exception:
+            return "?"
+    top = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    rev = ver(["git", "-C", top, "rev-parse", "--short", "HEAD"])
+    dirty = subprocess.run(["git", "-C", top, "status", "--porcelain", "--untracked-files=no"],
+                           stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True).stdout.strip()
+    return {
+        "dvol": rev + (" with uncommitted changes" if dirty else ""),
+        "cpu": cpu, "nproc": os.cpu_count(), "memory": memline, "kernel": platform.release(),
+        "borg": ver(["borg", "--version"]), "restic": ver(["restic", "version"]), "git": ver(["git", "--version"]),
+        "postgresql": ver([f"{pg_bin()}/postgres", "--version"]),
+    }
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--dvol", required=True)
+    ap.add_argument("--size", choices=["small", "full"], default="small")
+    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--only", default="pg,synth,files", help="comma-separated: pg, synth, files")
+    ap.add_argument("--tools", default=",".join(TOOLS_ALL))
+    ap.add_argument("--record", help="also write the report to this file")
+    a = ap.parse_args()
+    if a.runs < 1:
+        ap.error("--runs must be at least 1")
+    datasets = [x for x in a.only.split(",") if x]
+    for x in datasets:
+        if x not in ("pg", "synth", "files"):
+            ap.error(f"unknown data set {x}")
+    tools = [t for t in a.tools.split(",") if t]
+    bench_dir = os.path.abspath(os.environ.get("BENCH_DIR", "/var/tmp/dvol-bench"))
+    os.makedirs(bench_dir, exist_ok=True)
+    dvol_exe = os.path.abspath(a.dvol)
+    cfg = SIZES[a.size]
+    started = datetime.datetime.now(datetime.timezone.utc)
+    load0 = os.getloadavg()[0]
+    free = shutil.disk_usage(bench_dir).free
+    log(f"bench dir {bench_dir}, {free / GiB:.0f} GiB free; size {a.size}, {a.runs} runs; data sets {datasets}")
+    results, data_info = {}, {}
+    for ds in datasets:
+        d = prepare(bench_dir, ds, a.size, cfg)
+        s1 = tree_bytes(os.path.join(d, "s1"))
+        nfiles = sum(len(f) for _, _, f in os.walk(os.path.join(d, "s1")))
+        data_info[ds] = f"{s1 / MiB:,.0f} MiB in {nfiles:,} files"
+        if ds == "pg":
+            data_info[ds] += f"; pgbench -i -s {cfg['pg_scale']}, then {PG_TRANSACTIONS} transactions"
+        if ds == "synth":
+            data_info[ds] += "; second state: 1 MiB changed in the largest file, 10 small files added"
+        ds_tools = [t for t in tools if t in (("dvol", "git") if ds == "files" else TOOLS_ALL)]
+        log(f"data set {ds}: {data_info[ds]}; tools {ds_tools}")
+        run_dataset(ds, d, ds_tools, a.runs, bench_dir, dvol_exe, results)
+    s = summarise(results)
+    info = machine_info()
+    cmdline = "bench/run.sh " + " ".join(sys.argv[3:]) if sys.argv[1] == "--dvol" else " ".join(sys.argv)
+    hdr = [f"## {a.size} size, {started.strftime('%Y-%m-%d %H:%M UTC')}\n",
+           f"Command: `{cmdline.strip()}` ({a.runs} runs; wall time is the median, peak RSS the largest of the runs, "
+           "bytes added the median).\n",
+           f"dvol: commit {info['dvol']}, release build.\n",
+           f"Machine: {info['cpu']}, {info['nproc']} cores, {info['memory']} RAM, Linux {info['kernel']}; "
+           f"{info['borg']}, {info['restic']}, {info['git']}, {info['postgresql']}.\n"]
+    load1 = os.getloadavg()[0]
+    hdr.append(f"Load average (1 min) at the start {load0:.2f}, at the end {load1:.2f} "
+               f"(on {info['nproc']} cores; anything else running skews the times).\n")
+    report = "\n".join(hdr) + "\n" + tables(s, datasets, tools, data_info) + "\n" + targets(s, a.size)[0]
+    print(report)
+    with open(os.path.join(bench_dir, f"results-{a.size}.md"), "w") as f:
+        f.write(report)
+    with open(os.path.join(bench_dir, f"results-{a.size}.json"), "w") as f:
+        json.dump({"|".join(k): v for k, v in results.items()}, f, indent=1)
+    if a.record:
+        with open(a.record, "w") as f:
+            f.write(report)
+    log("done")
+
+
+def _on_term(signum, frame):
+    raise KeyboardInterrupt   # subprocess.run then kills the command being measured
+
+
+if __name__ == "__main__":
+    signal.signal(signal.SIGTERM, _on_term)
+    try:
+        main()
+    except BenchError as e:
+        log(f"FAILED: {e}")
+        sys.exit(1)
+    except KeyboardInterrupt:
+        log("interrupted")
+        sys.exit(130)

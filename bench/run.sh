@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# dvol benchmark: builds dvol in release mode, installs the peer tools from Debian, prepares the
+# data sets and runs every tool on the same data in alternation; prints a markdown table.
+#
+#   bench/run.sh [--size small|full] [--runs N] [--only pg|synth|files[,...]] [--keep-data]
+#
+# BENCH_DIR (default /var/tmp/dvol-bench) holds the data sets and the stores; the data sets are
+# kept between runs (they are generated from fixed seeds), the stores are not.
+set -euo pipefail
+
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+top="$(cd "$here/.." && pwd)"
+
+if [ "$(id -u)" != 0 ]; then
+    echo "bench/run.sh must run as root (it installs packages, runs PostgreSQL as the postgres user and restores owners)" >&2
+    exit 1
+fi
+
+# Peer tools and data-set tools, from Debian, only those missing.
+need=()
+command -v borg >/dev/null || need+=(borgbackup)
+command -v restic >/dev/null || need+=(restic)
+command -v git >/dev/null || need+=(git)
+command -v rsync >/dev/null || need+=(rsync)
+[ -x /usr/bin/time ] || need+=(time)
+ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql)
+ls /usr/lib/postgresql/*/bin/pgbench >/dev/null 2>&1 || need+=(postgresql-contrib)
+command -v meson >/dev/null || need+=(meson ninja-build build-essential pkg-config \
+    libgit2-dev libzstd-dev libsqlite3-dev libssl-dev libcli11-dev libfmt-dev nlohmann-json3-dev)
+command -v python3 >/dev/null || need+=(python3)
+if [ ${#need[@]} -gt 0 ]; then
+    echo "== installing ${need[*]}" >&2
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" >&2
+fi
+
+# dvol in release mode, in its own build directory.
+builddir="$top/build-bench"
+if [ ! -f "$builddir/build.ninja" ]; then
+    echo "== meson setup $builddir (release)" >&2
+    meson setup "$builddir" "$top" --buildtype=release --wrap-mode=nodownload -Dtests=false >&2
+fi
+echo "== building dvol (release)" >&2
+ninja -C "$builddir" >&2
+
+exec python3 "$here/bench.py" --dvol "$builddir/cli/dvol" "$@"
