@@ -18,18 +18,17 @@ void add_branch(CLI::App& app, Context& ctx) {
     add_json_flag(*cmd, ctx);
     add_volume_arg(*cmd, *volume);
     cmd->callback([&ctx, del, force_del, volume] {
-        auto* repo = ctx.repo();
+        std::string vol;
+        auto* repo = ctx.repo_for(*volume, vol);
         if (!repo) return;
-        auto v = repo->resolve_volume(*volume);
-        if (!v) return ctx.fail(v.error());
         if (*del || *force_del) {
             if (*del && *force_del) return ctx.usage("give either -d or -D, not both");
             const std::string& name = *del ? **del : **force_del;
-            if (auto st = repo->delete_branch(*v, name, !*del); !st) return ctx.fail(st.error());
+            if (auto st = repo->delete_branch(vol, name, !*del); !st) return ctx.fail(st.error());
             fmt::print("Deleted branch {}\n", name);
             return;
         }
-        auto list = repo->branches(*v);
+        auto list = repo->branches(vol);
         if (!list) return ctx.fail(list.error());
         if (ctx.json) {
             auto arr = nlohmann::json::array();
@@ -53,12 +52,11 @@ void add_checkout(CLI::App& app, Context& ctx) {
     cmd->add_option("branch", *branch, "Branch to switch to")->required();
     add_volume_arg(*cmd, *volume);
     cmd->callback([&ctx, create, force, branch, volume] {
-        auto* repo = ctx.repo();
+        std::string vol;
+        auto* repo = ctx.repo_for(*volume, vol);
         if (!repo) return;
-        auto v = repo->resolve_volume(*volume);
-        if (!v) return ctx.fail(v.error());
         if (!*create) {
-            auto cur = repo->active_branch(*v);
+            auto cur = repo->active_branch(vol);
             if (!cur) return ctx.fail(cur.error());
             if (*cur == *branch) {
                 fmt::print("Already on branch '{}'\n", *branch);
@@ -66,7 +64,7 @@ void add_checkout(CLI::App& app, Context& ctx) {
             }
         }
         ProgressLine progress("Checking out");
-        auto out = repo->checkout(*v, *branch, *create, *force, progress.callback());
+        auto out = repo->checkout(vol, *branch, *create, *force, progress.callback());
         progress.finish();
         if (!out) return ctx.fail(out.error());
         for (const auto& w : out->warnings) Context::warn(w);

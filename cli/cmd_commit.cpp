@@ -13,12 +13,11 @@ void add_commit(CLI::App& app, Context& ctx) {
     add_volume_arg(*cmd, *volume);
     cmd->callback([&ctx, message, volume] {
         if (message->empty()) return ctx.fail(make_verbatim_error(Errc::invalid_argument, "You must provide a commit message"));
-        auto* repo = ctx.repo();
+        std::string vol;
+        auto* repo = ctx.repo_for(*volume, vol);
         if (!repo) return;
-        auto v = repo->resolve_volume(*volume);
-        if (!v) return ctx.fail(v.error());
         ProgressLine progress("Committing");
-        auto out = repo->commit(*v, *message, Context::warn, progress.callback());
+        auto out = repo->commit(vol, *message, Context::warn, progress.callback());
         progress.finish();
         if (!out) return ctx.fail(out.error());
         fmt::print("{}\n", out->id.hex());

@@ -32,11 +32,10 @@ void add_path(CLI::App& app, Context& ctx) {
     auto volume = std::make_shared<std::optional<std::string>>();
     add_volume_arg(*cmd, *volume);
     cmd->callback([&ctx, volume] {
-        auto* repo = ctx.repo();
+        std::string vol;
+        auto* repo = ctx.repo_for(*volume, vol);
         if (!repo) return;
-        auto v = repo->resolve_volume(*volume);
-        if (!v) return ctx.fail(v.error());
-        fmt::print("{}\n", repo->live_dir(*v));
+        fmt::print("{}\n", repo->live_dir(vol));
     });
 }
 

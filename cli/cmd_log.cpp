@@ -38,11 +38,10 @@ void add_log(CLI::App& app, Context& ctx) {
     add_json_flag(*cmd, ctx);
     add_volume_arg(*cmd, *volume);
     cmd->callback([&ctx, volume] {
-        auto* repo = ctx.repo();
+        std::string vol;
+        auto* repo = ctx.repo_for(*volume, vol);
         if (!repo) return;
-        auto v = repo->resolve_volume(*volume);
-        if (!v) return ctx.fail(v.error());
-        auto entries = repo->log(*v);
+        auto entries = repo->log(vol);
         if (!entries) return ctx.fail(entries.error());
         if (ctx.json) {
             auto arr = nlohmann::json::array();

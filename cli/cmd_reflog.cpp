@@ -14,11 +14,10 @@ void add_reflog(CLI::App& app, Context& ctx) {
     add_json_flag(*cmd, ctx);
     add_volume_arg(*cmd, *volume);
     cmd->callback([&ctx, volume] {
-        auto* repo = ctx.repo();
+        std::string vol;
+        auto* repo = ctx.repo_for(*volume, vol);
         if (!repo) return;
-        auto v = repo->resolve_volume(*volume);
-        if (!v) return ctx.fail(v.error());
-        auto entries = repo->reflog(*v);
+        auto entries = repo->reflog(vol);
         if (!entries) return ctx.fail(entries.error());
         auto hex = [](const std::optional<ObjectId>& id) { return id ? id->hex() : std::string(); };
         if (ctx.json) {

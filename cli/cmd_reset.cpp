@@ -17,12 +17,11 @@ void add_reset(CLI::App& app, Context& ctx) {
         if (!*hard)
             return ctx.usage("dvol reset needs --hard: it replaces the live data with REF's and discards uncommitted changes "
                              "(there is no soft reset)");
-        auto* repo = ctx.repo();
+        std::string vol;
+        auto* repo = ctx.repo_for(*volume, vol);
         if (!repo) return;
-        auto v = repo->resolve_volume(*volume);
-        if (!v) return ctx.fail(v.error());
         ProgressLine progress("Resetting");
-        auto out = repo->reset_hard(*v, *ref, progress.callback());
+        auto out = repo->reset_hard(vol, *ref, progress.callback());
         progress.finish();
         if (!out) return ctx.fail(out.error());
         for (const auto& w : out->warnings) Context::warn(w);

@@ -22,13 +22,12 @@ void add_status(CLI::App& app, Context& ctx) {
     add_json_flag(*cmd, ctx);
     add_volume_arg(*cmd, *volume);
     cmd->callback([&ctx, volume] {
-        auto* repo = ctx.repo();
+        std::string vol;
+        auto* repo = ctx.repo_for(*volume, vol);
         if (!repo) return;
-        auto v = repo->resolve_volume(*volume);
-        if (!v) return ctx.fail(v.error());
-        auto branch = repo->active_branch(*v);
+        auto branch = repo->active_branch(vol);
         if (!branch) return ctx.fail(branch.error());
-        auto changes = repo->status(*v, Context::warn);
+        auto changes = repo->status(vol, Context::warn);
         if (!changes) return ctx.fail(changes.error());
         if (ctx.json) {
             auto arr = nlohmann::json::array();
@@ -37,11 +36,11 @@ void add_status(CLI::App& app, Context& ctx) {
                 put_path(item, "path", c.path);
                 arr.push_back(std::move(item));
             }
-            nlohmann::json j = {{"volume", *v}, {"branch", *branch}, {"clean", changes->empty()}, {"changes", arr}};
+            nlohmann::json j = {{"volume", vol}, {"branch", *branch}, {"clean", changes->empty()}, {"changes", arr}};
             print_json(j);
             return;
         }
-        fmt::print("On branch {} of volume {}\n", *branch, *v);
+        fmt::print("On branch {} of volume {}\n", *branch, vol);
         if (changes->empty()) {
             fmt::print("nothing to commit, live directory clean\n");
             return;

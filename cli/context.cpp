@@ -18,6 +18,18 @@ Repository* Context::repo() {
     return repo_.get();
 }
 
+Repository* Context::repo_for(const std::optional<std::string>& arg, std::string& name) {
+    Repository* r = repo();
+    if (!r) return nullptr;
+    auto v = r->resolve_volume(arg);
+    if (!v) {
+        fail(v.error());
+        return nullptr;
+    }
+    name = std::move(*v);
+    return r;
+}
+
 void Context::fail(const Error& e) {
     // Messages kept from the original dvol are printed as they are; the others get "Error: ".
     if (e.verbatim)

@@ -27,6 +27,9 @@ struct Context {
 
     // Opens the store on first use; on failure reports and returns null.
     Repository* repo();
+    // The store and the volume a command works on (`arg`, else the active one), its name in
+    // `name`; on failure reports and returns null.
+    Repository* repo_for(const std::optional<std::string>& arg, std::string& name);
     // Prints the error on stderr (one line) and sets the exit code.
     void fail(const Error& e);
     // A usage mistake: message on stderr, exit code 2.
