@@ -41,10 +41,13 @@ void add_fsck(CLI::App& app, Context& ctx) {
             }
             if (report->problems.empty())
                 fmt::print("no problems found ({} objects, {} commits checked)\n", report->objects, report->commits);
-            else
-                fmt::print("{} problem(s) found ({} objects, {} commits checked)\n", report->problems.size(), report->objects, report->commits);
         }
-        if (!report->problems.empty()) ctx.exit_code = kExitError;
+        if (!report->problems.empty()) {
+            // The report is the output; the verdict is the error line, as for any failure.
+            std::fflush(stdout);
+            ctx.fail(make_error(Errc::corrupt, fmt::format("fsck found {} problem(s) ({} objects, {} commits checked)",
+                                                           report->problems.size(), report->objects, report->commits)));
+        }
     });
 }
 

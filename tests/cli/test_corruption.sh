@@ -128,7 +128,7 @@ setup() {
 after_damage() {
     local damaged=$1 kinds=$2 id
     expect_problems tdvol fsck
-    expect_stdout_contains "problem(s) found"
+    expect_stderr_contains "fsck found"
     local first
     first=${damaged%%[[:space:]]*}
     expect_stdout_contains "$first"
