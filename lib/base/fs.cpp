@@ -76,17 +76,23 @@ Status pwrite_all(int fd, std::span<const std::byte> data, uint64_t offset, std:
     return {};
 }
 
-Status pread_exact(int fd, std::span<std::byte> data, uint64_t offset, std::string_view path) {
-    while (!data.empty()) {
-        ssize_t n = ::pread(fd, data.data(), data.size(), static_cast<off_t>(offset));
+Result<size_t> pread_some(int fd, std::span<std::byte> data, uint64_t offset, std::string_view path) {
+    size_t total = 0;
+    while (total < data.size()) {
+        ssize_t n = ::pread(fd, data.data() + total, data.size() - total, static_cast<off_t>(offset + total));
         if (n < 0) {
             if (errno == EINTR) continue;
             return errno_error("read", path);
         }
-        if (n == 0) return make_error(Errc::corrupt, fmt::format("{} is truncated at byte {}", path, offset));
-        data = data.subspan(static_cast<size_t>(n));
-        offset += static_cast<uint64_t>(n);
+        if (n == 0) break;
+        total += static_cast<size_t>(n);
     }
+    return total;
+}
+
+Status pread_exact(int fd, std::span<std::byte> data, uint64_t offset, std::string_view path) {
+    DVOL_TRY(size_t n, pread_some(fd, data, offset, path));
+    if (n < data.size()) return make_error(Errc::corrupt, fmt::format("{} is truncated at byte {}", path, offset + n));
     return {};
 }
 

@@ -44,8 +44,10 @@ Status write_all(int fd, std::span<const std::byte> data, std::string_view path)
 Status pwrite_all(int fd, std::span<const std::byte> data, uint64_t offset, std::string_view path);
 // Read exactly data.size() bytes at `offset`; a short read is a `corrupt` error (truncated file).
 Status pread_exact(int fd, std::span<std::byte> data, uint64_t offset, std::string_view path);
-// Read up to data.size() bytes; returns the count (0 at end of file).
+// Read up to data.size() bytes; returns the count (fewer only at end of file, 0 there).
 Result<size_t> read_some(int fd, std::span<std::byte> data, std::string_view path);
+// The same at `offset`, without moving the file position.
+Result<size_t> pread_some(int fd, std::span<std::byte> data, uint64_t offset, std::string_view path);
 
 Status fsync_fd(int fd, std::string_view path);
 Status fsync_dir(const std::string& dir);

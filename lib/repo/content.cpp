@@ -63,21 +63,6 @@ Result<FileContent> ContentBuilder::finish() {
 
 namespace {
 
-// Reads up to data.size() bytes at `offset`; fewer only at the end of the file.
-Result<size_t> pread_some(int fd, std::span<std::byte> data, uint64_t offset, const std::string& path) {
-    size_t total = 0;
-    while (total < data.size()) {
-        ssize_t n = ::pread(fd, data.data() + total, data.size() - total, static_cast<off_t>(offset + total));
-        if (n < 0) {
-            if (errno == EINTR) continue;
-            return errno_error("read", path);
-        }
-        if (n == 0) break;
-        total += static_cast<size_t>(n);
-    }
-    return total;
-}
-
 struct Region {
     int fd;
     const std::string& path;
