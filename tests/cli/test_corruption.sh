@@ -8,21 +8,6 @@
 # shellcheck source=tests/cli/lib.sh disable=SC2016  # checks eval single-quoted tests on purpose
 . "$(dirname "$0")/lib.sh"
 
-MIB=$((1024 * 1024))
-T=120  # seconds before a hung command counts as a failure
-
-# dvol under a time limit, so that a hang fails the test instead of hanging it.
-tdvol() { timeout "$T" "$DVOL" --disable-docker-integration "$@"; }
-
-# manifest DIR: every entry's type, mode and path, files' size, mtime and SHA-256, symlink targets.
-manifest() {
-    (
-        cd "$1" || exit 1
-        find . -mindepth 1 \( -type f -printf '%y %m %s %T@ %p\n' \) -o -printf '%y %m %p -> %l\n' | LC_ALL=C sort
-        find . -type f -print0 | LC_ALL=C sort -z | xargs -0 -r sha256sum
-    )
-}
-
 packs() { find "$DVOL_ROOT/objects/packs" -maxdepth 1 -name '*.pack' -printf '%f\n' | LC_ALL=C sort; }
 
 # pack_records PACK: one line per record: "offset record-length stored-length object-id", from the

@@ -20,26 +20,12 @@ RANDOM=$SEED
 STARTED=$(date +%s)
 
 KIB=1024
-MIB=$((1024 * 1024))
-T=120  # seconds before a hung command counts as a failure
 VOL=crash
 MAN="$TEST_TMP/manifests"  # one file per commit id: the manifest of its content
 mkdir -p "$MAN"
 
-# dvol under a time limit, so that a hang fails the test instead of hanging it.
-tdvol() { timeout "$T" "$DVOL" --disable-docker-integration "$@"; }
-
 # R=random number in [0, $1). No subshell, so the sequence follows the seed.
 rnd() { R=$((RANDOM % $1)); }
-
-# manifest DIR: every entry's type, mode and path, files' size, mtime and SHA-256, symlink targets.
-manifest() {
-    (
-        cd "$1" || exit 1
-        find . -mindepth 1 \( -type f -printf '%y %m %s %T@ %p\n' \) -o -printf '%y %m %p -> %l\n' | LC_ALL=C sort
-        find . -type f -print0 | LC_ALL=C sort -z | xargs -0 -r sha256sum
-    )
-}
 
 # Current state, from dvol: HEAD (active branch's tip), ACTIVE, and the branches with their tips.
 declare -A TIPS

@@ -4,7 +4,6 @@
 # shellcheck source=tests/cli/lib.sh disable=SC2016  # checks eval single-quoted tests on purpose
 . "$(dirname "$0")/lib.sh"
 
-MIB=$((1024 * 1024))
 SIZE=$((100 * MIB))
 
 avail_kib=$(df -Pk "$TEST_TMP" | awk 'NR == 2 { print $4 }')

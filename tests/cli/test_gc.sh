@@ -7,26 +7,11 @@
 # shellcheck source=tests/cli/lib.sh disable=SC2016  # checks eval single-quoted tests on purpose
 . "$(dirname "$0")/lib.sh"
 
-MIB=$((1024 * 1024))
-T=120  # seconds before a hung command counts as a failure
-
 avail_kib=$(df -Pk "$TEST_TMP" | awk 'NR == 2 { print $4 }')
 if [ "$avail_kib" -lt $((1200 * 1024)) ]; then
     echo "SKIP: needs 1200 MiB free in ${TMPDIR:-/tmp}, has $((avail_kib / 1024)) MiB"
     exit 77
 fi
-
-# dvol under a time limit, so that a hang fails the test instead of hanging it.
-tdvol() { timeout "$T" "$DVOL" --disable-docker-integration "$@"; }
-
-# manifest DIR: every entry's type, mode and path, files' size, mtime and SHA-256, symlink targets.
-manifest() {
-    (
-        cd "$1" || exit 1
-        find . -mindepth 1 \( -type f -printf '%y %m %s %T@ %p\n' \) -o -printf '%y %m %p -> %l\n' | LC_ALL=C sort
-        find . -type f -print0 | LC_ALL=C sort -z | xargs -0 -r sha256sum
-    )
-}
 
 objects_size() { du -sb "$DVOL_ROOT/objects" | cut -f1; }
 mib() { awk -v b="$1" 'BEGIN { printf "%.2f MiB", b / 1048576 }'; }
