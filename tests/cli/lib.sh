@@ -83,6 +83,26 @@ manifest() {
     )
 }
 
+# apt_install PKG...: installs Debian packages with apt-get (an update and a retry when the
+# first try fails), without letting their services start (policy-rc.d): the e2e tests run their
+# own servers. Output goes to $APT_LOG; the callers check for what they need afterwards.
+APT_LOG="$TEST_TMP/apt.log"
+apt_install() {
+    local policy=/usr/sbin/policy-rc.d added=0
+    if [ ! -e "$policy" ]; then
+        printf '#!/bin/sh\nexit 101\n' >"$policy" && chmod 0755 "$policy" && added=1
+    fi
+    if ! DEBIAN_FRONTEND=noninteractive apt-get install -y "$@" >"$APT_LOG" 2>&1; then
+        DEBIAN_FRONTEND=noninteractive apt-get update >>"$APT_LOG" 2>&1
+        DEBIAN_FRONTEND=noninteractive apt-get install -y "$@" >>"$APT_LOG" 2>&1
+    fi
+    [ "$added" = 1 ] && rm -f "$policy"
+    return 0
+}
+
+# The last errors apt-get printed, on one line.
+apt_errors() { grep -E '^(E|W):' "$APT_LOG" | tail -n 3 | tr '\n' ' '; }
+
 # Quotes a command for messages.
 show_cmd() {
     local s="" a

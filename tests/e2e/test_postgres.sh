@@ -38,21 +38,10 @@ if [ -z "$PGBIN" ]; then
         echo "SKIP: PostgreSQL is not installed and there is no apt-get"
         exit 77
     fi
-    # Do not let the package start the system cluster's service: this test uses its own.
-    POLICY_RC=/usr/sbin/policy-rc.d
-    ADDED_POLICY=0
-    if [ ! -e "$POLICY_RC" ]; then
-        printf '#!/bin/sh\nexit 101\n' >"$POLICY_RC" && chmod 0755 "$POLICY_RC" && ADDED_POLICY=1
-    fi
-    APT_LOG="$TEST_TMP/apt.log"
-    if ! DEBIAN_FRONTEND=noninteractive apt-get install -y postgresql postgresql-contrib >"$APT_LOG" 2>&1; then
-        DEBIAN_FRONTEND=noninteractive apt-get update >>"$APT_LOG" 2>&1
-        DEBIAN_FRONTEND=noninteractive apt-get install -y postgresql postgresql-contrib >>"$APT_LOG" 2>&1
-    fi
-    [ "$ADDED_POLICY" = 1 ] && rm -f "$POLICY_RC"
+    apt_install postgresql postgresql-contrib
     PGBIN=$(find_pgbin)
     if [ -z "$PGBIN" ]; then
-        echo "SKIP: apt-get could not install postgresql: $(grep -E '^(E|W):' "$APT_LOG" | tail -3 | tr '\n' ' ')"
+        echo "SKIP: apt-get could not install postgresql: $(apt_errors)"
         exit 77
     fi
 fi
