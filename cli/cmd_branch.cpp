@@ -1,6 +1,8 @@
+#include <algorithm>
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
+#include "containers.h"
 #include "context.h"
 #include "json_out.h"
 #include "progress.h"
@@ -63,12 +65,26 @@ void add_checkout(CLI::App& app, Context& ctx) {
                 return;
             }
         }
+        // The errors that need no look at the data come before any container is stopped.
+        if (!valid_name(*branch)) return ctx.fail(make_error(Errc::invalid_argument, invalid_name_message(*branch, "branch name")));
+        auto branches = repo->branches(vol);
+        if (!branches) return ctx.fail(branches.error());
+        bool exists = std::any_of(branches->begin(), branches->end(), [&](const BranchInfo& b) { return b.name == *branch; });
+        if (*create && exists) return ctx.fail(make_verbatim_error(Errc::already_exists, fmt::format("Cannot create existing branch {}", *branch)));
+        if (!*create && !exists)
+            return ctx.fail(make_verbatim_error(Errc::not_found, fmt::format("Cannot switch to a non-existing branch {}", *branch)));
+        // The containers using the volume stop while its data changes and start again after,
+        // also when the checkout fails.
+        ContainerHold hold(ctx, vol, ContainerHold::Mode::stop);
+        if (!hold.ok()) return;
         ProgressLine progress("Checking out");
         auto out = repo->checkout(vol, *branch, *create, *force, progress.callback());
         progress.finish();
         if (!out) return ctx.fail(out.error());
         for (const auto& w : out->warnings) Context::warn(w);
         fmt::print("Switched to {}branch '{}'\n", *create ? "a new " : "", *branch);
+        std::fflush(stdout);
+        hold.release();
     });
 }
 

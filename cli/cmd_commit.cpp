@@ -1,5 +1,6 @@
 #include <fmt/format.h>
 
+#include "containers.h"
 #include "context.h"
 #include "progress.h"
 
@@ -16,9 +17,14 @@ void add_commit(CLI::App& app, Context& ctx) {
         std::string vol;
         auto* repo = ctx.repo_for(*volume, vol);
         if (!repo) return;
+        // The containers using the volume are paused while it is read, so the commit is
+        // crash-consistent, and always unpaused.
+        ContainerHold hold(ctx, vol, ContainerHold::Mode::pause);
+        if (!hold.ok()) return;
         ProgressLine progress("Committing");
         auto out = repo->commit(vol, *message, Context::warn, progress.callback());
         progress.finish();
+        hold.release();
         if (!out) return ctx.fail(out.error());
         fmt::print("{}\n", out->id.hex());
     });

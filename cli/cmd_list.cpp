@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
+#include "containers.h"
 #include "context.h"
 #include "json_out.h"
 
@@ -17,10 +18,22 @@ void add_list(CLI::App& app, Context& ctx) {
         if (!repo) return;
         auto vols = repo->list_volumes();
         if (!vols) return ctx.fail(vols.error());
+        // Containers from Docker; without Docker the column stays empty.
+        std::vector<std::vector<std::string>> users;
+        for (const auto& v : *vols) {
+            bool ok = true;
+            auto cs = containers_of(ctx, v.name, ok);
+            if (!ok) return;
+            std::vector<std::string> names;
+            for (const auto& c : cs) names.push_back(c.name);
+            users.push_back(std::move(names));
+        }
         if (ctx.json) {
             auto arr = nlohmann::json::array();
-            for (const auto& v : *vols)
-                arr.push_back({{"name", v.name}, {"branch", v.branch}, {"active", v.active}, {"containers", nlohmann::json::array()}});
+            for (size_t i = 0; i < vols->size(); ++i) {
+                const auto& v = (*vols)[i];
+                arr.push_back({{"name", v.name}, {"branch", v.branch}, {"active", v.active}, {"containers", users[i]}});
+            }
             print_json(arr);
             return;
         }
@@ -30,8 +43,14 @@ void add_list(CLI::App& app, Context& ctx) {
             wb = std::max(wb, v.branch.size());
         }
         fmt::print("  {:<{}}  {:<{}}  CONTAINERS\n", "VOLUME", wv, "BRANCH", wb);
-        // No container column yet (Docker integration): the row ends after the branch.
-        for (const auto& v : *vols) fmt::print("{} {:<{}}  {}\n", v.active ? '*' : ' ', v.name, wv, v.branch);
+        for (size_t i = 0; i < vols->size(); ++i) {
+            const auto& v = (*vols)[i];
+            std::string names;
+            for (const auto& n : users[i]) names += (names.empty() ? "" : ",") + n;
+            // A row without containers ends after the branch (no trailing blanks).
+            if (names.empty()) fmt::print("{} {:<{}}  {}\n", v.active ? '*' : ' ', v.name, wv, v.branch);
+            else fmt::print("{} {:<{}}  {:<{}}  {}\n", v.active ? '*' : ' ', v.name, wv, v.branch, wb, names);
+        }
     });
 }
 

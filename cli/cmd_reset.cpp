@@ -1,5 +1,6 @@
 #include <fmt/format.h>
 
+#include "containers.h"
 #include "context.h"
 #include "progress.h"
 
@@ -20,6 +21,12 @@ void add_reset(CLI::App& app, Context& ctx) {
         std::string vol;
         auto* repo = ctx.repo_for(*volume, vol);
         if (!repo) return;
+        // An unknown ref is refused before any container is stopped.
+        if (auto target = repo->resolve_ref(vol, *ref); !target) return ctx.fail(target.error());
+        // The containers using the volume stop while its data changes and start again after,
+        // also when the reset fails.
+        ContainerHold hold(ctx, vol, ContainerHold::Mode::stop);
+        if (!hold.ok()) return;
         ProgressLine progress("Resetting");
         auto out = repo->reset_hard(vol, *ref, progress.callback());
         progress.finish();
@@ -28,6 +35,8 @@ void add_reset(CLI::App& app, Context& ctx) {
         auto c = repo->load_commit(out->id);
         if (!c) return ctx.fail(c.error());
         fmt::print("HEAD is now at {} {}\n", short_id(out->id), first_line(c->message));
+        std::fflush(stdout);
+        hold.release();
     });
 }
 

@@ -5,6 +5,7 @@
 
 #include <fmt/format.h>
 
+#include "containers.h"
 #include "context.h"
 
 namespace dvol::cli {
@@ -24,6 +25,19 @@ void add_rm(CLI::App& app, Context& ctx) {
         bool exists = false;
         for (const auto& v : *vols) exists = exists || v.name == *name;
         if (!exists) return ctx.fail(make_verbatim_error(Errc::not_found, fmt::format("Volume '{}' does not exist, cannot remove it", *name)));
+        bool docker_ok = true;
+        auto users = containers_of(ctx, *name, docker_ok);
+        if (!docker_ok) return;
+        std::string why_not;
+        auto* engine = ctx.docker(why_not);
+        if (!engine && !ctx.disable_docker)
+            fmt::print(stderr, "note: {}; containers using {} were not looked for\n", why_not, *name);
+        std::string names;
+        for (const auto& c : users) names += (names.empty() ? "" : ", ") + c.name;
+        if (!users.empty() && !*force)
+            return ctx.fail(make_error(Errc::conflict, fmt::format("volume '{}' is in use by container(s) {}; remove them first, "
+                                                                   "or use 'dvol rm -f {}' to remove them with the volume",
+                                                                   *name, names, *name)));
         if (!*force) {
             fmt::print("This deletes volume '{}' with all its branches, commits and data. Are you sure? [y/N] ", *name);
             std::fflush(stdout);
@@ -32,6 +46,10 @@ void add_rm(CLI::App& app, Context& ctx) {
                 fmt::print("\n");
                 return ctx.fail(make_error(Errc::conflict, fmt::format("not deleting volume '{}' (answer y, or use -f)", *name)));
             }
+        }
+        for (const auto& c : users) {
+            fmt::print("Removing container {}\n", c.name);
+            if (auto st = engine->remove(c); !st) return ctx.fail(st.error());
         }
         fmt::print("Deleting volume '{}'\n", *name);
         if (auto st = repo->remove_volume(*name); !st) return ctx.fail(st.error());

@@ -46,6 +46,33 @@ void Context::usage(const std::string& message) {
 
 void Context::warn(const std::string& message) { fmt::print(stderr, "warning: {}\n", message); }
 
+docker::Engine* Context::docker(std::string& why_not) {
+    why_not.clear();
+    if (disable_docker) {
+        why_not = "Docker integration is disabled";
+        return nullptr;
+    }
+    if (!docker_tried_) {
+        docker_tried_ = true;
+        auto sock = docker::default_socket();
+        if (!sock) {
+            fail(sock.error());
+            return nullptr;
+        }
+        auto e = docker::Engine::connect(*sock);
+        if (e) {
+            docker_ = std::move(*e);
+        } else if (e.error().code == Errc::not_found) {
+            docker_absent_ = fmt::format("no Docker daemon answers at {}", *sock);
+        } else {
+            fail(e.error());
+            return nullptr;
+        }
+    }
+    if (!docker_) why_not = docker_absent_;
+    return docker_.get();
+}
+
 CLI::Option* add_volume_arg(CLI::App& cmd, std::optional<std::string>& volume) {
     return cmd.add_option("volume", volume, "Volume (default: the active volume)")->type_name("VOLUME");
 }

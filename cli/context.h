@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "base/error.h"
+#include "docker/engine.h"
 #include "repo/repository.h"
 
 namespace dvol::cli {
@@ -37,8 +38,17 @@ struct Context {
     // A warning on stderr.
     static void warn(const std::string& message);
 
+    // The Docker daemon, connected on first use; null when --disable-docker-integration was
+    // given or no daemon answers, with the reason in `why_not` (a phrase: "Docker integration
+    // is disabled", "no Docker daemon answers at /var/run/docker.sock"). Other failures (a
+    // DOCKER_HOST that is not unix://) are reported and also give null, with `why_not` empty.
+    docker::Engine* docker(std::string& why_not);
+
 private:
     std::unique_ptr<Repository> repo_;
+    std::unique_ptr<docker::Engine> docker_;
+    bool docker_tried_ = false;
+    std::string docker_absent_;
 };
 
 // Each command adds its subcommand to `app`; its callback runs with the parsed options.

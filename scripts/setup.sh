@@ -6,7 +6,7 @@ cd "$(dirname "$0")/.."
 
 PACKAGES="build-essential meson ninja-build pkg-config git ca-certificates \
   libgit2-dev libzstd-dev libsqlite3-dev libssl-dev libcli11-dev libfmt-dev \
-  nlohmann-json3-dev catch2 python3 man-db"
+  nlohmann-json3-dev libcurl4-openssl-dev libmicrohttpd-dev catch2 python3 man-db"
 
 missing=""
 for p in $PACKAGES; do

@@ -63,6 +63,19 @@ CREATE TABLE IF NOT EXISTS stat_cache(
   scan_ns INTEGER NOT NULL,
   content BLOB NOT NULL,
   PRIMARY KEY(volume_id, path)) WITHOUT ROWID;
+-- Per-volume settings given at creation, e.g. exclusive=true from `docker volume create -o`.
+CREATE TABLE IF NOT EXISTS volume_options(
+  volume_id INTEGER NOT NULL REFERENCES volumes(id) ON DELETE CASCADE,
+  key TEXT NOT NULL,
+  value TEXT NOT NULL,
+  PRIMARY KEY(volume_id, key)) WITHOUT ROWID;
+-- Docker's mounts of a volume, counted per mount ID, so a restarted plugin loses none.
+CREATE TABLE IF NOT EXISTS mounts(
+  volume_id INTEGER NOT NULL REFERENCES volumes(id) ON DELETE CASCADE,
+  mount_id TEXT NOT NULL,
+  count INTEGER NOT NULL,
+  time INTEGER NOT NULL,
+  PRIMARY KEY(volume_id, mount_id)) WITHOUT ROWID;
 )sql";
 
 }  // namespace
@@ -85,8 +98,9 @@ Status init_schema(Db& db) {
     if (!row) {
         DVOL_TRY(auto ins, db.prepare("INSERT INTO meta(key, value) VALUES('schema_version', ?)"));
         DVOL_CHECK(ins.bind(1, std::to_string(kSchemaVersion)).run());
-    } else if (q.text(0) == "1") {
-        // v1 -> v2: kSchema above created the reflog table; nothing else changed.
+    } else if (q.text(0) == "1" || q.text(0) == "2") {
+        // v1 -> v2 -> v3: kSchema above created the reflog, volume_options and mounts tables;
+        // nothing else changed.
         DVOL_TRY(auto up, db.prepare("UPDATE meta SET value = ? WHERE key = 'schema_version'"));
         DVOL_CHECK(up.bind(1, std::to_string(kSchemaVersion)).run());
     } else if (q.text(0) != std::to_string(kSchemaVersion)) {

@@ -94,7 +94,7 @@ Result<Repository::Volume> Repository::find_volume(const std::string& name) {
     return Volume{q.int64(0), name, q.text(1)};
 }
 
-Status Repository::create_volume(const std::string& name) {
+Status Repository::create_volume(const std::string& name, bool make_active) {
     if (!valid_name(name)) return make_error(Errc::invalid_argument, invalid_name_message(name, "name"));
     {
         DVOL_TRY(auto q, db_->prepare("SELECT 1 FROM volumes WHERE name = ?"));
@@ -120,7 +120,7 @@ Status Repository::create_volume(const std::string& name) {
         DVOL_TRY(auto ins, db_->prepare("INSERT INTO branches(volume_id, name, tip) VALUES(?, 'master', NULL)"));
         DVOL_CHECK(ins.bind(1, id).run());
     }
-    {
+    if (make_active) {
         DVOL_TRY(auto ins, db_->prepare("INSERT OR REPLACE INTO config(key, value) VALUES(?, ?)"));
         DVOL_CHECK(ins.bind(1, kActiveVolumeKey).bind(2, name).run());
     }

@@ -100,6 +100,13 @@ struct ReflogEntry {
     std::string action;  // "commit: MESSAGE", "reset: moving to REF", "branch: created", ...
 };
 
+// One holder of a Docker mount of a volume: the mount ID Docker sent and how many Mount calls
+// with that ID have not been matched by an Unmount yet.
+struct MountRecord {
+    std::string id;
+    int64_t count = 0;
+};
+
 struct FileDiff {
     Change change;
     std::string patch;  // unified diff, or a one-line summary for binary or large files
@@ -122,7 +129,9 @@ public:
     std::string live_dir(const std::string& volume) const;
 
     // Volumes.
-    Status create_volume(const std::string& name);  // with branch master; becomes active
+    // With branch master; becomes the active volume when `make_active` (dvol init does, the
+    // Docker plugin does not).
+    Status create_volume(const std::string& name, bool make_active = true);
     Result<std::vector<VolumeInfo>> list_volumes();
     Result<std::optional<std::string>> active_volume();
     Status switch_volume(const std::string& name);
@@ -166,6 +175,17 @@ public:
     Result<GcReport> gc(const ProgressFn& progress = {});
     // Branch tip changes of a volume, newest first; dropped commits are found here until gc.
     Result<std::vector<ReflogEntry>> reflog(const std::string& volume);
+
+    // Volume options (key=value, e.g. exclusive=true) and Docker's mounts, kept in the store so
+    // that a restarted plugin knows them (lib/repo/mounts.cpp).
+    Result<std::optional<std::string>> volume_option(const std::string& volume, const std::string& key);
+    Status set_volume_option(const std::string& volume, const std::string& key, const std::string& value);
+    Result<std::vector<MountRecord>> mounts(const std::string& volume);
+    // Counts one more mount by `mount_id`. Refuses (Errc::busy) when the volume has the option
+    // exclusive=true and another mount ID holds it.
+    Status add_mount(const std::string& volume, const std::string& mount_id);
+    // Counts one mount by `mount_id` less; false when that ID held no mount (nothing changes).
+    Result<bool> remove_mount(const std::string& volume, const std::string& mount_id);
 
     // Configuration (user.name, user.email).
     Result<std::optional<std::string>> config_get(const std::string& key);
