@@ -14,7 +14,7 @@ void add_rm(CLI::App& app, Context& ctx) {
     auto* cmd = app.add_subcommand("rm", "Delete a volume with all its branches, commits and data");
     auto name = std::make_shared<std::string>();
     auto force = std::make_shared<bool>(false);
-    cmd->add_flag("-f,--force", *force, "Do not ask for confirmation");
+    cmd->add_flag("-f,--force", *force, "Do not ask for confirmation; remove the containers using the volume first");
     cmd->add_option("volume", *name, "Volume to delete")->required();
     cmd->callback([&ctx, name, force] {
         auto* repo = ctx.repo();
