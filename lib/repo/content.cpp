@@ -61,6 +61,57 @@ Result<FileContent> ContentBuilder::finish() {
     return out;
 }
 
+// The chunks cut from one read buffer, hashed and (those new to the store) compressed on two
+// threads; the store and the builder are used by the calling thread only, in file order.
+struct ChunkBatch {
+    explicit ChunkBatch(ChunkWorkers& workers) : w(workers) {}
+    ChunkWorkers& w;
+
+    void add(size_t start, size_t length) {
+        if (count_ == w.pieces_.size()) w.pieces_.emplace_back();
+        auto& p = w.pieces_[count_++];
+        p.start = start;
+        p.length = length;
+        p.store = false;
+    }
+
+    Status finish(std::span<const std::byte> buf, ObjectStore* store, ContentBuilder& builder) {
+        auto bytes = [&](const ChunkWorkers::Piece& p) { return buf.subspan(p.start, p.length); };
+        w.pool_.run(count_, [&](size_t i, int) {
+            auto& p = w.pieces_[i];
+            p.zero = all_zero(bytes(p));
+            if (!p.zero) p.id = sha256(bytes(p));
+        });
+        if (store) {
+            w.batch_ids_.clear();
+            size_t fresh = 0;
+            for (size_t i = 0; i < count_; ++i) {
+                auto& p = w.pieces_[i];
+                if (p.zero || !w.batch_ids_.insert(p.id).second) continue;
+                DVOL_TRY(bool present, store->has(p.id));
+                p.store = !present;
+                fresh += p.store;
+            }
+            if (fresh > 0) {
+                w.pool_.run(count_, [&](size_t i, int worker) {
+                    auto& p = w.pieces_[i];
+                    if (p.store) p.codec = w.compressors_[worker].compress(bytes(p), p.stored);
+                });
+            }
+        }
+        for (size_t i = 0; i < count_; ++i) {
+            auto& p = w.pieces_[i];
+            if (p.store) DVOL_CHECK(store->put_encoded(p.id, p.codec, p.stored, static_cast<uint32_t>(p.length)));
+            DVOL_CHECK(builder.add(p.zero ? Extent{ObjectId{}, p.length, true} : Extent{p.id, p.length, false}));
+        }
+        count_ = 0;
+        return {};
+    }
+
+private:
+    size_t count_ = 0;
+};
+
 namespace {
 
 struct Region {
@@ -71,6 +122,7 @@ struct Region {
     const std::function<void(uint64_t)>& on_read;
     std::vector<std::byte>& buf;
     ContentBuilder& builder;
+    ChunkWorkers* workers;
 
     // Chunks the bytes from `off` up to `end` (or the end of the file, whichever comes first)
     // and returns the offset reached. Chunks of zeros become holes.
@@ -87,6 +139,15 @@ struct Region {
                 if (on_read && n > 0) on_read(n);
             }
             size_t start = 0;
+            if (workers) {
+                ChunkBatch batch(*workers);
+                while (have - start >= chunker.max_size() || (done && start < have)) {
+                    size_t cut = chunker.next_cut(std::span<const std::byte>(buf).subspan(start, have - start));
+                    batch.add(start, cut);
+                    start += cut;
+                }
+                DVOL_CHECK(batch.finish(buf, store, builder));
+            }
             while (have - start >= chunker.max_size() || (done && start < have)) {
                 auto rest = std::span<const std::byte>(buf).subspan(start, have - start);
                 size_t cut = chunker.next_cut(rest);
@@ -110,13 +171,14 @@ struct Region {
 }  // namespace
 
 Result<FileContent> chunk_file(int fd, const std::string& path, const Chunker& chunker, ObjectStore* store,
-                               const std::function<void(uint64_t)>& on_read, std::vector<std::byte>* buffer) {
+                               const std::function<void(uint64_t)>& on_read, std::vector<std::byte>* buffer,
+                               ChunkWorkers* workers) {
     constexpr size_t kRead = 4u << 20;
     std::vector<std::byte> own;
     std::vector<std::byte>& buf = buffer ? *buffer : own;
     if (buf.size() < kRead + chunker.max_size()) buf.resize(kRead + chunker.max_size());
     ContentBuilder builder(store);
-    Region region{fd, path, chunker, store, on_read, buf, builder};
+    Region region{fd, path, chunker, store, on_read, buf, builder, workers};
 
     struct stat st;
     if (::fstat(fd, &st) != 0) return errno_error("stat", path);

@@ -9,8 +9,12 @@
 #include <string>
 #include <vector>
 
+#include <unordered_set>
+
 #include "base/error.h"
+#include "base/parallel.h"
 #include "object/tree.h"
+#include "store/codec.h"
 #include "store/chunker.h"
 #include "store/object_store.h"
 
@@ -34,13 +38,38 @@ private:
     uint64_t size_ = 0;
 };
 
+// Two threads and their state for hashing and compressing chunks side by side; one per scan,
+// reused across files (its helper thread lives as long as it does).
+class ChunkWorkers {
+public:
+    ChunkWorkers() = default;
+
+private:
+    friend struct ChunkBatch;
+    struct Piece {
+        size_t start = 0;
+        size_t length = 0;
+        bool zero = false;
+        bool store = false;  // new to the store: compress and append it
+        ObjectId id;
+        Codec codec = Codec::raw;
+        std::vector<std::byte> stored;
+    };
+    ParallelFor pool_;
+    Compressor compressors_[2];
+    std::vector<Piece> pieces_;
+    std::unordered_set<ObjectId, ObjectIdHash> batch_ids_;
+};
+
 // Reads `fd` to its end, cutting it into chunks; chunks of zeros become holes. With a store,
 // every chunk is put into it. Memory: one read buffer, independent of the file's size.
 // `on_read`, when set, is called with the byte count of each read (progress reporting).
 // `buffer`, when given, is the read buffer reused across calls (it is grown as needed), which
-// spares a multi-MiB allocation per file.
+// spares a multi-MiB allocation per file. `workers`, when given, hash and compress the chunks
+// of each read buffer on two threads.
 Result<FileContent> chunk_file(int fd, const std::string& path, const Chunker& chunker, ObjectStore* store,
-                               const std::function<void(uint64_t)>& on_read = {}, std::vector<std::byte>* buffer = nullptr);
+                               const std::function<void(uint64_t)>& on_read = {}, std::vector<std::byte>* buffer = nullptr,
+                               ChunkWorkers* workers = nullptr);
 
 // Streams a FileContent's extents with their file offsets.
 class ExtentCursor {

@@ -412,7 +412,7 @@ Result<ResetOutcome> Repository::reset_hard(const std::string& volume, const std
     DVOL_CHECK(prepare_write());
     // Every object the restore will need is read and verified before anything changes: a
     // damaged store fails here and leaves the branch and the live directory as they were.
-    DVOL_CHECK(verify_restore(v, &tree));
+    DVOL_TRY(auto verified, verify_restore(v, &tree));
     {
         DVOL_TRY(auto txn, meta::Db::Transaction::begin(*db_));
         DVOL_TRY(auto old_tip, branch_tip(v.id, v.branch));
@@ -421,19 +421,22 @@ Result<ResetOutcome> Repository::reset_hard(const std::string& volume, const std
         DVOL_CHECK(log_ref(v.id, v.branch, old_tip, target, fmt::format("reset: moving to {}", ref)));
         DVOL_CHECK(txn.commit());
     }
-    return materialise(v, &tree, target, progress);
+    return materialise(v, &tree, target, std::move(verified), progress);
 }
 
-Status Repository::verify_restore(const Volume& v, const ObjectId* tree) {
+Result<Restorer::ChunkSet> Repository::verify_restore(const Volume& v, const ObjectId* tree) {
     StatCache cache(*db_, v.id);
     Restorer restorer(*store_, cache);
-    return restorer.verify(live_dir(v.name), tree);
+    DVOL_CHECK(restorer.verify(live_dir(v.name), tree));
+    return restorer.take_verified();
 }
 
-Result<ResetOutcome> Repository::materialise(const Volume& v, const ObjectId* tree, const ObjectId& commit, const ProgressFn& progress) {
+Result<ResetOutcome> Repository::materialise(const Volume& v, const ObjectId* tree, const ObjectId& commit,
+                                             Restorer::ChunkSet verified, const ProgressFn& progress) {
     StatCache cache(*db_, v.id);
     cache.begin_batch();  // the write lock is taken only for the final batch, not the whole restore
     Restorer restorer(*store_, cache);
+    restorer.trust(std::move(verified));
     restorer.set_progress(progress);
     Status restored = restorer.restore(live_dir(v.name), tree);
     {
@@ -570,14 +573,14 @@ Result<ResetOutcome> Repository::checkout(const std::string& volume, const std::
     DVOL_CHECK(prepare_write());
     std::optional<ObjectId> tree;
     if (target_tip) { DVOL_TRY(tree, commit_tree(*target_tip)); }
-    DVOL_CHECK(verify_restore(v, tree ? &*tree : nullptr));
+    DVOL_TRY(auto verified, verify_restore(v, tree ? &*tree : nullptr));
     {
         DVOL_TRY(auto txn, meta::Db::Transaction::begin(*db_));
         DVOL_TRY(auto up, db_->prepare("UPDATE volumes SET active_branch = ? WHERE id = ?"));
         DVOL_CHECK(up.bind(1, branch).bind(2, v.id).run());
         DVOL_CHECK(txn.commit());
     }
-    return materialise(v, tree ? &*tree : nullptr, target_tip.value_or(ObjectId{}), progress);
+    return materialise(v, tree ? &*tree : nullptr, target_tip.value_or(ObjectId{}), std::move(verified), progress);
 }
 
 Result<std::vector<FileDiff>> Repository::diff(const std::string& volume, const std::optional<std::string>& from,

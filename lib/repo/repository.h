@@ -20,6 +20,7 @@
 #include "base/fs.h"
 #include "meta/db.h"
 #include "object/commit.h"
+#include "repo/restore.h"
 #include "repo/scan.h"
 #include "repo/tree_diff.h"
 #include "store/object_store.h"
@@ -207,9 +208,12 @@ private:
     Status log_ref(int64_t volume_id, const std::string& branch, const std::optional<ObjectId>& old_tip,
                    const std::optional<ObjectId>& new_tip, const std::string& action);
     // Verifies every object a restore of `tree` into the volume would read (see Restorer::verify).
-    Status verify_restore(const Volume& v, const ObjectId* tree);
+    // Returns the chunks it verified, for materialise() to trust.
+    Result<Restorer::ChunkSet> verify_restore(const Volume& v, const ObjectId* tree);
     // Restores `tree` (null: empty) into the volume's live directory and saves the stat cache.
-    Result<ResetOutcome> materialise(const Volume& v, const ObjectId* tree, const ObjectId& commit, const ProgressFn& progress);
+    // `verified`: the chunks verify_restore() verified under the same store lock.
+    Result<ResetOutcome> materialise(const Volume& v, const ObjectId* tree, const ObjectId& commit, Restorer::ChunkSet verified,
+                                     const ProgressFn& progress);
 
     std::string root_;
     std::unique_ptr<meta::Db> db_;

@@ -10,6 +10,7 @@
 
 #include "base/error.h"
 #include "base/fs.h"
+#include "base/parallel.h"
 #include "object/tree.h"
 #include "repo/scan.h"
 #include "repo/stat_cache.h"
@@ -29,6 +30,13 @@ public:
     // lists, and the chunks of every file whose content would change) without changing
     // anything, so a damaged store is found before the live directory is touched.
     Status verify(const std::string& live_dir, const ObjectId* top);
+
+    using ChunkSet = std::unordered_set<ObjectId, ObjectIdHash>;
+    // The chunks verify() read and verified; hand them to the Restorer that restores, in the
+    // same command and under the same store lock, which then decodes them without hashing
+    // them again.
+    ChunkSet take_verified() { return std::move(verified_); }
+    void trust(ChunkSet verified) { verified_ = std::move(verified); }
 
     struct Stats {
         uint64_t files_written = 0;   // files created or changed
@@ -66,6 +74,8 @@ private:
     Status verify_dir(int dirfd, const std::string& rel, const Tree& target);
     Status verify_file(const std::string& rel, const TreeEntry& want, const struct stat* have);
     Status verify_chunk(const Extent& x);
+    // Decodes and verifies the chunks queued by verify_chunk, on two threads.
+    Status verify_pending();
     Result<Tree> load_root(const ObjectId& top, TreeEntry& root);
 
     ObjectStore& store_;
@@ -78,7 +88,13 @@ private:
     ProgressFn progress_;
     uint64_t visited_ = 0;
     bool is_root_ = false;
-    std::unordered_set<ObjectId, ObjectIdHash> verified_;
+    // Chunks verified by verify() (or queued for it): restore decodes them without hashing
+    // them again (see ObjectStore::get_verified).
+    ChunkSet verified_;
+    std::vector<ObjectStore::StoredObject> pending_;
+    size_t pending_count_ = 0;
+    std::vector<std::byte> decode_bufs_[2];
+    ParallelFor pool_;
 };
 
 }  // namespace dvol

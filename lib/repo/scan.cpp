@@ -141,7 +141,7 @@ Result<bool> Scanner::scan_entry(int dirfd, const std::string& name, const std::
                 };
             }
             uint64_t bytes_before = stats_.bytes_read;
-            DVOL_TRY(e.content, chunk_file(fd.get(), path, chunker_, store_objects_ ? &store_ : nullptr, on_read, &read_buf_));
+            DVOL_TRY(e.content, chunk_file(fd.get(), path, chunker_, store_objects_ ? &store_ : nullptr, on_read, &read_buf_, &workers_));
             stats_.bytes_read = bytes_before;
             struct stat after;
             if (::fstat(fd.get(), &after) != 0) return errno_error("stat", path);

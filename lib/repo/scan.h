@@ -11,6 +11,7 @@
 
 #include "base/error.h"
 #include "object/tree.h"
+#include "repo/content.h"
 #include "repo/stat_cache.h"
 #include "store/chunker.h"
 #include "store/object_store.h"
@@ -69,6 +70,7 @@ private:
     ProgressFn progress_;
     Chunker chunker_;
     std::vector<std::byte> read_buf_;
+    ChunkWorkers workers_;
     TreeOverlay overlay_;
     std::vector<PendingRow> pending_;
     // First path seen of each multiply-linked file (device, inode): later paths become links.

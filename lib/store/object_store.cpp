@@ -104,21 +104,27 @@ Status ObjectStore::put(const ObjectId& id, std::span<const std::byte> data) {
     if (data.size() > kMaxObjectSize) return make_error(Errc::invalid_argument, "object too large");
     DVOL_TRY(bool present, has(id));
     if (present) return {};
+    Codec codec = compressor_.compress(data, scratch_);
+    return put_encoded(id, codec, scratch_, static_cast<uint32_t>(data.size()));
+}
+
+Status ObjectStore::put_encoded(const ObjectId& id, Codec codec, std::span<const std::byte> stored, uint32_t raw_len) {
+    if (raw_len > kMaxObjectSize || stored.size() > kMaxObjectSize) return make_error(Errc::invalid_argument, "object too large");
+    if (staged_.contains(id)) return {};
     if (staging_fd_.valid() && staging_size_ >= kMaxPackSize) DVOL_CHECK(flush());
     if (!staging_fd_.valid()) DVOL_CHECK(start_staging());
 
-    Codec codec = compressor_.compress(data, scratch_);
-    record_.resize(kRecordHeaderSize + scratch_.size());
+    record_.resize(kRecordHeaderSize + stored.size());
     std::byte* h = record_.data();
     std::memcpy(h, kRecordMagic.data(), 4);
     h[4] = static_cast<std::byte>(codec);
     h[5] = h[6] = h[7] = std::byte{0};
-    put_u32(h + 8, static_cast<uint32_t>(data.size()));
-    put_u32(h + 12, static_cast<uint32_t>(scratch_.size()));
+    put_u32(h + 8, raw_len);
+    put_u32(h + 12, static_cast<uint32_t>(stored.size()));
     std::memcpy(h + 16, id.bytes.data(), ObjectId::size);
-    std::memcpy(h + kRecordHeaderSize, scratch_.data(), scratch_.size());
+    std::memcpy(h + kRecordHeaderSize, stored.data(), stored.size());
     DVOL_CHECK(pwrite_all(staging_fd_.get(), record_, staging_size_, staging_name_));
-    staged_.emplace(id, Location{0, staging_size_, static_cast<uint32_t>(scratch_.size()), static_cast<uint32_t>(data.size())});
+    staged_.emplace(id, Location{0, staging_size_, static_cast<uint32_t>(stored.size()), raw_len});
     staging_size_ += record_.size();
     stats_.objects_written++;
     stats_.bytes_written += record_.size();
@@ -188,28 +194,46 @@ Result<std::vector<std::byte>> ObjectStore::get(const ObjectId& id) {
     return out;
 }
 
-Status ObjectStore::get(const ObjectId& id, std::vector<std::byte>& out) {
+Status ObjectStore::read_stored(const ObjectId& id, StoredObject& out) {
     Location loc;
     DVOL_TRY(bool found, lookup(id, loc));
     if (!found) return make_error(Errc::not_found, fmt::format("object {} is not in the store", id.hex()));
-    std::string name;
-    auto pack = pack_fd(loc.pack_id, name);
+    auto pack = pack_fd(loc.pack_id, out.pack);
     if (!pack) return make_error(pack.error().code, fmt::format("object {}: {}", id.hex(), pack.error().message));
-    int fd = *pack;
+    out.id = id;
+    out.raw_len = loc.raw_len;
     auto corrupt = [&](std::string_view why) {
-        return make_error(Errc::corrupt, fmt::format("object {} in pack {} is corrupt: {}", id.hex(), name, why));
+        return make_error(Errc::corrupt, fmt::format("object {} in pack {} is corrupt: {}", id.hex(), out.pack, why));
     };
     if (loc.raw_len > kMaxObjectSize || loc.stored_len > kMaxObjectSize + kMaxObjectSize / 8) return corrupt("index gives an impossible size");
-    record_.resize(kRecordHeaderSize + loc.stored_len);
-    if (auto st = pread_exact(fd, record_, loc.offset, name); !st) return corrupt(st.error().message);
-    const std::byte* h = record_.data();
+    out.record.resize(kRecordHeaderSize + loc.stored_len);
+    if (auto st = pread_exact(*pack, out.record, loc.offset, out.pack); !st) return corrupt(st.error().message);
+    const std::byte* h = out.record.data();
     if (std::memcmp(h, kRecordMagic.data(), 4) != 0) return corrupt("bad record header");
     if (get_u32(h + 8) != loc.raw_len || get_u32(h + 12) != loc.stored_len) return corrupt("record lengths differ from the index");
     if (std::memcmp(h + 16, id.bytes.data(), ObjectId::size) != 0) return corrupt("record names another object");
-    auto payload = std::span<const std::byte>(record_).subspan(kRecordHeaderSize);
-    if (auto st = decompress(static_cast<Codec>(h[4]), payload, loc.raw_len, out); !st) return corrupt(st.error().message);
-    if (sha256(out) != id) return corrupt("content does not match its hash");
     return {};
+}
+
+Status ObjectStore::decode_stored(const StoredObject& in, std::vector<std::byte>& out, bool check_hash) {
+    auto corrupt = [&](std::string_view why) {
+        return make_error(Errc::corrupt, fmt::format("object {} in pack {} is corrupt: {}", in.id.hex(), in.pack, why));
+    };
+    if (in.record.size() < kRecordHeaderSize) return corrupt("truncated record");
+    auto payload = std::span<const std::byte>(in.record).subspan(kRecordHeaderSize);
+    if (auto st = decompress(static_cast<Codec>(in.record[4]), payload, in.raw_len, out); !st) return corrupt(st.error().message);
+    if (check_hash && sha256(out) != in.id) return corrupt("content does not match its hash");
+    return {};
+}
+
+Status ObjectStore::get(const ObjectId& id, std::vector<std::byte>& out) {
+    DVOL_CHECK(read_stored(id, stored_));
+    return decode_stored(stored_, out);
+}
+
+Status ObjectStore::get_verified(const ObjectId& id, std::vector<std::byte>& out) {
+    DVOL_CHECK(read_stored(id, stored_));
+    return decode_stored(stored_, out, false);
 }
 
 Status ObjectStore::cleanup() {

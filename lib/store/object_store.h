@@ -51,12 +51,34 @@ public:
     Result<ObjectId> put(std::span<const std::byte> data);
     // Same, with the id already computed by the caller (it must be sha256(data)).
     Status put(const ObjectId& id, std::span<const std::byte> data);
+    // Appends an object the caller has already compressed (compression can then run on other
+    // threads): `stored` is the output of Compressor::compress for `raw_len` plain bytes whose
+    // SHA-256 is `id`. The caller has found has(id) false; an object already staged is skipped.
+    Status put_encoded(const ObjectId& id, Codec codec, std::span<const std::byte> stored, uint32_t raw_len);
 
     // Reads an object, verifying its hash. A missing object is `not_found`; a damaged one is
     // `corrupt` with a message naming the object and its pack.
     Result<std::vector<std::byte>> get(const ObjectId& id);
     // Like get(), into a caller-owned buffer (reused across calls to avoid allocations).
     Status get(const ObjectId& id, std::vector<std::byte>& out);
+    // Like get(), but without re-hashing the content (it is still decompressed and its length
+    // checked). Only for an object this process has verified since it took the store lock:
+    // packs do not change while it is held, so the same record decodes to the same bytes.
+    Status get_verified(const ObjectId& id, std::vector<std::byte>& out);
+
+    // An object's record as read from its pack, not yet decoded, so that decoding and
+    // verifying can run on another thread.
+    struct StoredObject {
+        ObjectId id;
+        std::string pack;
+        uint32_t raw_len = 0;
+        std::vector<std::byte> record;  // header and payload
+    };
+    // Reads the record of `id`, checking its header against the index (errors as get()).
+    Status read_stored(const ObjectId& id, StoredObject& out);
+    // Decompresses and (with `check_hash`) verifies what read_stored read. Touches only its
+    // arguments, so it may run on any thread.
+    static Status decode_stored(const StoredObject& in, std::vector<std::byte>& out, bool check_hash = true);
 
     // Makes every object put so far durable and visible to other processes.
     Status flush();
@@ -109,6 +131,7 @@ private:
     Compressor compressor_;
     std::vector<std::byte> scratch_;
     std::vector<std::byte> record_;
+    StoredObject stored_;  // get()'s read buffer
 
     UniqueFd staging_fd_;
     std::string staging_name_;

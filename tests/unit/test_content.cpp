@@ -33,11 +33,11 @@ std::vector<std::pair<uint64_t, Extent>> walk(ObjectStore& store, const FileCont
     return out;
 }
 
-FileContent chunk_path(const std::string& path, ObjectStore* store) {
+FileContent chunk_path(const std::string& path, ObjectStore* store, ChunkWorkers* workers = nullptr) {
     auto fd = open_file(path, O_RDONLY);
     REQUIRE(fd);
     Chunker chunker;
-    auto c = chunk_file(fd->get(), path, chunker, store);
+    auto c = chunk_file(fd->get(), path, chunker, store, {}, nullptr, workers);
     REQUIRE(c);
     return std::move(*c);
 }
@@ -243,6 +243,38 @@ TEST_CASE("chunk_file without a store computes the same ids and stores nothing",
         REQUIRE(got);
         CHECK(got->size() == x.length);
     }
+}
+
+TEST_CASE("chunk_file with two workers gives the same content, stores each chunk once", "[content]") {
+    TempDir d;
+    // Random data, a repeated block (duplicate chunks inside one read buffer), zeros, and a
+    // tail larger than one read buffer.
+    auto block = random_bytes(300 << 10, 31);
+    std::vector<std::byte> data = random_bytes(5 << 20, 32);
+    for (int i = 0; i < 4; ++i) data.insert(data.end(), block.begin(), block.end());
+    data.resize(data.size() + (2 << 20));
+    auto tail = random_bytes(6 << 20, 33);
+    data.insert(data.end(), tail.begin(), tail.end());
+    dvol::test::write_file(d / "f", data);
+
+    StoreFixture serial, parallel;
+    auto one = chunk_path(d / "f", serial.store.get());
+    ChunkWorkers workers;
+    auto two = chunk_path(d / "f", parallel.store.get(), &workers);
+    CHECK(one == two);
+    CHECK(parallel.store->stats().objects_written == serial.store->stats().objects_written);
+    CHECK(parallel.store->stats().bytes_written == serial.store->stats().bytes_written);
+    auto dry = chunk_path(d / "f", nullptr, &workers);
+    CHECK(dry == one);
+    // Again into the same store: everything is known, nothing new is written.
+    uint64_t before = parallel.store->stats().objects_written;
+    CHECK(chunk_path(d / "f", parallel.store.get(), &workers) == one);
+    CHECK(parallel.store->stats().objects_written == before);
+    REQUIRE(parallel.store->flush());
+    auto back = read_content(*parallel.store, two, data.size(), 64 << 20);
+    REQUIRE(back);
+    REQUIRE(*back);
+    CHECK(**back == dvol::test::string_of(data));
 }
 
 TEST_CASE("read_content round trip and limit", "[content]") {
