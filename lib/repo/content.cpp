@@ -61,55 +61,61 @@ Result<FileContent> ContentBuilder::finish() {
     return out;
 }
 
-// The chunks cut from one read buffer, hashed and (those new to the store) compressed on two
-// threads; the store and the builder are used by the calling thread only, in file order.
+// The chunks cut from one read buffer: hashed on two threads (while the next buffer is read
+// and cut), then looked up and (those new to the store) compressed on two threads and stored
+// in file order. The store and the builder are used by the calling thread only.
 struct ChunkBatch {
-    explicit ChunkBatch(ChunkWorkers& workers) : w(workers) {}
+    ChunkBatch(ChunkWorkers& workers, int slot) : w(workers), pieces(workers.pieces_[slot]) {}
     ChunkWorkers& w;
+    std::vector<ChunkWorkers::Piece>& pieces;
+    std::span<const std::byte> buf;
+    size_t count = 0;
 
+    void clear(std::span<const std::byte> in) {
+        buf = in;
+        count = 0;
+    }
     void add(size_t start, size_t length) {
-        if (count_ == w.pieces_.size()) w.pieces_.emplace_back();
-        auto& p = w.pieces_[count_++];
+        if (count == pieces.size()) pieces.emplace_back();
+        auto& p = pieces[count++];
         p.start = start;
         p.length = length;
         p.store = false;
     }
+    std::span<const std::byte> bytes(const ChunkWorkers::Piece& p) const { return buf.subspan(p.start, p.length); }
+    // Thread-safe for distinct i.
+    void hash(size_t i) {
+        auto& p = pieces[i];
+        p.zero = all_zero(bytes(p));
+        if (!p.zero) p.id = sha256(bytes(p));
+    }
 
-    Status finish(std::span<const std::byte> buf, ObjectStore* store, ContentBuilder& builder) {
-        auto bytes = [&](const ChunkWorkers::Piece& p) { return buf.subspan(p.start, p.length); };
-        w.pool_.run(count_, [&](size_t i, int) {
-            auto& p = w.pieces_[i];
-            p.zero = all_zero(bytes(p));
-            if (!p.zero) p.id = sha256(bytes(p));
-        });
+    Status store_all(ObjectStore* store, ContentBuilder& builder) {
         if (store) {
             w.batch_ids_.clear();
             size_t fresh = 0;
-            for (size_t i = 0; i < count_; ++i) {
-                auto& p = w.pieces_[i];
+            for (size_t i = 0; i < count; ++i) {
+                auto& p = pieces[i];
                 if (p.zero || !w.batch_ids_.insert(p.id).second) continue;
                 DVOL_TRY(bool present, store->has(p.id));
                 p.store = !present;
                 fresh += p.store;
             }
             if (fresh > 0) {
-                w.pool_.run(count_, [&](size_t i, int worker) {
-                    auto& p = w.pieces_[i];
+                w.pool_.run(count, [&](size_t i, int worker) {
+                    auto& p = pieces[i];
                     if (p.store) p.codec = w.compressors_[worker].compress(bytes(p), p.stored);
                 });
             }
         }
-        for (size_t i = 0; i < count_; ++i) {
-            auto& p = w.pieces_[i];
+        for (size_t i = 0; i < count; ++i) {
+            auto& p = pieces[i];
             if (p.store) DVOL_CHECK(store->put_encoded(p.id, p.codec, p.stored, static_cast<uint32_t>(p.length)));
             DVOL_CHECK(builder.add(p.zero ? Extent{ObjectId{}, p.length, true} : Extent{p.id, p.length, false}));
         }
-        count_ = 0;
+        count = 0;
         return {};
     }
-
-private:
-    size_t count_ = 0;
 };
 
 namespace {
@@ -124,9 +130,84 @@ struct Region {
     ContentBuilder& builder;
     ChunkWorkers* workers;
 
+    // One read buffer's worth of the region: bytes [0, have) of `buf`, the chunks cut from
+    // them (into `batch`) ending at `start`; the tail [start, have) goes to the next stage.
+    struct Stage {
+        std::vector<std::byte>* buf = nullptr;
+        size_t have = 0;
+        size_t start = 0;
+        bool done = false;
+        uint64_t bytes_read = 0;
+        Status status;
+    };
+
+    // Reads once into s.buf after the `carried` bytes already there, and cuts what can be cut.
+    // Touches only s, `batch`, `off` and the file: it may run on the helper thread.
+    void read_and_cut(Stage& s, size_t carried, uint64_t& off, uint64_t end, ChunkBatch& batch) const {
+        auto& b = *s.buf;
+        s.have = carried;
+        s.start = 0;
+        if (s.have < chunker.max_size()) {
+            uint64_t room = std::min<uint64_t>(b.size() - s.have, end - off);
+            auto n = pread_some(fd, std::span(b).subspan(s.have, static_cast<size_t>(room)), off, path);
+            if (!n) {
+                s.status = std::move(n).error();
+                return;
+            }
+            s.have += *n;
+            off += *n;
+            s.bytes_read = *n;
+            if (*n < room || off == end) s.done = true;
+        }
+        batch.clear(b);
+        while (s.have - s.start >= chunker.max_size() || (s.done && s.start < s.have)) {
+            size_t cut = chunker.next_cut(std::span<const std::byte>(b).subspan(s.start, s.have - s.start));
+            batch.add(s.start, cut);
+            s.start += cut;
+        }
+    }
+
+    // With workers: two read buffers in turn, so that the next one is read and cut while this
+    // one's chunks are hashed.
+    Result<uint64_t> chunk_pipelined(uint64_t off, uint64_t end) {
+        auto& spare = workers->spare_;
+        if (spare.size() < buf.size()) spare.resize(buf.size());
+        ChunkBatch batches[2] = {ChunkBatch(*workers, 0), ChunkBatch(*workers, 1)};
+        int cur = 0;
+        Stage stages[2];
+        stages[0].buf = &buf;
+        stages[1].buf = &spare;
+        read_and_cut(stages[0], 0, off, end, batches[0]);
+        DVOL_CHECK(std::move(stages[0].status));
+        if (on_read && stages[0].bytes_read > 0) on_read(stages[0].bytes_read);
+        for (;;) {
+            Stage& s = stages[cur];
+            Stage& next = stages[1 - cur];
+            bool more = !s.done;
+            if (more) {
+                auto* b = next.buf;
+                next = Stage{};
+                next.buf = b;
+                std::memcpy(next.buf->data(), s.buf->data() + s.start, s.have - s.start);
+            }
+            size_t carried = s.have - s.start;
+            // Item 0 reads and cuts the next buffer; items 1.. hash this buffer's chunks.
+            workers->pool_.run(batches[cur].count + 1, [&](size_t i, int) {
+                if (i > 0) batches[cur].hash(i - 1);
+                else if (more) read_and_cut(next, carried, off, end, batches[1 - cur]);
+            });
+            DVOL_CHECK(batches[cur].store_all(store, builder));
+            if (!more) return off;
+            DVOL_CHECK(std::move(next.status));
+            if (on_read && next.bytes_read > 0) on_read(next.bytes_read);
+            cur = 1 - cur;
+        }
+    }
+
     // Chunks the bytes from `off` up to `end` (or the end of the file, whichever comes first)
     // and returns the offset reached. Chunks of zeros become holes.
     Result<uint64_t> chunk(uint64_t off, uint64_t end) {
+        if (workers) return chunk_pipelined(off, end);
         size_t have = 0;
         bool done = false;
         for (;;) {
@@ -139,15 +220,6 @@ struct Region {
                 if (on_read && n > 0) on_read(n);
             }
             size_t start = 0;
-            if (workers) {
-                ChunkBatch batch(*workers);
-                while (have - start >= chunker.max_size() || (done && start < have)) {
-                    size_t cut = chunker.next_cut(std::span<const std::byte>(buf).subspan(start, have - start));
-                    batch.add(start, cut);
-                    start += cut;
-                }
-                DVOL_CHECK(batch.finish(buf, store, builder));
-            }
             while (have - start >= chunker.max_size() || (done && start < have)) {
                 auto rest = std::span<const std::byte>(buf).subspan(start, have - start);
                 size_t cut = chunker.next_cut(rest);

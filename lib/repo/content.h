@@ -38,14 +38,11 @@ private:
     uint64_t size_ = 0;
 };
 
-// Two threads and their state for hashing and compressing chunks side by side; one per scan,
-// reused across files (its helper thread lives as long as it does).
-class ChunkWorkers {
-public:
-    ChunkWorkers() = default;
-
-private:
-    friend struct ChunkBatch;
+// Two threads and their state for reading, hashing and compressing chunks side by side; one
+// per scan, reused across files (its helper thread lives as long as it does). It holds a
+// second read buffer as large as chunk_file's.
+// Its members are chunk_file's working state, not an interface.
+struct ChunkWorkers {
     struct Piece {
         size_t start = 0;
         size_t length = 0;
@@ -57,7 +54,8 @@ private:
     };
     ParallelFor pool_;
     Compressor compressors_[2];
-    std::vector<Piece> pieces_;
+    std::vector<Piece> pieces_[2];  // of the buffer being stored, and of the one being read
+    std::vector<std::byte> spare_;  // the second read buffer
     std::unordered_set<ObjectId, ObjectIdHash> batch_ids_;
 };
 

@@ -277,6 +277,25 @@ TEST_CASE("chunk_file with two workers gives the same content, stores each chunk
     CHECK(**back == dvol::test::string_of(data));
 }
 
+TEST_CASE("chunk_file with two workers on a sparse file with data runs", "[content]") {
+    TempDir d;
+    {
+        auto fd = open_file(d / "sparse", O_RDWR | O_CREAT, 0644);
+        REQUIRE(fd);
+        REQUIRE(::ftruncate(fd->get(), 64 << 20) == 0);
+        auto run1 = random_bytes(5 << 20, 41), run2 = random_bytes(300 << 10, 42);
+        REQUIRE(pwrite_all(fd->get(), run1, 8 << 20, "sparse"));
+        REQUIRE(pwrite_all(fd->get(), run2, 40 << 20, "sparse"));
+    }
+    StoreFixture serial, parallel;
+    ChunkWorkers workers;
+    auto one = chunk_path(d / "sparse", serial.store.get());
+    auto two = chunk_path(d / "sparse", parallel.store.get(), &workers);
+    CHECK(one == two);
+    CHECK(total_length(two) == (64u << 20));
+    CHECK(parallel.store->stats().bytes_written == serial.store->stats().bytes_written);
+}
+
 TEST_CASE("read_content round trip and limit", "[content]") {
     StoreFixture f;
     auto a = f.store->put(dvol::test::bytes_of("hello "));
