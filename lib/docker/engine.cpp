@@ -152,13 +152,14 @@ Result<std::vector<Container>> Engine::containers_using(const std::string& volum
             if ((str("Driver") == "dvol" && str("Name") == volume) || (!str("Source").empty() && under(str("Source"), live_dir))) uses = true;
         }
         if (!uses) continue;
+        auto text = [&item](const char* k) { return item.contains(k) && item[k].is_string() ? item[k].get<std::string>() : std::string(); };
         Container c;
-        c.id = item.value("Id", "");
+        c.id = text("Id");
         if (item.contains("Names") && item["Names"].is_array() && !item["Names"].empty() && item["Names"][0].is_string())
             c.name = item["Names"][0].get<std::string>();
         if (c.name.starts_with("/")) c.name.erase(0, 1);
         if (c.name.empty()) c.name = c.id.substr(0, 12);
-        c.state = item.value("State", "");
+        c.state = text("State");
         if (!c.id.empty()) out.push_back(std::move(c));
     }
     std::sort(out.begin(), out.end(), [](const Container& a, const Container& b) { return a.name < b.name; });
