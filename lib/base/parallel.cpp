@@ -2,8 +2,8 @@
 
 namespace dvol {
 
-ParallelFor::ParallelFor() {
-    if (std::thread::hardware_concurrency() > 1) helper_ = std::thread([this] { helper_loop(); });
+ParallelFor::ParallelFor(bool helper) {
+    if (helper && std::thread::hardware_concurrency() > 1) helper_ = std::thread([this] { helper_loop(); });
 }
 
 ParallelFor::~ParallelFor() {

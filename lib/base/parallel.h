@@ -13,8 +13,9 @@ namespace dvol {
 
 class ParallelFor {
 public:
-    // Starts the helper thread when the machine has more than one CPU.
-    ParallelFor();
+    // Starts the helper thread when `helper` and the machine has more than one CPU; without
+    // it, run() runs everything on the calling thread.
+    explicit ParallelFor(bool helper = true);
     // Stops and joins the helper.
     ~ParallelFor();
     ParallelFor(const ParallelFor&) = delete;

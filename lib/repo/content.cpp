@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <optional>
 
 #include <fmt/format.h>
 
@@ -128,7 +129,7 @@ struct Region {
     const std::function<void(uint64_t)>& on_read;
     std::vector<std::byte>& buf;
     ContentBuilder& builder;
-    ChunkWorkers* workers;
+    ChunkWorkers& workers;
 
     // One read buffer's worth of the region: bytes [0, have) of `buf`, the chunks cut from
     // them (into `batch`) ending at `start`; the tail [start, have) goes to the next stage.
@@ -167,12 +168,13 @@ struct Region {
         }
     }
 
-    // With workers: two read buffers in turn, so that the next one is read and cut while this
-    // one's chunks are hashed.
-    Result<uint64_t> chunk_pipelined(uint64_t off, uint64_t end) {
-        auto& spare = workers->spare_;
+    // Chunks the bytes from `off` up to `end` (or the end of the file, whichever comes first)
+    // and returns the offset reached. Chunks of zeros become holes. Two read buffers are used
+    // in turn, so that the next one is read and cut while this one's chunks are hashed.
+    Result<uint64_t> chunk(uint64_t off, uint64_t end) {
+        auto& spare = workers.spare_;
         if (spare.size() < buf.size()) spare.resize(buf.size());
-        ChunkBatch batches[2] = {ChunkBatch(*workers, 0), ChunkBatch(*workers, 1)};
+        ChunkBatch batches[2] = {ChunkBatch(workers, 0), ChunkBatch(workers, 1)};
         int cur = 0;
         Stage stages[2];
         stages[0].buf = &buf;
@@ -192,7 +194,7 @@ struct Region {
             }
             size_t carried = s.have - s.start;
             // Item 0 reads and cuts the next buffer; items 1.. hash this buffer's chunks.
-            workers->pool_.run(batches[cur].count + 1, [&](size_t i, int) {
+            workers.pool_.run(batches[cur].count + 1, [&](size_t i, int) {
                 if (i > 0) batches[cur].hash(i - 1);
                 else if (more) read_and_cut(next, carried, off, end, batches[1 - cur]);
             });
@@ -204,40 +206,6 @@ struct Region {
         }
     }
 
-    // Chunks the bytes from `off` up to `end` (or the end of the file, whichever comes first)
-    // and returns the offset reached. Chunks of zeros become holes.
-    Result<uint64_t> chunk(uint64_t off, uint64_t end) {
-        if (workers) return chunk_pipelined(off, end);
-        size_t have = 0;
-        bool done = false;
-        for (;;) {
-            if (!done && have < chunker.max_size()) {
-                uint64_t room = std::min<uint64_t>(buf.size() - have, end - off);
-                DVOL_TRY(size_t n, pread_some(fd, std::span(buf).subspan(have, static_cast<size_t>(room)), off, path));
-                have += n;
-                off += n;
-                if (n < room || off == end) done = true;
-                if (on_read && n > 0) on_read(n);
-            }
-            size_t start = 0;
-            while (have - start >= chunker.max_size() || (done && start < have)) {
-                auto rest = std::span<const std::byte>(buf).subspan(start, have - start);
-                size_t cut = chunker.next_cut(rest);
-                auto piece = rest.first(cut);
-                if (all_zero(piece)) {
-                    DVOL_CHECK(builder.add(Extent{ObjectId{}, cut, true}));
-                } else {
-                    ObjectId id = sha256(piece);
-                    if (store) DVOL_CHECK(store->put(id, piece));
-                    DVOL_CHECK(builder.add(Extent{id, cut, false}));
-                }
-                start += cut;
-            }
-            std::memmove(buf.data(), buf.data() + start, have - start);
-            have -= start;
-            if (done && have == 0) return off;
-        }
-    }
 };
 
 }  // namespace
@@ -249,8 +217,10 @@ Result<FileContent> chunk_file(int fd, const std::string& path, const Chunker& c
     std::vector<std::byte> own;
     std::vector<std::byte>& buf = buffer ? *buffer : own;
     if (buf.size() < kRead + chunker.max_size()) buf.resize(kRead + chunker.max_size());
+    std::optional<ChunkWorkers> one_thread;
+    if (!workers) workers = &one_thread.emplace(false);
     ContentBuilder builder(store);
-    Region region{fd, path, chunker, store, on_read, buf, builder, workers};
+    Region region{fd, path, chunker, store, on_read, buf, builder, *workers};
 
     struct stat st;
     if (::fstat(fd, &st) != 0) return errno_error("stat", path);

@@ -43,6 +43,8 @@ private:
 // second read buffer as large as chunk_file's.
 // Its members are chunk_file's working state, not an interface.
 struct ChunkWorkers {
+    // With `two_threads` false, everything runs on the calling thread.
+    explicit ChunkWorkers(bool two_threads = true) : pool_(two_threads) {}
     struct Piece {
         size_t start = 0;
         size_t length = 0;
@@ -60,11 +62,11 @@ struct ChunkWorkers {
 };
 
 // Reads `fd` to its end, cutting it into chunks; chunks of zeros become holes. With a store,
-// every chunk is put into it. Memory: one read buffer, independent of the file's size.
+// every chunk is put into it. Memory: two read buffers, independent of the file's size.
 // `on_read`, when set, is called with the byte count of each read (progress reporting).
 // `buffer`, when given, is the read buffer reused across calls (it is grown as needed), which
-// spares a multi-MiB allocation per file. `workers`, when given, hash and compress the chunks
-// of each read buffer on two threads.
+// spares a multi-MiB allocation per file. `workers`, when given, read, hash and compress on
+// two threads (see ChunkWorkers); without, the call makes a one-thread set of its own.
 Result<FileContent> chunk_file(int fd, const std::string& path, const Chunker& chunker, ObjectStore* store,
                                const std::function<void(uint64_t)>& on_read = {}, std::vector<std::byte>* buffer = nullptr,
                                ChunkWorkers* workers = nullptr);
