@@ -1,4 +1,3 @@
-#include <algorithm>
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
@@ -66,13 +65,7 @@ void add_checkout(CLI::App& app, Context& ctx) {
             }
         }
         // The errors that need no look at the data come before any container is stopped.
-        if (!valid_name(*branch)) return ctx.fail(make_error(Errc::invalid_argument, invalid_name_message(*branch, "branch name")));
-        auto branches = repo->branches(vol);
-        if (!branches) return ctx.fail(branches.error());
-        bool exists = std::any_of(branches->begin(), branches->end(), [&](const BranchInfo& b) { return b.name == *branch; });
-        if (*create && exists) return ctx.fail(make_verbatim_error(Errc::already_exists, fmt::format("Cannot create existing branch {}", *branch)));
-        if (!*create && !exists)
-            return ctx.fail(make_verbatim_error(Errc::not_found, fmt::format("Cannot switch to a non-existing branch {}", *branch)));
+        if (auto st = repo->check_checkout(vol, *branch, *create); !st) return ctx.fail(st.error());
         // The containers using the volume stop while its data changes and start again after,
         // also when the checkout fails.
         ContainerHold hold(ctx, vol, ContainerHold::Mode::stop);

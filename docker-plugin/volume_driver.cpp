@@ -119,9 +119,7 @@ Status use_branch(Repository& repo, const std::string& name, const std::string& 
     DVOL_TRY(int64_t mounted, mount_count(repo, name));
     if (mounted > 0)
         return make_error(Errc::conflict, fmt::format("volume {} is mounted; switch its branch with 'dvol checkout {} {}'", name, branch, name));
-    DVOL_TRY(auto branches, repo.branches(name));
-    bool exists = false;
-    for (const auto& b : branches) exists = exists || b.name == branch;
+    DVOL_TRY(bool exists, repo.branch_exists(name, branch));
     DVOL_TRY(auto out, repo.checkout(name, branch, !exists, false));
     (void)out;
     return {};
@@ -155,6 +153,10 @@ json volume_json(Repository& repo, const std::string& name, bool with_status) {
     return v;
 }
 
+Reply unknown_endpoint(std::string_view endpoint) {
+    return Reply{404, to_text(json{{"Err", fmt::format("unknown endpoint /{}", endpoint)}}), fmt::format("{} -> 404 unknown endpoint", endpoint)};
+}
+
 bool known_endpoint(std::string_view e) {
     for (const char* k : {"Plugin.Activate", "VolumeDriver.Capabilities", "VolumeDriver.List", "VolumeDriver.Create",
                           "VolumeDriver.Get", "VolumeDriver.Path", "VolumeDriver.Remove", "VolumeDriver.Mount",
@@ -167,7 +169,7 @@ Reply dispatch(Repository& repo, std::string_view endpoint, const json& j) {
     std::string what(endpoint);
     auto fail = [&](const Error& e) { return err_reply(what, e.message); };
     if (!known_endpoint(endpoint))
-        return Reply{404, to_text(json{{"Err", fmt::format("unknown endpoint /{}", endpoint)}}), what + " -> 404 unknown endpoint"};
+        return unknown_endpoint(endpoint);
 
     if (endpoint == "Plugin.Activate") return ok_reply(json{{"Implements", {"VolumeDriver"}}}, what + " -> ok");
     if (endpoint == "VolumeDriver.Capabilities")
@@ -215,7 +217,7 @@ Reply dispatch(Repository& repo, std::string_view endpoint, const json& j) {
         std::string mp = repo.live_dir(*name);
         return ok_reply(json{{"Mountpoint", mp}}, fmt::format("{} -> ok {}", what, mp));
     }
-    return Reply{404, to_text(json{{"Err", fmt::format("unknown endpoint /{}", endpoint)}}), what + " -> 404 unknown endpoint"};
+    return unknown_endpoint(endpoint);
 }
 
 }  // namespace

@@ -533,6 +533,31 @@ Result<std::vector<Change>> Repository::status(const std::string& volume, const 
     return live_changes(v, warn, overlay, top);
 }
 
+namespace {
+
+// checkout()'s refusal, if any, for a branch that exists or not.
+Status checkout_refusal(const std::string& branch, bool exists, bool create) {
+    if (create && exists) return make_verbatim_error(Errc::already_exists, fmt::format("Cannot create existing branch {}", branch));
+    if (!create && !exists) return make_verbatim_error(Errc::not_found, fmt::format("Cannot switch to a non-existing branch {}", branch));
+    return {};
+}
+
+}  // namespace
+
+Result<bool> Repository::branch_exists(const std::string& volume, const std::string& branch) {
+    DVOL_TRY(auto v, find_volume(volume));
+    bool exists = false;
+    DVOL_TRY(auto tip, branch_tip(v.id, branch, &exists));
+    (void)tip;
+    return exists;
+}
+
+Status Repository::check_checkout(const std::string& volume, const std::string& branch, bool create) {
+    if (!valid_name(branch)) return make_error(Errc::invalid_argument, invalid_name_message(branch, "branch name"));
+    DVOL_TRY(bool exists, branch_exists(volume, branch));
+    return checkout_refusal(branch, exists, create);
+}
+
 Result<ResetOutcome> Repository::checkout(const std::string& volume, const std::string& branch, bool create, bool force,
                                           const ProgressFn& progress) {
     DVOL_TRY(auto v, find_volume(volume));
@@ -542,8 +567,8 @@ Result<ResetOutcome> Repository::checkout(const std::string& volume, const std::
     DVOL_TRY(v, find_volume(volume));  // the active branch as it is under the lock
     bool exists = false;
     DVOL_TRY(auto target_tip, branch_tip(v.id, branch, &exists));
+    DVOL_CHECK(checkout_refusal(branch, exists, create));
     if (create) {
-        if (exists) return make_verbatim_error(Errc::already_exists, fmt::format("Cannot create existing branch {}", branch));
         DVOL_TRY(auto tip, branch_tip(v.id, v.branch));
         DVOL_TRY(auto txn, meta::Db::Transaction::begin(*db_));
         {
@@ -561,7 +586,6 @@ Result<ResetOutcome> Repository::checkout(const std::string& volume, const std::
         DVOL_CHECK(txn.commit());
         return ResetOutcome{tip.value_or(ObjectId{}), 0, 0, 0, {}};
     }
-    if (!exists) return make_verbatim_error(Errc::not_found, fmt::format("Cannot switch to a non-existing branch {}", branch));
     if (!force) {
         TreeOverlay overlay;
         ObjectId top;

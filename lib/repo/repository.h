@@ -161,6 +161,11 @@ public:
     // when there are uncommitted changes unless `force`.
     Result<ResetOutcome> checkout(const std::string& volume, const std::string& branch, bool create, bool force,
                                   const ProgressFn& progress = {});
+    // The refusals of checkout() that need no look at the data (an invalid branch name, `create`
+    // of an existing branch, a switch to a missing one), so a front end can give them before it
+    // stops anything. checkout() makes the same checks again under its locks.
+    Status check_checkout(const std::string& volume, const std::string& branch, bool create);
+    Result<bool> branch_exists(const std::string& volume, const std::string& branch);
 
     // Working copy.
     Result<std::vector<Change>> status(const std::string& volume, const WarnFn& warn);
