@@ -19,14 +19,15 @@ void add_list(CLI::App& app, Context& ctx) {
         auto vols = repo->list_volumes();
         if (!vols) return ctx.fail(vols.error());
         // Containers from Docker; without Docker the column stays empty.
-        std::vector<std::vector<std::string>> users;
-        for (const auto& v : *vols) {
+        std::string why_not;
+        docker::Engine* engine = ctx.docker(why_not);
+        if (!engine && why_not.empty()) return;  // Docker failed; reported
+        std::vector<std::vector<std::string>> users(vols->size());
+        for (size_t i = 0; engine && i < vols->size(); ++i) {
             bool ok = true;
-            auto cs = containers_of(ctx, v.name, ok);
+            auto cs = containers_of(ctx, *engine, (*vols)[i].name, ok);
             if (!ok) return;
-            std::vector<std::string> names;
-            for (const auto& c : cs) names.push_back(c.name);
-            users.push_back(std::move(names));
+            for (const auto& c : cs) users[i].push_back(c.name);
         }
         if (ctx.json) {
             auto arr = nlohmann::json::array();

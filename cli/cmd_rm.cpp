@@ -26,12 +26,11 @@ void add_rm(CLI::App& app, Context& ctx) {
         for (const auto& v : *vols) exists = exists || v.name == *name;
         if (!exists) return ctx.fail(make_verbatim_error(Errc::not_found, fmt::format("Volume '{}' does not exist, cannot remove it", *name)));
         bool docker_ok = true;
-        auto users = containers_of(ctx, *name, docker_ok);
+        auto* engine = docker_for(ctx, *name, "looked for", docker_ok);
         if (!docker_ok) return;
-        std::string why_not;
-        auto* engine = ctx.docker(why_not);
-        if (!engine && !ctx.disable_docker)
-            fmt::print(stderr, "note: {}; containers using {} were not looked for\n", why_not, *name);
+        std::vector<docker::Container> users;
+        if (engine) users = containers_of(ctx, *engine, *name, docker_ok);
+        if (!docker_ok) return;
         std::string names;
         for (const auto& c : users) names += (names.empty() ? "" : ", ") + c.name;
         if (!users.empty() && !*force)

@@ -7,20 +7,24 @@
 
 namespace dvol::cli {
 
-std::vector<docker::Container> containers_of(Context& ctx, const std::string& volume, bool& ok) {
+docker::Engine* docker_for(Context& ctx, const std::string& volume, const char* not_done, bool& ok) {
     ok = true;
     std::string why_not;
     docker::Engine* engine = ctx.docker(why_not);
-    if (!engine) {
-        ok = !why_not.empty();
-        return {};
-    }
+    if (engine) return engine;
+    if (why_not.empty()) ok = false;  // Docker failed; reported
+    else if (!ctx.disable_docker) fmt::print(stderr, "note: {}; containers using {} were not {}\n", why_not, volume, not_done);
+    return nullptr;
+}
+
+std::vector<docker::Container> containers_of(Context& ctx, docker::Engine& engine, const std::string& volume, bool& ok) {
+    ok = true;
     auto* repo = ctx.repo();
     if (!repo) {
         ok = false;
         return {};
     }
-    auto cs = engine->containers_using(volume, repo->live_dir(volume));
+    auto cs = engine.containers_using(volume, repo->live_dir(volume));
     if (!cs) {
         ctx.fail(cs.error());
         ok = false;
@@ -30,16 +34,9 @@ std::vector<docker::Container> containers_of(Context& ctx, const std::string& vo
 }
 
 ContainerHold::ContainerHold(Context& ctx, const std::string& volume, Mode mode) : ctx_(ctx), mode_(mode) {
-    std::string why_not;
-    engine_ = ctx.docker(why_not);
-    const char* verb = mode == Mode::pause ? "paused" : "stopped";
-    if (!engine_) {
-        // --disable-docker-integration is the user's own choice and needs no note.
-        if (why_not.empty()) ok_ = false;
-        else if (!ctx.disable_docker) fmt::print(stderr, "note: {}; containers using {} were not {}\n", why_not, volume, verb);
-        return;
-    }
-    auto cs = containers_of(ctx, volume, ok_);
+    engine_ = docker_for(ctx, volume, mode == Mode::pause ? "paused" : "stopped", ok_);
+    if (!engine_) return;
+    auto cs = containers_of(ctx, *engine_, volume, ok_);
     if (!ok_) return;
     std::vector<docker::Container> wanted;
     for (const auto& c : cs)

@@ -11,9 +11,15 @@
 
 namespace dvol::cli {
 
-// The containers using `volume`, sorted by name; empty without Docker. On a Docker failure it
-// reports through `ctx` and sets `ok` false.
-std::vector<docker::Container> containers_of(Context& ctx, const std::string& volume, bool& ok);
+// The Docker daemon for a command that would touch the containers using `volume`. Without one
+// it returns null after a one-line note that they were not `not_done` ("paused", ...), or
+// silently with --disable-docker-integration. On a Docker failure (reported through `ctx`) it
+// returns null and sets `ok` false.
+docker::Engine* docker_for(Context& ctx, const std::string& volume, const char* not_done, bool& ok);
+
+// The containers using `volume`, sorted by name. On a Docker failure it reports through `ctx`
+// and sets `ok` false.
+std::vector<docker::Container> containers_of(Context& ctx, docker::Engine& engine, const std::string& volume, bool& ok);
 
 class ContainerHold {
 public:
