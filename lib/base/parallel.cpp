@@ -2,7 +2,7 @@
 
 namespace dvol {
 
-ParallelFor::ParallelFor(bool helper) {
+ParallelFor::ParallelFor(bool helper, std::function<bool(int)> background) : background_(std::move(background)) {
     if (helper && std::thread::hardware_concurrency() > 1) helper_ = std::thread([this] { helper_loop(); });
 }
 
@@ -20,17 +20,36 @@ void ParallelFor::work(int worker) {
     for (size_t i = next_.fetch_add(1); i < n_; i = next_.fetch_add(1)) (*fn_)(i, worker);
 }
 
+void ParallelFor::wake() {
+    if (!helper_.joinable()) return;
+    {
+        std::lock_guard lock(mu_);
+        ++wakes_;
+    }
+    cv_.notify_all();
+}
+
 void ParallelFor::helper_loop() {
     std::unique_lock lock(mu_);
+    uint64_t seen_wakes = 0;  // background work was looked for after this wake
     for (;;) {
-        cv_.wait(lock, [&] { return stop_ || generation_ != done_; });
+        cv_.wait(lock, [&] { return stop_ || generation_ != done_ || (background_ && wakes_ != seen_wakes); });
         if (stop_) return;
-        uint64_t g = generation_;
+        if (generation_ != done_) {  // a run comes first
+            uint64_t g = generation_;
+            lock.unlock();
+            work(1);
+            lock.lock();
+            done_ = g;
+            cv_.notify_all();
+            continue;
+        }
+        // Background work until there is none; a wake() meanwhile makes it look again.
+        uint64_t w = wakes_;
         lock.unlock();
-        work(1);
+        bool did = background_(1);
         lock.lock();
-        done_ = g;
-        cv_.notify_all();
+        if (!did) seen_wakes = w;
     }
 }
 
@@ -51,9 +70,18 @@ void ParallelFor::run(size_t n, const std::function<void(size_t, int)>& fn) {
     cv_.notify_all();
     work(0);
     // Every run waits for the helper to have taken part (if only to find nothing left), so
-    // fn_ and n_ never change under it.
+    // fn_ and n_ never change under it. Meanwhile this thread does background work: only it
+    // adds any, so when there is none left, none arrives while it waits.
     std::unique_lock lock(mu_);
-    cv_.wait(lock, [&] { return done_ == g; });
+    while (done_ != g) {
+        if (background_) {
+            lock.unlock();
+            bool did = background_(0);
+            lock.lock();
+            if (did) continue;
+        }
+        cv_.wait(lock, [&] { return done_ == g; });
+    }
     fn_ = nullptr;
 }
 

@@ -63,8 +63,8 @@ Result<FileContent> ContentBuilder::finish() {
 }
 
 // The chunks cut from one read buffer: hashed on two threads (while the next buffer is read
-// and cut), then looked up and (those new to the store) compressed on two threads and stored
-// in file order. The store and the builder are used by the calling thread only.
+// and cut), then looked up, and those new to the store queued to be compressed and stored
+// behind (see StoreBehind). The store and the builder are used by the calling thread only.
 struct ChunkBatch {
     ChunkBatch(ChunkWorkers& workers, int slot) : w(workers), pieces(workers.pieces_[slot]) {}
     ChunkWorkers& w;
@@ -81,7 +81,6 @@ struct ChunkBatch {
         auto& p = pieces[count++];
         p.start = start;
         p.length = length;
-        p.store = false;
     }
     std::span<const std::byte> bytes(const ChunkWorkers::Piece& p) const { return buf.subspan(p.start, p.length); }
     // Thread-safe for distinct i.
@@ -91,31 +90,18 @@ struct ChunkBatch {
         if (!p.zero) p.id = sha256(bytes(p));
     }
 
-    Status store_all(ObjectStore* store, ContentBuilder& builder) {
-        if (store) {
-            w.batch_ids_.clear();
-            size_t fresh = 0;
-            for (size_t i = 0; i < count; ++i) {
-                auto& p = pieces[i];
-                if (p.zero || !w.batch_ids_.insert(p.id).second) continue;
-                DVOL_TRY(bool present, store->has(p.id));
-                p.store = !present;
-                fresh += p.store;
-            }
-            if (fresh > 0) {
-                w.pool_.run(count, [&](size_t i, int worker) {
-                    auto& p = pieces[i];
-                    if (p.store) p.codec = w.compressors_[worker].compress(bytes(p), p.stored);
-                });
-            }
-        }
+    // `tag` names the read buffer the chunks lie in (StoreBehind::release).
+    Status store_all(ObjectStore* store, ContentBuilder& builder, int tag) {
         for (size_t i = 0; i < count; ++i) {
             auto& p = pieces[i];
-            if (p.store) DVOL_CHECK(store->put_encoded(p.id, p.codec, p.stored, static_cast<uint32_t>(p.length)));
+            if (store && !p.zero && !w.behind_.queued(p.id)) {
+                DVOL_TRY(bool present, store->has(p.id));
+                if (!present) DVOL_CHECK(w.behind_.queue(*store, p.id, bytes(p), tag));
+            }
             DVOL_CHECK(builder.add(p.zero ? Extent{ObjectId{}, p.length, true} : Extent{p.id, p.length, false}));
         }
         count = 0;
-        return {};
+        return store ? w.behind_.store_ready(*store) : Status{};
     }
 };
 
@@ -127,7 +113,7 @@ struct Region {
     const Chunker& chunker;
     ObjectStore* store;
     const std::function<void(uint64_t)>& on_read;
-    std::vector<std::byte>& buf;
+    size_t buf_size;
     ContentBuilder& builder;
     ChunkWorkers& workers;
 
@@ -135,6 +121,7 @@ struct Region {
     // them (into `batch`) ending at `start`; the tail [start, have) goes to the next stage.
     struct Stage {
         std::vector<std::byte>* buf = nullptr;
+        int tag = 0;  // which of the workers' buffers
         size_t have = 0;
         size_t start = 0;
         bool done = false;
@@ -168,17 +155,26 @@ struct Region {
         }
     }
 
+    // The next of the workers' read buffers, once no queued chunk reads from it.
+    Status take_buffer(Stage& s) {
+        s = Stage{};
+        s.tag = workers.next_buffer_;
+        workers.next_buffer_ = (s.tag + 1) % ChunkWorkers::kBuffers;
+        if (store) DVOL_CHECK(workers.behind_.release(*store, s.tag));
+        s.buf = &workers.buffers_[s.tag];
+        if (s.buf->size() < buf_size) s.buf->resize(buf_size);
+        return {};
+    }
+
     // Chunks the bytes from `off` up to `end` (or the end of the file, whichever comes first)
-    // and returns the offset reached. Chunks of zeros become holes. Two read buffers are used
-    // in turn, so that the next one is read and cut while this one's chunks are hashed.
+    // and returns the offset reached. Chunks of zeros become holes. The read buffers are used
+    // in turn, so that the next one is read and cut while this one's chunks are hashed, and
+    // the one before is still being compressed.
     Result<uint64_t> chunk(uint64_t off, uint64_t end) {
-        auto& spare = workers.spare_;
-        if (spare.size() < buf.size()) spare.resize(buf.size());
         ChunkBatch batches[2] = {ChunkBatch(workers, 0), ChunkBatch(workers, 1)};
         int cur = 0;
         Stage stages[2];
-        stages[0].buf = &buf;
-        stages[1].buf = &spare;
+        DVOL_CHECK(take_buffer(stages[0]));
         read_and_cut(stages[0], 0, off, end, batches[0]);
         DVOL_CHECK(std::move(stages[0].status));
         if (on_read && stages[0].bytes_read > 0) on_read(stages[0].bytes_read);
@@ -187,9 +183,7 @@ struct Region {
             Stage& next = stages[1 - cur];
             bool more = !s.done;
             if (more) {
-                auto* b = next.buf;
-                next = Stage{};
-                next.buf = b;
+                DVOL_CHECK(take_buffer(next));
                 std::memcpy(next.buf->data(), s.buf->data() + s.start, s.have - s.start);
             }
             size_t carried = s.have - s.start;
@@ -198,7 +192,7 @@ struct Region {
                 if (i > 0) batches[cur].hash(i - 1);
                 else if (more) read_and_cut(next, carried, off, end, batches[1 - cur]);
             });
-            DVOL_CHECK(batches[cur].store_all(store, builder));
+            DVOL_CHECK(batches[cur].store_all(store, builder, s.tag));
             if (!more) return off;
             DVOL_CHECK(std::move(next.status));
             if (on_read && next.bytes_read > 0) on_read(next.bytes_read);
@@ -211,16 +205,12 @@ struct Region {
 }  // namespace
 
 Result<FileContent> chunk_file(int fd, const std::string& path, const Chunker& chunker, ObjectStore* store,
-                               const std::function<void(uint64_t)>& on_read, std::vector<std::byte>* buffer,
-                               ChunkWorkers* workers) {
+                               const std::function<void(uint64_t)>& on_read, ChunkWorkers* workers) {
     constexpr size_t kRead = 4u << 20;
-    std::vector<std::byte> own;
-    std::vector<std::byte>& buf = buffer ? *buffer : own;
-    if (buf.size() < kRead + chunker.max_size()) buf.resize(kRead + chunker.max_size());
     std::optional<ChunkWorkers> one_thread;
     if (!workers) workers = &one_thread.emplace(false);
     ContentBuilder builder(store);
-    Region region{fd, path, chunker, store, on_read, buf, builder, *workers};
+    Region region{fd, path, chunker, store, on_read, kRead + chunker.max_size(), builder, *workers};
 
     struct stat st;
     if (::fstat(fd, &st) != 0) return errno_error("stat", path);

@@ -9,12 +9,10 @@
 #include <string>
 #include <vector>
 
-#include <unordered_set>
-
 #include "base/error.h"
 #include "base/parallel.h"
 #include "object/tree.h"
-#include "store/codec.h"
+#include "repo/store_behind.h"
 #include "store/chunker.h"
 #include "store/object_store.h"
 
@@ -38,38 +36,41 @@ private:
     uint64_t size_ = 0;
 };
 
-// Two threads and their state for reading, hashing and compressing chunks side by side; one
-// per scan, reused across files (its helper thread lives as long as it does). It holds a
-// second read buffer as large as chunk_file's.
-// Its members are chunk_file's working state, not an interface.
+// The threads and state for reading, hashing, compressing and storing chunks side by side; one
+// per scan, reused across files (its helper thread lives as long as it does). Hashing runs on
+// the calling thread and a helper; chunks new to the store are compressed behind, as the
+// pool's background work, while the next ones are read and hashed (see StoreBehind), so a
+// chunk may still be queued when chunk_file returns: finish() stores them all.
+// Its other members are chunk_file's working state, not an interface.
 struct ChunkWorkers {
-    // With `two_threads` false, everything runs on the calling thread.
-    explicit ChunkWorkers(bool two_threads = true) : pool_(two_threads) {}
+    // With `threads` false, everything runs on the calling thread, in turn.
+    explicit ChunkWorkers(bool threads = true)
+        : behind_(&pool_), pool_(threads, [this](int worker) { return behind_.work(worker); }) {}
+    // Stores every chunk still queued; call it before relying on the store holding them.
+    Status finish(ObjectStore& store) { return behind_.finish(store); }
+
+    static constexpr int kBuffers = 3;  // being hashed, being read, and one being compressed
     struct Piece {
         size_t start = 0;
         size_t length = 0;
         bool zero = false;
-        bool store = false;  // new to the store: compress and append it
         ObjectId id;
-        Codec codec = Codec::raw;
-        std::vector<std::byte> stored;
     };
-    ParallelFor pool_;
-    Compressor compressors_[2];
     std::vector<Piece> pieces_[2];  // of the buffer being stored, and of the one being read
-    std::vector<std::byte> spare_;  // the second read buffer
-    std::unordered_set<ObjectId, ObjectIdHash> batch_ids_;
+    std::vector<std::byte> buffers_[kBuffers];  // read buffers, taken in turn
+    int next_buffer_ = 0;
+    StoreBehind behind_;
+    ParallelFor pool_;  // last: its helper stops before what background work reads goes
 };
 
 // Reads `fd` to its end, cutting it into chunks; chunks of zeros become holes. With a store,
-// every chunk is put into it. Memory: two read buffers, independent of the file's size.
+// every chunk is put into it: at once without `workers`, and by `workers.finish()` at the
+// latest with them. Memory: the workers' read buffers, independent of the file's size.
 // `on_read`, when set, is called with the byte count of each read (progress reporting).
-// `buffer`, when given, is the read buffer reused across calls (it is grown as needed), which
-// spares a multi-MiB allocation per file. `workers`, when given, read, hash and compress on
-// two threads (see ChunkWorkers); without, the call makes a one-thread set of its own.
+// `workers`, when given, read, hash and compress on their threads and are reused across
+// files (sparing multi-MiB buffers per file); without, the call makes a one-thread set.
 Result<FileContent> chunk_file(int fd, const std::string& path, const Chunker& chunker, ObjectStore* store,
-                               const std::function<void(uint64_t)>& on_read = {}, std::vector<std::byte>* buffer = nullptr,
-                               ChunkWorkers* workers = nullptr);
+                               const std::function<void(uint64_t)>& on_read = {}, ChunkWorkers* workers = nullptr);
 
 // Streams a FileContent's extents with their file offsets.
 class ExtentCursor {

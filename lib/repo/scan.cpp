@@ -57,6 +57,7 @@ Result<ObjectId> Scanner::scan(const std::string& live_dir) {
     fill_metadata(root, st);
     DVOL_TRY(root.xattrs, read_xattrs(fd.get(), ".", live_dir));
     DVOL_TRY(root.subtree, scan_dir(fd.get(), ""));
+    if (store_objects_) DVOL_CHECK(workers_.finish(store_));
     Tree top;
     top.entries.push_back(std::move(root));
     return put_tree(top);
@@ -141,7 +142,7 @@ Result<bool> Scanner::scan_entry(int dirfd, const std::string& name, const std::
                 };
             }
             uint64_t bytes_before = stats_.bytes_read;
-            DVOL_TRY(e.content, chunk_file(fd.get(), path, chunker_, store_objects_ ? &store_ : nullptr, on_read, &read_buf_, &workers_));
+            DVOL_TRY(e.content, chunk_file(fd.get(), path, chunker_, store_objects_ ? &store_ : nullptr, on_read, &workers_));
             stats_.bytes_read = bytes_before;
             struct stat after;
             if (::fstat(fd.get(), &after) != 0) return errno_error("stat", path);

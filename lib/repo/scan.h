@@ -69,7 +69,6 @@ private:
     WarnFn warn_;
     ProgressFn progress_;
     Chunker chunker_;
-    std::vector<std::byte> read_buf_;
     ChunkWorkers workers_;
     TreeOverlay overlay_;
     std::vector<PendingRow> pending_;

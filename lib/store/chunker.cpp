@@ -29,6 +29,35 @@ constexpr auto gear = make_gear();
 // most recent 64 bytes.
 constexpr uint64_t top_mask(int bits) { return bits <= 0 ? 0 : ~uint64_t{0} << (64 - bits); }
 
+// Scans [i, end) for the first position whose hash has none of `mask`'s bits set; true with
+// `cut` just past it. Two bytes per step: the hash after the second byte is computed from
+// the one before the first ((fp << 2) + (g[a] << 1) + g[b]), so the chain of dependent
+// operations is half as long, while every position is still checked: the cuts are those of
+// a byte-at-a-time loop.
+bool scan_for_cut(const uint8_t* src, size_t& i, size_t end, uint64_t& fp, uint64_t mask, size_t& cut) {
+    for (; i + 2 <= end; i += 2) {
+        uint64_t a = gear[src[i]], b = gear[src[i + 1]];
+        uint64_t first = (fp << 1) + a;
+        fp = (fp << 2) + ((a << 1) + b);
+        if (!(first & mask)) {
+            cut = i + 1;
+            return true;
+        }
+        if (!(fp & mask)) {
+            cut = i + 2;
+            return true;
+        }
+    }
+    for (; i < end; ++i) {
+        fp = (fp << 1) + gear[src[i]];
+        if (!(fp & mask)) {
+            cut = i + 1;
+            return true;
+        }
+    }
+    return false;
+}
+
 }  // namespace
 
 Chunker::Chunker(ChunkerParams p) : p_(p) {
@@ -44,15 +73,9 @@ size_t Chunker::next_cut(std::span<const std::byte> data) const {
     size_t normal = std::min(n, p_.avg_size);
     const auto* src = reinterpret_cast<const uint8_t*>(data.data());
     uint64_t fp = 0;
-    size_t i = p_.min_size;
-    for (; i < normal; ++i) {
-        fp = (fp << 1) + gear[src[i]];
-        if (!(fp & mask_small_)) return i + 1;
-    }
-    for (; i < n; ++i) {
-        fp = (fp << 1) + gear[src[i]];
-        if (!(fp & mask_large_)) return i + 1;
-    }
+    size_t i = p_.min_size, cut = n;
+    if (scan_for_cut(src, i, normal, fp, mask_small_, cut)) return cut;
+    if (scan_for_cut(src, i, n, fp, mask_large_, cut)) return cut;
     return n;
 }
 

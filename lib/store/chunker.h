@@ -10,9 +10,12 @@
 namespace dvol {
 
 struct ChunkerParams {
-    size_t min_size = 16 * 1024;
-    size_t avg_size = 64 * 1024;  // a power of two
-    size_t max_size = 256 * 1024;
+    // Measured in bench/ (RESULTS.md): larger chunks compress better (zstd sees more context)
+    // and cost less per byte; 1 MiB keeps a database's scattered page writes from costing
+    // more than borg's 2 MiB chunks.
+    size_t min_size = 256 * 1024;
+    size_t avg_size = 1024 * 1024;  // a power of two
+    size_t max_size = 4 * 1024 * 1024;
 };
 
 class Chunker {

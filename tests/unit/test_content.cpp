@@ -37,8 +37,9 @@ FileContent chunk_path(const std::string& path, ObjectStore* store, ChunkWorkers
     auto fd = open_file(path, O_RDONLY);
     REQUIRE(fd);
     Chunker chunker;
-    auto c = chunk_file(fd->get(), path, chunker, store, {}, nullptr, workers);
+    auto c = chunk_file(fd->get(), path, chunker, store, {}, workers);
     REQUIRE(c);
+    if (workers && store) REQUIRE(workers->finish(*store));
     return std::move(*c);
 }
 
@@ -179,9 +180,9 @@ TEST_CASE("ExtentCursor reports missing and inconsistent extent lists", "[conten
 TEST_CASE("chunk_file turns a big zero run into one hole extent", "[content]") {
     StoreFixture f;
     TempDir d;
-    auto head = random_bytes(1 << 20, 21), tail = random_bytes(1 << 20, 22);
+    auto head = random_bytes(2 << 20, 21), tail = random_bytes(2 << 20, 22);
     std::vector<std::byte> data = head;
-    data.resize(data.size() + (4 << 20));
+    data.resize(data.size() + (24 << 20));
     data.insert(data.end(), tail.begin(), tail.end());
     dvol::test::write_file(d / "f", data);
 
@@ -198,10 +199,10 @@ TEST_CASE("chunk_file turns a big zero run into one hole extent", "[content]") {
         }
     }
     CHECK(holes == 1);
-    CHECK(hole_bytes >= (4u << 20) - 2 * Chunker().max_size());
-    CHECK(hole_bytes <= (4u << 20));
+    CHECK(hole_bytes >= (24u << 20) - 2 * Chunker().max_size());
+    CHECK(hole_bytes <= (24u << 20));
     // Holes are not stored: the store holds about the random data only.
-    CHECK(f.store->stats().bytes_written < (2u << 20) + (256u << 10));
+    CHECK(f.store->stats().bytes_written < (4u << 20) + (512u << 10));
 
     auto back = read_content(*f.store, c, data.size(), 64 << 20);
     REQUIRE(back);
@@ -230,7 +231,7 @@ TEST_CASE("chunk_file of a sparse file and of an all-zero file", "[content]") {
 TEST_CASE("chunk_file without a store computes the same ids and stores nothing", "[content]") {
     StoreFixture f;
     TempDir d;
-    auto data = random_bytes(3 << 20, 23);
+    auto data = random_bytes(24 << 20, 23);
     dvol::test::write_file(d / "f", data);
     auto dry = chunk_path(d / "f", nullptr);
     CHECK(f.store->stats().objects_written == 0);
@@ -249,10 +250,10 @@ TEST_CASE("chunk_file with two workers gives the same content, stores each chunk
     TempDir d;
     // Random data, a repeated block (duplicate chunks inside one read buffer), zeros, and a
     // tail larger than one read buffer.
-    auto block = random_bytes(300 << 10, 31);
+    auto block = random_bytes(5 << 20, 31);
     std::vector<std::byte> data = random_bytes(5 << 20, 32);
     for (int i = 0; i < 4; ++i) data.insert(data.end(), block.begin(), block.end());
-    data.resize(data.size() + (2 << 20));
+    data.resize(data.size() + (9 << 20));
     auto tail = random_bytes(6 << 20, 33);
     data.insert(data.end(), tail.begin(), tail.end());
     dvol::test::write_file(d / "f", data);
