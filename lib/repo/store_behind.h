@@ -57,7 +57,8 @@ private:
         Codec codec = Codec::raw;
         std::vector<std::byte> stored;
     };
-    static constexpr size_t kSlots = 64;
+    // Each slot keeps its buffers (up to a compressed chunk): few slots keep the memory down.
+    static constexpr size_t kSlots = 16;
     static constexpr size_t kCopyBelow = 64 * 1024;
 
     // Stores finished jobs at the head; with `wait`, first makes progress on the head (works
