@@ -62,8 +62,13 @@ bool scan_for_cut(const uint8_t* src, size_t& i, size_t end, uint64_t& fp, uint6
 
 Chunker::Chunker(ChunkerParams p) : p_(p) {
     int bits = std::countr_zero(p_.avg_size);
-    mask_small_ = top_mask(bits + 2);
-    mask_large_ = top_mask(bits - 2);
+    // One bit either side of the average, not FastCDC's two: with two, most cuts fall past the
+    // average under the looser mask, and after a change a new chain of chunks reaches those
+    // old cuts while still under the stricter one, so it takes many chunks to fall back in
+    // step (measured: 1 MiB overwritten in a 1 GiB file, 10 new chunks, 13.9 MB, against 4 with
+    // one bit, 4.4 MB; see docs/DECISIONS.md).
+    mask_small_ = top_mask(bits + 1);
+    mask_large_ = top_mask(bits - 1);
 }
 
 size_t Chunker::next_cut(std::span<const std::byte> data) const {

@@ -363,3 +363,44 @@ TEST_CASE("all_zero", "[content]") {
         CHECK_FALSE(all_zero(nz));
     }
 }
+
+TEST_CASE("chunk_file with workers over many files stores what the one-thread path stores", "[content]") {
+    // More files than StoreBehind has slots; small ones (copied into their job) and ones over
+    // 64 KiB (read from the buffer they lie in, which is then not reused until stored), with
+    // duplicates across files queued at once.
+    TempDir d;
+    std::vector<std::string> paths;
+    for (int i = 0; i < 120; ++i) {
+        int j = i % 40;  // files i and i + 40 are the same
+        size_t size = j % 3 == 0 ? (200u << 10) + j * 997u : 1000u + j * 331u;
+        auto data = random_bytes(size, 100 + j);
+        paths.push_back(d / ("f" + std::to_string(i)));
+        dvol::test::write_file(paths.back(), data);
+    }
+    StoreFixture serial, parallel;
+    std::vector<FileContent> one, two;
+    for (const auto& p : paths) one.push_back(chunk_path(p, serial.store.get()));
+    {
+        ChunkWorkers workers;
+        for (const auto& p : paths) {
+            auto fd = open_file(p, O_RDONLY);
+            REQUIRE(fd);
+            Chunker chunker;
+            auto c = chunk_file(fd->get(), p, chunker, parallel.store.get(), {}, &workers);
+            REQUIRE(c);
+            two.push_back(std::move(*c));
+        }
+        REQUIRE(workers.finish(*parallel.store));
+    }
+    CHECK(one == two);
+    CHECK(parallel.store->stats().objects_written == serial.store->stats().objects_written);
+    CHECK(parallel.store->stats().bytes_written == serial.store->stats().bytes_written);
+    CHECK(parallel.store->stats().objects_written == 40u);
+    REQUIRE(parallel.store->flush());
+    for (size_t i = 0; i < paths.size(); ++i) {
+        auto back = read_content(*parallel.store, two[i], 1 << 20, 1 << 20);
+        REQUIRE(back);
+        REQUIRE(*back);
+        CHECK(**back == dvol::test::read_file(paths[i]));
+    }
+}
