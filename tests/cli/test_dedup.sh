@@ -63,7 +63,9 @@ CHANGED_ID=$OUT
 AFTER_CHANGE=$(objects_size)
 GROWTH=$((AFTER_CHANGE - AFTER_AGAIN))
 echo "objects: $(mib "$AFTER_CHANGE") after changing 1 MiB (+$(mib "$GROWTH"))"
-check "changing 1 MiB of 100 MiB stores under 3 MiB more: +$(mib "$GROWTH")" test "$GROWTH" -lt $((3 * MIB))
+# Chunks average 1 MiB (at most 4 MiB): the changed range costs the chunks it touches and the
+# few after it until the cuts fall back in step.
+check "changing 1 MiB of 100 MiB stores under 8 MiB more: +$(mib "$GROWTH")" test "$GROWTH" -lt $((8 * MIB))
 check "and at least the changed MiB: +$(mib "$GROWTH")" test "$GROWTH" -ge "$MIB"
 
 # The other volume is untouched.
