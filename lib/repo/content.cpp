@@ -199,7 +199,6 @@ struct Region {
             cur = 1 - cur;
         }
     }
-
 };
 
 }  // namespace

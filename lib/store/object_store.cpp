@@ -194,6 +194,15 @@ Result<std::vector<std::byte>> ObjectStore::get(const ObjectId& id) {
     return out;
 }
 
+namespace {
+
+// The error for a damaged record: it names the object and its pack.
+Error corrupt_object(const ObjectId& id, const std::string& pack, std::string_view why) {
+    return make_error(Errc::corrupt, fmt::format("object {} in pack {} is corrupt: {}", id.hex(), pack, why));
+}
+
+}  // namespace
+
 Status ObjectStore::read_stored(const ObjectId& id, StoredObject& out) {
     Location loc;
     DVOL_TRY(bool found, lookup(id, loc));
@@ -202,9 +211,7 @@ Status ObjectStore::read_stored(const ObjectId& id, StoredObject& out) {
     if (!pack) return make_error(pack.error().code, fmt::format("object {}: {}", id.hex(), pack.error().message));
     out.id = id;
     out.raw_len = loc.raw_len;
-    auto corrupt = [&](std::string_view why) {
-        return make_error(Errc::corrupt, fmt::format("object {} in pack {} is corrupt: {}", id.hex(), out.pack, why));
-    };
+    auto corrupt = [&](std::string_view why) { return corrupt_object(id, out.pack, why); };
     if (loc.raw_len > kMaxObjectSize || loc.stored_len > kMaxObjectSize + kMaxObjectSize / 8) return corrupt("index gives an impossible size");
     out.record.resize(kRecordHeaderSize + loc.stored_len);
     if (auto st = pread_exact(*pack, out.record, loc.offset, out.pack); !st) return corrupt(st.error().message);
@@ -216,9 +223,7 @@ Status ObjectStore::read_stored(const ObjectId& id, StoredObject& out) {
 }
 
 Status ObjectStore::decode_stored(const StoredObject& in, std::vector<std::byte>& out, bool check_hash) {
-    auto corrupt = [&](std::string_view why) {
-        return make_error(Errc::corrupt, fmt::format("object {} in pack {} is corrupt: {}", in.id.hex(), in.pack, why));
-    };
+    auto corrupt = [&](std::string_view why) { return corrupt_object(in.id, in.pack, why); };
     if (in.record.size() < kRecordHeaderSize) return corrupt("truncated record");
     auto payload = std::span<const std::byte>(in.record).subspan(kRecordHeaderSize);
     if (auto st = decompress(static_cast<Codec>(in.record[4]), payload, in.raw_len, out); !st) return corrupt(st.error().message);
