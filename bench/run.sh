@@ -25,14 +25,15 @@ command -v rsync >/dev/null || need+=(rsync)
 [ -x /usr/bin/time ] || need+=(time)
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql)
 ls /usr/lib/postgresql/*/bin/pgbench >/dev/null 2>&1 || need+=(postgresql-contrib)
-command -v meson >/dev/null || need+=(meson ninja-build build-essential pkg-config \
-    libgit2-dev libzstd-dev libsqlite3-dev libssl-dev libcli11-dev libfmt-dev nlohmann-json3-dev)
 command -v python3 >/dev/null || need+=(python3)
 if [ ${#need[@]} -gt 0 ]; then
     echo "== installing ${need[*]}" >&2
     apt-get update -qq
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" >&2
 fi
+
+# dvol's build dependencies: the same list as the README's set-up.
+"$top/scripts/setup.sh" --deps-only >&2
 
 # dvol in release mode, in its own build directory.
 builddir="$top/build-bench"

@@ -1,6 +1,7 @@
 #!/bin/sh
 # Installs what dvol needs from Debian 12's packages and builds it into ./build.
 # Run as root (or with sudo) on a fresh Debian 12 machine; safe to run again.
+# With --deps-only it installs the packages and stops (bench/run.sh builds its own way).
 set -eu
 cd "$(dirname "$0")/.."
 
@@ -19,6 +20,8 @@ if [ -n "$missing" ]; then
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends $missing
 fi
+
+[ "${1:-}" = "--deps-only" ] && exit 0
 
 BUILDTYPE="${DVOL_BUILDTYPE:-debugoptimized}"
 if [ ! -f build/build.ninja ]; then

@@ -205,7 +205,7 @@ struct Region {
 
 Result<FileContent> chunk_file(int fd, const std::string& path, const Chunker& chunker, ObjectStore* store,
                                const std::function<void(uint64_t)>& on_read, ChunkWorkers* workers) {
-    constexpr size_t kRead = 4u << 20;
+    constexpr size_t kRead = 8u << 20;
     std::optional<ChunkWorkers> one_thread;
     if (!workers) workers = &one_thread.emplace(false);
     ContentBuilder builder(store);

@@ -31,6 +31,7 @@ private:
     ChunkerParams p_;
     uint64_t mask_small_;  // stricter mask before the average size
     uint64_t mask_large_;  // looser mask after it
+    size_t stripe_;        // bytes per stripe of the side-by-side scan
 };
 
 }  // namespace dvol

@@ -11,6 +11,10 @@ namespace dvol {
 
 struct Compressor::Ctx {
     ZSTD_CCtx* cctx = nullptr;
+    // zstd writes here, then the frame is copied to `out`: a vector resized up to the bound
+    // for every call would zero-fill it each time (measured: 2.7% of a commit's CPU), and a
+    // caller's buffer would keep the full bound's capacity.
+    std::vector<std::byte> scratch;
     ~Ctx() { ZSTD_freeCCtx(cctx); }
 };
 
@@ -22,10 +26,11 @@ Compressor::Compressor(int level) : ctx_(std::make_unique<Ctx>()), level_(level)
 Compressor::~Compressor() = default;
 
 Codec Compressor::compress(std::span<const std::byte> in, std::vector<std::byte>& out) {
-    out.resize(ZSTD_compressBound(in.size()));
-    size_t n = ZSTD_compressCCtx(ctx_->cctx, out.data(), out.size(), in.data(), in.size(), level_);
+    auto& scratch = ctx_->scratch;
+    if (size_t bound = ZSTD_compressBound(in.size()); scratch.size() < bound) scratch.resize(bound);
+    size_t n = ZSTD_compressCCtx(ctx_->cctx, scratch.data(), scratch.size(), in.data(), in.size(), level_);
     if (!ZSTD_isError(n) && n < in.size() - in.size() / 32) {
-        out.resize(n);
+        out.assign(scratch.begin(), scratch.begin() + static_cast<std::ptrdiff_t>(n));
         return Codec::zstd;
     }
     out.assign(in.begin(), in.end());

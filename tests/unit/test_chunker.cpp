@@ -202,12 +202,16 @@ std::vector<size_t> reference_cuts(std::span<const std::byte> data, const Chunke
 
 TEST_CASE("cuts are those of the byte-at-a-time definition", "[chunker]") {
     // Odd minimum sizes put the two-byte steps on odd offsets; low-entropy data makes cuts rarer.
+    // Small averages give 64-byte stripes (the side-by-side scan's blocks of 256 bytes), so
+    // cuts fall in every stripe, at stripe and block edges and in the 63 bytes a stripe's
+    // hash starts before it; a minimum below 63 puts the first stripe's start near it.
     auto data = random_bytes(24 << 20, 15);
     for (size_t i = 0; i < data.size(); i += 3) data[i] = std::byte{0x20};
-    for (ChunkerParams p : {ChunkerParams{}, ChunkerParams{1023, 4096, 16385}, ChunkerParams{3, 8, 31}}) {
+    for (ChunkerParams p : {ChunkerParams{}, ChunkerParams{1023, 4096, 16385}, ChunkerParams{3, 8, 31},
+                            ChunkerParams{5, 256, 4096}, ChunkerParams{64, 1024, 8192}, ChunkerParams{300, 2048, 2100}}) {
         INFO("min " << p.min_size << " avg " << p.avg_size << " max " << p.max_size);
         Chunker c(p);
-        auto part = std::span<const std::byte>(data).first(p.max_size < 1024 ? 4096 : data.size());
+        auto part = std::span<const std::byte>(data).first(p.max_size < 1024 ? 4096 : p.avg_size < 65536 ? 4 << 20 : data.size());
         auto got = cut_all(c, part);
         CHECK(got == reference_cuts(part, p));
         CHECK(got.size() > 5);
