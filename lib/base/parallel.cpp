@@ -37,9 +37,11 @@ void ParallelFor::helper_loop() {
         if (stop_) return;
         if (generation_ != done_) {  // a run comes first
             uint64_t g = generation_;
+            in_run_ = true;
             lock.unlock();
             work(1);
             lock.lock();
+            in_run_ = false;
             done_ = g;
             cv_.notify_all();
             continue;
@@ -69,10 +71,14 @@ void ParallelFor::run(size_t n, const std::function<void(size_t, int)>& fn) {
     }
     cv_.notify_all();
     work(0);
-    // Every run waits for the helper to have taken part (if only to find nothing left), so
-    // fn_ and n_ never change under it. Meanwhile this thread does background work: only it
-    // adds any, so when there is none left, none arrives while it waits.
+    // A run ends once the helper has left it, so fn_ and n_ never change under it; a helper
+    // that has not joined yet (still waking, or busy with background work) is not waited for:
+    // the run is marked done for it, and it finds nothing to join. Small files, one short run
+    // each, no longer pay a thread wake-up apiece. While the helper works on its share this
+    // thread does background work: only it adds any, so when there is none left, none arrives
+    // while it waits.
     std::unique_lock lock(mu_);
+    if (!in_run_) done_ = g;
     while (done_ != g) {
         if (background_) {
             lock.unlock();

@@ -50,7 +50,8 @@ private:
     size_t n_ = 0;
     std::atomic<size_t> next_{0};
     uint64_t generation_ = 0;  // bumped per run
-    uint64_t done_ = 0;        // the last run the helper has finished its share of
+    uint64_t done_ = 0;        // the last run the helper has finished its share of (or been spared)
+    bool in_run_ = false;      // the helper is taking part in a run
     uint64_t wakes_ = 0;       // bumped per wake()
     bool stop_ = false;
     const std::function<bool(int)> background_;

@@ -2,6 +2,8 @@
 #include <catch2/catch.hpp>
 
 #include <atomic>
+#include <chrono>
+#include <thread>
 #include <vector>
 
 #include "base/parallel.h"
@@ -38,4 +40,28 @@ TEST_CASE("ParallelFor uses its helper when there are two CPUs", "[parallel]") {
         });
     if (std::thread::hardware_concurrency() > 1) CHECK(on_helper.load() > 0);
     else CHECK(on_helper.load() == 0);
+}
+
+TEST_CASE("a run does not wait for a helper busy with background work", "[parallel]") {
+    if (std::thread::hardware_concurrency() < 2) {
+        WARN("SKIP: one CPU, so no helper thread");
+        return;
+    }
+    std::atomic<bool> entered{false}, release{false};
+    ParallelFor pool(true, [&](int worker) {
+        if (worker != 1 || entered.exchange(true)) return false;
+        // The helper's one piece of background work: held until the test lets it go (or 10 s).
+        auto until = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+        while (!release.load() && std::chrono::steady_clock::now() < until) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+        return true;
+    });
+    pool.wake();
+    while (!entered.load()) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    auto start = std::chrono::steady_clock::now();
+    std::atomic<int> ran{0};
+    for (int round = 0; round < 10; ++round) pool.run(2, [&](size_t, int) { ran.fetch_add(1); });
+    auto took = std::chrono::steady_clock::now() - start;
+    release.store(true);
+    CHECK(ran.load() == 20);
+    CHECK(took < std::chrono::seconds(5));  // waiting for the helper would take the full 10 s
 }
