@@ -1,8 +1,12 @@
 #include "base/xattr.h"
 
+#include <fcntl.h>
+#include <sys/syscall.h>
 #include <sys/xattr.h>
+#include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cerrno>
 #include <cstring>
 
@@ -21,26 +25,46 @@ std::string proc_path(int dirfd, const std::string& name) { return fmt::format("
 
 bool unsupported(int err) { return err == ENOTSUP || err == EOPNOTSUPP; }
 
+// listxattrat(2) (Linux 6.13; the same number on every architecture since the syscall tables
+// were unified) lists relative to a directory fd, sparing the /proc path walk, which was a
+// quarter of a commit of 100,000 unchanged files. Older kernels say ENOSYS once, and the
+// /proc path is used from then on (a genuine error comes again from there). Debian 12's
+// glibc has no wrapper.
+constexpr long kListxattrat = 465;
+std::atomic<bool> have_listxattrat{true};
+
+ssize_t list_names(int dirfd, const std::string& name, char* buf, size_t size) {
+#ifdef __linux__
+    if (have_listxattrat.load(std::memory_order_relaxed)) {
+        long n = ::syscall(kListxattrat, dirfd, name.c_str(), AT_SYMLINK_NOFOLLOW, buf, size);
+        // EPERM: a seccomp filter that predates the call (container runtimes) refuses it so.
+        if (n >= 0 || (errno != ENOSYS && errno != EPERM)) return static_cast<ssize_t>(n);
+        have_listxattrat.store(false, std::memory_order_relaxed);
+    }
+#endif
+    return ::llistxattr(proc_path(dirfd, name).c_str(), buf, size);
+}
+
 }  // namespace
 
 Result<XattrList> read_xattrs(int dirfd, const std::string& name, const std::string& path) {
-    std::string p = proc_path(dirfd, name);
     XattrList out;
     std::string names;
     for (;;) {
-        ssize_t n = ::llistxattr(p.c_str(), nullptr, 0);
+        ssize_t n = list_names(dirfd, name, nullptr, 0);
         if (n < 0) {
             if (unsupported(errno)) return out;
             return errno_error("list xattrs of", path);
         }
         if (n == 0) return out;
         names.resize(static_cast<size_t>(n));
-        n = ::llistxattr(p.c_str(), names.data(), names.size());
+        n = list_names(dirfd, name, names.data(), names.size());
         if (n < 0 && errno == ERANGE) continue;  // grew meanwhile
         if (n < 0) return errno_error("list xattrs of", path);
         names.resize(static_cast<size_t>(n));
         break;
     }
+    std::string p = proc_path(dirfd, name);
     for (size_t pos = 0; pos < names.size();) {
         size_t end = names.find('\0', pos);
         if (end == std::string::npos) end = names.size();
