@@ -131,10 +131,15 @@ Status Restorer::verify_chunk(const Extent& x) {
     if (!verified_.insert(x.id).second) return {};
     // Reading stays on this thread (the store is not thread-safe); decompressing and hashing,
     // most of the work, is done in batches on two.
-    constexpr size_t kBatch = 64;
+    DVOL_CHECK(queue_record(x.id));
+    if (batch_full()) return verify_pending();
+    return {};
+}
+
+Status Restorer::queue_record(const ObjectId& id) {
     if (pending_count_ == pending_.size()) pending_.emplace_back();
-    DVOL_CHECK(store_.read_stored(x.id, pending_[pending_count_++]));
-    if (pending_count_ == kBatch) return verify_pending();
+    DVOL_CHECK(store_.read_stored(id, pending_[pending_count_]));
+    pending_bytes_ += pending_[pending_count_++].record.size();
     return {};
 }
 
@@ -144,6 +149,7 @@ Status Restorer::verify_pending() {
         results[i] = ObjectStore::decode_stored(pending_[i], decode_bufs_[worker]);
     });
     pending_count_ = 0;
+    pending_bytes_ = 0;
     for (auto& r : results)
         if (!r) return std::move(r).error();
     return {};
@@ -302,9 +308,29 @@ Status Restorer::write_extent(int fd, const std::string& rel, uint64_t offset, c
         }
         return {};
     }
-    if (verified_.contains(x.id)) DVOL_CHECK(store_.get_verified(x.id, buf_));
-    else DVOL_CHECK(store_.get(x.id, buf_));
-    return pwrite_all(fd, buf_, offset, rel);
+    // Reading stays on this thread (the store is not thread-safe); decoding, hashing and
+    // writing go to flush_writes. The file's own ranges are disjoint, so the order of the
+    // writes does not matter.
+    DVOL_CHECK(queue_record(x.id));
+    writes_.push_back(Write{fd, offset, &rel, !verified_.contains(x.id)});
+    if (batch_full()) return flush_writes();
+    return {};
+}
+
+Status Restorer::flush_writes() {
+    std::vector<Status> results(writes_.size());
+    pool_.run(writes_.size(), [&](size_t i, int worker) {
+        const Write& w = writes_[i];
+        auto& buf = decode_bufs_[worker];
+        results[i] = ObjectStore::decode_stored(pending_[i], buf, w.check_hash);
+        if (results[i]) results[i] = pwrite_all(w.fd, buf, w.offset, *w.rel);
+    });
+    writes_.clear();
+    pending_count_ = 0;
+    pending_bytes_ = 0;
+    for (auto& r : results)
+        if (!r) return std::move(r).error();
+    return {};
 }
 
 Status Restorer::write_new_file(const Where& at, const TreeEntry& want) {
@@ -316,6 +342,7 @@ Status Restorer::write_new_file(const Where& at, const TreeEntry& want) {
         if (x->hole) continue;  // a new file is sparse already
         DVOL_CHECK(write_extent(fd.get(), at.rel, cur.offset(), *x));
     }
+    DVOL_CHECK(flush_writes());
     if (::ftruncate(fd.get(), static_cast<off_t>(want.size)) != 0) return errno_error("set size of", at.rel);
     stats_.files_written++;
     DVOL_TRY(bool unused, apply_metadata(fd.get(), at, want));
@@ -373,6 +400,7 @@ Result<bool> Restorer::update_file(int fd, const std::string& rel, const TreeEnt
             }
         }
     }
+    DVOL_CHECK(flush_writes());
     if (static_cast<uint64_t>(have.st_size) != want.size) {
         if (::ftruncate(fd, static_cast<off_t>(want.size)) != 0) return errno_error("set size of", rel);
         changed = true;

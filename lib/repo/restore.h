@@ -66,7 +66,11 @@ private:
     Result<bool> update_file(int fd, const std::string& rel, const TreeEntry& want, const struct stat& have);
     // Whether the file's current content is known (stat cache) to equal want's.
     Result<bool> known_same(const std::string& rel, const TreeEntry& want, const struct stat& have);
+    // Writes a hole at once; queues a chunk (read here, decoded and written by flush_writes).
     Status write_extent(int fd, const std::string& rel, uint64_t offset, const Extent& x);
+    // Decodes, verifies (unless verify() did) and writes the queued chunks, on two threads.
+    // Called before anything that must follow the writes: ftruncate, metadata, closing the fd.
+    Status flush_writes();
     // Sets owner, mode, xattrs and mtime where they differ; true when anything changed. `fd` is
     // the entry opened (files, directories) or -1 (symlinks, fifos, devices).
     Result<bool> apply_metadata(int fd, const Where& at, const TreeEntry& want);
@@ -74,6 +78,8 @@ private:
     Status verify_dir(int dirfd, const std::string& rel, const Tree& target);
     Status verify_file(const std::string& rel, const TreeEntry& want, const struct stat* have);
     Status verify_chunk(const Extent& x);
+    // Reads the record of `id` from its pack into the next slot of pending_.
+    Status queue_record(const ObjectId& id);
     // Decodes and verifies the chunks queued by verify_chunk, on two threads.
     Status verify_pending();
     Result<Tree> load_root(const ObjectId& top, TreeEntry& root);
@@ -81,7 +87,6 @@ private:
     ObjectStore& store_;
     StatCache& cache_;
     UniqueFd root_fd_;
-    std::vector<std::byte> buf_;
     std::vector<std::byte> read_buf_;
     Stats stats_;
     std::vector<std::string> warnings_;
@@ -93,6 +98,18 @@ private:
     ChunkSet verified_;
     std::vector<ObjectStore::StoredObject> pending_;
     size_t pending_count_ = 0;
+    size_t pending_bytes_ = 0;
+    // Chunks queued for writing: pending_ holds their records; these say where they go.
+    struct Write {
+        int fd;
+        uint64_t offset;
+        const std::string* rel;
+        bool check_hash;
+    };
+    std::vector<Write> writes_;
+    // A batch of records for the two threads, at most 64 or 64 MiB (bounded memory whatever
+    // the chunk sizes).
+    bool batch_full() const { return pending_count_ == 64 || pending_bytes_ >= (64u << 20); }
     std::vector<std::byte> decode_bufs_[2];
     ParallelFor pool_;
 };

@@ -657,6 +657,27 @@ TEST_CASE("reset --hard of a large file rewrites only what differs", "[repo]") {
     CHECK(now.compare(0, 10 << 20, dvol::test::string_of(std::span(original).first(10 << 20))) == 0);
 }
 
+TEST_CASE("reset --hard of a file larger than one write batch restores every chunk and the mtime", "[repo]") {
+    // About 80 random 1 MiB chunks, stored raw: the restore's write batches (at most 64
+    // records or 64 MiB) are flushed in the middle of the file as well as at its end.
+    RepoFixture f;
+    auto original = random_bytes(80 << 20, 53);
+    write_file(f.at("big.img"), original);
+    write_file(f.at("small"), "small file");
+    set_mtime_ns(f.at("big.img"), 1'600'000'000'123'456'789);
+    f.commit_outcome("big");
+    REQUIRE(::unlink(f.at("big.img").c_str()) == 0);
+    write_file(f.at("small"), "changed");
+
+    auto back = f.repo->reset_hard(f.vol, "HEAD");
+    REQUIRE(back);
+    CHECK(back->files_written == 2);
+    CHECK(back->bytes_written >= original.size());
+    CHECK(sha256(dvol::test::bytes_of(read_file(f.at("big.img")))) == sha256(original));
+    CHECK(read_file(f.at("small")) == "small file");
+    CHECK(mtime_ns_of(f.at("big.img")) == 1'600'000'000'123'456'789);
+}
+
 TEST_CASE("checkout -b keeps the data; checkout of another branch materialises it", "[repo]") {
     RepoFixture f;
     write_file(f.at("m.txt"), "master");
