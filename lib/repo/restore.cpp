@@ -129,30 +129,33 @@ Status Restorer::verify_file(const std::string& rel, const TreeEntry& want, cons
 
 Status Restorer::verify_chunk(const Extent& x) {
     if (!verified_.insert(x.id).second) return {};
-    // Reading stays on this thread (the store is not thread-safe); decompressing and hashing,
-    // most of the work, is done in batches on two.
     DVOL_CHECK(queue_record(x.id));
     if (batch_full()) return verify_pending();
     return {};
 }
 
 Status Restorer::queue_record(const ObjectId& id) {
+    // Reading stays on this thread (the store is not thread-safe); decompressing and hashing,
+    // most of the work, are done in batches on two (run_batch).
     if (pending_count_ == pending_.size()) pending_.emplace_back();
     DVOL_CHECK(store_.read_stored(id, pending_[pending_count_]));
     pending_bytes_ += pending_[pending_count_++].record.size();
     return {};
 }
 
-Status Restorer::verify_pending() {
+Status Restorer::run_batch(const std::function<Status(size_t, std::vector<std::byte>&)>& fn) {
     std::vector<Status> results(pending_count_);
-    pool_.run(pending_count_, [&](size_t i, int worker) {
-        results[i] = ObjectStore::decode_stored(pending_[i], decode_bufs_[worker]);
-    });
+    pool_.run(pending_count_, [&](size_t i, int worker) { results[i] = fn(i, decode_bufs_[worker]); });
     pending_count_ = 0;
     pending_bytes_ = 0;
+    writes_.clear();
     for (auto& r : results)
         if (!r) return std::move(r).error();
     return {};
+}
+
+Status Restorer::verify_pending() {
+    return run_batch([&](size_t i, std::vector<std::byte>& buf) { return ObjectStore::decode_stored(pending_[i], buf); });
 }
 
 Status Restorer::sync_dir(int dirfd, const std::string& rel, const Tree& target) {
@@ -308,9 +311,8 @@ Status Restorer::write_extent(int fd, const std::string& rel, uint64_t offset, c
         }
         return {};
     }
-    // Reading stays on this thread (the store is not thread-safe); decoding, hashing and
-    // writing go to flush_writes. The file's own ranges are disjoint, so the order of the
-    // writes does not matter.
+    // Decoding, hashing and writing go to flush_writes. The file's own ranges are disjoint, so
+    // the order of the writes does not matter.
     DVOL_CHECK(queue_record(x.id));
     writes_.push_back(Write{fd, offset, &rel, !verified_.contains(x.id)});
     if (batch_full()) return flush_writes();
@@ -318,19 +320,11 @@ Status Restorer::write_extent(int fd, const std::string& rel, uint64_t offset, c
 }
 
 Status Restorer::flush_writes() {
-    std::vector<Status> results(writes_.size());
-    pool_.run(writes_.size(), [&](size_t i, int worker) {
+    return run_batch([&](size_t i, std::vector<std::byte>& buf) -> Status {
         const Write& w = writes_[i];
-        auto& buf = decode_bufs_[worker];
-        results[i] = ObjectStore::decode_stored(pending_[i], buf, w.check_hash);
-        if (results[i]) results[i] = pwrite_all(w.fd, buf, w.offset, *w.rel);
+        DVOL_CHECK(ObjectStore::decode_stored(pending_[i], buf, w.check_hash));
+        return pwrite_all(w.fd, buf, w.offset, *w.rel);
     });
-    writes_.clear();
-    pending_count_ = 0;
-    pending_bytes_ = 0;
-    for (auto& r : results)
-        if (!r) return std::move(r).error();
-    return {};
 }
 
 Status Restorer::write_new_file(const Where& at, const TreeEntry& want) {

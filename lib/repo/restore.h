@@ -4,6 +4,7 @@
 // Nothing below the live directory is ever followed through a symlink.
 #pragma once
 
+#include <functional>
 #include <string>
 #include <unordered_set>
 #include <vector>
@@ -80,6 +81,9 @@ private:
     Status verify_chunk(const Extent& x);
     // Reads the record of `id` from its pack into the next slot of pending_.
     Status queue_record(const ObjectId& id);
+    // Runs fn(i, a decode buffer of its thread) for every queued record on two threads, empties
+    // the queue (records and writes_) and returns the first error.
+    Status run_batch(const std::function<Status(size_t, std::vector<std::byte>&)>& fn);
     // Decodes and verifies the chunks queued by verify_chunk, on two threads.
     Status verify_pending();
     Result<Tree> load_root(const ObjectId& top, TreeEntry& root);
