@@ -17,7 +17,10 @@ enum class Codec : uint8_t { raw = 0, zstd = 1 };
 // Not thread-safe: one per thread.
 class Compressor {
 public:
-    explicit Compressor(int level = 3);
+    // dvol's parameters (see codec.cpp); the chunk format does not depend on them.
+    Compressor();
+    // One of zstd's numbered levels instead.
+    explicit Compressor(int level);
     ~Compressor();
     Compressor(const Compressor&) = delete;
     Compressor& operator=(const Compressor&) = delete;
@@ -29,7 +32,6 @@ public:
 private:
     struct Ctx;
     std::unique_ptr<Ctx> ctx_;
-    int level_;
 };
 
 // Decodes `in` into `out`, which must end up exactly `raw_size` bytes long; anything else is a

@@ -227,7 +227,16 @@ TEST_CASE("a flipped byte in a pack payload is reported as corrupt, naming the o
     SECTION("compressed record") {
         uint64_t packed_record = raw_payload + raw.size();
         uint64_t packed_payload = packed_record + kRecordHeaderSize;
-        flip_byte(packs[0], packed_payload + 20);
+        // The middle of the frame, in its sequence bitstream, where every bit counts: a few
+        // bits of a frame's table descriptions can flip without changing what it decodes to.
+        auto fd = open_file(packs[0], O_RDONLY);
+        REQUIRE(fd);
+        std::byte len[4];
+        REQUIRE(pread_exact(fd->get(), len, packed_record + 12, packs[0]));
+        uint32_t stored_len = 0;
+        for (int i = 3; i >= 0; --i) stored_len = (stored_len << 8) | std::to_integer<uint32_t>(len[i]);
+        REQUIRE(stored_len > 100);
+        flip_byte(packs[0], packed_payload + stored_len / 2);
         auto s = f.open_store();
         require_corrupt_naming(s->get(*packed_id), *packed_id);
     }
