@@ -37,6 +37,8 @@ Stmt& Stmt::bind_null(int idx) {
 }
 
 Result<bool> Stmt::step() {
+    if (db_->reading_ && !sqlite3_stmt_readonly(s_))
+        return make_error(Errc::internal, fmt::format("a write ran inside a read scope on {}: {}", db_->path_, sqlite3_sql(s_)));
     int rc = sqlite3_step(s_);
     if (rc == SQLITE_ROW) return true;
     if (rc == SQLITE_DONE) return false;
@@ -108,6 +110,7 @@ Result<Stmt> Db::prepare(std::string_view sql) {
 }
 
 Status Db::exec(std::string_view sql) {
+    if (reading_) return make_error(Errc::internal, fmt::format("a statement ran inside a read scope on {}: {}", path_, sql));
     std::string s(sql);
     char* msg = nullptr;
     if (sqlite3_exec(db_, s.c_str(), nullptr, nullptr, &msg) != SQLITE_OK) {
@@ -133,18 +136,56 @@ Error Db::last_error(std::string_view what) const {
 }
 
 Result<Db::Transaction> Db::Transaction::begin(Db& db) {
-    DVOL_CHECK(db.exec("BEGIN IMMEDIATE"));
+    db.stop_reading();
+    if (auto st = db.exec("BEGIN IMMEDIATE"); !st) {
+        if (db.read_scopes_ > 0) (void)db.start_reading();
+        return std::move(st).error();
+    }
+    db.writing_ = true;
     return Transaction(&db);
 }
 
+void Db::Transaction::end() {
+    db_->writing_ = false;
+    if (db_->read_scopes_ > 0) (void)db_->start_reading();  // a failed BEGIN leaves autocommit reads
+    db_ = nullptr;
+}
+
 Db::Transaction::~Transaction() {
-    if (db_) (void)db_->exec("ROLLBACK");
+    if (!db_) return;
+    (void)db_->exec("ROLLBACK");
+    end();
 }
 
 Status Db::Transaction::commit() {
     DVOL_CHECK(db_->exec("COMMIT"));
-    db_ = nullptr;
+    end();
     return {};
+}
+
+Status Db::start_reading() {
+    DVOL_CHECK(exec("BEGIN"));
+    reading_ = true;
+    return {};
+}
+
+void Db::stop_reading() {
+    if (!reading_) return;
+    // Only reads ran since BEGIN (Stmt::step refuses writes), so COMMIT cannot lose anything;
+    // should it fail, ROLLBACK still ends the transaction.
+    reading_ = false;
+    if (!exec("COMMIT")) (void)exec("ROLLBACK");
+}
+
+Result<Db::ReadScope> Db::ReadScope::begin(Db& db) {
+    if (db.read_scopes_ == 0 && !db.writing_) DVOL_CHECK(db.start_reading());
+    db.read_scopes_++;
+    return ReadScope(&db);
+}
+
+Db::ReadScope::~ReadScope() {
+    if (!db_) return;
+    if (--db_->read_scopes_ == 0) db_->stop_reading();
 }
 
 }  // namespace dvol::meta

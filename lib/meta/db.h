@@ -79,12 +79,37 @@ public:
 
     private:
         explicit Transaction(Db* db) : db_(db) {}
+        void end();
+        Db* db_;
+    };
+
+    // One read transaction over many reads (a scan's stat-cache and object lookups), so that
+    // each does not take and drop SQLite's shared lock alone. A Transaction begun inside it
+    // ends the read transaction first and starts a fresh one when it is over: writes are not
+    // held back, and the reads after one see it. Outside a Transaction only reads may run in
+    // it (a write is an `internal` error). Scopes nest; the outermost ends the transaction.
+    class ReadScope {
+    public:
+        static Result<ReadScope> begin(Db& db);
+        ReadScope(ReadScope&& o) noexcept : db_(o.db_) { o.db_ = nullptr; }
+        ReadScope(const ReadScope&) = delete;
+        ReadScope& operator=(const ReadScope&) = delete;
+        ~ReadScope();
+
+    private:
+        explicit ReadScope(Db* db) : db_(db) {}
         Db* db_;
     };
 
 private:
+    friend class Stmt;
     Db() = default;
+    Status start_reading();
+    void stop_reading();
     sqlite3* db_ = nullptr;
+    int read_scopes_ = 0;
+    bool reading_ = false;  // a ReadScope's BEGIN is open
+    bool writing_ = false;  // a Transaction is open
     std::string path_;
     std::map<std::string, sqlite3_stmt*, std::less<>> cache_;
 };

@@ -41,6 +41,7 @@ class StatCache {
 public:
     StatCache(meta::Db& db, int64_t volume_id) : db_(db), volume_id_(volume_id) {}
 
+    meta::Db& db() { return db_; }
     // The cached content of `path` when its stat matches `key` and it is not racily clean.
     Result<std::optional<FileContent>> lookup(const std::string& path, const StatKey& key);
     // Records `content` for `path` as seen at `scan_ns`. While batching, the write is queued.
