@@ -116,6 +116,8 @@ struct Region {
     size_t buf_size;
     ContentBuilder& builder;
     ChunkWorkers& workers;
+    std::span<const uint64_t> hints;  // ascending file offsets: cuts worth trying first
+    size_t next_hint = 0;
 
     // One read buffer's worth of the region: bytes [0, have) of `buf`, the chunks cut from
     // them (into `batch`) ending at `start`; the tail [start, have) goes to the next stage.
@@ -129,10 +131,24 @@ struct Region {
         Status status;
     };
 
+    // The length of the chunk at `pos` (file offset) of `data` (the bytes from there to the end
+    // of the buffer) when the first hint past `pos` is a cut there, or 0. The file's end is one
+    // when the data ends there too.
+    size_t hinted_cut(std::span<const std::byte> data, uint64_t pos, bool at_end) {
+        while (next_hint < hints.size() && hints[next_hint] <= pos) ++next_hint;
+        if (next_hint == hints.size()) return 0;
+        uint64_t len = hints[next_hint] - pos;
+        if (len > data.size() || len > chunker.max_size()) return 0;
+        if ((at_end && len == data.size()) || chunker.cuts_at(data, static_cast<size_t>(len))) return static_cast<size_t>(len);
+        return 0;
+    }
+
     // Reads once into s.buf after the `carried` bytes already there, and cuts what can be cut.
-    // Touches only s, `batch`, `off` and the file: it may run on the helper thread.
-    void read_and_cut(Stage& s, size_t carried, uint64_t& off, uint64_t end, ChunkBatch& batch) const {
+    // Touches only s, `batch`, `off`, the hint cursor and the file: it may run on the helper
+    // thread (never two at once).
+    void read_and_cut(Stage& s, size_t carried, uint64_t& off, uint64_t end, ChunkBatch& batch) {
         auto& b = *s.buf;
+        uint64_t base = off - carried;  // the file offset of b[0]
         s.have = carried;
         s.start = 0;
         if (s.have < chunker.max_size()) {
@@ -149,7 +165,9 @@ struct Region {
         }
         batch.clear(b);
         while (s.have - s.start >= chunker.max_size() || (s.done && s.start < s.have)) {
-            size_t cut = chunker.next_cut(std::span<const std::byte>(b).subspan(s.start, s.have - s.start));
+            auto rest = std::span<const std::byte>(b).subspan(s.start, s.have - s.start);
+            size_t cut = hints.empty() ? 0 : hinted_cut(rest, base + s.start, s.done);
+            if (!cut) cut = chunker.next_cut(rest);
             batch.add(s.start, cut);
             s.start += cut;
         }
@@ -204,12 +222,13 @@ struct Region {
 }  // namespace
 
 Result<FileContent> chunk_file(int fd, const std::string& path, const Chunker& chunker, ObjectStore* store,
-                               const std::function<void(uint64_t)>& on_read, ChunkWorkers* workers) {
+                               const std::function<void(uint64_t)>& on_read, ChunkWorkers* workers,
+                               std::span<const uint64_t> hints) {
     constexpr size_t kRead = 8u << 20;
     std::optional<ChunkWorkers> one_thread;
     if (!workers) workers = &one_thread.emplace(false);
     ContentBuilder builder(store);
-    Region region{fd, path, chunker, store, on_read, kRead + chunker.max_size(), builder, *workers};
+    Region region{fd, path, chunker, store, on_read, kRead + chunker.max_size(), builder, *workers, hints};
 
     struct stat st;
     if (::fstat(fd, &st) != 0) return errno_error("stat", path);

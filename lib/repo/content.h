@@ -69,8 +69,14 @@ struct ChunkWorkers {
 // `on_read`, when set, is called with the byte count of each read (progress reporting).
 // `workers`, when given, read, hash and compress on their threads and are reused across
 // files (sparing multi-MiB buffers per file); without, the call makes a one-thread set.
+// `hints`, ascending file offsets (the cuts the file had when last read), are tried before
+// the chunker scans: a chunk ends at the next hint when the chunker could cut there
+// (Chunker::cuts_at) or the file ends there. Unchanged parts of a re-read file thus cut as
+// before without scanning; a changed chunk keeps its old end where a fresh scan might have
+// found an earlier cut.
 Result<FileContent> chunk_file(int fd, const std::string& path, const Chunker& chunker, ObjectStore* store,
-                               const std::function<void(uint64_t)>& on_read = {}, ChunkWorkers* workers = nullptr);
+                               const std::function<void(uint64_t)>& on_read = {}, ChunkWorkers* workers = nullptr,
+                               std::span<const uint64_t> hints = {});
 
 // Streams a FileContent's extents with their file offsets.
 class ExtentCursor {

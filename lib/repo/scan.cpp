@@ -129,11 +129,13 @@ Result<bool> Scanner::scan_entry(int dirfd, const std::string& name, const std::
             stats_.files++;
             if (progress_ && stats_.files % 256 == 0) progress_(Progress{stats_.files, stats_.bytes_read});
             StatKey key = stat_key(st);
-            DVOL_TRY(auto cached, cache_.lookup(path, key));
+            std::optional<FileContent> previous;
+            DVOL_TRY(auto cached, cache_.lookup(path, key, &previous));
             if (cached) {
                 e.content = std::move(*cached);
                 return true;
             }
+            set_hints(previous);
             auto opened = open_at(dirfd, name, O_RDONLY | O_NOFOLLOW | O_NOCTTY);
             if (!opened && opened.error().code == Errc::not_found) return false;  // deleted meanwhile
             if (!opened) return make_error(opened.error().code, fmt::format("cannot read {}: {}", path, opened.error().message));
@@ -146,7 +148,7 @@ Result<bool> Scanner::scan_entry(int dirfd, const std::string& name, const std::
                 };
             }
             uint64_t bytes_before = stats_.bytes_read;
-            DVOL_TRY(e.content, chunk_file(fd.get(), path, chunker_, store_objects_ ? &store_ : nullptr, on_read, &workers_));
+            DVOL_TRY(e.content, chunk_file(fd.get(), path, chunker_, store_objects_ ? &store_ : nullptr, on_read, &workers_, hints_));
             stats_.bytes_read = bytes_before;
             struct stat after;
             if (::fstat(fd.get(), &after) != 0) return errno_error("stat", path);
@@ -199,6 +201,24 @@ Result<bool> Scanner::scan_entry(int dirfd, const std::string& name, const std::
         default:
             if (warn_) warn_(fmt::format("skipping {}: sockets cannot be committed", path));
             return false;
+    }
+}
+
+void Scanner::set_hints(const std::optional<FileContent>& previous) {
+    hints_.clear();
+    if (!previous) return;
+    // The ends of the file's previous extents. They only steer where chunks are cut, so an
+    // extent list that cannot be read costs the hints, not the commit: the scan goes on
+    // without them.
+    ExtentCursor cur(store_, *previous);
+    for (;;) {
+        auto x = cur.next();
+        if (!x) {
+            hints_.clear();
+            return;
+        }
+        if (!*x) return;
+        hints_.push_back(cur.offset() + (*x)->length);
     }
 }
 

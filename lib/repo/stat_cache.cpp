@@ -27,7 +27,8 @@ int64_t now_ns() {
     return static_cast<int64_t>(ts.tv_sec) * 1'000'000'000 + ts.tv_nsec;
 }
 
-Result<std::optional<FileContent>> StatCache::lookup(const std::string& path, const StatKey& key) {
+Result<std::optional<FileContent>> StatCache::lookup(const std::string& path, const StatKey& key,
+                                                     std::optional<FileContent>* stale) {
     DVOL_TRY(auto q, db_.prepare("SELECT size, mtime_ns, ctime_ns, ino, mode, uid, gid, scan_ns, content "
                                  "FROM stat_cache WHERE volume_id = ? AND path = ?"));
     q.bind(1, volume_id_).bind_blob(2, as_bytes(path));
@@ -36,9 +37,14 @@ Result<std::optional<FileContent>> StatCache::lookup(const std::string& path, co
     StatKey cached{static_cast<uint64_t>(q.int64(0)), q.int64(1), q.int64(2), static_cast<uint64_t>(q.int64(3)),
                    static_cast<uint32_t>(q.int64(4)), static_cast<uint32_t>(q.int64(5)), static_cast<uint32_t>(q.int64(6))};
     int64_t scan_ns = q.int64(7);
-    if (!(cached == key) || cached.mtime_ns + kRacyWindowNs > scan_ns) return std::optional<FileContent>();
+    bool fresh = cached == key && cached.mtime_ns + kRacyWindowNs <= scan_ns;
+    if (!fresh && !stale) return std::optional<FileContent>();
     auto content = decode_content(q.blob_view(8));
     if (!content) return std::optional<FileContent>();  // a damaged row only costs a re-read
+    if (!fresh) {
+        *stale = std::move(*content);
+        return std::optional<FileContent>();
+    }
     return std::optional<FileContent>(std::move(*content));
 }
 

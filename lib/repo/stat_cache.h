@@ -43,7 +43,10 @@ public:
 
     meta::Db& db() { return db_; }
     // The cached content of `path` when its stat matches `key` and it is not racily clean.
-    Result<std::optional<FileContent>> lookup(const std::string& path, const StatKey& key);
+    // Otherwise, with `stale`, the content recorded last (if any) goes there: the file's
+    // previous cuts, for chunk_file's hints.
+    Result<std::optional<FileContent>> lookup(const std::string& path, const StatKey& key,
+                                              std::optional<FileContent>* stale = nullptr);
     // Records `content` for `path` as seen at `scan_ns`. While batching, the write is queued.
     Status store(const std::string& path, const StatKey& key, int64_t scan_ns, const FileContent& content);
     // Forgets `path` and, when it was a directory, everything below it (queued while batching).

@@ -154,4 +154,14 @@ size_t Chunker::next_cut(std::span<const std::byte> data) const {
     return cut ? cut : n;
 }
 
+bool Chunker::cuts_at(std::span<const std::byte> data, size_t len) const {
+    if (len <= p_.min_size || len > p_.max_size || len > data.size()) return false;
+    if (len == p_.max_size) return true;
+    // The hash after byte len - 1, started from zero at the minimum size as next_cut's is;
+    // 64 bytes make it exact (hash_from). Cuts up to the average size meet the stricter mask.
+    size_t from = len - p_.min_size > 64 ? len - 64 : p_.min_size;
+    uint64_t fp = hash_from(reinterpret_cast<const uint8_t*>(data.data()), from, len);
+    return !(fp & (len <= p_.avg_size ? mask_small_ : mask_large_));
+}
+
 }  // namespace dvol

@@ -1,6 +1,7 @@
 // Content-defined chunking (FastCDC with normalized chunking and a gear hash). Boundaries depend
 // only on content, so an insertion early in a file moves few later boundaries, and the same
-// bytes cut the same way on every machine.
+// bytes cut the same way on every machine (but see cuts_at: a re-read file keeps its old cuts
+// where they are still valid ones).
 #pragma once
 
 #include <cstddef>
@@ -25,6 +26,11 @@ public:
     // Length of the next chunk at the start of `data`. `data` must hold at least max_size()
     // bytes unless it is the end of the stream; the result is in [1, min(data.size(), max)].
     size_t next_cut(std::span<const std::byte> data) const;
+    // Whether next_cut() could end a chunk of `len` bytes at the start of `data`: past the
+    // minimum size where the hash meets its mask, or at the maximum size. Earlier cuts are not
+    // looked for: a commit re-reading a file tries the cuts it had last time this way (see
+    // chunk_file's `hints`), which costs 64 bytes of hashing instead of the whole chunk's.
+    bool cuts_at(std::span<const std::byte> data, size_t len) const;
     size_t max_size() const { return p_.max_size; }
 
 private:

@@ -217,3 +217,32 @@ TEST_CASE("cuts are those of the byte-at-a-time definition", "[chunker]") {
         CHECK(got.size() > 5);
     }
 }
+
+TEST_CASE("cuts_at accepts the cuts next_cut makes and not the bytes around them", "[chunker]") {
+    auto data = random_bytes(40 << 20, 41);
+    // Minimums under 64 bytes: the hash then starts at the minimum, not 64 bytes back.
+    for (ChunkerParams p : {ChunkerParams{}, ChunkerParams{1023, 4096, 16385}, ChunkerParams{5, 256, 4096}, ChunkerParams{3, 8, 31}}) {
+        INFO("min " << p.min_size << " avg " << p.avg_size << " max " << p.max_size);
+        Chunker c(p);
+        std::span<const std::byte> rest = std::span<const std::byte>(data).first(p.avg_size < 65536 ? 1 << 20 : data.size());
+        size_t checked = 0, below_avg = 0, above_avg = 0;
+        while (rest.size() > p.max_size) {
+            size_t n = c.next_cut(rest);
+            INFO("cut " << n);
+            CHECK(c.cuts_at(rest, n));
+            // No earlier cut: next_cut takes the first.
+            for (size_t k = p.min_size - 2; k < n; k += std::max<size_t>(1, (n - p.min_size) / 997)) CHECK_FALSE(c.cuts_at(rest, k));
+            CHECK_FALSE(c.cuts_at(rest, n - 1));
+            (n <= p.avg_size ? below_avg : above_avg)++;
+            checked++;
+            rest = rest.subspan(n);
+        }
+        CHECK(checked > 8);
+        CHECK(below_avg > 0);  // both masks were checked
+        CHECK(above_avg > 0);
+        CHECK(c.cuts_at(data, p.max_size));
+        CHECK_FALSE(c.cuts_at(data, p.max_size + 1));
+        CHECK_FALSE(c.cuts_at(data, p.min_size));
+        CHECK_FALSE(c.cuts_at(std::span<const std::byte>(data).first(p.min_size + 10), p.min_size + 11));  // past the data
+    }
+}

@@ -34,11 +34,12 @@ std::vector<std::pair<uint64_t, Extent>> walk(ObjectStore& store, const FileCont
 }
 
 // With workers, `finish` stores what they still hold before returning.
-FileContent chunk_path(const std::string& path, ObjectStore* store, ChunkWorkers* workers = nullptr, bool finish = true) {
+FileContent chunk_path(const std::string& path, ObjectStore* store, ChunkWorkers* workers = nullptr, bool finish = true,
+                       std::span<const uint64_t> hints = {}) {
     auto fd = open_file(path, O_RDONLY);
     REQUIRE(fd);
     Chunker chunker;
-    auto c = chunk_file(fd->get(), path, chunker, store, {}, workers);
+    auto c = chunk_file(fd->get(), path, chunker, store, {}, workers, hints);
     REQUIRE(c);
     if (workers && store && finish) REQUIRE(workers->finish(*store));
     return std::move(*c);
@@ -397,4 +398,68 @@ TEST_CASE("chunk_file with workers over many files stores what the one-thread pa
         REQUIRE(*back);
         CHECK(**back == dvol::test::read_file(paths[i]));
     }
+}
+
+namespace {
+
+// The end offsets of `c`'s extents: what a commit passes as hints when it re-reads the file.
+std::vector<uint64_t> cuts_of(ObjectStore& store, const FileContent& c) {
+    std::vector<uint64_t> out;
+    for (const auto& [off, x] : walk(store, c)) out.push_back(off + x.length);
+    return out;
+}
+
+}  // namespace
+
+TEST_CASE("chunk_file with the previous cuts as hints: unchanged parts cut as before, the bytes are what was read", "[content]") {
+    StoreFixture f;
+    TempDir d;
+    auto data = random_bytes(40 << 20, 43);
+    dvol::test::write_file(d / "f", data);
+    ChunkWorkers workers;
+    auto before = chunk_path(d / "f", f.store.get(), &workers);
+    auto hints = cuts_of(*f.store, before);
+    REQUIRE(hints.size() > 10);
+    CHECK(chunk_path(d / "f", f.store.get(), &workers, true, hints) == before);  // unchanged: the same
+
+    // 100 KiB overwritten in place in the middle, as a database writes its pages.
+    size_t at = 20 << 20;
+    auto patch = random_bytes(100 << 10, 44);
+    std::copy(patch.begin(), patch.end(), data.begin() + static_cast<std::ptrdiff_t>(at));
+    dvol::test::write_file(d / "f", data);
+    auto fresh = chunk_path(d / "f", f.store.get(), &workers);
+    auto hinted = chunk_path(d / "f", f.store.get(), &workers, true, hints);
+    auto a = walk(*f.store, fresh), b = walk(*f.store, hinted);
+    // The chunks before the change are the same either way, and so are those after, once
+    // the fresh scan is back in step.
+    REQUIRE(a.size() > 10);
+    CHECK(a.front() == b.front());
+    CHECK(a.back() == b.back());
+    size_t same = 0;
+    for (const auto& x : b) same += std::find(a.begin(), a.end(), x) != a.end();
+    CHECK(same + 3 >= b.size());
+    auto read = read_content(*f.store, hinted, data.size(), data.size());
+    REQUIRE(read);
+    REQUIRE(*read);
+    CHECK(**read == dvol::test::string_of(data));
+    for (const auto& [off, x] : b) CHECK(x.length <= Chunker().max_size());
+}
+
+TEST_CASE("chunk_file hints: a cut the chunker would not make is ignored, the file's end is taken", "[content]") {
+    StoreFixture f;
+    TempDir d;
+    auto data = random_bytes(3 << 20, 45);  // under the maximum chunk size
+    dvol::test::write_file(d / "f", data);
+    auto fresh = chunk_path(d / "f", f.store.get());
+    REQUIRE(fresh.extents.size() >= 2);  // the chunker cuts this file
+    // Offsets the chunker would not cut at change nothing.
+    std::vector<uint64_t> wrong = {300000, 700001, 1500000};
+    CHECK(chunk_path(d / "f", f.store.get(), nullptr, true, wrong) == fresh);
+    // A hint at the end of the file makes its one chunk end there (as when the file was one
+    // chunk last time and has been written to in place since).
+    std::vector<uint64_t> end = {data.size()};
+    auto one = chunk_path(d / "f", f.store.get(), nullptr, true, end);
+    REQUIRE(one.extents.size() == 1);
+    CHECK(one.extents[0].length == data.size());
+    CHECK(one.extents[0].id == sha256(data));
 }
