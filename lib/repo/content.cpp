@@ -200,15 +200,18 @@ struct Region {
             Stage& s = stages[cur];
             Stage& next = stages[1 - cur];
             bool more = !s.done;
-            if (more) {
-                DVOL_CHECK(take_buffer(next));
-                std::memcpy(next.buf->data(), s.buf->data() + s.start, s.have - s.start);
-            }
+            if (more) DVOL_CHECK(take_buffer(next));
             size_t carried = s.have - s.start;
-            // Item 0 reads and cuts the next buffer; items 1.. hash this buffer's chunks.
+            // Item 0 carries this buffer's tail over to the next one, reads it and cuts it;
+            // items 1.. hash this buffer's chunks (which only read it, so the copy can run
+            // meanwhile).
             workers.pool_.run(batches[cur].count + 1, [&](size_t i, int) {
-                if (i > 0) batches[cur].hash(i - 1);
-                else if (more) read_and_cut(next, carried, off, end, batches[1 - cur]);
+                if (i > 0) {
+                    batches[cur].hash(i - 1);
+                } else if (more) {
+                    std::memcpy(next.buf->data(), s.buf->data() + s.start, carried);
+                    read_and_cut(next, carried, off, end, batches[1 - cur]);
+                }
             });
             DVOL_CHECK(batches[cur].store_all(store, builder, s.tag));
             if (!more) return off;
