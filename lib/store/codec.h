@@ -10,6 +10,8 @@
 
 #include "base/error.h"
 
+struct ZSTD_CCtx_s;
+
 namespace dvol {
 
 enum class Codec : uint8_t { raw = 0, zstd = 1 };
@@ -31,6 +33,7 @@ public:
 
 private:
     struct Ctx;
+    ::ZSTD_CCtx_s* pick(std::span<const std::byte> in);  // the context to compress `in` with
     std::unique_ptr<Ctx> ctx_;
 };
 

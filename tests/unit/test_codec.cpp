@@ -133,3 +133,30 @@ TEST_CASE("decompress rejects an unknown codec", "[codec]") {
         CHECK(st.error().message.find(std::to_string(codec)) != std::string::npos);
     }
 }
+
+TEST_CASE("the default compressor takes level 3 for text and the fast strategy for pages that compress well", "[codec]") {
+    // Text of random words compresses about 4x: below the 5x the fast strategy needs.
+    std::string text;
+    uint64_t x = 12345;
+    while (text.size() < (1 << 20)) {
+        x = x * 6364136223846793005ULL + 1442695040888963407ULL;
+        size_t len = 2 + (x >> 60) % 9;
+        for (size_t i = 0; i < len; ++i) text += static_cast<char>('a' + ((x >> (8 + 5 * i)) % 26));
+        text += (x >> 59) % 8 == 0 ? '\n' : ' ';
+    }
+    // Database-like pages: the same row layout over and over with a counter in it, ~20x.
+    std::string pages;
+    for (int i = 0; pages.size() < (1 << 20); ++i) pages += "\x01\x00" + std::to_string(i) + std::string(84, ' ') + "\x7f";
+    Compressor dflt, level3(3);
+    std::vector<std::byte> a, b, out;
+    auto t = bytes_of(text), p = bytes_of(pages);
+    REQUIRE(dflt.compress(t, a) == Codec::zstd);
+    REQUIRE(level3.compress(t, b) == Codec::zstd);
+    CHECK(a == b);  // level 3's frame
+    REQUIRE(dflt.compress(p, a) == Codec::zstd);
+    REQUIRE(level3.compress(p, b) == Codec::zstd);
+    CHECK(a != b);  // the fast strategy's
+    CHECK(a.size() * 5 < p.size());
+    REQUIRE(decompress(Codec::zstd, a, p.size(), out));
+    CHECK(out == p);
+}
