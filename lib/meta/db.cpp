@@ -138,7 +138,7 @@ Error Db::last_error(std::string_view what) const {
 Result<Db::Transaction> Db::Transaction::begin(Db& db) {
     db.stop_reading();
     if (auto st = db.exec("BEGIN IMMEDIATE"); !st) {
-        if (db.read_scopes_ > 0) (void)db.start_reading();
+        db.resume_reading();
         return std::move(st).error();
     }
     db.writing_ = true;
@@ -147,7 +147,7 @@ Result<Db::Transaction> Db::Transaction::begin(Db& db) {
 
 void Db::Transaction::end() {
     db_->writing_ = false;
-    if (db_->read_scopes_ > 0) (void)db_->start_reading();  // a failed BEGIN leaves autocommit reads
+    db_->resume_reading();
     db_ = nullptr;
 }
 
@@ -167,6 +167,10 @@ Status Db::start_reading() {
     DVOL_CHECK(exec("BEGIN"));
     reading_ = true;
     return {};
+}
+
+void Db::resume_reading() {
+    if (read_scopes_ > 0) (void)start_reading();  // should BEGIN fail, the reads run in autocommit
 }
 
 void Db::stop_reading() {

@@ -105,6 +105,7 @@ private:
     friend class Stmt;
     Db() = default;
     Status start_reading();
+    void resume_reading();  // after a Transaction: reading again when a ReadScope is open
     void stop_reading();
     sqlite3* db_ = nullptr;
     int read_scopes_ = 0;

@@ -166,7 +166,7 @@ struct Region {
         batch.clear(b);
         while (s.have - s.start >= chunker.max_size() || (s.done && s.start < s.have)) {
             auto rest = std::span<const std::byte>(b).subspan(s.start, s.have - s.start);
-            size_t cut = hints.empty() ? 0 : hinted_cut(rest, base + s.start, s.done);
+            size_t cut = hinted_cut(rest, base + s.start, s.done);
             if (!cut) cut = chunker.next_cut(rest);
             batch.add(s.start, cut);
             s.start += cut;
