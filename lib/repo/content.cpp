@@ -76,16 +76,24 @@ struct ChunkBatch {
         buf = in;
         count = 0;
     }
-    void add(size_t start, size_t length) {
+    void add(size_t start, size_t length, const ObjectId* previous) {
         if (count == pieces.size()) pieces.emplace_back();
         auto& p = pieces[count++];
         p.start = start;
         p.length = length;
+        p.previous = previous;
+        p.compare = p.matched = false;
     }
     std::span<const std::byte> bytes(const ChunkWorkers::Piece& p) const { return buf.subspan(p.start, p.length); }
-    // Thread-safe for distinct i.
-    void hash(size_t i) {
+    // Thread-safe for distinct i (and distinct `buffers`).
+    void hash(size_t i, ObjectStore::CompareBuffers& buffers) {
         auto& p = pieces[i];
+        if (p.compare && ObjectStore::holds(p.record, *p.previous, bytes(p), buffers)) {
+            p.matched = true;  // a stored chunk is never all zeros: those are holes
+            p.zero = false;
+            p.id = *p.previous;
+            return;
+        }
         p.zero = all_zero(bytes(p));
         if (!p.zero) p.id = sha256(bytes(p));
     }
@@ -94,7 +102,7 @@ struct ChunkBatch {
     Status store_all(ObjectStore* store, ContentBuilder& builder, int tag) {
         for (size_t i = 0; i < count; ++i) {
             auto& p = pieces[i];
-            if (store && !p.zero && !w.behind_.queued(p.id)) {
+            if (store && !p.zero && !p.matched && !w.behind_.queued(p.id)) {
                 DVOL_TRY(bool present, store->has(p.id));
                 if (!present) DVOL_CHECK(w.behind_.queue(*store, p.id, bytes(p), tag));
             }
@@ -116,8 +124,13 @@ struct Region {
     size_t buf_size;
     ContentBuilder& builder;
     ChunkWorkers& workers;
-    std::span<const uint64_t> hints;  // ascending file offsets: cuts worth trying first
-    size_t next_hint = 0;
+    const PreviousCuts* previous;  // or null
+    size_t next_hint = 0;          // the first previous cut not behind the chunk being cut
+    // Comparisons with previous chunks in this file so far: while mismatches do not outnumber
+    // matches by more than kSlack, chunks are compared (see plan_compares).
+    static constexpr uint64_t kSlack = 2;
+    uint64_t matches = 0;
+    uint64_t mismatches = 0;
 
     // One read buffer's worth of the region: bytes [0, have) of `buf`, the chunks cut from
     // them (into `batch`) ending at `start`; the tail [start, have) goes to the next stage.
@@ -132,15 +145,47 @@ struct Region {
     };
 
     // The length of the chunk at `pos` (file offset) of `data` (the bytes from there to the end
-    // of the buffer) when the first hint past `pos` is a cut there, or 0. The file's end is one
-    // when the data ends there too.
-    size_t hinted_cut(std::span<const std::byte> data, uint64_t pos, bool at_end) {
-        while (next_hint < hints.size() && hints[next_hint] <= pos) ++next_hint;
-        if (next_hint == hints.size()) return 0;
-        uint64_t len = hints[next_hint] - pos;
+    // of the buffer) when the first previous cut past `pos` is a cut there, or 0. The file's
+    // end is one when the data ends there too. When the chunk spans exactly a previous extent
+    // that held a chunk, `same` := that chunk's id (else null).
+    size_t hinted_cut(std::span<const std::byte> data, uint64_t pos, bool at_end, const ObjectId*& same) {
+        same = nullptr;
+        if (!previous) return 0;
+        const auto& ends = previous->ends;
+        while (next_hint < ends.size() && ends[next_hint] <= pos) ++next_hint;
+        if (next_hint == ends.size()) return 0;
+        uint64_t len = ends[next_hint] - pos;
         if (len > data.size() || len > chunker.max_size()) return 0;
-        if ((at_end && len == data.size()) || chunker.cuts_at(data, static_cast<size_t>(len))) return static_cast<size_t>(len);
-        return 0;
+        if (!(at_end && len == data.size()) && !chunker.cuts_at(data, static_cast<size_t>(len))) return 0;
+        uint64_t begin = next_hint == 0 ? 0 : ends[next_hint - 1];
+        if (begin == pos && next_hint < previous->ids.size() && previous->ids[next_hint] != ObjectId{}) same = &previous->ids[next_hint];
+        return static_cast<size_t>(len);
+    }
+
+    // Picks the chunks of `batch` to compare with their previous chunk instead of hashing, and
+    // finds those chunks' records. Comparing costs about a third of hashing when the chunk is
+    // the same, and is wasted when not; so a file compares while it keeps finding matches, and
+    // one changed all over stops after kSlack mismatches. Calling thread only (the store).
+    Status plan_compares(ChunkBatch& batch) {
+        if (!previous || !previous->source) return {};
+        uint64_t planned = 0;
+        for (size_t i = 0; i < batch.count; ++i) {
+            auto& p = batch.pieces[i];
+            if (!p.previous || mismatches + planned >= matches + kSlack) continue;
+            DVOL_TRY(auto record, previous->source->locate(*p.previous));
+            if (!record) continue;  // gone from the store (gc): hash it
+            p.record = *record;
+            p.compare = true;
+            ++planned;
+        }
+        return {};
+    }
+
+    void count_compares(const ChunkBatch& batch) {
+        for (size_t i = 0; i < batch.count; ++i) {
+            const auto& p = batch.pieces[i];
+            if (p.compare) ++(p.matched ? matches : mismatches);
+        }
     }
 
     // Reads once into s.buf after the `carried` bytes already there, and cuts what can be cut.
@@ -166,9 +211,10 @@ struct Region {
         batch.clear(b);
         while (s.have - s.start >= chunker.max_size() || (s.done && s.start < s.have)) {
             auto rest = std::span<const std::byte>(b).subspan(s.start, s.have - s.start);
-            size_t cut = hinted_cut(rest, base + s.start, s.done);
+            const ObjectId* same = nullptr;
+            size_t cut = hinted_cut(rest, base + s.start, s.done, same);
             if (!cut) cut = chunker.next_cut(rest);
-            batch.add(s.start, cut);
+            batch.add(s.start, cut, same);
             s.start += cut;
         }
     }
@@ -202,17 +248,19 @@ struct Region {
             bool more = !s.done;
             if (more) DVOL_CHECK(take_buffer(next));
             size_t carried = s.have - s.start;
+            DVOL_CHECK(plan_compares(batches[cur]));
             // Item 0 carries this buffer's tail over to the next one, reads it and cuts it;
             // items 1.. hash this buffer's chunks (which only read it, so the copy can run
             // meanwhile).
-            workers.pool_.run(batches[cur].count + 1, [&](size_t i, int) {
+            workers.pool_.run(batches[cur].count + 1, [&](size_t i, int worker) {
                 if (i > 0) {
-                    batches[cur].hash(i - 1);
+                    batches[cur].hash(i - 1, workers.compare_[worker]);
                 } else if (more) {
                     std::memcpy(next.buf->data(), s.buf->data() + s.start, carried);
                     read_and_cut(next, carried, off, end, batches[1 - cur]);
                 }
             });
+            count_compares(batches[cur]);
             DVOL_CHECK(batches[cur].store_all(store, builder, s.tag));
             if (!more) return off;
             DVOL_CHECK(std::move(next.status));
@@ -226,12 +274,12 @@ struct Region {
 
 Result<FileContent> chunk_file(int fd, const std::string& path, const Chunker& chunker, ObjectStore* store,
                                const std::function<void(uint64_t)>& on_read, ChunkWorkers* workers,
-                               std::span<const uint64_t> hints) {
+                               const PreviousCuts* previous) {
     constexpr size_t kRead = 8u << 20;
     std::optional<ChunkWorkers> one_thread;
     if (!workers) workers = &one_thread.emplace(false);
     ContentBuilder builder(store);
-    Region region{fd, path, chunker, store, on_read, kRead + chunker.max_size(), builder, *workers, hints};
+    Region region{fd, path, chunker, store, on_read, kRead + chunker.max_size(), builder, *workers, previous};
 
     struct stat st;
     if (::fstat(fd, &st) != 0) return errno_error("stat", path);

@@ -55,12 +55,29 @@ struct ChunkWorkers {
         size_t length = 0;
         bool zero = false;
         ObjectId id;
+        // The chunk that held exactly these bytes' range last time (see PreviousCuts): when
+        // `compare` is set, the stored chunk is compared with these bytes instead of hashing
+        // them, and `matched` says whether they were the same.
+        const ObjectId* previous = nullptr;
+        bool compare = false;
+        bool matched = false;
+        ObjectStore::RecordRef record;
     };
     std::vector<Piece> pieces_[2];  // of the buffer being stored, and of the one being read
     std::vector<std::byte> buffers_[kBuffers];  // read buffers, taken in turn
     int next_buffer_ = 0;
+    ObjectStore::CompareBuffers compare_[2];  // per worker
     StoreBehind behind_;
     ParallelFor pool_;  // last: its helper stops before what background work reads goes
+};
+
+// What a file held when it was last read, so that reading it again costs less: the end offset
+// of each of its extents, ascending, and, when `source` is set, the chunk id of each (a zero
+// id for a hole), readable from `source`.
+struct PreviousCuts {
+    std::vector<uint64_t> ends;
+    std::vector<ObjectId> ids;  // empty, or one per end
+    ObjectStore* source = nullptr;
 };
 
 // Reads `fd` to its end, cutting it into chunks; chunks of zeros become holes. With a store,
@@ -69,14 +86,17 @@ struct ChunkWorkers {
 // `on_read`, when set, is called with the byte count of each read (progress reporting).
 // `workers`, when given, read, hash and compress on their threads and are reused across
 // files (sparing multi-MiB buffers per file); without, the call makes a one-thread set.
-// `hints`, ascending file offsets (the cuts the file had when last read), are tried before
-// the chunker scans: a chunk ends at the next hint when the chunker could cut there
+// `previous`, when given, is what the file held when last read. Its cuts are tried before
+// the chunker scans: a chunk ends at the next previous cut when the chunker could cut there
 // (Chunker::cuts_at) or the file ends there. Unchanged parts of a re-read file thus cut as
 // before without scanning; a changed chunk keeps its old end where a fresh scan might have
-// found an earlier cut.
+// found an earlier cut. A chunk that spans exactly a previous extent is then compared with
+// that extent's stored chunk, when the page cache holds it, rather than hashed (reading it
+// back and comparing costs a fraction of SHA-256); after a few mismatches in a file the
+// comparing stops, so a file changed all over costs at most those few reads more.
 Result<FileContent> chunk_file(int fd, const std::string& path, const Chunker& chunker, ObjectStore* store,
                                const std::function<void(uint64_t)>& on_read = {}, ChunkWorkers* workers = nullptr,
-                               std::span<const uint64_t> hints = {});
+                               const PreviousCuts* previous = nullptr);
 
 // Streams a FileContent's extents with their file offsets.
 class ExtentCursor {

@@ -135,7 +135,7 @@ Result<bool> Scanner::scan_entry(int dirfd, const std::string& name, const std::
                 e.content = std::move(*cached);
                 return true;
             }
-            set_hints(previous);
+            set_previous(previous);
             auto opened = open_at(dirfd, name, O_RDONLY | O_NOFOLLOW | O_NOCTTY);
             if (!opened && opened.error().code == Errc::not_found) return false;  // deleted meanwhile
             if (!opened) return make_error(opened.error().code, fmt::format("cannot read {}: {}", path, opened.error().message));
@@ -148,7 +148,7 @@ Result<bool> Scanner::scan_entry(int dirfd, const std::string& name, const std::
                 };
             }
             uint64_t bytes_before = stats_.bytes_read;
-            DVOL_TRY(e.content, chunk_file(fd.get(), path, chunker_, store_objects_ ? &store_ : nullptr, on_read, &workers_, hints_));
+            DVOL_TRY(e.content, chunk_file(fd.get(), path, chunker_, store_objects_ ? &store_ : nullptr, on_read, &workers_, &previous_));
             stats_.bytes_read = bytes_before;
             struct stat after;
             if (::fstat(fd.get(), &after) != 0) return errno_error("stat", path);
@@ -204,21 +204,25 @@ Result<bool> Scanner::scan_entry(int dirfd, const std::string& name, const std::
     }
 }
 
-void Scanner::set_hints(const std::optional<FileContent>& previous) {
-    hints_.clear();
+void Scanner::set_previous(const std::optional<FileContent>& previous) {
+    previous_.ends.clear();
+    previous_.ids.clear();
+    previous_.source = &store_;
     if (!previous) return;
-    // The ends of the file's previous extents. They only steer where chunks are cut, so an
-    // extent list that cannot be read costs the hints, not the commit: the scan goes on
-    // without them.
+    // The ends and chunks of the file's previous extents. They only steer where chunks are
+    // cut and which are compared rather than hashed, so an extent list that cannot be read
+    // costs the hints, not the commit: the scan goes on without them.
     ExtentCursor cur(store_, *previous);
     for (;;) {
         auto x = cur.next();
         if (!x) {
-            hints_.clear();
+            previous_.ends.clear();
+            previous_.ids.clear();
             return;
         }
         if (!*x) return;
-        hints_.push_back(cur.offset() + (*x)->length);
+        previous_.ends.push_back(cur.offset() + (*x)->length);
+        previous_.ids.push_back((*x)->hole ? ObjectId{} : (*x)->id);
     }
 }
 

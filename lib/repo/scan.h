@@ -56,8 +56,8 @@ private:
     Result<ObjectId> scan_dir(int dirfd, const std::string& rel);
     Result<ObjectId> put_tree(const Tree& tree);
     Result<bool> scan_entry(int dirfd, const std::string& name, const std::string& rel, TreeEntry& out);
-    // hints_ := the cuts of a file's previous content (none without one).
-    void set_hints(const std::optional<FileContent>& previous);
+    // previous_ := the cuts and chunks of a file's previous content (none without one).
+    void set_previous(const std::optional<FileContent>& previous);
 
     struct PendingRow {
         std::string path;
@@ -74,7 +74,7 @@ private:
     ChunkWorkers workers_;
     TreeOverlay overlay_;
     std::vector<PendingRow> pending_;
-    std::vector<uint64_t> hints_;  // of the file being read
+    PreviousCuts previous_;  // of the file being read
     // First path seen of each multiply-linked file (device, inode): later paths become links.
     std::map<std::pair<uint64_t, uint64_t>, std::string> links_;
     Stats stats_;

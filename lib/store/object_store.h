@@ -15,6 +15,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <span>
 #include <string>
 #include <unordered_map>
@@ -80,6 +81,28 @@ public:
     // arguments, so it may run on any thread.
     static Status decode_stored(const StoredObject& in, std::vector<std::byte>& out, bool check_hash = true);
 
+    // Where an object's record lies, for reading it on another thread (holds()).
+    struct RecordRef {
+        int fd = -1;  // borrowed from the store: valid while it lives
+        uint64_t offset = 0;
+        uint32_t stored_len = 0;
+        uint32_t raw_len = 0;
+    };
+    // The record of `id`, or nullopt when the store does not hold it (errors as get()).
+    Result<std::optional<RecordRef>> locate(const ObjectId& id);
+    // Per-thread buffers for holds().
+    struct CompareBuffers {
+        std::vector<std::byte> record;
+        std::vector<std::byte> plain;
+    };
+    // Whether the record at `ref` is object `id` and decodes to exactly `data`, judged from
+    // the page cache alone: false, without waiting for the disk, when any of the record is
+    // not cached; false when it is damaged or differs. A true answer means `data`'s id is
+    // `id` without hashing it: the bytes equal what the store holds under that id (and a
+    // damaged record that decoded to them anyway is still caught when it is read back, since
+    // every read re-hashes). Touches only its arguments: any thread.
+    static bool holds(const RecordRef& ref, const ObjectId& id, std::span<const std::byte> data, CompareBuffers& buffers);
+
     // Makes every object put so far durable and visible to other processes.
     Status flush();
 
@@ -136,6 +159,7 @@ private:
     UniqueFd staging_fd_;
     std::string staging_name_;
     uint64_t staging_size_ = 0;
+    uint64_t staging_written_back_ = 0;  // writeback started up to here (see put_encoded)
     std::unordered_map<ObjectId, Location, ObjectIdHash> staged_;
 
     std::unordered_map<int64_t, std::pair<UniqueFd, std::string>> packs_;

@@ -1,8 +1,11 @@
 #include <catch2/catch.hpp>
 
 #include <fcntl.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
+#include <cerrno>
+#include <filesystem>
 #include <numeric>
 #include <string>
 #include <vector>
@@ -39,7 +42,8 @@ FileContent chunk_path(const std::string& path, ObjectStore* store, ChunkWorkers
     auto fd = open_file(path, O_RDONLY);
     REQUIRE(fd);
     Chunker chunker;
-    auto c = chunk_file(fd->get(), path, chunker, store, {}, workers, hints);
+    PreviousCuts previous{std::vector<uint64_t>(hints.begin(), hints.end()), {}, nullptr};
+    auto c = chunk_file(fd->get(), path, chunker, store, {}, workers, hints.empty() ? nullptr : &previous);
     REQUIRE(c);
     if (workers && store && finish) REQUIRE(workers->finish(*store));
     return std::move(*c);
@@ -462,4 +466,123 @@ TEST_CASE("chunk_file hints: a cut the chunker would not make is ignored, the fi
     REQUIRE(one.extents.size() == 1);
     CHECK(one.extents[0].length == data.size());
     CHECK(one.extents[0].id == sha256(data));
+}
+
+namespace {
+
+// A file's previous content as a commit passes it when re-reading the file: every extent's
+// end and chunk id, readable from `store`.
+PreviousCuts previous_of(ObjectStore& store, const FileContent& c) {
+    PreviousCuts p;
+    for (const auto& [off, x] : walk(store, c)) {
+        p.ends.push_back(off + x.length);
+        p.ids.push_back(x.hole ? ObjectId{} : x.id);
+    }
+    p.source = &store;
+    return p;
+}
+
+FileContent rechunk(const std::string& path, ObjectStore* store, ChunkWorkers* workers, const PreviousCuts& previous) {
+    auto fd = open_file(path, O_RDONLY);
+    REQUIRE(fd);
+    Chunker chunker;
+    auto c = chunk_file(fd->get(), path, chunker, store, {}, workers, &previous);
+    REQUIRE(c);
+    if (workers && store) REQUIRE(workers->finish(*store));
+    return std::move(*c);
+}
+
+// Stores `bytes` under the id of other bytes: a damaged store whose record still decodes.
+ObjectId store_under_wrong_id(ObjectStore& store, std::span<const std::byte> bytes) {
+    ObjectId wrong = sha256("not these bytes");
+    REQUIRE(store.put_encoded(wrong, Codec::raw, bytes, static_cast<uint32_t>(bytes.size())));
+    REQUIRE(store.flush());
+    return wrong;
+}
+
+}  // namespace
+
+TEST_CASE("chunk_file compares a chunk that spans a previous extent with the stored one instead of hashing it", "[content]") {
+    StoreFixture f;
+    TempDir d;
+    auto data = random_bytes(100 << 10, 46);  // one chunk
+    dvol::test::write_file(d / "f", data);
+    // The previous extent's record holds these very bytes, under an id that is not their hash:
+    // only a comparison, not a hash, gives that id back.
+    ObjectId wrong = store_under_wrong_id(*f.store, data);
+    PreviousCuts previous{{data.size()}, {wrong}, f.store.get()};
+    for (bool threads : {false, true}) {
+        ChunkWorkers workers(threads);
+        auto c = rechunk(d / "f", f.store.get(), &workers, previous);
+        REQUIRE(c.extents.size() == 1);
+        CHECK(c.extents[0].id == wrong);
+        // Reading it back re-hashes it: the damage is found there, never passed on as data.
+        auto read = read_content(*f.store, c, data.size(), data.size());
+        REQUIRE_FALSE(read);
+        CHECK(read.error().code == Errc::corrupt);
+    }
+    // Different bytes under the same previous extent are hashed.
+    auto other = random_bytes(100 << 10, 47);
+    dvol::test::write_file(d / "f", other);
+    auto c = rechunk(d / "f", f.store.get(), nullptr, previous);
+    REQUIRE(c.extents.size() == 1);
+    CHECK(c.extents[0].id == sha256(other));
+}
+
+TEST_CASE("chunk_file with previous chunks: the same content as hashing, changed in place or not", "[content]") {
+    StoreFixture f;
+    TempDir d;
+    auto data = random_bytes(40 << 20, 48);
+    // Half of it compressible, so both raw and compressed records are compared.
+    for (size_t i = 0; i < data.size() / 2; ++i) data[i] = static_cast<std::byte>((i / 4096) % 7 == 0 ? i & 0xff : 0x20);
+    dvol::test::write_file(d / "f", data);
+    ChunkWorkers workers;
+    auto before = chunk_path(d / "f", f.store.get(), &workers);
+    auto previous = previous_of(*f.store, before);
+    REQUIRE(previous.ends.size() > 10);
+    CHECK(rechunk(d / "f", f.store.get(), &workers, previous) == before);
+
+    // 100 KiB overwritten in two places: the result is what cutting at the previous cuts and
+    // hashing every chunk gives.
+    for (size_t at : {size_t{5} << 20, size_t{30} << 20}) {
+        auto patch = random_bytes(100 << 10, at);
+        std::copy(patch.begin(), patch.end(), data.begin() + static_cast<std::ptrdiff_t>(at));
+    }
+    dvol::test::write_file(d / "f", data);
+    auto hashed = chunk_path(d / "f", f.store.get(), &workers, true, previous.ends);
+    auto compared = rechunk(d / "f", f.store.get(), &workers, previous);
+    CHECK(compared == hashed);
+    auto read = read_content(*f.store, compared, data.size(), data.size());
+    REQUIRE(read);
+    REQUIRE(*read);
+    CHECK(**read == dvol::test::string_of(data));
+}
+
+TEST_CASE("chunk_file compares only with records the page cache holds", "[content]") {
+    StoreFixture f;
+    TempDir d;
+    auto data = random_bytes(100 << 10, 49);
+    dvol::test::write_file(d / "f", data);
+    ObjectId wrong = store_under_wrong_id(*f.store, data);
+    // Drop the (fsynced, clean) pack from the page cache.
+    std::string packs = f.dir / "objects/packs";
+    int evicted = 0, files = 0;
+    for (const auto& e : std::filesystem::directory_iterator(packs)) {
+        auto fd = open_file(e.path().string(), O_RDONLY);
+        REQUIRE(fd);
+        ++files;
+        ::posix_fadvise(fd->get(), 0, 0, POSIX_FADV_DONTNEED);
+        std::byte b[1];
+        struct iovec iov{b, 1};
+        if (::preadv2(fd->get(), &iov, 1, 0, RWF_NOWAIT) < 0 && errno == EAGAIN) ++evicted;
+    }
+    REQUIRE(files == 1);
+    if (evicted == 0) {
+        WARN("the file system under " << packs << " keeps the pack in memory; the uncached case is not tested here");
+        return;
+    }
+    PreviousCuts previous{{data.size()}, {wrong}, f.store.get()};
+    auto c = rechunk(d / "f", f.store.get(), nullptr, previous);
+    REQUIRE(c.extents.size() == 1);
+    CHECK(c.extents[0].id == sha256(data));  // hashed: the record was not read from the disk
 }
