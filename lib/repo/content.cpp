@@ -135,7 +135,7 @@ struct Region {
     // One read buffer's worth of the region: bytes [0, have) of `buf`, the chunks cut from
     // them (into `batch`) ending at `start`; the tail [start, have) goes to the next stage.
     struct Stage {
-        std::vector<std::byte>* buf = nullptr;
+        ChunkWorkers::ReadBuffer* buf = nullptr;
         int tag = 0;  // which of the workers' buffers
         size_t have = 0;
         size_t start = 0;
@@ -192,13 +192,13 @@ struct Region {
     // Touches only s, `batch`, `off`, the hint cursor and the file: it may run on the helper
     // thread (never two at once).
     void read_and_cut(Stage& s, size_t carried, uint64_t& off, uint64_t end, ChunkBatch& batch) {
-        auto& b = *s.buf;
+        auto b = s.buf->span();
         uint64_t base = off - carried;  // the file offset of b[0]
         s.have = carried;
         s.start = 0;
         if (s.have < chunker.max_size()) {
             uint64_t room = std::min<uint64_t>(b.size() - s.have, end - off);
-            auto n = pread_some(fd, std::span(b).subspan(s.have, static_cast<size_t>(room)), off, path);
+            auto n = pread_some(fd, b.subspan(s.have, static_cast<size_t>(room)), off, path);
             if (!n) {
                 s.status = std::move(n).error();
                 return;
@@ -226,7 +226,10 @@ struct Region {
         workers.next_buffer_ = (s.tag + 1) % ChunkWorkers::kBuffers;
         if (store) DVOL_CHECK(workers.behind_.release(*store, s.tag));
         s.buf = &workers.buffers_[s.tag];
-        if (s.buf->size() < buf_size) s.buf->resize(buf_size);
+        if (s.buf->size < buf_size) {
+            s.buf->bytes = std::make_unique_for_overwrite<std::byte[]>(buf_size);
+            s.buf->size = buf_size;
+        }
         return {};
     }
 
@@ -256,7 +259,7 @@ struct Region {
                 if (i > 0) {
                     batches[cur].hash(i - 1, workers.compare_[worker]);
                 } else if (more) {
-                    std::memcpy(next.buf->data(), s.buf->data() + s.start, carried);
+                    std::memcpy(next.buf->bytes.get(), s.buf->bytes.get() + s.start, carried);
                     read_and_cut(next, carried, off, end, batches[1 - cur]);
                 }
             });

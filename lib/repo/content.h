@@ -4,6 +4,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <optional>
 #include <span>
 #include <string>
@@ -64,7 +65,15 @@ struct ChunkWorkers {
         ObjectStore::RecordRef record;
     };
     std::vector<Piece> pieces_[2];  // of the buffer being stored, and of the one being read
-    std::vector<std::byte> buffers_[kBuffers];  // read buffers, taken in turn
+    // Read buffers, taken in turn. Not zero-filled: a page is touched only when a read fills
+    // it, so a commit of small files pays for no 12 MiB memset and its page faults (they were
+    // a third of the CPU of committing 657 small catalog files).
+    struct ReadBuffer {
+        std::unique_ptr<std::byte[]> bytes;
+        size_t size = 0;
+        std::span<std::byte> span() { return {bytes.get(), size}; }
+    };
+    ReadBuffer buffers_[kBuffers];
     int next_buffer_ = 0;
     ObjectStore::CompareBuffers compare_[2];  // per worker
     StoreBehind behind_;
