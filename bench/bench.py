@@ -323,7 +323,7 @@ class Dvol(Tool):
 
     def op(self, op, label):
         if op.startswith("commit"):
-            return self.cmd("commit", "-m", label, "bench"), None, [self.src]
+            return self.cmd("commit", "-m", label, "bench"), None, [self.src, self.store]
         if op == "reset":
             return self.cmd("reset", "--hard", self.ids["s1"], "bench"), None, [self.store]
         if op == "checkout":
@@ -374,7 +374,8 @@ class Borg(Tool):
 
     def op(self, op, label):
         if op.startswith("commit"):
-            return ["borg", "create", "--compression", "zstd", f"{self.store}::{label}", "."], self.src, [self.src]
+            return (["borg", "create", "--compression", "zstd", f"{self.store}::{label}", "."], self.src,
+                    [self.src, self.store, self.env["BORG_BASE_DIR"]])
         if op in ("reset", "checkout"):
             rmtree(self.restore)
             os.makedirs(self.restore)
@@ -397,7 +398,7 @@ class Restic(Tool):
     def op(self, op, label):
         if op.startswith("commit"):
             return (["restic", "-r", self.store, "backup", "-q", "--compression", "auto", "--tag", label, "."],
-                    self.src, [self.src])
+                    self.src, [self.src, self.store, self.env["RESTIC_CACHE_DIR"]])
         if op in ("reset", "checkout"):
             rmtree(self.restore)
             return (["restic", "-r", self.store, "restore", "-q", "latest", "--tag", "s1" if op == "reset" else "s2",
@@ -423,7 +424,7 @@ class Git(Tool):
 
     def op(self, op, label):
         if op.startswith("commit"):
-            return (["sh", "-c", f"git add -A && git commit -q --allow-empty -m {label}"], self.src, [self.src])
+            return (["sh", "-c", f"git add -A && git commit -q --allow-empty -m {label}"], self.src, [self.src, self.store])
         if op == "reset":
             return ["git", "reset", "-q", "--hard", "s1"], self.src, [self.store, self.src]
         if op == "checkout":
