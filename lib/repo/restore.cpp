@@ -5,9 +5,11 @@
 #include <linux/falloc.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstdint>
 #include <cstring>
 #include <map>
 
@@ -143,9 +145,9 @@ Status Restorer::queue_record(const ObjectId& id) {
     return {};
 }
 
-Status Restorer::run_batch(const std::function<Status(size_t, std::vector<std::byte>&)>& fn) {
+Status Restorer::run_batch(const std::function<Status(size_t, int)>& fn) {
     std::vector<Status> results(pending_count_);
-    pool_.run(pending_count_, [&](size_t i, int worker) { results[i] = fn(i, decode_bufs_[worker]); });
+    pool_.run(pending_count_, [&](size_t i, int worker) { results[i] = fn(i, worker); });
     pending_count_ = 0;
     pending_bytes_ = 0;
     writes_.clear();
@@ -155,7 +157,7 @@ Status Restorer::run_batch(const std::function<Status(size_t, std::vector<std::b
 }
 
 Status Restorer::verify_pending() {
-    return run_batch([&](size_t i, std::vector<std::byte>& buf) { return ObjectStore::decode_stored(pending_[i], buf); });
+    return run_batch([&](size_t i, int worker) { return ObjectStore::decode_stored(pending_[i], decode_bufs_[worker]); });
 }
 
 Status Restorer::sync_dir(int dirfd, const std::string& rel, const Tree& target) {
@@ -296,7 +298,7 @@ Status Restorer::sync_hardlink(const Where& at, const TreeEntry& want, const str
     return {};
 }
 
-Status Restorer::write_extent(int fd, const std::string& rel, uint64_t offset, const Extent& x) {
+Status Restorer::write_extent(int fd, const std::string& rel, uint64_t offset, const Extent& x, bool compare_first) {
     stats_.bytes_written += x.length;
     if (progress_) progress_(Progress{visited_, stats_.bytes_written});
     if (x.hole) {
@@ -314,17 +316,50 @@ Status Restorer::write_extent(int fd, const std::string& rel, uint64_t offset, c
     // Decoding, hashing and writing go to flush_writes. The file's own ranges are disjoint, so
     // the order of the writes does not matter.
     DVOL_CHECK(queue_record(x.id));
-    writes_.push_back(Write{fd, offset, &rel, !verified_.contains(x.id)});
+    writes_.push_back(Write{fd, offset, &rel, !verified_.contains(x.id), compare_first});
     if (batch_full()) return flush_writes();
     return {};
 }
 
 Status Restorer::flush_writes() {
-    return run_batch([&](size_t i, std::vector<std::byte>& buf) -> Status {
+    return run_batch([&](size_t i, int worker) -> Status {
         const Write& w = writes_[i];
+        auto& buf = decode_bufs_[worker];
         DVOL_CHECK(ObjectStore::decode_stored(pending_[i], buf, w.check_hash));
-        return pwrite_all(w.fd, buf, w.offset, *w.rel);
+        if (!w.compare_first) return pwrite_all(w.fd, buf, w.offset, *w.rel);
+        return write_changed(w, buf, current_bufs_[worker]);
     });
+}
+
+Status Restorer::write_changed(const Write& w, std::span<const std::byte> data, std::vector<std::byte>& current) {
+    // A chunk that differs from the file's usually differs in a few pages: a database changes
+    // pages here and there, and a 1 MiB chunk holds 128 of PostgreSQL's. Reading the range
+    // back from the page cache and comparing costs less than writing it whole (the kernel
+    // copies a buffered write under the inode's lock, dirties every page and later writes
+    // them all out). A range not in the page cache is not read from the disk for this.
+    if (current.size() < data.size()) current.resize(data.size());
+    size_t have = 0;
+    while (have < data.size()) {
+        struct iovec iov{current.data() + have, data.size() - have};
+        ssize_t n = ::preadv2(w.fd, &iov, 1, static_cast<off_t>(w.offset + have), RWF_NOWAIT);
+        if (n <= 0) break;
+        have += static_cast<size_t>(n);
+    }
+    // Page-aligned blocks of the file; runs of differing ones are written together.
+    constexpr uint64_t kPage = 4096;
+    size_t run = SIZE_MAX;  // start of the differing run being gathered
+    for (size_t p = 0; p < data.size();) {
+        size_t end = std::min<size_t>(data.size(), p + static_cast<size_t>(kPage - (w.offset + p) % kPage));
+        bool differs = end > have || std::memcmp(data.data() + p, current.data() + p, end - p) != 0;
+        if (differs && run == SIZE_MAX) run = p;
+        if (!differs && run != SIZE_MAX) {
+            DVOL_CHECK(pwrite_all(w.fd, data.subspan(run, p - run), w.offset + run, *w.rel));
+            run = SIZE_MAX;
+        }
+        p = end;
+    }
+    if (run != SIZE_MAX) DVOL_CHECK(pwrite_all(w.fd, data.subspan(run), w.offset + run, *w.rel));
+    return {};
 }
 
 Status Restorer::write_new_file(const Where& at, const TreeEntry& want) {
@@ -334,7 +369,7 @@ Status Restorer::write_new_file(const Where& at, const TreeEntry& want) {
         DVOL_TRY(auto x, cur.next());
         if (!x) break;
         if (x->hole) continue;  // a new file is sparse already
-        DVOL_CHECK(write_extent(fd.get(), at.rel, cur.offset(), *x));
+        DVOL_CHECK(write_extent(fd.get(), at.rel, cur.offset(), *x, false));  // a new file holds nothing yet
     }
     DVOL_CHECK(flush_writes());
     if (::ftruncate(fd.get(), static_cast<off_t>(want.size)) != 0) return errno_error("set size of", at.rel);
@@ -367,7 +402,7 @@ Result<bool> Restorer::update_file(int fd, const std::string& rel, const TreeEnt
             }
             bool same = o && old_cur.offset() == new_cur.offset() && *o == *n;
             if (!same) {
-                DVOL_CHECK(write_extent(fd, rel, new_cur.offset(), *n));
+                DVOL_CHECK(write_extent(fd, rel, new_cur.offset(), *n, true));
                 changed = true;
             }
         }
@@ -389,7 +424,7 @@ Result<bool> Restorer::update_file(int fd, const std::string& rel, const TreeEnt
                 }
             }
             if (!same) {
-                DVOL_CHECK(write_extent(fd, rel, off, *x));
+                DVOL_CHECK(write_extent(fd, rel, off, *x, true));
                 changed = true;
             }
         }

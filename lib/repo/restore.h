@@ -68,7 +68,9 @@ private:
     // Whether the file's current content is known (stat cache) to equal want's.
     Result<bool> known_same(const std::string& rel, const TreeEntry& want, const struct stat& have);
     // Writes a hole at once; queues a chunk (read here, decoded and written by flush_writes).
-    Status write_extent(int fd, const std::string& rel, uint64_t offset, const Extent& x);
+    // With `compare_first`, only the pages of the chunk that differ from what the file holds
+    // are written (write_changed).
+    Status write_extent(int fd, const std::string& rel, uint64_t offset, const Extent& x, bool compare_first);
     // Decodes, verifies (unless verify() did) and writes the queued chunks, on two threads.
     // Called before anything that must follow the writes: ftruncate, metadata, closing the fd.
     Status flush_writes();
@@ -81,9 +83,9 @@ private:
     Status verify_chunk(const Extent& x);
     // Reads the record of `id` from its pack into the next slot of pending_.
     Status queue_record(const ObjectId& id);
-    // Runs fn(i, a decode buffer of its thread) for every queued record on two threads, empties
-    // the queue (records and writes_) and returns the first error.
-    Status run_batch(const std::function<Status(size_t, std::vector<std::byte>&)>& fn);
+    // Runs fn(i, worker) for every queued record on two threads (worker 0 or 1 names the
+    // thread's buffers), empties the queue (records and writes_) and returns the first error.
+    Status run_batch(const std::function<Status(size_t, int)>& fn);
     // Decodes and verifies the chunks queued by verify_chunk, on two threads.
     Status verify_pending();
     Result<Tree> load_root(const ObjectId& top, TreeEntry& root);
@@ -109,12 +111,17 @@ private:
         uint64_t offset;
         const std::string* rel;
         bool check_hash;
+        bool compare_first;
     };
+    // Writes the pages of `data` that differ from what w.fd holds at w.offset, as far as the
+    // page cache holds that range (read with RWF_NOWAIT); the rest is written whole.
+    static Status write_changed(const Write& w, std::span<const std::byte> data, std::vector<std::byte>& current);
     std::vector<Write> writes_;
     // A batch of records for the two threads, at most 64 or 64 MiB (bounded memory whatever
     // the chunk sizes).
     bool batch_full() const { return pending_count_ == 64 || pending_bytes_ >= (64u << 20); }
-    std::vector<std::byte> decode_bufs_[2];
+    std::vector<std::byte> decode_bufs_[2];   // per worker
+    std::vector<std::byte> current_bufs_[2];  // per worker: what a file held (write_changed)
     ParallelFor pool_;
 };
 
