@@ -622,6 +622,7 @@ def main():
     cfg = SIZES[a.size]
     started = datetime.datetime.now(datetime.timezone.utc)
     load0 = os.getloadavg()[0]
+    info = machine_info()   # now, while the tree is what run.sh just built (edits may follow)
     free = shutil.disk_usage(bench_dir).free
     log(f"bench dir {bench_dir}, {free / GiB:.0f} GiB free; size {a.size}, {a.runs} runs; data sets {datasets}")
     results, data_info = {}, {}
@@ -638,7 +639,6 @@ def main():
         log(f"data set {ds}: {data_info[ds]}; tools {ds_tools}")
         run_dataset(ds, d, ds_tools, a.runs, bench_dir, dvol_exe, results)
     s = summarise(results)
-    info = machine_info()
     cmdline = "bench/run.sh " + " ".join(sys.argv[3:]) if sys.argv[1] == "--dvol" else " ".join(sys.argv)
     hdr = [f"## {a.size} size, {started.strftime('%Y-%m-%d %H:%M UTC')}\n",
            f"Command: `{cmdline.strip()}` ({a.runs} runs; wall time is the median, peak RSS the largest of the runs, "
