@@ -3,6 +3,7 @@
 #include <dirent.h>
 #include <fcntl.h>
 #include <sys/stat.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -74,6 +75,18 @@ Status pwrite_all(int fd, std::span<const std::byte> data, uint64_t offset, std:
         offset += static_cast<uint64_t>(n);
     }
     return {};
+}
+
+size_t pread_cached(int fd, std::span<std::byte> data, uint64_t offset) {
+    size_t total = 0;
+    while (total < data.size()) {
+        struct iovec iov{data.data() + total, data.size() - total};
+        ssize_t n = ::preadv2(fd, &iov, 1, static_cast<off_t>(offset + total), RWF_NOWAIT);
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0) break;
+        total += static_cast<size_t>(n);
+    }
+    return total;
 }
 
 Result<size_t> pread_some(int fd, std::span<std::byte> data, uint64_t offset, std::string_view path) {

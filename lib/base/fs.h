@@ -48,6 +48,11 @@ Status pread_exact(int fd, std::span<std::byte> data, uint64_t offset, std::stri
 Result<size_t> read_some(int fd, std::span<std::byte> data, std::string_view path);
 // The same at `offset`, without moving the file position.
 Result<size_t> pread_some(int fd, std::span<std::byte> data, uint64_t offset, std::string_view path);
+// Reads what the page cache already holds of the range at `offset`, never waiting for the disk
+// (RWF_NOWAIT): the count of bytes read from the start of `data`, short at the first byte not
+// cached or at the end of the file, 0 where the kernel cannot tell. Never an error: callers
+// use it to skip work, and fall back to doing it.
+size_t pread_cached(int fd, std::span<std::byte> data, uint64_t offset);
 
 Status fsync_fd(int fd, std::string_view path);
 Status fsync_dir(const std::string& dir);

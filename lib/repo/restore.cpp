@@ -5,7 +5,6 @@
 #include <linux/falloc.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
-#include <sys/uio.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -338,13 +337,7 @@ Status Restorer::write_changed(const Write& w, std::span<const std::byte> data, 
     // copies a buffered write under the inode's lock, dirties every page and later writes
     // them all out). A range not in the page cache is not read from the disk for this.
     if (current.size() < data.size()) current.resize(data.size());
-    size_t have = 0;
-    while (have < data.size()) {
-        struct iovec iov{current.data() + have, data.size() - have};
-        ssize_t n = ::preadv2(w.fd, &iov, 1, static_cast<off_t>(w.offset + have), RWF_NOWAIT);
-        if (n <= 0) break;
-        have += static_cast<size_t>(n);
-    }
+    size_t have = pread_cached(w.fd, std::span(current).first(data.size()), w.offset);
     // Page-aligned blocks of the file; runs of differing ones are written together.
     constexpr uint64_t kPage = 4096;
     size_t run = SIZE_MAX;  // start of the differing run being gathered

@@ -5,7 +5,6 @@
 #include <sys/file.h>
 #include <sys/random.h>
 #include <sys/stat.h>
-#include <sys/uio.h>
 #include <unistd.h>
 
 #include <cstring>
@@ -255,15 +254,10 @@ bool ObjectStore::holds(const RecordRef& ref, const ObjectId& id, std::span<cons
     if (ref.raw_len != data.size() || ref.stored_len > kMaxObjectSize + kMaxObjectSize / 8) return false;
     auto& rec = buffers.record;
     if (rec.size() < kRecordHeaderSize + ref.stored_len) rec.resize(kRecordHeaderSize + ref.stored_len);
-    // RWF_NOWAIT: only what the page cache holds. Reading the record from the disk would cost
-    // more than hashing the data, so a record not in memory is answered "don't know" (false).
-    size_t want = kRecordHeaderSize + ref.stored_len, got = 0;
-    while (got < want) {
-        struct iovec iov{rec.data() + got, want - got};
-        ssize_t n = ::preadv2(ref.fd, &iov, 1, static_cast<off_t>(ref.offset + got), RWF_NOWAIT);
-        if (n <= 0) return false;
-        got += static_cast<size_t>(n);
-    }
+    // Only what the page cache holds: reading the record from the disk would cost more than
+    // hashing the data, so a record not in memory is answered "don't know" (false).
+    size_t want = kRecordHeaderSize + ref.stored_len;
+    if (pread_cached(ref.fd, std::span(rec).first(want), ref.offset) < want) return false;
     const std::byte* h = rec.data();
     if (std::memcmp(h, kRecordMagic.data(), 4) != 0 || get_u32(h + 8) != ref.raw_len || get_u32(h + 12) != ref.stored_len ||
         std::memcmp(h + 16, id.bytes.data(), ObjectId::size) != 0)
