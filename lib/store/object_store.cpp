@@ -206,6 +206,15 @@ Result<std::vector<std::byte>> ObjectStore::get(const ObjectId& id) {
 
 namespace {
 
+// What is wrong with a record header read for object `id` whose index row gives these
+// lengths, or null when nothing is.
+const char* record_header_problem(const std::byte* h, const ObjectId& id, uint32_t raw_len, uint32_t stored_len) {
+    if (std::memcmp(h, kRecordMagic.data(), 4) != 0) return "bad record header";
+    if (get_u32(h + 8) != raw_len || get_u32(h + 12) != stored_len) return "record lengths differ from the index";
+    if (std::memcmp(h + 16, id.bytes.data(), ObjectId::size) != 0) return "record names another object";
+    return nullptr;
+}
+
 // The error for a damaged record: it names the object and its pack.
 Error corrupt_object(const ObjectId& id, const std::string& pack, std::string_view why) {
     return make_error(Errc::corrupt, fmt::format("object {} in pack {} is corrupt: {}", id.hex(), pack, why));
@@ -225,10 +234,7 @@ Status ObjectStore::read_stored(const ObjectId& id, StoredObject& out) {
     if (loc.raw_len > kMaxObjectSize || loc.stored_len > kMaxObjectSize + kMaxObjectSize / 8) return corrupt("index gives an impossible size");
     out.record.resize(kRecordHeaderSize + loc.stored_len);
     if (auto st = pread_exact(*pack, out.record, loc.offset, out.pack); !st) return corrupt(st.error().message);
-    const std::byte* h = out.record.data();
-    if (std::memcmp(h, kRecordMagic.data(), 4) != 0) return corrupt("bad record header");
-    if (get_u32(h + 8) != loc.raw_len || get_u32(h + 12) != loc.stored_len) return corrupt("record lengths differ from the index");
-    if (std::memcmp(h + 16, id.bytes.data(), ObjectId::size) != 0) return corrupt("record names another object");
+    if (const char* why = record_header_problem(out.record.data(), id, loc.raw_len, loc.stored_len)) return corrupt(why);
     return {};
 }
 
@@ -253,17 +259,14 @@ Result<std::optional<ObjectStore::RecordRef>> ObjectStore::locate(const ObjectId
 bool ObjectStore::holds(const RecordRef& ref, const ObjectId& id, std::span<const std::byte> data, CompareBuffers& buffers) {
     if (ref.raw_len != data.size() || ref.stored_len > kMaxObjectSize + kMaxObjectSize / 8) return false;
     auto& rec = buffers.record;
-    if (rec.size() < kRecordHeaderSize + ref.stored_len) rec.resize(kRecordHeaderSize + ref.stored_len);
+    size_t want = kRecordHeaderSize + ref.stored_len;
+    if (rec.size() < want) rec.resize(want);
     // Only what the page cache holds: reading the record from the disk would cost more than
     // hashing the data, so a record not in memory is answered "don't know" (false).
-    size_t want = kRecordHeaderSize + ref.stored_len;
     if (pread_cached(ref.fd, std::span(rec).first(want), ref.offset) < want) return false;
-    const std::byte* h = rec.data();
-    if (std::memcmp(h, kRecordMagic.data(), 4) != 0 || get_u32(h + 8) != ref.raw_len || get_u32(h + 12) != ref.stored_len ||
-        std::memcmp(h + 16, id.bytes.data(), ObjectId::size) != 0)
-        return false;
+    if (record_header_problem(rec.data(), id, ref.raw_len, ref.stored_len)) return false;
     auto payload = std::span<const std::byte>(rec).subspan(kRecordHeaderSize, ref.stored_len);
-    auto codec = static_cast<Codec>(h[4]);
+    auto codec = static_cast<Codec>(rec[4]);
     if (codec == Codec::raw) return payload.size() == data.size() && std::memcmp(payload.data(), data.data(), data.size()) == 0;
     if (!decompress(codec, payload, ref.raw_len, buffers.plain)) return false;
     return std::memcmp(buffers.plain.data(), data.data(), data.size()) == 0;
