@@ -19,6 +19,9 @@ enum class Errc {
     io,                // the operating system refused (errno in the message)
     busy,              // another process holds what we need
     unsupported,
+    unavailable,       // a remote did not answer, timed out or failed on its side (5xx): worth retrying
+    denied,            // a remote refused our credentials or the access asked for
+    no_space,          // the disk (or a remote) is full
     internal,
 };
 

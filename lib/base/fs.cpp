@@ -31,6 +31,7 @@ Error errno_error(std::string_view what, std::string_view path, int err) {
     if (err == ENOENT) code = Errc::not_found;
     if (err == EEXIST) code = Errc::already_exists;
     if (err == EWOULDBLOCK) code = Errc::busy;
+    if (err == ENOSPC || err == EDQUOT) code = Errc::no_space;
     return make_error(code, fmt::format("cannot {} {}: {}", what, path, std::strerror(err)));
 }
 
