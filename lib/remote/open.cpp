@@ -1,0 +1,28 @@
+#include "remote/open.h"
+
+#include <fmt/format.h>
+
+#include "remote/dir_backend.h"
+#include "remote/retry.h"
+
+namespace dvol::remote {
+
+Result<std::unique_ptr<Backend>> open_backend(const std::string& url, const BackendOptions& options) {
+    (void)options;
+    size_t sep = url.find("://");
+    std::string scheme = sep == std::string::npos ? "" : url.substr(0, sep);
+    if (scheme.empty() || scheme == "file") {
+        // A directory's failures are transient only over NFS (a stale handle, a soft mount's
+        // timeout), but those are worth the retries.
+        DVOL_TRY(auto dir, DirBackend::open(url));
+        return std::unique_ptr<Backend>(std::make_unique<RetryingBackend>(std::move(dir)));
+    }
+    if (scheme == "s3" || scheme == "ssh")
+        return make_error(Errc::unsupported, fmt::format("{}:// remotes are not supported yet", scheme));
+    return make_error(Errc::invalid_argument,
+                      fmt::format("unknown remote URL scheme '{}': a remote is a directory (a path or file:///path), "
+                                  "s3://bucket/prefix or ssh://host/path",
+                                  scheme));
+}
+
+}  // namespace dvol::remote
