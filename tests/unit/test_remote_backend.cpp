@@ -332,12 +332,12 @@ void race_refs(const RemoteUnderTest& remote, int n,
 
 TEST_CASE("races between threads, each with its own Backend: one winner per round", "[remote_backend]") {
     RemoteUnderTest remote;
-    race_refs(remote, 3, [](const RemoteUnderTest& r, int n, const dvol::test::RaceFn& fn) {
+    race_refs(remote, 4, [](const RemoteUnderTest& r, int n, const dvol::test::RaceFn& fn) {
         return dvol::test::race_threads(r, n, fn);
     });
 }
 
 TEST_CASE("races between processes: one winner per round", "[remote_backend]") {
     RemoteUnderTest remote;
-    race_refs(remote, 3, dvol::test::race_processes);
+    race_refs(remote, 4, dvol::test::race_processes);
 }
