@@ -56,28 +56,20 @@ void add_checkout(CLI::App& app, Context& ctx) {
         std::string vol;
         auto* repo = ctx.repo_for(*volume, vol);
         if (!repo) return;
-        if (!*create) {
-            auto cur = repo->active_branch(vol);
-            if (!cur) return ctx.fail(cur.error());
-            if (*cur == *branch) {
-                fmt::print("Already on branch '{}'\n", *branch);
-                return;
-            }
-        }
-        // The errors that need no look at the data come before any container is stopped.
-        if (auto st = repo->check_checkout(vol, *branch, *create); !st) return ctx.fail(st.error());
         // The containers using the volume stop while its data changes and start again after,
-        // also when the checkout fails.
+        // also when the checkout fails; a refusal comes before any is stopped.
         ContainerHold hold(ctx, vol, ContainerHold::Mode::stop);
-        if (!hold.ok()) return;
         ProgressLine progress("Checking out");
-        auto out = repo->checkout(vol, *branch, *create, *force, progress.callback());
+        auto out = repo->checkout(vol, *branch, *create ? CheckoutMode::create : CheckoutMode::switch_branch, *force,
+                                  progress.callback(), hold.hooks());
         progress.finish();
         if (!out) return ctx.fail(out.error());
-        for (const auto& w : out->warnings) Context::warn(w);
+        if (out->kind == CheckoutOutcome::Kind::already_on) {
+            fmt::print("Already on branch '{}'\n", *branch);
+            return;
+        }
+        for (const auto& w : out->restore.warnings) Context::warn(w);
         fmt::print("Switched to {}branch '{}'\n", *create ? "a new " : "", *branch);
-        std::fflush(stdout);
-        hold.release();
     });
 }
 

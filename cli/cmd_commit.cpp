@@ -13,18 +13,16 @@ void add_commit(CLI::App& app, Context& ctx) {
     cmd->add_option("-m,--message", *message, "Commit message");
     add_volume_arg(*cmd, *volume);
     cmd->callback([&ctx, message, volume] {
-        if (message->empty()) return ctx.fail(make_verbatim_error(Errc::invalid_argument, "You must provide a commit message"));
+        if (message->empty()) return ctx.fail(make_error(Errc::invalid_argument, "You must provide a commit message"));
         std::string vol;
         auto* repo = ctx.repo_for(*volume, vol);
         if (!repo) return;
         // The containers using the volume are paused while it is read, so the commit is
         // crash-consistent, and always unpaused.
         ContainerHold hold(ctx, vol, ContainerHold::Mode::pause);
-        if (!hold.ok()) return;
         ProgressLine progress("Committing");
-        auto out = repo->commit(vol, *message, Context::warn, progress.callback());
+        auto out = repo->commit(vol, *message, Context::warn, progress.callback(), hold.hooks());
         progress.finish();
-        hold.release();
         if (!out) return ctx.fail(out.error());
         fmt::print("{}\n", out->id.hex());
     });

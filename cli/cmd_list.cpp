@@ -20,14 +20,13 @@ void add_list(CLI::App& app, Context& ctx) {
         if (!vols) return ctx.fail(vols.error());
         // Containers from Docker; without Docker the column stays empty.
         std::string why_not;
-        docker::Engine* engine = ctx.docker(why_not);
-        if (!engine && why_not.empty()) return;  // Docker failed; reported
+        auto engine = ctx.docker(why_not);
+        if (!engine) return ctx.fail(engine.error());
         std::vector<std::vector<std::string>> users(vols->size());
-        for (size_t i = 0; engine && i < vols->size(); ++i) {
-            bool ok = true;
-            auto cs = containers_of(ctx, *engine, (*vols)[i].name, ok);
-            if (!ok) return;
-            for (const auto& c : cs) users[i].push_back(c.name);
+        for (size_t i = 0; *engine && i < vols->size(); ++i) {
+            auto cs = containers_of(ctx, **engine, (*vols)[i].name);
+            if (!cs) return ctx.fail(cs.error());
+            for (const auto& c : *cs) users[i].push_back(c.name);
         }
         if (ctx.json) {
             auto arr = nlohmann::json::array();

@@ -21,22 +21,17 @@ void add_reset(CLI::App& app, Context& ctx) {
         std::string vol;
         auto* repo = ctx.repo_for(*volume, vol);
         if (!repo) return;
-        // An unknown ref is refused before any container is stopped.
-        if (auto target = repo->resolve_ref(vol, *ref); !target) return ctx.fail(target.error());
         // The containers using the volume stop while its data changes and start again after,
-        // also when the reset fails.
+        // also when the reset fails; an unknown ref is refused before any is stopped.
         ContainerHold hold(ctx, vol, ContainerHold::Mode::stop);
-        if (!hold.ok()) return;
         ProgressLine progress("Resetting");
-        auto out = repo->reset_hard(vol, *ref, progress.callback());
+        auto out = repo->reset_hard(vol, *ref, progress.callback(), hold.hooks());
         progress.finish();
         if (!out) return ctx.fail(out.error());
         for (const auto& w : out->warnings) Context::warn(w);
         auto c = repo->load_commit(out->id);
         if (!c) return ctx.fail(c.error());
         fmt::print("HEAD is now at {} {}\n", short_id(out->id), first_line(c->message));
-        std::fflush(stdout);
-        hold.release();
     });
 }
 

@@ -24,13 +24,15 @@ void add_rm(CLI::App& app, Context& ctx) {
         if (!vols) return ctx.fail(vols.error());
         bool exists = false;
         for (const auto& v : *vols) exists = exists || v.name == *name;
-        if (!exists) return ctx.fail(make_verbatim_error(Errc::not_found, fmt::format("Volume '{}' does not exist, cannot remove it", *name)));
-        bool docker_ok = true;
-        auto* engine = docker_for(ctx, *name, "looked for", docker_ok);
-        if (!docker_ok) return;
+        if (!exists) return ctx.fail(make_error(Errc::not_found, fmt::format("Volume '{}' does not exist, cannot remove it", *name)));
+        auto engine = docker_for(ctx, *name, "looked for");
+        if (!engine) return ctx.fail(engine.error());
         std::vector<docker::Container> users;
-        if (engine) users = containers_of(ctx, *engine, *name, docker_ok);
-        if (!docker_ok) return;
+        if (*engine) {
+            auto cs = containers_of(ctx, **engine, *name);
+            if (!cs) return ctx.fail(cs.error());
+            users = std::move(*cs);
+        }
         std::string names;
         for (const auto& c : users) names += (names.empty() ? "" : ", ") + c.name;
         if (!users.empty() && !*force)
@@ -48,7 +50,7 @@ void add_rm(CLI::App& app, Context& ctx) {
         }
         for (const auto& c : users) {
             fmt::print("Removing container {}\n", c.name);
-            if (auto st = engine->remove(c); !st) return ctx.fail(st.error());
+            if (auto st = (*engine)->remove(c); !st) return ctx.fail(st.error());
         }
         fmt::print("Deleting volume '{}'\n", *name);
         if (auto st = repo->remove_volume(*name); !st) return ctx.fail(st.error());

@@ -3,6 +3,7 @@
 // (so no process keeps writing into, or holds open, files that are being replaced).
 #pragma once
 
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -13,38 +14,41 @@ namespace dvol::cli {
 
 // The Docker daemon for a command that would touch the containers using `volume`. Without one
 // it returns null after a one-line note that they were not `not_done` ("paused", ...), or
-// silently with --disable-docker-integration. On a Docker failure (reported through `ctx`) it
-// returns null and sets `ok` false.
-docker::Engine* docker_for(Context& ctx, const std::string& volume, const char* not_done, bool& ok);
+// silently with --disable-docker-integration; an error when Docker fails.
+Result<docker::Engine*> docker_for(Context& ctx, const std::string& volume, const char* not_done);
 
-// The containers using `volume`, sorted by name. On a Docker failure it reports through `ctx`
-// and sets `ok` false.
-std::vector<docker::Container> containers_of(Context& ctx, docker::Engine& engine, const std::string& volume, bool& ok);
+// The containers using `volume`, sorted by name.
+Result<std::vector<docker::Container>> containers_of(Context& ctx, docker::Engine& engine, const std::string& volume);
 
 class ContainerHold {
 public:
     enum class Mode { pause, stop };
 
-    // Pauses or stops the running (and, for stop, paused) containers using `volume`. Without
-    // Docker it prints a one-line note and holds nothing. When Docker refuses one container,
-    // those already held are released, the error is reported through `ctx`, and ok() is false.
-    ContainerHold(Context& ctx, const std::string& volume, Mode mode);
+    // Holds nothing yet: the library calls hooks().quiesce when it is about to touch the data.
+    ContainerHold(Context& ctx, std::string volume, Mode mode) : ctx_(ctx), volume_(std::move(volume)), mode_(mode) {}
     // Releases what is still held (errors reported through the context).
     ~ContainerHold();
     ContainerHold(const ContainerHold&) = delete;
     ContainerHold& operator=(const ContainerHold&) = delete;
 
-    bool ok() const { return ok_; }
-    // Unpauses or starts again every container held; reports the first refusal through the
-    // context (after trying them all) and returns false.
-    bool release();
+    // quiesce pauses or stops the running (and, for stop, paused) containers using the volume;
+    // when Docker refuses one, those already held are released and the refusal is returned.
+    // resume unpauses or starts again every container held, keeping the first refusal for
+    // report(). Without Docker, quiesce prints a one-line note and holds nothing.
+    LiveDataHooks hooks();
+    // Reports through the context a failure to resume; false when there was one.
+    bool report();
 
 private:
+    Status hold();
+    void release();
+
     Context& ctx_;
+    std::string volume_;
     Mode mode_;
     docker::Engine* engine_ = nullptr;
     std::vector<docker::Container> held_;
-    bool ok_ = true;
+    std::optional<Error> release_error_;
 };
 
 }  // namespace dvol::cli

@@ -8,7 +8,7 @@ namespace dvol::cli {
 
 Repository* Context::repo() {
     if (repo_) return repo_.get();
-    auto r = Repository::open(pool);
+    auto r = Repository::open(store_dir);
     if (!r) {
         fail(r.error());
         return nullptr;
@@ -31,11 +31,7 @@ Repository* Context::repo_for(const std::optional<std::string>& arg, std::string
 }
 
 void Context::fail(const Error& e) {
-    // Messages kept from the original dvol are printed as they are; the others get "Error: ".
-    if (e.verbatim)
-        fmt::print(stderr, "{}\n", e.message);
-    else
-        fmt::print(stderr, "Error: {}\n", e.message);
+    fmt::print(stderr, "Error: {}\n", e.message);
     exit_code = kExitError;
 }
 
@@ -46,7 +42,7 @@ void Context::usage(const std::string& message) {
 
 void Context::warn(const std::string& message) { fmt::print(stderr, "warning: {}\n", message); }
 
-docker::Engine* Context::docker(std::string& why_not) {
+Result<docker::Engine*> Context::docker(std::string& why_not) {
     why_not.clear();
     if (disable_docker) {
         why_not = "Docker integration is disabled";
@@ -56,19 +52,16 @@ docker::Engine* Context::docker(std::string& why_not) {
         docker_tried_ = true;
         auto sock = docker::default_socket();
         if (!sock) {
-            fail(sock.error());
-            return nullptr;
-        }
-        auto e = docker::Engine::connect(*sock);
-        if (e) {
+            docker_error_ = sock.error();
+        } else if (auto e = docker::Engine::connect(*sock)) {
             docker_ = std::move(*e);
         } else if (e.error().code == Errc::not_found) {
             docker_absent_ = fmt::format("no Docker daemon answers at {}", *sock);
         } else {
-            fail(e.error());
-            return nullptr;
+            docker_error_ = e.error();
         }
     }
+    if (docker_error_) return *docker_error_;
     if (!docker_) why_not = docker_absent_;
     return docker_.get();
 }

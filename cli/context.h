@@ -20,7 +20,7 @@ inline constexpr int kExitError = 1;
 inline constexpr int kExitUsage = 2;
 
 struct Context {
-    std::string pool;  // -p/--pool, else $DVOL_ROOT, else /var/lib/dvol
+    std::string store_dir;  // -p/--store (--pool), else $DVOL_ROOT, else /var/lib/dvol
     bool disable_docker = false;
     bool json = false;
     std::vector<std::string> paths;  // arguments after "--"
@@ -31,7 +31,7 @@ struct Context {
     // The store and the volume a command works on (`arg`, else the active one), its name in
     // `name`; on failure reports and returns null.
     Repository* repo_for(const std::optional<std::string>& arg, std::string& name);
-    // Prints the error on stderr (one line) and sets the exit code.
+    // Prints the error on stderr (one line, "Error: " and the message) and sets the exit code.
     void fail(const Error& e);
     // A usage mistake: message on stderr, exit code 2.
     void usage(const std::string& message);
@@ -41,13 +41,14 @@ struct Context {
     // The Docker daemon, connected on first use; null when --disable-docker-integration was
     // given or no daemon answers, with the reason in `why_not` (a phrase: "Docker integration
     // is disabled", "no Docker daemon answers at /var/run/docker.sock"). Other failures (a
-    // DOCKER_HOST that is not unix://) are reported and also give null, with `why_not` empty.
-    docker::Engine* docker(std::string& why_not);
+    // DOCKER_HOST that is not unix://) are errors.
+    Result<docker::Engine*> docker(std::string& why_not);
 
 private:
     std::unique_ptr<Repository> repo_;
     std::unique_ptr<docker::Engine> docker_;
     bool docker_tried_ = false;
+    std::optional<Error> docker_error_;
     std::string docker_absent_;
 };
 

@@ -15,7 +15,7 @@ int main(int argc, char** argv) {
     using namespace dvol::cli;
     Context ctx;
     const char* env_root = std::getenv("DVOL_ROOT");
-    ctx.pool = env_root && *env_root ? env_root : "/var/lib/dvol";
+    ctx.store_dir = env_root && *env_root ? env_root : "/var/lib/dvol";
 
     // Everything after "--" is a path (for diff); CLI11 sees only what comes before.
     std::vector<char*> args(argv, argv + argc);
@@ -33,7 +33,8 @@ int main(int argc, char** argv) {
     app.set_version_flag("--version", DVOL_VERSION);
     app.require_subcommand(1);
     app.fallthrough();
-    app.add_option("-p,--pool", ctx.pool, "Store root (default: $DVOL_ROOT, else /var/lib/dvol)");
+    app.add_option("-p,--store,--pool", ctx.store_dir, "The store's directory (default: $DVOL_ROOT, else /var/lib/dvol)")
+        ->type_name("DIR");
     app.add_flag("--disable-docker-integration", ctx.disable_docker, "Work on the data alone; never contact Docker");
     app.add_flag("--json", ctx.json, "Machine-readable output (list, log, branch, status, reflog, fsck)");
     app.footer("Run 'dvol COMMAND --help' for a command's options; see dvol(1).");
@@ -62,7 +63,7 @@ int main(int argc, char** argv) {
     // Name an unknown command instead of CLI11's "A subcommand is required".
     for (size_t i = 1; i < args.size(); ++i) {
         std::string a = args[i];
-        if (a == "-p" || a == "--pool") {
+        if (a == "-p" || a == "--store" || a == "--pool") {
             ++i;
             continue;
         }

@@ -164,16 +164,16 @@ int listen_unix(const std::string& path, std::string& err) {
 }  // namespace
 
 int main(int argc, char** argv) {
-    std::string pool;
     const char* env_root = std::getenv("DVOL_ROOT");
-    pool = env_root && *env_root ? env_root : "/var/lib/dvol";
+    std::string store_dir = env_root && *env_root ? env_root : "/var/lib/dvol";
     std::string socket_path = kDefaultSocket;
 
     CLI::App app{"dvol-docker-plugin: the Docker volume plugin of dvol (--volume-driver=dvol).\n"
                  "Serves Docker's volume plugin protocol on a unix socket, in the foreground; logs to stderr.",
                  "dvol-docker-plugin"};
     app.set_version_flag("--version", DVOL_VERSION);
-    app.add_option("-p,--pool", pool, "Store root (default: $DVOL_ROOT, else /var/lib/dvol)");
+    app.add_option("-p,--store,--pool", store_dir, "The store's directory (default: $DVOL_ROOT, else /var/lib/dvol)")
+        ->type_name("DIR");
     app.add_option("--socket", socket_path, "Unix socket to listen on (Docker looks in /run/docker/plugins/)")
         ->capture_default_str();
     app.footer("See dvol-docker-plugin(8).");
@@ -183,7 +183,7 @@ int main(int argc, char** argv) {
         return app.exit(e);
     }
 
-    auto repo = dvol::Repository::open(pool);
+    auto repo = dvol::Repository::open(store_dir);
     if (!repo) {
         fmt::print(stderr, "Error: {}\n", repo.error().message);
         return 1;
@@ -216,7 +216,7 @@ int main(int argc, char** argv) {
         ::unlink(socket_path.c_str());
         return 1;
     }
-    log_line(fmt::format("dvol-docker-plugin {} serving {} for the store {}", DVOL_VERSION, socket_path, pool));
+    log_line(fmt::format("dvol-docker-plugin {} serving {} for the store {}", DVOL_VERSION, socket_path, store_dir));
 
     int sig = 0;
     while (sigwait(&stop_signals, &sig) != 0) {

@@ -106,7 +106,7 @@ Status require_volume(Repository& repo, const std::string& name) {
 }
 
 Result<int64_t> mount_count(Repository& repo, const std::string& name) {
-    DVOL_TRY(auto ms, repo.mounts(name));
+    DVOL_TRY(auto ms, repo.docker_mounts(name));
     int64_t n = 0;
     for (const auto& m : ms) n += m.count;
     return n;
@@ -119,8 +119,7 @@ Status use_branch(Repository& repo, const std::string& name, const std::string& 
     DVOL_TRY(int64_t mounted, mount_count(repo, name));
     if (mounted > 0)
         return make_error(Errc::conflict, fmt::format("volume {} is mounted; switch its branch with 'dvol checkout {} {}'", name, branch, name));
-    DVOL_TRY(bool exists, repo.branch_exists(name, branch));
-    DVOL_TRY(auto out, repo.checkout(name, branch, !exists, false));
+    DVOL_TRY(auto out, repo.checkout(name, branch, CheckoutMode::switch_or_create, false));
     (void)out;
     return {};
 }
@@ -209,11 +208,11 @@ Reply dispatch(Repository& repo, std::string_view endpoint, const json& j) {
         if (!id) return fail(id.error());
         what += " id=" + id->substr(0, 12);
         if (endpoint == "VolumeDriver.Unmount") {
-            auto removed = repo.remove_mount(*name, *id);
+            auto removed = repo.remove_docker_mount(*name, *id);
             if (!removed) return fail(removed.error());
             return ok_reply(json::object(), what + (*removed ? " -> ok" : " -> ok (that ID held no mount)"));
         }
-        if (auto st = repo.add_mount(*name, *id); !st) return fail(st.error());
+        if (auto st = repo.add_docker_mount(*name, *id); !st) return fail(st.error());
         std::string mp = repo.live_dir(*name);
         return ok_reply(json{{"Mountpoint", mp}}, fmt::format("{} -> ok {}", what, mp));
     }

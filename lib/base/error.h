@@ -28,13 +28,9 @@ enum class Errc {
 struct Error {
     Errc code = Errc::internal;
     std::string message;
-    // The message is a whole sentence kept from the original dvol; front ends show it as it is
-    // (the CLI adds no "Error: " prefix).
-    bool verbatim = false;
 };
 
-inline Error make_error(Errc code, std::string message) { return Error{code, std::move(message), false}; }
-inline Error make_verbatim_error(Errc code, std::string message) { return Error{code, std::move(message), true}; }
+inline Error make_error(Errc code, std::string message) { return Error{code, std::move(message)}; }
 
 template <typename T>
 class [[nodiscard]] Result {

@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <sys/uio.h>
+#include <sys/random.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -206,6 +207,18 @@ Result<std::string> read_small_file(const std::string& path, size_t limit) {
         if (out.size() + n > limit) return make_error(Errc::invalid_argument, fmt::format("{} is larger than {} bytes", path, limit));
         out.append(buf, n);
     }
+}
+
+std::string random_name() {
+    unsigned char b[16];
+    size_t got = 0;
+    while (got < sizeof b) {
+        ssize_t n = ::getrandom(b + got, sizeof b - got, 0);
+        if (n > 0) got += static_cast<size_t>(n);
+    }
+    std::string s;
+    for (unsigned char c : b) s += fmt::format("{:02x}", c);
+    return s;
 }
 
 }  // namespace dvol

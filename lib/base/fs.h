@@ -68,6 +68,8 @@ Status remove_children_at(int dirfd, const std::string& path);
 Status remove_entry_at(int dirfd, const std::string& name, const std::string& path);
 
 bool path_exists(const std::string& path);
+// 32 random hex digits: names of packs, staging files and trash directories.
+std::string random_name();
 Result<std::string> read_small_file(const std::string& path, size_t limit);
 
 inline std::span<const std::byte> as_bytes(std::string_view s) {

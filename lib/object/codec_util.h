@@ -10,7 +10,7 @@
 #include <string_view>
 #include <vector>
 
-#include "store/hash.h"
+#include "base/object_id.h"
 
 namespace dvol {
 

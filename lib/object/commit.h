@@ -16,7 +16,7 @@
 #include <vector>
 
 #include "base/error.h"
-#include "store/hash.h"
+#include "base/object_id.h"
 
 namespace dvol {
 

@@ -18,11 +18,12 @@
 #include <optional>
 #include <span>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
 #include "base/error.h"
-#include "store/hash.h"
+#include "base/object_id.h"
 
 namespace dvol {
 
@@ -75,6 +76,10 @@ struct Tree {
     std::vector<TreeEntry> entries;  // sorted by name, names unique
     const TreeEntry* find(std::string_view name) const;
 };
+
+// The name of the single entry of a commit's top tree, which describes the live directory
+// itself (its mode, owner, mtime, xattrs) and points to its contents.
+inline constexpr std::string_view kRootEntryName = "root";
 
 // Bounds that decoders enforce on untrusted input.
 inline constexpr size_t kMaxNameLength = 4096;

@@ -1,5 +1,5 @@
-// File content as extents: building it while chunking a file, and walking it back in order
-// (loading extent lists of large files one at a time, so memory stays bounded).
+// File content as extents, built while chunking a file: the write side of commit (reading
+// content back is repo/readers.h).
 #pragma once
 
 #include <cstdint>
@@ -106,27 +106,6 @@ struct PreviousCuts {
 Result<FileContent> chunk_file(int fd, const std::string& path, const Chunker& chunker, ObjectStore* store,
                                const std::function<void(uint64_t)>& on_read = {}, ChunkWorkers* workers = nullptr,
                                const PreviousCuts* previous = nullptr);
-
-// Streams a FileContent's extents with their file offsets.
-class ExtentCursor {
-public:
-    ExtentCursor(ObjectStore& store, const FileContent& content) : store_(store), content_(content) {}
-    // The next extent, or nullopt at the end.
-    Result<std::optional<Extent>> next();
-    uint64_t offset() const { return offset_; }  // offset of the extent last returned
-
-private:
-    ObjectStore& store_;
-    const FileContent& content_;
-    std::vector<Extent> list_;
-    size_t list_index_ = 0;  // next list to load (indirect)
-    size_t pos_ = 0;         // next extent in the current vector
-    uint64_t offset_ = 0;
-    uint64_t next_offset_ = 0;
-};
-
-// The whole content as bytes, or nullopt when it is larger than `limit`.
-Result<std::optional<std::string>> read_content(ObjectStore& store, const FileContent& content, uint64_t size, uint64_t limit);
 
 bool all_zero(std::span<const std::byte> data);
 

@@ -1,60 +1,22 @@
-// Repository maintenance: the store lock, the reflog, fsck and gc.
-#include <fcntl.h>
-#include <sys/file.h>
-#include <unistd.h>
-
-#include <ctime>
+// Repository maintenance: the reflog, fsck and gc.
 #include <map>
 #include <unordered_map>
-#include <unordered_set>
 
 #include <fmt/format.h>
 
+#include "meta/db.h"
+#include "meta/mark_set.h"
+#include "repo/locks.h"
 #include "repo/repository.h"
 #include "repo/stat_cache.h"
 #include "repo/walk.h"
+#include "store/object_store.h"
 
 namespace dvol {
 
-Result<StoreLock> StoreLock::acquire(const std::string& root, bool exclusive, const WarnFn& waiting) {
-    DVOL_TRY(UniqueFd fd, open_file(root + "/store.lock", O_RDWR | O_CREAT, 0600));
-    int mode = exclusive ? LOCK_EX : LOCK_SH;
-    int rc = ::flock(fd.get(), mode | LOCK_NB);
-    if (rc != 0 && errno == EWOULDBLOCK) {
-        if (waiting) waiting(exclusive ? "waiting for other dvol commands to finish before collecting garbage" : "waiting for dvol gc to finish");
-        do rc = ::flock(fd.get(), mode);
-        while (rc != 0 && errno == EINTR);
-    }
-    if (rc != 0) return errno_error("lock", root + "/store.lock");
-    return StoreLock(std::move(fd));
-}
-
-Status Repository::log_ref(int64_t volume_id, const std::string& branch, const std::optional<ObjectId>& old_tip,
-                           const std::optional<ObjectId>& new_tip, const std::string& action) {
-    DVOL_TRY(auto q, db_->prepare("INSERT INTO reflog(volume_id, branch, old, new, time, action) VALUES(?, ?, ?, ?, ?, ?)"));
-    q.bind(1, volume_id).bind(2, branch);
-    if (old_tip) q.bind_blob(3, old_tip->as_span());
-    else q.bind_null(3);
-    if (new_tip) q.bind_blob(4, new_tip->as_span());
-    else q.bind_null(4);
-    return q.bind(5, static_cast<int64_t>(::time(nullptr))).bind(6, action).run();
-}
-
 Result<std::vector<ReflogEntry>> Repository::reflog(const std::string& volume) {
     DVOL_TRY(auto v, find_volume(volume));
-    std::vector<ReflogEntry> out;
-    DVOL_TRY(auto q, db_->prepare("SELECT branch, old, new, time, action FROM reflog WHERE volume_id = ? ORDER BY seq DESC"));
-    q.bind(1, v.id);
-    auto id_at = [&q](int col) -> std::optional<ObjectId> {
-        if (q.is_null(col) || q.blob_view(col).size() != ObjectId::size) return std::nullopt;
-        return ObjectId::from_bytes(q.blob_view(col));
-    };
-    for (;;) {
-        DVOL_TRY(bool row, q.step());
-        if (!row) break;
-        out.push_back(ReflogEntry{q.text(0), id_at(1), id_at(2), q.int64(3), q.text(4)});
-    }
-    return out;
+    return refs_->reflog(v.id);
 }
 
 namespace {
@@ -62,7 +24,7 @@ namespace {
 // fsck's walk: which problems lie below each tree, memoised, so a tree shared by many commits is
 // checked once.
 struct Checker {
-    ObjectStore& store;
+    ObjectSource& source;
     std::vector<FsckProblem>& problems;
     std::unordered_map<ObjectId, size_t, ObjectIdHash> bad;  // object -> problem index
     // Trees and extent lists already checked, with the problems below them (path relative).
@@ -80,7 +42,7 @@ struct Checker {
     // Problems for a chunk: corrupt ones were found by the object pass; absent ones here.
     Result<std::optional<size_t>> check_leaf(const ObjectId& id) {
         if (auto it = bad.find(id); it != bad.end()) return std::optional<size_t>(it->second);
-        DVOL_TRY(bool present, store.has(id));
+        DVOL_TRY(bool present, source.has(id));
         if (!present) return std::optional<size_t>(problem(id, "missing-object", fmt::format("object {} is referenced but not in the store", id.hex())));
         return std::optional<size_t>();
     }
@@ -109,7 +71,7 @@ struct Checker {
             if (p) {
                 mine.emplace_back(*p, "");
             } else {
-                auto bytes = store.get(ref.id);
+                auto bytes = source.get(ref.id);
                 auto list = bytes ? decode_extent_list(*bytes) : Result<std::vector<Extent>>(bytes.error());
                 if (!list) {
                     mine.emplace_back(problem(ref.id, "corrupt-object", fmt::format("extent list {}: {}", ref.id.hex(), list.error().message)), "");
@@ -134,7 +96,7 @@ struct Checker {
         if (leaf) {
             out.emplace_back(*leaf, "");
         } else {
-            auto bytes = store.get(id);
+            auto bytes = source.get(id);
             auto tree = bytes ? decode_tree(*bytes) : Result<Tree>(bytes.error());
             if (!tree) {
                 out.emplace_back(problem(id, "corrupt-object", fmt::format("tree {}: {}", id.hex(), tree.error().message)), "");
@@ -159,7 +121,7 @@ struct Checker {
 }  // namespace
 
 Result<FsckReport> Repository::fsck(const ProgressFn& progress) {
-    DVOL_TRY(auto lock, StoreLock::acquire(root_, false, wait_notice_));
+    DVOL_TRY(auto lock, StoreLock::acquire(*paths_, false, wait_notice_));
     FsckReport report;
     Checker check{*store_, report.problems, {}, {}, {}};
 
@@ -175,27 +137,13 @@ Result<FsckReport> Repository::fsck(const ProgressFn& progress) {
     }));
 
     // Every commit of every volume, and what its tree reaches.
-    std::vector<std::pair<int64_t, std::string>> volumes;
-    {
-        DVOL_TRY(auto q, db_->prepare("SELECT id, name FROM volumes ORDER BY name"));
-        for (;;) {
-            DVOL_TRY(bool row, q.step());
-            if (!row) break;
-            volumes.emplace_back(q.int64(0), q.text(1));
-        }
-    }
-    for (const auto& [vid, vname] : volumes) {
-        std::vector<std::pair<ObjectId, std::vector<std::byte>>> commits;
-        {
-            DVOL_TRY(auto q, db_->prepare("SELECT id, encoded FROM commits WHERE volume_id = ?"));
-            q.bind(1, vid);
-            for (;;) {
-                DVOL_TRY(bool row, q.step());
-                if (!row) break;
-                commits.emplace_back(ObjectId::from_bytes(q.blob_view(0)), q.blob(1));
-            }
-        }
-        for (const auto& [cid, enc] : commits) {
+    DVOL_TRY(auto volumes, refs_->volumes());
+    for (const auto& vol : volumes) {
+        const std::string& vname = vol.name;
+        DVOL_TRY(auto commits, refs_->commits(vol.id));
+        for (const auto& row : commits) {
+            const ObjectId& cid = row.id;
+            const auto& enc = row.encoded;
             report.commits++;
             auto decoded = decode_commit(enc);
             if (sha256(enc) != cid || !decoded) {
@@ -214,36 +162,26 @@ Result<FsckReport> Repository::fsck(const ProgressFn& progress) {
             }
         }
         // Branches must name commits of their volume.
-        DVOL_TRY(auto q, db_->prepare("SELECT b.name, b.tip FROM branches b WHERE b.volume_id = ? AND b.tip IS NOT NULL AND NOT EXISTS "
-                                      "(SELECT 1 FROM commits c WHERE c.volume_id = b.volume_id AND c.id = b.tip)"));
-        q.bind(1, vid);
-        for (;;) {
-            DVOL_TRY(bool row, q.step());
-            if (!row) break;
-            std::string tip = q.blob_view(1).size() == ObjectId::size ? ObjectId::from_bytes(q.blob_view(1)).hex() : "(malformed)";
-            report.problems.push_back(FsckProblem{"bad-branch", tip, fmt::format("branch {}/{} names commit {}, which is not in the store", vname, q.text(0), tip),
+        DVOL_TRY(auto dangling, refs_->dangling_branches(vol.id));
+        for (const auto& [name, tip] : dangling)
+            report.problems.push_back(FsckProblem{"bad-branch", tip, fmt::format("branch {}/{} names commit {}, which is not in the store", vname, name, tip),
                                                   {FsckAffected{vname, tip, ""}}});
-        }
     }
     return report;
 }
 
 Result<GcReport> Repository::gc(const ProgressFn& progress) {
-    DVOL_TRY(auto lock, StoreLock::acquire(root_, true, wait_notice_));
+    DVOL_TRY(auto lock, StoreLock::acquire(*paths_, true, wait_notice_));
     DVOL_CHECK(prepare_write());
     GcReport report;
 
-    // Mark: everything reachable from a branch of a volume, in a temporary table so memory does
-    // not grow with the store.
-    DVOL_CHECK(db_->exec("PRAGMA temp_store = FILE; CREATE TEMP TABLE IF NOT EXISTS gc_marked(id BLOB PRIMARY KEY) WITHOUT ROWID; "
-                         "DELETE FROM gc_marked;"));
-    DVOL_TRY(auto mark, db_->prepare("INSERT OR IGNORE INTO gc_marked(id) VALUES(?)"));
+    // Mark: everything reachable from a branch of a volume.
+    DVOL_TRY(auto marks, meta::MarkSet::begin(*db_));
     uint64_t marked = 0;
     std::optional<Error> unreadable;
     ObjectWalker walker;
     walker.visit = [&](const ObjectId& id, ObjectKind, const std::string&) -> Result<bool> {
-        DVOL_CHECK(mark.bind_blob(1, id.as_span()).run());
-        bool fresh = db_->changes() > 0;
+        DVOL_TRY(bool fresh, marks.insert(id));
         if (fresh && progress && ++marked % 1024 == 0) progress(Progress{marked, 0});
         return fresh;
     };
@@ -252,46 +190,24 @@ Result<GcReport> Repository::gc(const ProgressFn& progress) {
                                                                             id.hex(), path.empty() ? "/" : path, e.message));
     };
 
-    std::map<int64_t, std::unordered_set<ObjectId, ObjectIdHash>> keep;  // volume -> reachable commits
-    {
-        std::vector<std::pair<int64_t, ObjectId>> tips;
-        DVOL_TRY(auto q, db_->prepare("SELECT volume_id, tip FROM branches WHERE tip IS NOT NULL"));
-        for (;;) {
-            DVOL_TRY(bool row, q.step());
-            if (!row) break;
-            if (q.blob_view(1).size() == ObjectId::size) tips.emplace_back(q.int64(0), ObjectId::from_bytes(q.blob_view(1)));
+    std::map<int64_t, ObjectIdSet> keep;  // volume -> reachable commits
+    DVOL_TRY(auto tips, refs_->tips());
+    for (const auto& [vid, tip] : tips) {
+        std::vector<ObjectId> todo{tip};
+        while (!todo.empty()) {
+            ObjectId cur = todo.back();
+            todo.pop_back();
+            if (!keep[vid].insert(cur).second) continue;
+            auto c = load_commit(cur);
+            if (!c) return make_error(c.error().code, fmt::format("cannot collect garbage: {}; run dvol fsck", c.error().message));
+            DVOL_CHECK(walk_tree(*store_, c->tree, "", walker, true));
+            todo.insert(todo.end(), c->parents.begin(), c->parents.end());
         }
-        DVOL_CHECK(db_->exec("BEGIN"));
-        for (const auto& [vid, tip] : tips) {
-            std::vector<ObjectId> todo{tip};
-            while (!todo.empty()) {
-                ObjectId cur = todo.back();
-                todo.pop_back();
-                if (!keep[vid].insert(cur).second) continue;
-                auto c = load_commit(cur);
-                if (!c) {
-                    (void)db_->exec("ROLLBACK");
-                    return make_error(c.error().code, fmt::format("cannot collect garbage: {}; run dvol fsck", c.error().message));
-                }
-                auto walked = walk_tree(*store_, c->tree, "", walker, true);
-                if (!walked) {
-                    (void)db_->exec("ROLLBACK");
-                    return std::move(walked).error();
-                }
-                todo.insert(todo.end(), c->parents.begin(), c->parents.end());
-            }
-        }
-        DVOL_CHECK(db_->exec("COMMIT"));
     }
+    DVOL_CHECK(marks.end_marking());
     if (unreadable) return *unreadable;
 
-    DVOL_TRY(auto is_marked, db_->prepare("SELECT 1 FROM gc_marked WHERE id = ?"));
-    auto live = [&](const ObjectId& id) -> Result<bool> {
-        is_marked.bind_blob(1, id.as_span());
-        auto row = is_marked.step();
-        is_marked.reset();  // ready for the next lookup
-        return row;
-    };
+    auto live = [&](const ObjectId& id) { return marks.contains(id); };
 
     // Before any object goes: drop unreachable commits, their reflog entries, and stat-cache rows
     // that name objects about to be deleted (a row must never outlive its chunks, or a later
@@ -299,49 +215,26 @@ Result<GcReport> Repository::gc(const ProgressFn& progress) {
     {
         DVOL_TRY(auto txn, meta::Db::Transaction::begin(*db_));
         std::vector<std::pair<int64_t, ObjectId>> drop;
-        {
-            DVOL_TRY(auto q, db_->prepare("SELECT volume_id, id FROM commits"));
-            for (;;) {
-                DVOL_TRY(bool row, q.step());
-                if (!row) break;
-                ObjectId id = ObjectId::from_bytes(q.blob_view(1));
-                if (!keep[q.int64(0)].count(id)) drop.emplace_back(q.int64(0), id);
-            }
-        }
-        DVOL_TRY(auto del, db_->prepare("DELETE FROM commits WHERE volume_id = ? AND id = ?"));
-        for (const auto& [vid, id] : drop) DVOL_CHECK(del.bind(1, vid).bind_blob(2, id.as_span()).run());
+        DVOL_TRY(auto rows, refs_->commit_ids());
+        for (const auto& [vid, id] : rows)
+            if (!keep[vid].count(id)) drop.emplace_back(vid, id);
+        DVOL_CHECK(refs_->drop_commits(drop));
         report.commits_removed = drop.size();
-        // A reflog entry lives as long as the commit it leads to (for a deletion: the commit the
-        // branch held).
-        DVOL_CHECK(db_->exec("DELETE FROM reflog WHERE NOT EXISTS (SELECT 1 FROM commits c WHERE c.volume_id = reflog.volume_id "
-                             "AND c.id = coalesce(reflog.new, reflog.old))"));
-
-        std::vector<std::pair<int64_t, std::string>> stale;
-        {
-            DVOL_TRY(auto q, db_->prepare("SELECT volume_id, path, content FROM stat_cache"));
-            for (;;) {
-                DVOL_TRY(bool row, q.step());
-                if (!row) break;
-                auto content = decode_content(q.blob_view(2));
-                bool ok = content.ok();
-                if (ok && !content->indirect) {
-                    for (const auto& x : content->extents) {
-                        if (x.hole) continue;
-                        DVOL_TRY(bool l, live(x.id));
-                        if (!l) { ok = false; break; }
-                    }
-                } else if (ok) {
-                    for (const auto& ref : content->lists) {
-                        DVOL_TRY(bool l, live(ref.id));
-                        if (!l) { ok = false; break; }
-                    }
+        DVOL_TRY(report.cache_rows_dropped, StatCache::drop_rows(*db_, [&](const FileContent& content) -> Result<bool> {
+            if (!content.indirect) {
+                for (const auto& x : content.extents) {
+                    if (x.hole) continue;
+                    DVOL_TRY(bool l, live(x.id));
+                    if (!l) return false;
                 }
-                if (!ok) stale.emplace_back(q.int64(0), std::string(as_chars(q.blob_view(1))));
+                return true;
             }
-        }
-        DVOL_TRY(auto del_row, db_->prepare("DELETE FROM stat_cache WHERE volume_id = ? AND path = ?"));
-        for (const auto& [vid, path] : stale) DVOL_CHECK(del_row.bind(1, vid).bind_blob(2, as_bytes(path)).run());
-        report.cache_rows_dropped = stale.size();
+            for (const auto& ref : content.lists) {
+                DVOL_TRY(bool l, live(ref.id));
+                if (!l) return false;
+            }
+            return true;
+        }));
         DVOL_CHECK(txn.commit());
     }
 
@@ -352,7 +245,6 @@ Result<GcReport> Repository::gc(const ProgressFn& progress) {
     report.packs_rewritten = swept.packs_rewritten;
     report.bytes_before = swept.bytes_before;
     report.bytes_after = swept.bytes_after;
-    DVOL_CHECK(db_->exec("DELETE FROM gc_marked"));
     return report;
 }
 

@@ -1,12 +1,15 @@
-// The facade every front end drives: a pool (store root) holding volumes, their branches and
-// commits, and each volume's live directory. Methods return errors as values; none prints.
-//
-// Layout under the root: dvol.db (SQLite, WAL), objects/packs/*.pack, volumes/<volume>/data
-// (the live directory), volumes/<volume>/lock, tmp/.
+// The facade every front end drives: a dvol store, the directory holding volumes, their
+// branches and commits, and each volume's live directory (its layout: store/paths.h). It
+// orchestrates and nothing more: the refs (meta/refs.h) hold volumes, branches and commit rows,
+// the object store (store/) holds the objects, the scanner and the restorer (repo/scan.h,
+// repo/restore.h) read and write live directories. Methods return errors as values; none
+// prints.
 //
 // Concurrency: operations that change a volume's data (commit, reset, checkout, rm) hold that
-// volume's lock file for their duration; metadata changes are short SQLite transactions.
-// A Repository object is not thread-safe.
+// volume's lock for their duration, and every command that reads or writes objects holds the
+// store lock shared (gc: exclusively; repo/locks.h); metadata changes are short SQLite
+// transactions. Each command checks what it refuses, and resolves what it names, once, under
+// its locks. A Repository object is not thread-safe.
 #pragma once
 
 #include <cstdint>
@@ -17,15 +20,19 @@
 #include <vector>
 
 #include "base/error.h"
-#include "base/fs.h"
-#include "meta/db.h"
+#include "base/object_id.h"
+#include "meta/refs.h"
 #include "object/commit.h"
-#include "repo/restore.h"
-#include "repo/scan.h"
-#include "repo/tree_diff.h"
-#include "store/object_store.h"
+#include "repo/change.h"
+#include "repo/progress.h"
 
 namespace dvol {
+
+namespace meta {
+class Db;
+}
+class ObjectStore;
+class StorePaths;
 
 struct VolumeInfo {
     std::string name;
@@ -93,38 +100,47 @@ struct GcReport {
     uint64_t bytes_after = 0;
 };
 
-struct ReflogEntry {
-    std::string branch;
-    std::optional<ObjectId> old_tip;
-    std::optional<ObjectId> new_tip;
-    int64_t time = 0;
-    std::string action;  // "commit: MESSAGE", "reset: moving to REF", "branch: created", ...
-};
-
-// One holder of a Docker mount of a volume: the mount ID Docker sent and how many Mount calls
-// with that ID have not been matched by an Unmount yet.
-struct MountRecord {
-    std::string id;
-    int64_t count = 0;
-};
-
 struct FileDiff {
     Change change;
     std::string patch;  // unified diff, or a one-line summary for binary or large files
 };
 
+// What a front end does around a change of a volume's live data (the CLI pauses or stops the
+// Docker containers using the volume, and starts them again).
+struct LiveDataHooks {
+    // Called once the command is sure to go ahead (every refusal checked, under its locks), just
+    // before the live data is read (commit) or changed (reset, checkout). An error from it ends
+    // the command with nothing changed.
+    std::function<Status()> quiesce;
+    // Called once after a successful quiesce, when the live data has been read or written,
+    // whatever the outcome.
+    std::function<void()> resume;
+};
+
+enum class CheckoutMode {
+    switch_branch,     // to an existing branch
+    create,            // a new branch at the current tip (checkout -b)
+    switch_or_create,  // whichever applies
+};
+
+struct CheckoutOutcome {
+    enum class Kind { switched, created, already_on } kind = Kind::switched;
+    ResetOutcome restore;  // what switching wrote (nothing when created or already on it)
+};
+
 // Names of volumes and branches: Docker's rule [A-Za-z0-9][A-Za-z0-9_.-]*, 1..128 characters,
-// and never ".." anywhere (DESIGN.md).
+// and never ".." anywhere (docs/DESIGN.md).
 bool valid_name(std::string_view name);
 std::string invalid_name_message(std::string_view name, std::string_view what);
 
 class Repository {
 public:
-    // Opens the pool at `root`, creating its layout on first use.
-    static Result<std::unique_ptr<Repository>> open(const std::string& root);
+    // Opens the store in directory `dir`, creating its layout on first use.
+    static Result<std::unique_ptr<Repository>> open(const std::string& dir);
     ~Repository();
 
-    const std::string& root() const { return root_; }
+    // The store's directory.
+    const std::string& dir() const;
     // Called with a one-line notice when a command has to wait for another dvol process.
     void set_wait_notice(WarnFn fn) { wait_notice_ = std::move(fn); }
     std::string live_dir(const std::string& volume) const;
@@ -142,12 +158,13 @@ public:
 
     // History.
     Result<CommitOutcome> commit(const std::string& volume, const std::string& message, const WarnFn& warn,
-                                 const ProgressFn& progress = {});
+                                 const ProgressFn& progress = {}, const LiveDataHooks& hooks = {});
     Result<std::vector<LogEntry>> log(const std::string& volume);
     // HEAD, HEAD^, HEAD~N, a branch name, or a commit id or unique prefix (4+ hex digits),
     // each optionally followed by ^ and ~N suffixes.
     Result<ObjectId> resolve_ref(const std::string& volume, const std::string& ref);
-    Result<ResetOutcome> reset_hard(const std::string& volume, const std::string& ref, const ProgressFn& progress = {});
+    Result<ResetOutcome> reset_hard(const std::string& volume, const std::string& ref, const ProgressFn& progress = {},
+                                    const LiveDataHooks& hooks = {});
     Result<Commit> load_commit(const ObjectId& id);
 
     // Branches.
@@ -156,16 +173,11 @@ public:
     // Refuses when the branch holds commits that no other branch of the volume reaches, unless
     // `force` (those commits stay in the store until gc and can be reached by id).
     Status delete_branch(const std::string& volume, const std::string& branch, bool force = false);
-    // With `create`, makes `branch` at the current tip and switches to it, keeping the live
-    // data as it is. Without, switches to an existing branch and materialises its tip; refuses
-    // when there are uncommitted changes unless `force`.
-    Result<ResetOutcome> checkout(const std::string& volume, const std::string& branch, bool create, bool force,
-                                  const ProgressFn& progress = {});
-    // The refusals of checkout() that need no look at the data (an invalid branch name, `create`
-    // of an existing branch, a switch to a missing one), so a front end can give them before it
-    // stops anything. checkout() makes the same checks again under its locks.
-    Status check_checkout(const std::string& volume, const std::string& branch, bool create);
-    Result<bool> branch_exists(const std::string& volume, const std::string& branch);
+    // Creating makes `branch` at the current tip and switches to it, keeping the live data as
+    // it is. Switching materialises the branch's tip, and refuses when there are uncommitted
+    // changes unless `force`; switching to the active branch does nothing (already_on).
+    Result<CheckoutOutcome> checkout(const std::string& volume, const std::string& branch, CheckoutMode mode, bool force,
+                                     const ProgressFn& progress = {}, const LiveDataHooks& hooks = {});
 
     // Working copy.
     Result<std::vector<Change>> status(const std::string& volume, const WarnFn& warn);
@@ -182,16 +194,17 @@ public:
     // Branch tip changes of a volume, newest first; dropped commits are found here until gc.
     Result<std::vector<ReflogEntry>> reflog(const std::string& volume);
 
-    // Volume options (key=value, e.g. exclusive=true) and Docker's mounts, kept in the store so
-    // that a restarted plugin knows them (lib/repo/mounts.cpp).
+    // Volume options (key=value, e.g. exclusive=true) and Docker's mounts of a volume, kept in
+    // the store so that a restarted plugin knows them (repo/docker_mounts.cpp).
     Result<std::optional<std::string>> volume_option(const std::string& volume, const std::string& key);
     Status set_volume_option(const std::string& volume, const std::string& key, const std::string& value);
-    Result<std::vector<MountRecord>> mounts(const std::string& volume);
-    // Counts one more mount by `mount_id`. Refuses (Errc::busy) when the volume has the option
-    // exclusive=true and another mount ID holds it.
-    Status add_mount(const std::string& volume, const std::string& mount_id);
-    // Counts one mount by `mount_id` less; false when that ID held no mount (nothing changes).
-    Result<bool> remove_mount(const std::string& volume, const std::string& mount_id);
+    Result<std::vector<DockerMount>> docker_mounts(const std::string& volume);
+    // Counts one more Docker mount by `mount_id`. Refuses (Errc::busy) when the volume has the
+    // option exclusive=true and another mount ID holds it.
+    Status add_docker_mount(const std::string& volume, const std::string& mount_id);
+    // Counts one Docker mount by `mount_id` less; false when that ID held no mount (nothing
+    // changes).
+    Result<bool> remove_docker_mount(const std::string& volume, const std::string& mount_id);
 
     // Configuration (user.name, user.email).
     Result<std::optional<std::string>> config_get(const std::string& key);
@@ -200,54 +213,28 @@ public:
 
 private:
     Repository() = default;
-    struct Volume {
-        int64_t id;
-        std::string name;
-        std::string branch;
-    };
+    using Volume = meta::VolumeRow;
     Result<Volume> find_volume(const std::string& name);
-    Result<std::optional<ObjectId>> branch_tip(int64_t volume_id, const std::string& branch, bool* exists = nullptr);
+    Result<ObjectId> resolve_in(const Volume& v, const std::string& ref);
+    // The tip of the volume's active branch.
+    Result<std::optional<ObjectId>> head(const Volume& v);
     Result<ObjectId> commit_tree(const ObjectId& commit);
-    Result<std::vector<Change>> live_changes(const Volume& v, const WarnFn& warn, TreeOverlay& overlay, ObjectId& live_top);
+    Result<std::vector<Change>> live_changes(const Volume& v, const WarnFn& warn);
     Status prepare_write();
-    Status log_ref(int64_t volume_id, const std::string& branch, const std::optional<ObjectId>& old_tip,
-                   const std::optional<ObjectId>& new_tip, const std::string& action);
     // Verifies every object a restore of `tree` into the volume would read (see Restorer::verify).
     // Returns the chunks it verified, for materialise() to trust.
-    Result<Restorer::ChunkSet> verify_restore(const Volume& v, const ObjectId* tree);
+    Result<ObjectIdSet> verify_restore(const Volume& v, const ObjectId* tree);
     // Restores `tree` (null: empty) into the volume's live directory and saves the stat cache.
     // `verified`: the chunks verify_restore() verified under the same store lock.
-    Result<ResetOutcome> materialise(const Volume& v, const ObjectId* tree, const ObjectId& commit, Restorer::ChunkSet verified,
+    Result<ResetOutcome> materialise(const Volume& v, const ObjectId* tree, const ObjectId& commit, ObjectIdSet verified,
                                      const ProgressFn& progress);
 
-    std::string root_;
+    std::unique_ptr<StorePaths> paths_;
     std::unique_ptr<meta::Db> db_;
+    std::unique_ptr<meta::Refs> refs_;
     std::unique_ptr<ObjectStore> store_;
     bool cleaned_ = false;
     WarnFn wait_notice_;
-};
-
-// The store-wide lock (flock on <root>/store.lock): commands that read or write objects hold it
-// shared, gc holds it exclusively.
-class StoreLock {
-public:
-    // Waits while another process holds it the other way, calling `waiting` once first.
-    static Result<StoreLock> acquire(const std::string& root, bool exclusive, const WarnFn& waiting = {});
-
-private:
-    explicit StoreLock(UniqueFd fd) : fd_(std::move(fd)) {}
-    UniqueFd fd_;
-};
-
-// Holds a volume's lock file (flock) for the lifetime of the object.
-class VolumeLock {
-public:
-    // Waits while another process holds it, calling `waiting` once first.
-    static Result<VolumeLock> acquire(const std::string& volume_dir, const WarnFn& waiting = {});
-
-private:
-    explicit VolumeLock(UniqueFd fd) : fd_(std::move(fd)) {}
-    UniqueFd fd_;  // closing it releases the lock
 };
 
 }  // namespace dvol

@@ -16,6 +16,7 @@
 
 #include "base/xattr.h"
 #include "repo/content.h"
+#include "repo/scan.h"
 
 namespace dvol {
 

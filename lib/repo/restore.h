@@ -6,14 +6,14 @@
 
 #include <functional>
 #include <string>
-#include <unordered_set>
 #include <vector>
 
 #include "base/error.h"
 #include "base/fs.h"
 #include "base/parallel.h"
 #include "object/tree.h"
-#include "repo/scan.h"
+#include "repo/progress.h"
+#include "repo/readers.h"
 #include "repo/stat_cache.h"
 #include "store/object_store.h"
 
@@ -32,7 +32,7 @@ public:
     // anything, so a damaged store is found before the live directory is touched.
     Status verify(const std::string& live_dir, const ObjectId* top);
 
-    using ChunkSet = std::unordered_set<ObjectId, ObjectIdHash>;
+    using ChunkSet = ObjectIdSet;
     // The chunks verify() read and verified; hand them to the Restorer that restores, in the
     // same command and under the same store lock, which then decodes them without hashing
     // them again.

@@ -15,6 +15,7 @@
 #include "base/xattr.h"
 #include "meta/db.h"
 #include "repo/content.h"
+#include "repo/readers.h"
 
 namespace dvol {
 
@@ -23,16 +24,6 @@ void fill_metadata(TreeEntry& e, const struct stat& st) {
     e.uid = st.st_uid;
     e.gid = st.st_gid;
     e.mtime_ns = static_cast<int64_t>(st.st_mtim.tv_sec) * 1'000'000'000 + st.st_mtim.tv_nsec;
-}
-
-Result<Tree> load_tree(ObjectStore& store, const TreeOverlay* overlay, const ObjectId& id) {
-    if (overlay) {
-        if (auto it = overlay->find(id); it != overlay->end()) return it->second;
-    }
-    DVOL_TRY(auto bytes, store.get(id));
-    auto tree = decode_tree(bytes);
-    if (!tree) return make_error(Errc::corrupt, fmt::format("tree {}: {}", id.hex(), tree.error().message));
-    return tree;
 }
 
 Result<ObjectId> Scanner::put_tree(const Tree& tree) {

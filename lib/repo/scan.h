@@ -12,25 +12,13 @@
 #include "base/error.h"
 #include "object/tree.h"
 #include "repo/content.h"
+#include "repo/progress.h"
+#include "repo/readers.h"
 #include "repo/stat_cache.h"
 #include "store/chunker.h"
 #include "store/object_store.h"
 
 namespace dvol {
-
-using TreeOverlay = std::unordered_map<ObjectId, Tree, ObjectIdHash>;
-using WarnFn = std::function<void(const std::string&)>;
-
-// Progress of long work: files visited and bytes read or written so far.
-struct Progress {
-    uint64_t files = 0;
-    uint64_t bytes = 0;
-};
-using ProgressFn = std::function<void(const Progress&)>;
-
-// The name of the single entry of a commit's top tree, which describes the live directory
-// itself (its mode, owner, mtime, xattrs) and points to its contents.
-inline constexpr std::string_view kRootEntryName = "root";
 
 class Scanner {
 public:
@@ -80,9 +68,6 @@ private:
     Stats stats_;
     int64_t scan_ns_ = 0;
 };
-
-// Loads a tree from the overlay or the store.
-Result<Tree> load_tree(ObjectStore& store, const TreeOverlay* overlay, const ObjectId& id);
 
 // Fills an entry's common metadata from lstat.
 void fill_metadata(TreeEntry& e, const struct stat& st);

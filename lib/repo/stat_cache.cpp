@@ -117,4 +117,29 @@ Status StatCache::prune(const std::string& live_dir) {
     return {};
 }
 
+Result<uint64_t> StatCache::row_count() {
+    DVOL_TRY(auto q, db_.prepare("SELECT count(*) FROM stat_cache WHERE volume_id = ?"));
+    q.bind(1, volume_id_);
+    DVOL_TRY(bool row, q.step());
+    return row ? static_cast<uint64_t>(q.int64(0)) : 0;
+}
+
+Result<uint64_t> StatCache::drop_rows(meta::Db& db, const std::function<Result<bool>(const FileContent&)>& keep) {
+    std::vector<std::pair<int64_t, std::string>> stale;
+    {
+        DVOL_TRY(auto q, db.prepare("SELECT volume_id, path, content FROM stat_cache"));
+        for (;;) {
+            DVOL_TRY(bool row, q.step());
+            if (!row) break;
+            auto content = decode_content(q.blob_view(2));
+            bool ok = content.ok();
+            if (ok) { DVOL_TRY(ok, keep(*content)); }
+            if (!ok) stale.emplace_back(q.int64(0), std::string(as_chars(q.blob_view(1))));
+        }
+    }
+    DVOL_TRY(auto del, db.prepare("DELETE FROM stat_cache WHERE volume_id = ? AND path = ?"));
+    for (const auto& [vid, path] : stale) DVOL_CHECK(del.bind(1, vid).bind_blob(2, as_bytes(path)).run());
+    return static_cast<uint64_t>(stale.size());
+}
+
 }  // namespace dvol

@@ -8,6 +8,7 @@
 #include <sys/stat.h>
 
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <string>
 #include <vector>
@@ -58,6 +59,12 @@ public:
     Status forget_all();
     // Deletes rows for paths that no longer exist under `live_dir`.
     Status prune(const std::string& live_dir);
+    // How many rows the volume has.
+    Result<uint64_t> row_count();
+
+    // Over every volume's rows: drops each row whose content `keep` rejects or that does not
+    // decode, and returns how many went (gc: a row must never outlive its chunks).
+    static Result<uint64_t> drop_rows(meta::Db& db, const std::function<Result<bool>(const FileContent&)>& keep);
 
 private:
     Status store_now(const std::string& path, const StatKey& key, int64_t scan_ns, const FileContent& content);

@@ -18,7 +18,7 @@ const char* change_kind_name(ChangeKind k) {
 namespace {
 
 struct Differ {
-    ObjectStore& store;
+    ObjectSource& source;
     const TreeOverlay* overlay;
     std::string prefix;
     std::vector<Change> out;
@@ -51,7 +51,7 @@ struct Differ {
             out.push_back(std::move(c));
         }
         if (e.type == EntryType::dir) {
-            DVOL_TRY(Tree t, load_tree(store, overlay, e.subtree));
+            DVOL_TRY(Tree t, load_tree(source, overlay, e.subtree));
             for (const auto& sub : t.entries) DVOL_CHECK(add_all(path + "/" + sub.name, sub, added));
         }
         return {};
@@ -86,8 +86,8 @@ struct Differ {
     }
 
     Status compare_dirs(const std::string& base, const ObjectId& a_id, const ObjectId& b_id) {
-        DVOL_TRY(Tree a, load_tree(store, overlay, a_id));
-        DVOL_TRY(Tree b, load_tree(store, overlay, b_id));
+        DVOL_TRY(Tree a, load_tree(source, overlay, a_id));
+        DVOL_TRY(Tree b, load_tree(source, overlay, b_id));
         auto join = [&](const std::string& n) { return base.empty() ? n : base + "/" + n; };
         size_t i = 0, j = 0;
         while (i < a.entries.size() || j < b.entries.size()) {
@@ -107,7 +107,7 @@ struct Differ {
     }
 
     Result<TreeEntry> root_of(const ObjectId& top) {
-        DVOL_TRY(Tree t, load_tree(store, overlay, top));
+        DVOL_TRY(Tree t, load_tree(source, overlay, top));
         const TreeEntry* r = t.find(kRootEntryName);
         if (t.entries.size() != 1 || !r || r->type != EntryType::dir)
             return make_error(Errc::corrupt, fmt::format("tree {} is not a volume's top tree", top.hex()));
@@ -117,9 +117,9 @@ struct Differ {
 
 }  // namespace
 
-Result<std::vector<Change>> diff_trees(ObjectStore& store, const TreeOverlay* overlay, const ObjectId* old_top,
+Result<std::vector<Change>> diff_trees(ObjectSource& source, const TreeOverlay* overlay, const ObjectId* old_top,
                                        const ObjectId* new_top, const std::string& prefix) {
-    Differ d{store, overlay, prefix, {}};
+    Differ d{source, overlay, prefix, {}};
     if (old_top && new_top && *old_top == *new_top) return d.out;
     std::optional<TreeEntry> a, b;
     if (old_top) { DVOL_TRY(a, d.root_of(*old_top)); }
@@ -132,7 +132,7 @@ Result<std::vector<Change>> diff_trees(ObjectStore& store, const TreeOverlay* ov
         DVOL_CHECK(d.compare_dirs("", a->subtree, b->subtree));
     } else if (a || b) {
         const TreeEntry& r = a ? *a : *b;
-        DVOL_TRY(Tree t, load_tree(store, overlay, r.subtree));
+        DVOL_TRY(Tree t, load_tree(source, overlay, r.subtree));
         for (const auto& e : t.entries) DVOL_CHECK(d.add_all(e.name, e, !a));
     }
     return std::move(d.out);

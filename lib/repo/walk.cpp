@@ -8,7 +8,7 @@ namespace {
 
 std::string join(const std::string& base, const std::string& name) { return base.empty() ? name : base + "/" + name; }
 
-Status walk_content(ObjectStore& store, const FileContent& c, const std::string& path, const ObjectWalker& w) {
+Status walk_content(ObjectSource& source, const FileContent& c, const std::string& path, const ObjectWalker& w) {
     auto chunks = [&](const std::vector<Extent>& extents) -> Status {
         for (const auto& x : extents) {
             if (x.hole) continue;
@@ -21,7 +21,7 @@ Status walk_content(ObjectStore& store, const FileContent& c, const std::string&
     for (const auto& ref : c.lists) {
         DVOL_TRY(bool descend, w.visit(ref.id, ObjectKind::extent_list, path));
         if (!descend) continue;
-        auto bytes = store.get(ref.id);
+        auto bytes = source.get(ref.id);
         if (!bytes) {
             w.unreadable(ref.id, path, bytes.error());
             continue;
@@ -38,10 +38,10 @@ Status walk_content(ObjectStore& store, const FileContent& c, const std::string&
 
 }  // namespace
 
-Status walk_tree(ObjectStore& store, const ObjectId& id, const std::string& path, const ObjectWalker& w, bool top) {
+Status walk_tree(ObjectSource& source, const ObjectId& id, const std::string& path, const ObjectWalker& w, bool top) {
     DVOL_TRY(bool descend, w.visit(id, ObjectKind::tree, path));
     if (!descend) return {};
-    auto bytes = store.get(id);
+    auto bytes = source.get(id);
     if (!bytes) {
         w.unreadable(id, path, bytes.error());
         return {};
@@ -54,8 +54,8 @@ Status walk_tree(ObjectStore& store, const ObjectId& id, const std::string& path
     for (const auto& e : tree->entries) {
         // The single entry of a commit's top tree is the live directory itself.
         std::string p = top ? path : join(path, e.name);
-        if (e.type == EntryType::dir) DVOL_CHECK(walk_tree(store, e.subtree, p, w, false));
-        if (e.type == EntryType::file) DVOL_CHECK(walk_content(store, e.content, p, w));
+        if (e.type == EntryType::dir) DVOL_CHECK(walk_tree(source, e.subtree, p, w, false));
+        if (e.type == EntryType::file) DVOL_CHECK(walk_content(source, e.content, p, w));
     }
     return {};
 }

@@ -7,7 +7,7 @@
 
 #include "base/error.h"
 #include "object/tree.h"
-#include "store/object_store.h"
+#include "store/object_source.h"
 
 namespace dvol {
 
@@ -23,6 +23,6 @@ struct ObjectWalker {
 
 // Walks the tree `id` and everything below it; `top` when it is a commit's top tree (whose one
 // entry is the live directory itself, reported with `path`). Fails only when a callback fails.
-Status walk_tree(ObjectStore& store, const ObjectId& id, const std::string& path, const ObjectWalker& w, bool top = false);
+Status walk_tree(ObjectSource& source, const ObjectId& id, const std::string& path, const ObjectWalker& w, bool top = false);
 
 }  // namespace dvol

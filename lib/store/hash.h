@@ -1,40 +1,14 @@
-// ObjectId: the SHA-256 of an object's plain bytes (chunks, trees, commits alike). The same
-// bytes have the same id on every machine, which push and pull rely on.
+// SHA-256, the hash that names every object (base/object_id.h).
 #pragma once
 
-#include <array>
 #include <cstddef>
-#include <cstdint>
-#include <functional>
 #include <memory>
-#include <optional>
 #include <span>
-#include <string>
 #include <string_view>
 
+#include "base/object_id.h"
+
 namespace dvol {
-
-struct ObjectId {
-    static constexpr size_t size = 32;
-    std::array<uint8_t, size> bytes{};
-
-    std::string hex() const;
-    // Parses exactly 64 lower- or upper-case hex digits.
-    static std::optional<ObjectId> from_hex(std::string_view hex);
-    static ObjectId from_bytes(std::span<const std::byte> b);  // b.size() must be 32
-
-    std::span<const std::byte> as_span() const { return std::as_bytes(std::span(bytes)); }
-    auto operator<=>(const ObjectId&) const = default;
-};
-
-struct ObjectIdHash {
-    size_t operator()(const ObjectId& id) const noexcept {
-        size_t h;
-        static_assert(sizeof(h) <= ObjectId::size);
-        __builtin_memcpy(&h, id.bytes.data(), sizeof(h));
-        return h;
-    }
-};
 
 // Streaming SHA-256 (OpenSSL; uses the CPU's SHA extensions where present).
 class Sha256 {

@@ -1,15 +1,13 @@
 // The object store: content-addressed objects (file chunks, trees, extent lists) kept in
-// append-only pack files, with an index (id -> pack, offset, length) in SQLite.
-//
-// Pack format: "DVOLPACK" u32le version=1, u32le 0; then records, each a 48-byte header
-//   "DVR1", u8 codec, 3 zero bytes, u32le raw length, u32le stored length, 32-byte id,
-// followed by the stored bytes. Records are self-describing and the index gives each one's
-// offset and length, so one object can be read alone by a byte-range read (lazy fetch).
+// append-only pack files (store/pack_format.h) under the store directory, with the pack index
+// (store/pack_index.h) saying where each record lies. It is the local ObjectSource, with fast
+// paths of its own for commit (put_encoded, locate and holds) and restore (read_stored and
+// decode_stored on other threads).
 //
 // Durability: new objects go to a staging pack under tmp/ that its writer holds locked. flush()
-// fsyncs it, renames it into objects/packs/ and registers it and its objects in one SQLite
-// transaction, so the index only ever names fsynced data. A crash leaves at most an unregistered
-// pack, which cleanup() deletes.
+// publishes it (publish_pack: fsync, move into objects/packs/, register it and its objects in
+// one SQLite transaction), so the index only ever names fsynced data. A crash leaves at most an
+// unregistered pack, which cleanup() deletes.
 #pragma once
 
 #include <cstdint>
@@ -25,6 +23,10 @@
 #include "base/fs.h"
 #include "store/codec.h"
 #include "store/hash.h"
+#include "store/object_source.h"
+#include "store/pack_format.h"
+#include "store/pack_index.h"
+#include "store/paths.h"
 
 namespace dvol::meta {
 class Db;
@@ -32,20 +34,15 @@ class Db;
 
 namespace dvol {
 
-inline constexpr size_t kPackHeaderSize = 16;
-inline constexpr size_t kRecordHeaderSize = 48;
-inline constexpr uint32_t kMaxObjectSize = 256u << 20;
-inline constexpr uint64_t kMaxPackSize = 256u << 20;  // a pack is sealed once it grows past this
-
-class ObjectStore {
+class ObjectStore : public ObjectSource {
 public:
-    // `root` is the pool root (holding objects/packs and tmp/); `db` is borrowed and must
-    // outlive the store. Not thread-safe.
-    static Result<std::unique_ptr<ObjectStore>> open(const std::string& root, meta::Db& db);
-    ~ObjectStore();
+    // The objects of the store in `paths.dir()`, indexed in `db` (borrowed: it must outlive
+    // the store). Not thread-safe.
+    static Result<std::unique_ptr<ObjectStore>> open(const StorePaths& paths, meta::Db& db);
+    ~ObjectStore() override;
 
     // True when the object is stored (registered, or written to this store's staging pack).
-    Result<bool> has(const ObjectId& id);
+    Result<bool> has(const ObjectId& id) override;
 
     // Stores `data` under its SHA-256 unless already present; returns the id. The object is
     // durable only after flush().
@@ -57,11 +54,10 @@ public:
     // SHA-256 is `id`. The caller has found has(id) false; an object already staged is skipped.
     Status put_encoded(const ObjectId& id, Codec codec, std::span<const std::byte> stored, uint32_t raw_len);
 
-    // Reads an object, verifying its hash. A missing object is `not_found`; a damaged one is
-    // `corrupt` with a message naming the object and its pack.
-    Result<std::vector<std::byte>> get(const ObjectId& id);
-    // Like get(), into a caller-owned buffer (reused across calls to avoid allocations).
-    Status get(const ObjectId& id, std::vector<std::byte>& out);
+    // Reads an object, verifying its hash (ObjectSource). A missing object is `not_found`; a
+    // damaged one is `corrupt` with a message naming the object and its pack.
+    Status get(const ObjectId& id, std::vector<std::byte>& out) override;
+    using ObjectSource::get;
     // Like get(), but without re-hashing the content (it is still decompressed and its length
     // checked). Only for an object this process has verified since it took the store lock:
     // packs do not change while it is held, so the same record decodes to the same bytes.
@@ -127,7 +123,9 @@ public:
     Result<CollectStats> collect(const std::function<Result<bool>(const ObjectId&)>& is_live, double repack_below = 0.5);
 
     // Every registered object, in pack order: (id, pack name). For fsck.
-    Status for_each_object(const std::function<Status(const ObjectId& id, const std::string& pack)>& fn);
+    Status for_each_object(const std::function<Status(const ObjectId& id, const std::string& pack)>& fn) {
+        return index_.for_each_object(fn);
+    }
 
     struct Stats {
         uint64_t objects_written = 0;
@@ -136,37 +134,43 @@ public:
     const Stats& stats() const { return stats_; }
 
 private:
-    ObjectStore(std::string root, meta::Db& db) : root_(std::move(root)), db_(db) {}
-    struct Location {
-        int64_t pack_id;  // 0 = this store's staging pack
-        uint64_t offset;
-        uint32_t stored_len;
-        uint32_t raw_len;
-    };
+    ObjectStore(const StorePaths& paths, meta::Db& db) : paths_(paths), db_(db), index_(db) {}
+    using Location = PackIndex::Location;  // pack_id 0: this store's staging pack
     Result<bool> lookup(const ObjectId& id, Location& loc);
     Result<int> pack_fd(int64_t pack_id, std::string& name);
-    Status start_staging();
-    // Creates a pack file at `path` with its header, locked (flock) by this process.
-    static Result<UniqueFd> create_pack_file(const std::string& path);
 
-    std::string root_;
+    // A pack being written under tmp/, with its header, locked (flock) by this process until
+    // it is published.
+    struct PackFile {
+        UniqueFd fd;
+        std::string name;
+        uint64_t size = 0;
+    };
+    Result<PackFile> create_pack();
+    // The publish protocol, for new objects (flush) and rewritten packs (collect) alike: fsyncs
+    // `pack`, moves it into objects/packs/ and, in one SQLite transaction, registers it with
+    // `records` and drops the packs it `replaces` (PackIndex::add_pack). Nothing names the pack
+    // before it is durable in place; should the transaction fail, the file goes back to tmp/.
+    // Then the replaced packs' files are deleted. Returns the new pack's id.
+    Result<int64_t> publish_pack(PackFile& pack, std::span<const PackIndex::Record> records,
+                                 std::span<const PackIndex::Pack> replaces = {});
+    // Closes a registered pack's fd (before its file is deleted).
+    void forget_pack(int64_t pack_id) { packs_.erase(pack_id); }
+
+    StorePaths paths_;
     meta::Db& db_;
+    PackIndex index_;
     Compressor compressor_;
     std::vector<std::byte> scratch_;
     std::vector<std::byte> record_;
     StoredObject stored_;  // get()'s read buffer
 
-    UniqueFd staging_fd_;
-    std::string staging_name_;
-    uint64_t staging_size_ = 0;
+    PackFile staging_;
     uint64_t staging_written_back_ = 0;  // writeback started up to here (see put_encoded)
     std::unordered_map<ObjectId, Location, ObjectIdHash> staged_;
 
     std::unordered_map<int64_t, std::pair<UniqueFd, std::string>> packs_;
     Stats stats_;
 };
-
-// Random hex name for packs and staging files.
-std::string random_name();
 
 }  // namespace dvol

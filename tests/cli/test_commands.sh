@@ -352,13 +352,15 @@ expect_stdout_eq ""
 check "a re-created volume starts empty" test -z "$(ls -A "$BAR")"
 expect_ok dvol switch foo
 
-# --- --pool and $DVOL_ROOT ----------------------------------------------------------------------
+# --- -p/--store (--pool) and $DVOL_ROOT ---------------------------------------------------------
 POOL2=$TEST_TMP/pool2
 expect_ok dvol -p "$POOL2" init other
-check "-p creates the volume in the given pool" test -d "$POOL2/volumes/other/data"
+check "-p creates the volume in the given store" test -d "$POOL2/volumes/other/data"
 check "-p leaves \$DVOL_ROOT alone" test ! -e "$DVOL_ROOT/volumes/other"
 expect_ok dvol --pool "$POOL2" list --json
-json_check "--pool lists the other pool" '[v["name"] for v in d] == ["other"]'
+json_check "--pool (the original dvol's name) lists the other store" '[v["name"] for v in d] == ["other"]'
+expect_ok dvol --store "$POOL2" list --json
+json_check "--store lists the other store" '[v["name"] for v in d] == ["other"]'
 expect_ok dvol --pool "$POOL2" path
 expect_stdout_eq "$POOL2/volumes/other/data"
 expect_ok dvol list --json

@@ -110,8 +110,8 @@ done
 expect_error 2 "Error:" dvol switch
 
 # --- rm -----------------------------------------------------------------------------------------------
-expect_error_line 1 "Volume 'nope' does not exist, cannot remove it" dvol rm nope
-expect_error_line 1 "Volume 'nope' does not exist, cannot remove it" dvol rm -f nope
+expect_error_line 1 "Error: Volume 'nope' does not exist, cannot remove it" dvol rm nope
+expect_error_line 1 "Error: Volume 'nope' does not exist, cannot remove it" dvol rm -f nope
 for n in "${BAD_NAMES[@]}"; do
     expect_error 1 "$(name_message "$n" name)" dvol rm -f "$n"
 done
@@ -132,9 +132,9 @@ expect_error 2 "Error:" dvol log vol1 vol2
 
 # --- commit -----------------------------------------------------------------------------------------------
 echo "uncommitted" >"$V1/wip.txt"
-expect_error_line 1 "You must provide a commit message" dvol commit
-expect_error_line 1 "You must provide a commit message" dvol commit vol1
-expect_error_line 1 "You must provide a commit message" dvol commit -m ""
+expect_error_line 1 "Error: You must provide a commit message" dvol commit
+expect_error_line 1 "Error: You must provide a commit message" dvol commit vol1
+expect_error_line 1 "Error: You must provide a commit message" dvol commit -m ""
 expect_error 2 "Error:" dvol commit -m
 expect_error 2 "Error:" dvol commit --bogus -m x
 rm "$V1/wip.txt"
@@ -196,7 +196,7 @@ expect_error 2 "Error:" dvol diff HEAD HEAD^ HEAD^^
 expect_error 2 "at most one PATH" dvol diff -- a b
 
 # --- branch -d -----------------------------------------------------------------------------------------------------
-expect_error_line 1 "Cannot delete the active branch master; check out another branch first" dvol branch -d master
+expect_error_line 1 "Error: Cannot delete the active branch master; check out another branch first" dvol branch -d master
 expect_error 1 "branch nob does not exist in volume vol1" dvol branch -d nob
 expect_error 1 "branch dev does not exist in volume vol2" dvol branch -d dev vol2
 for n in "${BAD_NAMES[@]}"; do
@@ -205,10 +205,10 @@ done
 expect_error 2 "Error:" dvol branch -d
 
 # --- checkout -------------------------------------------------------------------------------------------------------
-expect_error_line 1 "Cannot create existing branch dev" dvol checkout -b dev
-expect_error_line 1 "Cannot create existing branch master" dvol checkout -b master
-expect_error_line 1 "Cannot switch to a non-existing branch nob" dvol checkout nob
-expect_error_line 1 "Cannot switch to a non-existing branch nob" dvol checkout -f nob
+expect_error_line 1 "Error: Cannot create existing branch dev" dvol checkout -b dev
+expect_error_line 1 "Error: Cannot create existing branch master" dvol checkout -b master
+expect_error_line 1 "Error: Cannot switch to a non-existing branch nob" dvol checkout nob
+expect_error_line 1 "Error: Cannot switch to a non-existing branch nob" dvol checkout -f nob
 for n in "${BAD_NAMES[@]}"; do
     expect_error 1 "$(name_message "$n" "branch name")" dvol checkout -b "$n"
     expect_error 1 "$(name_message "$n" "branch name")" dvol checkout "$n"

@@ -416,7 +416,13 @@ restarts_both() {
     fi
 }
 
-restarts_both "checkout -b dev" master-data dv checkout -b dev shared
+# checkout -b changes no data: the containers keep running, untouched.
+s1=$(started_at c1)
+s2=$(started_at c2)
+expect_ok dv checkout -b dev shared
+expect_running "after checkout -b" c1 c2
+check "checkout -b left c1 running as it was" test "$(started_at c1)" = "$s1"
+check "checkout -b left c2 running as it was" test "$(started_at c2)" = "$s2"
 expect_ok dk exec c1 sh -c 'echo dev-data > /data/f'
 expect_ok dv commit -m d shared
 expect_running "after the commit on dev" c1 c2

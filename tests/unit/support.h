@@ -103,14 +103,14 @@ inline void set_mtime_ns(const std::string& path, int64_t ns) {
     if (::utimensat(AT_FDCWD, path.c_str(), ts, AT_SYMLINK_NOFOLLOW) != 0) throw std::runtime_error("utimensat failed: " + path);
 }
 
-// A pool root with an initialised database and an object store on it.
+// A store directory with an initialised database and an object store on it.
 struct StoreFixture {
     TempDir dir;
     std::unique_ptr<meta::Db> db;
     std::unique_ptr<ObjectStore> store;
 
     StoreFixture() {
-        auto d = meta::Db::open(dir / "dvol.db");
+        auto d = meta::Db::open(StorePaths(dir.path()).db());
         if (!d) throw std::runtime_error(d.error().message);
         db = std::move(*d);
         auto st = meta::init_schema(*db);
@@ -119,7 +119,7 @@ struct StoreFixture {
     }
 
     std::unique_ptr<ObjectStore> open_store() {
-        auto s = ObjectStore::open(dir.path(), *db);
+        auto s = ObjectStore::open(StorePaths(dir.path()), *db);
         if (!s) throw std::runtime_error(s.error().message);
         return std::move(*s);
     }

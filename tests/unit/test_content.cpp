@@ -12,6 +12,7 @@
 
 #include "object/tree.h"
 #include "repo/content.h"
+#include "repo/readers.h"
 #include "support.h"
 
 using namespace dvol;

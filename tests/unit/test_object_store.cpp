@@ -139,7 +139,7 @@ TEST_CASE("a new store on the same pool sees flushed objects", "[object_store]")
     auto db2 = meta::Db::open(f.dir / "dvol.db");
     REQUIRE(db2);
     REQUIRE(meta::init_schema(**db2));
-    auto s2 = ObjectStore::open(f.dir.path(), **db2);
+    auto s2 = ObjectStore::open(StorePaths(f.dir.path()), **db2);
     REQUIRE(s2);
     auto g2 = (*s2)->get(*id2);
     REQUIRE(g2);

@@ -683,10 +683,10 @@ TEST_CASE("checkout -b keeps the data; checkout of another branch materialises i
     write_file(f.at("m.txt"), "master");
     ObjectId m1 = f.commit("on master");
 
-    auto created = f.repo->checkout(f.vol, "feature", true, false);
+    auto created = f.repo->checkout(f.vol, "feature", CheckoutMode::create, false);
     REQUIRE(created);
-    CHECK(created->id == m1);
-    CHECK(created->files_written == 0);
+    CHECK(created->restore.id == m1);
+    CHECK(created->restore.files_written == 0);
     CHECK(read_file(f.at("m.txt")) == "master");
     auto ab = f.repo->active_branch(f.vol);
     REQUIRE(ab);
@@ -709,47 +709,62 @@ TEST_CASE("checkout -b keeps the data; checkout of another branch materialises i
     ObjectId f1 = f.commit("on feature");
     CHECK(f.log_ids() == std::vector<ObjectId>{f1, m1});
 
-    auto to_master = f.repo->checkout(f.vol, "master", false, false);
+    auto to_master = f.repo->checkout(f.vol, "master", CheckoutMode::switch_branch, false);
     REQUIRE(to_master);
-    CHECK(to_master->id == m1);
+    CHECK(to_master->restore.id == m1);
     CHECK(read_file(f.at("m.txt")) == "master");
     CHECK_FALSE(fs::exists(f.at("f.txt")));
     CHECK_FALSE(fs::exists(f.at("fdir")));
     CHECK(f.log_ids() == std::vector<ObjectId>{m1});
     CHECK(summary(f.status()) == "");
 
-    auto to_feature = f.repo->checkout(f.vol, "feature", false, false);
+    auto to_feature = f.repo->checkout(f.vol, "feature", CheckoutMode::switch_branch, false);
     REQUIRE(to_feature);
-    CHECK(to_feature->id == f1);
+    CHECK(to_feature->restore.id == f1);
     CHECK(read_file(f.at("m.txt")) == "changed on feature");
     CHECK(read_file(f.at("f.txt")) == "feature only");
     CHECK(fs::is_directory(f.at("fdir")));
 
-    auto exists = f.repo->checkout(f.vol, "master", true, false);
+    auto exists = f.repo->checkout(f.vol, "master", CheckoutMode::create, false);
     REQUIRE_FALSE(exists);
     CHECK(exists.error().code == Errc::already_exists);
-    auto missing = f.repo->checkout(f.vol, "nosuch", false, false);
+    auto missing = f.repo->checkout(f.vol, "nosuch", CheckoutMode::switch_branch, false);
     REQUIRE_FALSE(missing);
     CHECK(missing.error().code == Errc::not_found);
-    auto invalid = f.repo->checkout(f.vol, "bad/name", true, false);
+    auto invalid = f.repo->checkout(f.vol, "bad/name", CheckoutMode::create, false);
     REQUIRE_FALSE(invalid);
     CHECK(invalid.error().code == Errc::invalid_argument);
     auto still = f.repo->active_branch(f.vol);
     REQUIRE(still);
     CHECK(*still == "feature");
+
+    // Switching to the active branch does nothing; switch_or_create does whichever applies.
+    write_file(f.at("m.txt"), "uncommitted");
+    auto same = f.repo->checkout(f.vol, "feature", CheckoutMode::switch_branch, false);
+    REQUIRE(same);
+    CHECK(same->kind == CheckoutOutcome::Kind::already_on);
+    CHECK(read_file(f.at("m.txt")) == "uncommitted");
+    auto made = f.repo->checkout(f.vol, "third", CheckoutMode::switch_or_create, false);
+    REQUIRE(made);
+    CHECK(made->kind == CheckoutOutcome::Kind::created);
+    CHECK(read_file(f.at("m.txt")) == "uncommitted");
+    auto switched = f.repo->checkout(f.vol, "master", CheckoutMode::switch_or_create, true);
+    REQUIRE(switched);
+    CHECK(switched->kind == CheckoutOutcome::Kind::switched);
+    CHECK(read_file(f.at("m.txt")) == "master");
 }
 
 TEST_CASE("checkout of a branch without commits empties the live directory", "[repo]") {
     RepoFixture f;
-    REQUIRE(f.repo->checkout(f.vol, "dev", true, false));
+    REQUIRE(f.repo->checkout(f.vol, "dev", CheckoutMode::create, false));
     write_file(f.at("dev.txt"), "dev");
     ObjectId d1 = f.commit("dev work");
-    auto to_master = f.repo->checkout(f.vol, "master", false, false);
+    auto to_master = f.repo->checkout(f.vol, "master", CheckoutMode::switch_branch, false);
     REQUIRE(to_master);
     CHECK(fs::is_empty(f.live()));
-    auto back = f.repo->checkout(f.vol, "dev", false, false);
+    auto back = f.repo->checkout(f.vol, "dev", CheckoutMode::switch_branch, false);
     REQUIRE(back);
-    CHECK(back->id == d1);
+    CHECK(back->restore.id == d1);
     CHECK(read_file(f.at("dev.txt")) == "dev");
 }
 
@@ -757,12 +772,12 @@ TEST_CASE("checkout with uncommitted changes needs force", "[repo]") {
     RepoFixture f;
     write_file(f.at("a"), "a");
     (void)f.commit("base");
-    REQUIRE(f.repo->checkout(f.vol, "other", true, false));
+    REQUIRE(f.repo->checkout(f.vol, "other", CheckoutMode::create, false));
     write_file(f.at("b"), "b on other");
     (void)f.commit("other work");
 
     write_file(f.at("a"), "uncommitted edit");
-    auto refused = f.repo->checkout(f.vol, "master", false, false);
+    auto refused = f.repo->checkout(f.vol, "master", CheckoutMode::switch_branch, false);
     REQUIRE_FALSE(refused);
     CHECK(refused.error().code == Errc::conflict);
     CHECK(read_file(f.at("a")) == "uncommitted edit");
@@ -772,11 +787,11 @@ TEST_CASE("checkout with uncommitted changes needs force", "[repo]") {
 
     write_file(f.at("untracked"), "new file");
     REQUIRE(::unlink(f.at("a").c_str()) == 0);
-    auto refused2 = f.repo->checkout(f.vol, "master", false, false);
+    auto refused2 = f.repo->checkout(f.vol, "master", CheckoutMode::switch_branch, false);
     REQUIRE_FALSE(refused2);
     CHECK(refused2.error().code == Errc::conflict);
 
-    auto forced = f.repo->checkout(f.vol, "master", false, true);
+    auto forced = f.repo->checkout(f.vol, "master", CheckoutMode::switch_branch, true);
     REQUIRE(forced);
     CHECK(read_file(f.at("a")) == "a");
     CHECK_FALSE(fs::exists(f.at("b")));
@@ -790,11 +805,11 @@ TEST_CASE("delete_branch", "[repo]") {
     RepoFixture f;
     write_file(f.at("a"), "a");
     (void)f.commit("base");
-    REQUIRE(f.repo->checkout(f.vol, "side", true, false));
+    REQUIRE(f.repo->checkout(f.vol, "side", CheckoutMode::create, false));
     auto active = f.repo->delete_branch(f.vol, "side");
     REQUIRE_FALSE(active);
     CHECK(active.error().code == Errc::conflict);
-    REQUIRE(f.repo->checkout(f.vol, "master", false, false));
+    REQUIRE(f.repo->checkout(f.vol, "master", CheckoutMode::switch_branch, false));
     REQUIRE(f.repo->delete_branch(f.vol, "side"));
     auto b = f.repo->branches(f.vol);
     REQUIRE(b);
@@ -810,7 +825,7 @@ TEST_CASE("delete_branch", "[repo]") {
     REQUIRE_FALSE(invalid);
     CHECK(invalid.error().code == Errc::invalid_argument);
     // A deleted branch cannot be checked out.
-    auto gone = f.repo->checkout(f.vol, "side", false, false);
+    auto gone = f.repo->checkout(f.vol, "side", CheckoutMode::switch_branch, false);
     REQUIRE_FALSE(gone);
     CHECK(gone.error().code == Errc::not_found);
 }
@@ -1186,7 +1201,7 @@ TEST_CASE("checkout -b keeps uncommitted changes", "[repo]") {
     (void)f.commit("base");
     write_file(f.at("a"), "work in progress");
     write_file(f.at("b"), "new");
-    REQUIRE(f.repo->checkout(f.vol, "wip", true, false));
+    REQUIRE(f.repo->checkout(f.vol, "wip", CheckoutMode::create, false));
     CHECK(read_file(f.at("a")) == "work in progress");
     CHECK(read_file(f.at("b")) == "new");
     CHECK(summary(f.status()) == "added b\nmodified a\n");

@@ -116,7 +116,7 @@ TEST_CASE("malformed requests get an Err and change nothing", "[volume_driver]")
     CHECK_FALSE(f.err("VolumeDriver.Mount", R"({"Name":"v","ID":""})").empty());
     CHECK_FALSE(f.err("VolumeDriver.Mount", R"({"Name":"v","ID":"a b"})").empty());
     CHECK_FALSE(f.err("VolumeDriver.Mount", "{\"Name\":\"v\",\"ID\":\"" + std::string(300, 'a') + "\"}").empty());
-    CHECK(f.repo->mounts("v")->empty());
+    CHECK(f.repo->docker_mounts("v")->empty());
 
     auto unknown = f.call("VolumeDriver.Frobnicate", R"({"Name":"v"})");
     CHECK(unknown["_status"] == 404);

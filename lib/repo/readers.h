@@ -1,0 +1,47 @@
+// Reading what a commit holds through an ObjectSource: trees, the extents of a file's content
+// (extent lists of large files loaded one at a time, so memory stays bounded), and a file's
+// bytes. Every reader of trees and content goes through these, so any source serves them: the
+// local store, or a chunk cache in front of a remote.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "base/error.h"
+#include "object/tree.h"
+#include "store/object_source.h"
+
+namespace dvol {
+
+// Trees that status and diff computed from the live directory but did not store: looked up
+// before the source.
+using TreeOverlay = std::unordered_map<ObjectId, Tree, ObjectIdHash>;
+
+// Tree `id`, from `overlay` (may be null) or `source`; a tree that does not decode is corrupt.
+Result<Tree> load_tree(ObjectSource& source, const TreeOverlay* overlay, const ObjectId& id);
+
+// Streams a FileContent's extents with their file offsets. Borrows both arguments.
+class ExtentCursor {
+public:
+    ExtentCursor(ObjectSource& source, const FileContent& content) : source_(source), content_(content) {}
+    // The next extent, or nullopt at the end.
+    Result<std::optional<Extent>> next();
+    uint64_t offset() const { return offset_; }  // offset of the extent last returned
+
+private:
+    ObjectSource& source_;
+    const FileContent& content_;
+    std::vector<Extent> list_;
+    size_t list_index_ = 0;  // next list to load (indirect)
+    size_t pos_ = 0;         // next extent in the current vector
+    uint64_t offset_ = 0;
+    uint64_t next_offset_ = 0;
+};
+
+// The whole content as bytes, or nullopt when it is larger than `limit`.
+Result<std::optional<std::string>> read_content(ObjectSource& source, const FileContent& content, uint64_t size, uint64_t limit);
+
+}  // namespace dvol

@@ -1,0 +1,35 @@
+// Where readers of trees, extent lists and content get objects from: the seam between what
+// reads objects (tree loading, extent cursors, content reads, tree walks and diffs, fsck) and
+// where the objects are. The local ObjectStore is one source; a chunk cache in front of a
+// remote is another. Readers take an ObjectSource& and never learn which.
+#pragma once
+
+#include <cstddef>
+#include <vector>
+
+#include "base/error.h"
+#include "base/object_id.h"
+
+namespace dvol {
+
+class ObjectSource {
+public:
+    virtual ~ObjectSource() = default;
+
+    // Whether the source holds object `id` (without reading it).
+    virtual Result<bool> has(const ObjectId& id) = 0;
+
+    // Reads object `id` into `out` (replacing its contents), verified: what comes back hashes
+    // to `id`. Errc::not_found when the source does not hold it; Errc::corrupt, naming the
+    // object, when what it holds is damaged; other codes when it cannot be reached.
+    virtual Status get(const ObjectId& id, std::vector<std::byte>& out) = 0;
+
+    // The same, into a new buffer.
+    Result<std::vector<std::byte>> get(const ObjectId& id) {
+        std::vector<std::byte> out;
+        DVOL_CHECK(get(id, out));
+        return out;
+    }
+};
+
+}  // namespace dvol

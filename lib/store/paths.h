@@ -1,0 +1,38 @@
+// Where everything lives under a store directory: the one place that spells the store's file
+// and directory names (docs/FORMAT.md, "The store directory").
+//
+//   <dir>/dvol.db                        SQLite: refs, pack index, stat cache
+//   <dir>/store.lock                     flock: shared by commands, exclusive for gc
+//   <dir>/objects/packs/<name>.pack      registered (published) packs
+//   <dir>/tmp/<name>.pack                packs being written (staging), locked by their writer
+//   <dir>/tmp/rm-<name>/                 a removed volume's directory, being deleted
+//   <dir>/volumes/<volume>/data/         a volume's live directory
+//   <dir>/volumes/<volume>/lock          flock: held by commands that change the volume's data
+#pragma once
+
+#include <string>
+
+namespace dvol {
+
+class StorePaths {
+public:
+    explicit StorePaths(std::string dir) : dir_(std::move(dir)) {}
+
+    const std::string& dir() const { return dir_; }
+    std::string db() const { return dir_ + "/dvol.db"; }
+    std::string store_lock() const { return dir_ + "/store.lock"; }
+    std::string packs_dir() const { return dir_ + "/objects/packs"; }
+    std::string pack(const std::string& name) const { return packs_dir() + "/" + name + ".pack"; }
+    std::string tmp_dir() const { return dir_ + "/tmp"; }
+    std::string staging_pack(const std::string& name) const { return tmp_dir() + "/" + name + ".pack"; }
+    std::string trash(const std::string& name) const { return tmp_dir() + "/rm-" + name; }
+    std::string volumes_dir() const { return dir_ + "/volumes"; }
+    std::string volume_dir(const std::string& volume) const { return volumes_dir() + "/" + volume; }
+    std::string live_dir(const std::string& volume) const { return volume_dir(volume) + "/data"; }
+    std::string volume_lock(const std::string& volume) const { return volume_dir(volume) + "/lock"; }
+
+private:
+    std::string dir_;
+};
+
+}  // namespace dvol
