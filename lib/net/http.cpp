@@ -78,7 +78,7 @@ int on_seek(void* user, curl_off_t offset, int origin) {
 
 struct Download {
     CURL* curl = nullptr;
-    const std::function<void(std::span<const std::byte>)>* sink = nullptr;
+    const std::function<void(long, std::span<const std::byte>)>* sink = nullptr;
     std::string* body = nullptr;
     std::string error;  // what the sink threw
 };
@@ -91,7 +91,7 @@ size_t on_write(char* data, size_t size, size_t n, void* user) {
     bool success = status >= 200 && status < 300;
     try {
         if (success && *d->sink) {
-            (*d->sink)({reinterpret_cast<const std::byte*>(data), len});
+            (*d->sink)(status, {reinterpret_cast<const std::byte*>(data), len});
         } else if (success) {
             d->body->append(data, len);
         } else if (d->body->size() < kMaxErrorBody) {

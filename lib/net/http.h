@@ -60,8 +60,9 @@ struct Request {
     uint64_t body_size = 0;
     // Signs the request when set (borrowed).
     const AwsSigV4* sigv4 = nullptr;
-    // When set, receives the body of a 2xx answer piece by piece instead of Response::body.
-    std::function<void(std::span<const std::byte>)> sink;
+    // When set, receives the body of a 2xx answer piece by piece, with the answer's status,
+    // instead of Response::body.
+    std::function<void(long status, std::span<const std::byte>)> sink;
 };
 
 struct Response {

@@ -222,10 +222,15 @@ TEST_CASE("a sink takes a 2xx body; an error body is kept, its first 64 KiB", "[
     std::string got;
     net::Request get;
     get.url = server.url("/x");
-    get.sink = [&got](std::span<const std::byte> b) { got += test::string_of(b); };
+    long sink_status = 0;
+    get.sink = [&](long status, std::span<const std::byte> b) {
+        sink_status = status;
+        got += test::string_of(b);
+    };
     auto r = c->perform(get);
     REQUIRE(r.ok());
     CHECK(r->status == 206);
+    CHECK(sink_status == 206);
     CHECK(got == "0123456789");
     CHECK(r->body.empty());
     got.clear();
