@@ -3,124 +3,17 @@
 // a 100 Continue, error bodies, and the failures that must be Errc::unavailable.
 #include <catch2/catch.hpp>
 
-#include <netinet/in.h>
-#include <sys/socket.h>
-#include <sys/un.h>
-#include <unistd.h>
-
-#include <atomic>
-#include <cstring>
-#include <mutex>
-#include <thread>
-
 #include "net/http.h"
 #include "support.h"
+#include "tiny_server.h"
 
 using namespace dvol;
 using dvol::test::TempDir;
+using dvol::test::TinyServer;
+using dvol::test::answer;
+using dvol::test::listen_socket;
 
 namespace {
-
-// A listening socket on 127.0.0.1 (port chosen by the kernel) or on a unix socket path.
-dvol::UniqueFd listen_socket(const std::string& unix_path, int& port) {
-    dvol::UniqueFd fd;
-    if (unix_path.empty()) {
-        fd.reset(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
-        sockaddr_in a{};
-        a.sin_family = AF_INET;
-        a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-        REQUIRE(::bind(fd.get(), reinterpret_cast<sockaddr*>(&a), sizeof a) == 0);
-        socklen_t len = sizeof a;
-        REQUIRE(::getsockname(fd.get(), reinterpret_cast<sockaddr*>(&a), &len) == 0);
-        port = ntohs(a.sin_port);
-    } else {
-        fd.reset(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
-        sockaddr_un a{};
-        a.sun_family = AF_UNIX;
-        REQUIRE(unix_path.size() < sizeof a.sun_path);
-        std::memcpy(a.sun_path, unix_path.c_str(), unix_path.size());
-        REQUIRE(::bind(fd.get(), reinterpret_cast<sockaddr*>(&a), sizeof a) == 0);
-    }
-    REQUIRE(::listen(fd.get(), 8) == 0);
-    return fd;
-}
-
-// Answers each request with the next of `answers` (raw HTTP, Content-Length included) and
-// records what it received; a request that says "Expect: 100-continue" first gets a 100.
-class TinyServer {
-public:
-    TinyServer(std::vector<std::string> answers, const std::string& unix_path = "")
-        : answers_(std::move(answers)) {
-        listener_ = listen_socket(unix_path, port_);
-        thread_ = std::thread([this] { serve(); });
-    }
-    ~TinyServer() {
-        ::shutdown(listener_.get(), SHUT_RDWR);
-        thread_.join();
-    }
-    std::string url(const std::string& path) const { return "http://127.0.0.1:" + std::to_string(port_) + path; }
-    std::vector<std::string> requests() {
-        std::lock_guard lock(mu_);
-        return requests_;
-    }
-
-private:
-    void serve() {
-        size_t next = 0;
-        while (next < answers_.size()) {
-            dvol::UniqueFd conn(::accept4(listener_.get(), nullptr, nullptr, SOCK_CLOEXEC));
-            if (!conn.valid()) return;
-            std::string buf;
-            while (next < answers_.size()) {
-                size_t head_end;
-                while ((head_end = buf.find("\r\n\r\n")) == std::string::npos)
-                    if (!read_more(conn.get(), buf)) break;
-                if (head_end == std::string::npos) break;
-                std::string head = buf.substr(0, head_end + 4);
-                std::string lower = head;
-                for (auto& c : lower) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-                size_t length = 0;
-                if (auto p = lower.find("content-length:"); p != std::string::npos) length = std::stoul(head.substr(p + 15));
-                if (lower.find("expect: 100-continue") != std::string::npos) send_all(conn.get(), "HTTP/1.1 100 Continue\r\n\r\n");
-                while (buf.size() < head.size() + length)
-                    if (!read_more(conn.get(), buf)) break;
-                {
-                    std::lock_guard lock(mu_);
-                    requests_.push_back(buf.substr(0, head.size() + length));
-                }
-                buf.erase(0, std::min(buf.size(), head.size() + length));
-                send_all(conn.get(), answers_[next++]);
-            }
-        }
-    }
-    static bool read_more(int fd, std::string& buf) {
-        char tmp[65536];
-        ssize_t n = ::read(fd, tmp, sizeof tmp);
-        if (n <= 0) return false;
-        buf.append(tmp, static_cast<size_t>(n));
-        return true;
-    }
-    static void send_all(int fd, const std::string& s) {
-        size_t off = 0;
-        while (off < s.size()) {
-            ssize_t n = ::send(fd, s.data() + off, s.size() - off, MSG_NOSIGNAL);
-            if (n <= 0) return;
-            off += static_cast<size_t>(n);
-        }
-    }
-
-    std::vector<std::string> answers_;
-    dvol::UniqueFd listener_;
-    int port_ = 0;
-    std::thread thread_;
-    std::mutex mu_;
-    std::vector<std::string> requests_;
-};
-
-std::string answer(int status, const std::string& reason, const std::string& body, const std::string& extra = "") {
-    return "HTTP/1.1 " + std::to_string(status) + " " + reason + "\r\n" + extra + "Content-Length: " +
-           std::to_string(body.size()) + "\r\n\r\n" + body;
-}
 
 std::unique_ptr<net::Client> client(net::ClientOptions o = {}) {
     auto c = net::Client::create(std::move(o));

@@ -18,10 +18,12 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <chrono>
 #include <fstream>
 #include <latch>
 #include <limits>
 #include <map>
+#include <memory>
 #include <random>
 #include <thread>
 
@@ -31,10 +33,14 @@
 #include "remote/s3_protocol.h"
 #include "store/hash.h"
 #include "support.h"
+#include "tiny_server.h"
 
 using namespace dvol;
 using namespace dvol::remote;
 using dvol::test::TempDir;
+using dvol::test::TinyServer;
+using dvol::test::answer;
+using dvol::test::request_header;
 
 namespace {
 
@@ -412,6 +418,201 @@ TEST_CASE("an S3 server that refuses connections or never answers is unavailable
     auto upd = s3->update_ref("refs/main", "x", "");
     REQUIRE_FALSE(upd.ok());
     CHECK(upd.error().code == Errc::invalid_argument);
+}
+
+// ---- against a scripted server: answers a real one rarely gives ---------------------------
+
+namespace {
+
+const std::string kKey = "AKIAFAKESERVER000001", kSecret = "fakeServerSecretfakeServerSecret00001", kToken = "FakeServerToken0001";
+
+std::unique_ptr<S3Backend> fake_s3(const TinyServer& srv, bool token = false) {
+    S3Options o;
+    o.endpoint = srv.base_url();
+    o.stall_timeout_s = 5;
+    std::map<std::string, std::string> env{{"HOME", "/nonexistent"}, {"AWS_ACCESS_KEY_ID", kKey}, {"AWS_SECRET_ACCESS_KEY", kSecret}};
+    if (token) env["AWS_SESSION_TOKEN"] = kToken;
+    return open_s3("s3://bkt/p", o, fake_env(env));
+}
+
+std::string error_xml(const std::string& code, const std::string& message = "") {
+    return "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Error><Code>" + code + "</Code><Message>" + message +
+           "</Message><RequestId>tx1</RequestId></Error>";
+}
+
+std::string s3_answer(int status, const std::string& code, const std::string& message = "") {
+    return answer(status, "Whatever", error_xml(code, message), "Content-Type: application/xml\r\n");
+}
+
+}  // namespace
+
+TEST_CASE("requests are signed by libcurl with the payload's SHA-256 and the session token", "[s3]") {
+    TinyServer srv({answer(200, "OK", "", "ETag: \"e\"\r\n"), answer(200, "OK", "x")});
+    auto s3 = fake_s3(srv, true);
+    REQUIRE(s3->write("packs/a", test::bytes_of("hello")).ok());
+    std::vector<std::byte> out;
+    REQUIRE(s3->read_all("packs/a", out).ok());
+    auto reqs = srv.requests();
+    REQUIRE(reqs.size() == 2);
+    CHECK(reqs[0].starts_with("PUT /bkt/p/packs/a HTTP/1.1\r\n"));
+    CHECK(request_header(reqs[0], "x-amz-content-sha256") == sha256(std::string_view("hello")).hex());
+    CHECK(request_header(reqs[0], "x-amz-security-token") == kToken);
+    const std::string auth = request_header(reqs[0], "authorization");
+    CHECK(auth.starts_with("AWS4-HMAC-SHA256 Credential=" + kKey + "/"));
+    CHECK_THAT(auth, Catch::Contains("/us-east-1/s3/aws4_request") && Catch::Contains("x-amz-content-sha256") &&
+                         Catch::Contains("x-amz-security-token") && Catch::Contains("Signature="));
+    CHECK(auth.find(kSecret) == std::string::npos);
+    CHECK(reqs[1].starts_with("GET /bkt/p/packs/a HTTP/1.1\r\n"));
+    CHECK(request_header(reqs[1], "x-amz-content-sha256") == sha256(std::string_view("")).hex());
+}
+
+TEST_CASE("S3 answers map to error kinds; no credential in a message, even one the server echoes", "[s3]") {
+    struct Case {
+        int status;
+        std::string code;
+        Errc want;
+        std::string says;
+    };
+    const std::vector<Case> cases = {
+        {403, "SignatureDoesNotMatch", Errc::denied, "refused the credentials from AWS_ACCESS_KEY_ID in the environment for bucket bkt"},
+        {403, "InvalidAccessKeyId", Errc::denied, "refused the credentials"},
+        {400, "ExpiredToken", Errc::denied, "refused the credentials"},
+        {403, "AccessDenied", Errc::denied, "bucket bkt refused access"},
+        {403, "RequestTimeTooSkewed", Errc::denied, "clock"},
+        {403, "QuotaExceeded", Errc::no_space, "quota"},
+        {400, "EntityTooLarge", Errc::no_space, "full"},
+        {507, "InsufficientCapacity", Errc::no_space, "full"},
+        {404, "NoSuchBucket", Errc::not_found, "bucket bkt does not exist at http://127.0.0.1:"},
+        {500, "InternalError", Errc::unavailable, "InternalError, HTTP 500"},
+        {503, "SlowDown", Errc::unavailable, "SlowDown, HTTP 503"},
+        {429, "TooManyRequests", Errc::unavailable, "HTTP 429"},
+        {400, "RequestTimeout", Errc::unavailable, "RequestTimeout"},
+        {501, "NotImplemented", Errc::unsupported, "does not implement"},
+        {301, "PermanentRedirect", Errc::invalid_argument, "region us-east-1"},
+        {400, "AuthorizationHeaderMalformed", Errc::invalid_argument, "AWS_REGION"},
+        {400, "XAmzContentSHA256Mismatch", Errc::io, "differ from those sent"},
+        {409, "BucketNotEmpty", Errc::io, "BucketNotEmpty, HTTP 409"},
+        {400, "InvalidArgument", Errc::io, "InvalidArgument, HTTP 400: key " /* the server's Message, scrubbed */},
+    };
+    for (const auto& c : cases) {
+        INFO(c.status << " " << c.code);
+        TinyServer srv({s3_answer(c.status, c.code, "key " + kKey + " secret " + kSecret + " token " + kToken)});
+        auto s3 = fake_s3(srv, true);
+        auto st = s3->write("packs/a", test::bytes_of("x"));
+        REQUIRE_FALSE(st.ok());
+        INFO(st.error().message);
+        CHECK(st.error().code == c.want);
+        CHECK_THAT(st.error().message, Catch::Contains(c.says) && Catch::StartsWith("s3://bkt/p: "));
+        check_no_secret(st.error(), {kKey, kSecret, kToken});
+    }
+    // Not XML at all (a proxy's page).
+    TinyServer html({answer(502, "Bad Gateway", "<html><body>bad gateway</body></html>")});
+    auto st = fake_s3(html)->write("packs/a", test::bytes_of("x"));
+    REQUIRE_FALSE(st.ok());
+    CHECK(st.error().code == Errc::unavailable);
+    CHECK_THAT(st.error().message, Catch::Contains("HTTP 502"));
+}
+
+TEST_CASE("ranged reads from a server that ignores Range, or answers another range", "[s3]") {
+    TinyServer srv({answer(200, "OK", "0123456789"), answer(200, "OK", "0123456789"),
+                    answer(206, "Partial Content", "01", "Content-Range: bytes 0-1/10\r\n")});
+    auto s3 = fake_s3(srv);
+    std::vector<std::byte> out;
+    REQUIRE(s3->read("k", 3, 4, out).ok());
+    CHECK(text(out) == "3456");
+    REQUIRE(s3->read("k", 8, 10, out).ok());
+    CHECK(text(out) == "89");
+    auto st = s3->read("k", 5, 2, out);
+    REQUIRE_FALSE(st.ok());
+    CHECK(st.error().code == Errc::io);
+    CHECK(out.empty());
+    auto reqs = srv.requests();
+    CHECK(request_header(reqs[0], "range") == "bytes=3-6");
+    CHECK(request_header(reqs[1], "range") == "bytes=8-17");
+}
+
+TEST_CASE("listing pages: the query in canonical order, tokens escaped, foreign keys skipped", "[s3]") {
+    auto page = [](const std::string& contents, const std::string& next) {
+        return answer(200, "OK",
+                      "<ListBucketResult><IsTruncated>" + std::string(next.empty() ? "false" : "true") + "</IsTruncated>" + contents +
+                          (next.empty() ? "" : "<NextContinuationToken>" + next + "</NextContinuationToken>") + "</ListBucketResult>");
+    };
+    auto item = [](const std::string& key, int size) {
+        return "<Contents><Key>" + key + "</Key><Size>" + std::to_string(size) + "</Size></Contents>";
+    };
+    TinyServer srv({page(item("p/refs/b", 2) + item("p/bad//key", 1) + item("p/refs/a", 1), "a+b/=&amp;"),
+                    page(item("p/refs/c", 3) + item("elsewhere/x", 1), "")});
+    auto s3 = fake_s3(srv);
+    auto keys = s3->list("refs/");
+    REQUIRE(keys.ok());
+    REQUIRE(keys->size() == 3);
+    CHECK((*keys)[0].key == "refs/a");
+    CHECK((*keys)[1].key == "refs/b");
+    CHECK((*keys)[2].key == "refs/c");
+    CHECK((*keys)[2].size == 3);
+    auto reqs = srv.requests();
+    REQUIRE(reqs.size() == 2);
+    CHECK(reqs[0].starts_with("GET /bkt?list-type=2&max-keys=1000&prefix=p%2Frefs%2F HTTP/1.1\r\n"));
+    CHECK(reqs[1].starts_with("GET /bkt?continuation-token=a%2Bb%2F%3D%26&list-type=2&max-keys=1000&prefix=p%2Frefs%2F HTTP/1.1\r\n"));
+
+    // A server that hands out the same token again is not followed forever.
+    TinyServer loop({page("", "t1"), page("", "t1")});
+    keys = fake_s3(loop)->list("");
+    REQUIRE_FALSE(keys.ok());
+    CHECK(keys.error().code == Errc::io);
+}
+
+TEST_CASE("a ref write whose answer is a 5xx is settled by reading the ref back", "[s3]") {
+    // The server answers the PUT with `put_status`, then the GET with the ref as `state` says:
+    // "ours" (our tag, version v2), "unchanged" (version v1), "other" (v3, another tag),
+    // "missing" (404).
+    auto run = [](int put_status, const std::string& state, bool create) {
+        auto tag = std::make_shared<std::string>();
+        TinyServer srv(
+            [=](const std::string& req) {
+                if (req.starts_with("PUT ")) {
+                    *tag = request_header(req, "x-amz-meta-dvol-write");
+                    return s3_answer(put_status, put_status == 412 ? "PreconditionFailed" : "UnknownError");
+                }
+                if (state == "missing") return s3_answer(404, "NoSuchKey");
+                if (state == "ours") return answer(200, "OK", "new", "ETag: \"v2\"\r\nx-amz-meta-dvol-write: " + *tag + "\r\n");
+                if (state == "unchanged") return answer(200, "OK", "old", "ETag: \"v1\"\r\nx-amz-meta-dvol-write: x-1\r\n");
+                return answer(200, "OK", "new", "ETag: \"v3\"\r\nx-amz-meta-dvol-write: someone-else-1\r\n");
+            },
+            put_status == 412 ? 1 : 2);
+        auto s3 = fake_s3(srv);
+        auto r = create ? s3->create_ref("refs/main", "new") : s3->update_ref("refs/main", "new", "v1");
+        CHECK_FALSE(tag->empty());
+        CHECK(srv.requests().size() == (put_status == 412 ? 1u : 2u));
+        return r;
+    };
+    auto r = run(500, "ours", false);
+    REQUIRE(r.ok());
+    CHECK(*r == "v2");
+    r = run(500, "unchanged", false);
+    REQUIRE_FALSE(r.ok());
+    CHECK(r.error().code == Errc::unavailable);
+    r = run(500, "other", false);
+    REQUIRE_FALSE(r.ok());
+    CHECK(r.error().code == Errc::conflict);
+    CHECK_THAT(r.error().message, Catch::Contains("changed since it was read"));
+    r = run(503, "missing", false);
+    REQUIRE_FALSE(r.ok());
+    CHECK(r.error().code == Errc::conflict);
+    r = run(500, "ours", true);
+    REQUIRE(r.ok());
+    CHECK(*r == "v2");
+    r = run(503, "missing", true);
+    REQUIRE_FALSE(r.ok());
+    CHECK(r.error().code == Errc::unavailable);
+    r = run(500, "other", true);
+    REQUIRE_FALSE(r.ok());
+    CHECK(r.error().code == Errc::conflict);
+    CHECK_THAT(r.error().message, Catch::Contains("already exists"));
+    // A 412 is a definite answer: no read-back.
+    r = run(412, "ours", false);
+    REQUIRE_FALSE(r.ok());
+    CHECK(r.error().code == Errc::conflict);
 }
 
 // ---- against a real S3 server ----------------------------------------------------------------
@@ -803,4 +1004,32 @@ TEST_CASE("S3: a bucket over its quota is no_space", "[.s3-quota]") {
     INFO(st.error().message);
     CHECK(st.error().code == Errc::no_space);
     check_no_secret(st.error(), {srv->access_key, srv->secret_key});
+}
+
+TEST_CASE("S3: latency of small requests (printed, never checked)", "[.s3-latency]") {
+    NEED_SERVER(srv);
+    Scratch t(*srv);
+    auto v = t.s3->create_ref("refs/l", "0");
+    REQUIRE(v.ok());
+    std::string version = *v;
+    constexpr int n = 200;
+    std::vector<double> reads, writes;
+    for (int i = 0; i < n; ++i) {
+        auto t0 = std::chrono::steady_clock::now();
+        auto cur = t.s3->read_ref("refs/l");
+        auto t1 = std::chrono::steady_clock::now();
+        REQUIRE(cur.ok());
+        auto next = t.s3->update_ref("refs/l", std::to_string(i + 1), version);
+        auto t2 = std::chrono::steady_clock::now();
+        REQUIRE(next.ok());
+        version = *next;
+        reads.push_back(std::chrono::duration<double, std::milli>(t1 - t0).count());
+        writes.push_back(std::chrono::duration<double, std::milli>(t2 - t1).count());
+    }
+    auto summary = [](std::vector<double> v) {
+        std::sort(v.begin(), v.end());
+        return fmt::format("median {:.2f} ms, 90th percentile {:.2f} ms", v[v.size() / 2], v[v.size() * 9 / 10]);
+    };
+    fmt::print("latency of read_ref (GET of a 1-3 byte ref), {} in a row: {}\n", n, summary(reads));
+    fmt::print("latency of update_ref (conditional PUT), {} in a row: {}\n", n, summary(writes));
 }
