@@ -877,10 +877,13 @@ TEST_CASE("S3: a 24 MiB file streamed from its fd, in bounded memory, reads back
 
     reset_peak_rss();
     const long before = rss_kib();
+    // Kernels before 4.0 cannot reset the peak: then the bound is not checked.
+    const bool peak_reset = before > 0 && peak_rss_kib() <= before + 1024;
     REQUIRE(t.s3->write_file("packs/big", fd->get(), size).ok());
     const long grew = peak_rss_kib() - before;
     INFO("peak resident memory grew by " << grew << " KiB while sending " << size / 1024 << " KiB");
-    if (before > 0 && grew >= 0) CHECK(grew < 8 * 1024);
+    if (peak_reset) CHECK(grew < 8 * 1024);
+    else WARN("the peak resident memory cannot be reset here: the memory bound of a streamed upload is not checked");
 
     auto keys = t.s3->list("packs/");
     REQUIRE(keys.ok());
