@@ -78,24 +78,24 @@ int on_seek(void* user, curl_off_t offset, int origin) {
 
 struct Download {
     CURL* curl = nullptr;
-    const std::function<void(long, std::span<const std::byte>)>* sink = nullptr;
-    std::string* body = nullptr;
-    std::string error;  // what the sink threw
+    const std::function<void(const Response&, std::span<const std::byte>)>* sink = nullptr;
+    Response* resp = nullptr;  // its headers are complete when the body starts
+    std::string error;         // what the sink threw
 };
 
 size_t on_write(char* data, size_t size, size_t n, void* user) {
     auto* d = static_cast<Download*>(user);
     size_t len = size * n;
-    long status = 0;
-    curl_easy_getinfo(d->curl, CURLINFO_RESPONSE_CODE, &status);
-    bool success = status >= 200 && status < 300;
+    curl_easy_getinfo(d->curl, CURLINFO_RESPONSE_CODE, &d->resp->status);
+    bool success = d->resp->status >= 200 && d->resp->status < 300;
+    std::string& body = d->resp->body;
     try {
         if (success && *d->sink) {
-            (*d->sink)(status, {reinterpret_cast<const std::byte*>(data), len});
+            (*d->sink)(*d->resp, {reinterpret_cast<const std::byte*>(data), len});
         } else if (success) {
-            d->body->append(data, len);
-        } else if (d->body->size() < kMaxErrorBody) {
-            d->body->append(data, std::min(len, kMaxErrorBody - d->body->size()));
+            body.append(data, len);
+        } else if (body.size() < kMaxErrorBody) {
+            body.append(data, std::min(len, kMaxErrorBody - body.size()));
         }
     } catch (const std::exception& e) {
         d->error = e.what();
@@ -186,7 +186,7 @@ Result<Response> Client::perform(const Request& req) {
     Download down;
     down.curl = c;
     down.sink = &req.sink;
-    down.body = &resp.body;
+    down.resp = &resp;
 
     curl_easy_setopt(c, CURLOPT_URL, req.url.c_str());
     curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https");

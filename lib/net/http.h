@@ -47,6 +47,8 @@ struct AwsSigV4 {
     std::string secret_key;
 };
 
+struct Response;
+
 struct Request {
     std::string method = "GET";  // GET, HEAD, PUT, POST or DELETE
     // Sent as is: the caller escapes the path and the query.
@@ -60,9 +62,9 @@ struct Request {
     uint64_t body_size = 0;
     // Signs the request when set (borrowed).
     const AwsSigV4* sigv4 = nullptr;
-    // When set, receives the body of a 2xx answer piece by piece, with the answer's status,
-    // instead of Response::body.
-    std::function<void(long status, std::span<const std::byte>)> sink;
+    // When set, receives the body of a 2xx answer piece by piece instead of Response::body,
+    // each piece with the answer so far (status and headers, no body).
+    std::function<void(const Response& head, std::span<const std::byte> data)> sink;
 };
 
 struct Response {

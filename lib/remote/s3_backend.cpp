@@ -1,6 +1,7 @@
 #include "remote/s3_backend.h"
 
 #include <algorithm>
+#include <cstdlib>
 #include <limits>
 #include <random>
 
@@ -18,7 +19,7 @@ constexpr const char* kEmptySha256 = "e3b0c44298fc1c149afbf4c8996fb92427ae41e464
 // S3's limit for one PUT; bigger objects need a multipart upload, which dvol's packs (256 MiB
 // at most) never do.
 constexpr uint64_t kMaxPut = uint64_t{5} << 30;
-// User metadata on every ref write: which write made the object (S3Backend::write_tag).
+// User metadata on every ref write: which write made the object (S3Backend::put_ref).
 constexpr const char* kWriteTagHeader = "x-amz-meta-dvol-write";
 
 // The SHA-256 of `size` bytes of `fd` from offset 0, in hex, read 1 MiB at a time.
@@ -126,6 +127,8 @@ Error S3Backend::answer_error(const net::Response& resp, const Call& call) const
                                                      bucket, settings_.endpoint));
     if (st == 404 && call.op == Op::update_ref)
         return scrubbed(Errc::conflict, fmt::format("{}: cannot update ref {}: it no longer exists", location_, call.key));
+    if (st == 404 && call.op == Op::list)
+        return scrubbed(Errc::not_found, fmt::format("{}: no bucket {} at {} ({})", location_, bucket, settings_.endpoint, tag));
     if (st == 404) return scrubbed(Errc::not_found, fmt::format("{}: no {} in the remote", location_, call.key));
     if (st == 412 && call.op == Op::create_ref)
         return scrubbed(Errc::conflict, fmt::format("{}: cannot create ref {}: it already exists", location_, call.key));
@@ -212,8 +215,8 @@ Status S3Backend::read(const std::string& key, uint64_t offset, uint64_t length,
     // A 206 holds the range; a 200 (a server that ignores Range) the whole object, of which
     // only the range is kept.
     uint64_t seen = 0;
-    req.sink = [&](long status, std::span<const std::byte> b) {
-        const uint64_t start = status == 206 ? 0 : first;
+    req.sink = [&](const net::Response& head, std::span<const std::byte> b) {
+        const uint64_t start = head.status == 206 ? 0 : first;
         const uint64_t end = want > std::numeric_limits<uint64_t>::max() - start ? std::numeric_limits<uint64_t>::max() : start + want;
         const uint64_t lo = std::max(seen, start), hi = std::min(seen + b.size(), end);
         if (lo < hi) out.insert(out.end(), b.begin() + static_cast<ptrdiff_t>(lo - seen), b.begin() + static_cast<ptrdiff_t>(hi - seen));
@@ -245,7 +248,14 @@ Status S3Backend::read_all(const std::string& key, std::vector<std::byte>& out) 
     const Call call{Op::read, key};
     net::Request req;
     req.url = object_url(key);
-    req.sink = [&out](long, std::span<const std::byte> b) { out.insert(out.end(), b.begin(), b.end()); };
+    req.sink = [&out](const net::Response& head, std::span<const std::byte> b) {
+        // One allocation for the whole object, not a doubling vector (a 256 MiB pack could
+        // end up in 512 MiB of capacity).
+        if (out.empty())
+            if (const std::string* len = head.header("content-length"))
+                out.reserve(static_cast<size_t>(std::min<uint64_t>(std::strtoull(len->c_str(), nullptr, 10), kMaxPut)));
+        out.insert(out.end(), b.begin(), b.end());
+    };
     auto resp = send(req, kEmptySha256, call);
     if (resp && resp->status == 200) return {};
     out.clear();
@@ -321,7 +331,7 @@ Result<std::string> S3Backend::create_ref(const std::string& key, std::string_vi
 
 Result<std::string> S3Backend::update_ref(const std::string& key, std::string_view data, const std::string& expected) {
     DVOL_CHECK(check_key(key));
-    // RGW matches If-Match against the bare ETag only; AWS takes both forms.
+    // RGW matches If-Match against the bare ETag only (the quoted form always fails).
     const std::string version = s3::unquote_etag(expected);
     if (version.empty() || version.find_first_of("\r\n,*\"") != std::string::npos)
         return make_error(Errc::invalid_argument, fmt::format("{}: '{}' is not a version of ref {}", location_, expected, key));

@@ -150,7 +150,10 @@ rgw_start() { # DIR
     done
 
     t0=$(date +%s.%N)
-    mon_port=$(_rgw_free_port) && rgw_port=$(_rgw_free_port) || { RGW_SKIP_REASON="no free TCP port found"; return 1; }
+    if ! mon_port=$(_rgw_free_port) || ! rgw_port=$(_rgw_free_port); then
+        RGW_SKIP_REASON="no free TCP port found"
+        return 1
+    fi
     [ "$mon_port" != "$rgw_port" ] || rgw_port=$(_rgw_free_port)
     fsid=$(uuidgen)
     mkdir -p "$dir/run" "$dir/log" "$dir/mon" "$dir/osd" "$dir/rgw" "$dir/crash"

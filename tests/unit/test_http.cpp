@@ -108,22 +108,26 @@ TEST_CASE("PUT bodies from memory and streamed from a file arrive whole; the fin
     CHECK(reqs[2].find("Content-Length: 0\r\n") != std::string::npos);
 }
 
-TEST_CASE("a sink takes a 2xx body; an error body is kept, its first 64 KiB", "[http]") {
+TEST_CASE("a sink takes a 2xx body, with the status and headers; an error body is kept, its first 64 KiB", "[http]") {
     std::string big(200 * 1024, 'e');
-    TinyServer server({answer(206, "Partial Content", "0123456789"), answer(503, "Slow Down", big)});
+    TinyServer server({answer(206, "Partial Content", "0123456789", "X-Note: before the body\r\n"), answer(503, "Slow Down", big)});
     auto c = client();
     std::string got;
     net::Request get;
     get.url = server.url("/x");
     long sink_status = 0;
-    get.sink = [&](long status, std::span<const std::byte> b) {
-        sink_status = status;
+    std::string sink_header;
+    get.sink = [&](const net::Response& head, std::span<const std::byte> b) {
+        sink_status = head.status;
+        if (const std::string* v = head.header("x-note")) sink_header = *v;
+        CHECK(head.body.empty());
         got += test::string_of(b);
     };
     auto r = c->perform(get);
     REQUIRE(r.ok());
     CHECK(r->status == 206);
     CHECK(sink_status == 206);
+    CHECK(sink_header == "before the body");
     CHECK(got == "0123456789");
     CHECK(r->body.empty());
     got.clear();
