@@ -30,8 +30,8 @@
 #              over a few hundred MB. Starts in a few seconds more.
 #   RGW_SIZE   bytes of the store (default 1 GiB for memstore, 20 GiB for bluestore).
 #
-# Packages: ceph-mon ceph-osd radosgw ceph-common, installed with apt-get when missing (needs
-# root; the output goes to DIR/apt.log and is shown only on failure). No systemd unit is used:
+# Packages: ceph-mon ceph-osd radosgw ceph-common (and curl), installed with apt-get when
+# missing (needs root; the output goes to DIR/apt.log and is shown only on failure). No systemd unit is used:
 # each daemon is started here and forks into the background with its pid file under DIR/run.
 # rgw_stop sends TERM to each daemon whose pid file is under DIR, and only when that process's
 # command line names DIR's ceph.conf (it never touches another cluster), waits for it (KILL
@@ -68,9 +68,11 @@ _rgw_random() { # N SET
     LC_ALL=C tr -dc "$2" </dev/urandom | head -c "$1"
 }
 
+_rgw_uuid() { cat /proc/sys/kernel/random/uuid; }
+
 _rgw_have_packages() {
     local c
-    for c in ceph-mon ceph-osd radosgw radosgw-admin ceph monmaptool; do
+    for c in ceph-mon ceph-osd radosgw radosgw-admin ceph monmaptool curl; do
         command -v "$c" >/dev/null || return 1
     done
     return 0
@@ -79,14 +81,17 @@ _rgw_have_packages() {
 # Installs the packages (without letting their services start); 0 when they are there after.
 _rgw_install() { # LOG
     local log=$1 policy=/usr/sbin/policy-rc.d added=0 pkgs=(ceph-mon ceph-osd radosgw ceph-common)
+    command -v curl >/dev/null || pkgs+=(curl)
     command -v apt-get >/dev/null || { echo "no apt-get" >"$log"; return 1; }
     if [ ! -e "$policy" ]; then
         printf '#!/bin/sh\nexit 101\n' >"$policy" && chmod 0755 "$policy" && added=1
     fi
     _rgw_log "installing ${pkgs[*]} with apt-get (log: $log)"
-    if ! DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${pkgs[@]}" >"$log" 2>&1; then
-        DEBIAN_FRONTEND=noninteractive apt-get update >>"$log" 2>&1
-        DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${pkgs[@]}" >>"$log" 2>&1
+    # Another apt-get (a colleague's, on a shared machine) may hold the lock for a while.
+    local apt=(apt-get -o DPkg::Lock::Timeout=300)
+    if ! DEBIAN_FRONTEND=noninteractive "${apt[@]}" install -y --no-install-recommends "${pkgs[@]}" >"$log" 2>&1; then
+        DEBIAN_FRONTEND=noninteractive "${apt[@]}" update >>"$log" 2>&1
+        DEBIAN_FRONTEND=noninteractive "${apt[@]}" install -y --no-install-recommends "${pkgs[@]}" >>"$log" 2>&1
     fi
     [ "$added" = 1 ] && rm -f "$policy"
     _rgw_have_packages
@@ -145,9 +150,7 @@ rgw_start() { # DIR
         sed 's/^/    apt: /' "$dir/apt.log" | tail -n 20 >&2
         return 1
     fi
-    for c in curl timeout uuidgen; do
-        command -v "$c" >/dev/null || { RGW_SKIP_REASON="$c is missing"; return 1; }
-    done
+    command -v timeout >/dev/null || { RGW_SKIP_REASON="timeout (coreutils) is missing"; return 1; }
 
     t0=$(date +%s.%N)
     if ! mon_port=$(_rgw_free_port) || ! rgw_port=$(_rgw_free_port); then
@@ -155,7 +158,7 @@ rgw_start() { # DIR
         return 1
     fi
     [ "$mon_port" != "$rgw_port" ] || rgw_port=$(_rgw_free_port)
-    fsid=$(uuidgen)
+    fsid=$(_rgw_uuid)
     mkdir -p "$dir/run" "$dir/log" "$dir/mon" "$dir/osd" "$dir/rgw" "$dir/crash"
     cat >"$dir/ceph.conf" <<EOF
 # A throw-away single-node cluster for tests, on 127.0.0.1 only (tests/e2e/rgw.sh).
@@ -221,7 +224,7 @@ EOF
         { _rgw_fail "$dir" "ceph-mon did not start: $(_rgw_tail "$dir/log/mon.a.log")"; return 1; }
 
     # The OSD: its id from the monitor, then its store.
-    osd_uuid=$(uuidgen)
+    osd_uuid=$(_rgw_uuid)
     osd_id=$(_rgw_ceph "$dir" osd new "$osd_uuid" 2>>"$dir/log/setup.log") ||
         { _rgw_fail "$dir" "the monitor did not answer 'ceph osd new': $(_rgw_tail "$dir/log/setup.log") $(_rgw_tail "$dir/log/mon.a.log" 3)"; return 1; }
     mkdir -p "$dir/osd/osd.$osd_id"

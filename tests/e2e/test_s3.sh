@@ -27,7 +27,6 @@ if [ -z "${DVOL_UNIT_TESTS:-}" ] || [ ! -x "$DVOL_UNIT_TESTS" ]; then
     echo "FAIL: set DVOL_UNIT_TESTS to the unit_tests binary under test" >&2
     exit 1
 fi
-command -v curl >/dev/null || { echo "SKIP: curl is missing"; exit 77; }
 
 T_START=$(date +%s)
 RGW_DIR="$TEST_TMP/rgw"
