@@ -333,8 +333,10 @@ Result<std::string> S3Backend::update_ref(const std::string& key, std::string_vi
     DVOL_CHECK(check_key(key));
     // RGW matches If-Match against the bare ETag only (the quoted form always fails).
     const std::string version = s3::unquote_etag(expected);
+    // No ref ever has such a version, so the swap cannot succeed ("*" would match any).
     if (version.empty() || version.find_first_of("\r\n,*\"") != std::string::npos)
-        return make_error(Errc::invalid_argument, fmt::format("{}: '{}' is not a version of ref {}", location_, expected, key));
+        return make_error(Errc::conflict, fmt::format("{}: cannot update ref {}: '{}' is not a version it can have", location_, key,
+                                                      expected));
     return put_ref({Op::update_ref, key}, data, &version);
 }
 
