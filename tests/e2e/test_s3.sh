@@ -147,7 +147,7 @@ left=$(pgrep -af -- "$RGW_DIR/ceph.conf")
 expect_eq "no Ceph daemon of this test is left" "" "$left"
 t0=$(date +%s.%N)
 expect_unit_ok "a stopped gateway: every operation unavailable" down-stopped 120 "[.s3-down]"
-echo "    4 operations failed in $(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f s", b - a }')"
+echo "    4 operations failed in $(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN { printf "%.2f s", b - a }')"
 
 # --- f. no credential in any output ------------------------------------------------------------
 echo "--- f. no credential in any output"
