@@ -6,7 +6,6 @@
 #include <cstdlib>
 #include <cstring>
 
-#include <curl/curl.h>
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
@@ -24,31 +23,6 @@ std::pair<int, int> parse_version(const std::string& v) {
     int major = 0, minor = 0;
     if (std::sscanf(v.c_str(), "%d.%d", &major, &minor) != 2) return {0, 0};
     return {major, minor};
-}
-
-size_t on_body(char* data, size_t size, size_t n, void* user) {
-    static_cast<std::string*>(user)->append(data, size * n);
-    return size * n;
-}
-
-struct HeaderSink {
-    std::string api_version;
-};
-
-size_t on_header(char* data, size_t size, size_t n, void* user) {
-    std::string_view line(data, size * n);
-    constexpr std::string_view key = "api-version:";
-    if (line.size() > key.size()) {
-        std::string head(line.substr(0, key.size()));
-        std::transform(head.begin(), head.end(), head.begin(), [](unsigned char c) { return std::tolower(c); });
-        if (head == key) {
-            auto v = line.substr(key.size());
-            while (!v.empty() && (v.front() == ' ' || v.front() == '\t')) v.remove_prefix(1);
-            while (!v.empty() && (v.back() == '\r' || v.back() == '\n' || v.back() == ' ')) v.remove_suffix(1);
-            static_cast<HeaderSink*>(user)->api_version = std::string(v);
-        }
-    }
-    return size * n;
 }
 
 // The message of an error response ({"message": "..."}), else its body.
@@ -75,9 +49,7 @@ Result<std::string> default_socket() {
                       fmt::format("DOCKER_HOST={} is not a unix socket; dvol talks to Docker over unix:// only", h));
 }
 
-Engine::~Engine() {
-    if (curl_) curl_easy_cleanup(static_cast<CURL*>(curl_));
-}
+Engine::~Engine() = default;
 
 Result<std::unique_ptr<Engine>> Engine::connect(const std::string& socket_path) {
     struct stat st {};
@@ -85,8 +57,9 @@ Result<std::unique_ptr<Engine>> Engine::connect(const std::string& socket_path) 
         return make_error(Errc::not_found, fmt::format("no Docker daemon socket at {}", socket_path));
     std::unique_ptr<Engine> e(new Engine());
     e->socket_ = socket_path;
-    e->curl_ = curl_easy_init();
-    if (!e->curl_) return make_error(Errc::internal, "cannot initialise libcurl");
+    // A stop waits up to 10 s for the container; leave room for a slow daemon.
+    DVOL_TRY(e->http_, net::Client::create({.unix_socket = socket_path, .ca_file = {}, .connect_timeout_s = 5,
+                                            .timeout_s = 120, .stall_timeout_s = 0}));
     auto ping = e->request("GET", "/_ping");
     if (!ping) {
         if (ping.error().code == Errc::io)
@@ -105,34 +78,18 @@ Result<std::unique_ptr<Engine>> Engine::connect(const std::string& socket_path) 
 }
 
 Result<Engine::Response> Engine::request(const std::string& method, const std::string& path) {
-    auto* c = static_cast<CURL*>(curl_);
-    curl_easy_reset(c);
-    std::string url = "http://docker";
-    if (!version_.empty()) url += "/v" + version_;
-    url += path;
+    net::Request req;
+    req.method = method;
+    req.url = "http://docker";
+    if (!version_.empty()) req.url += "/v" + version_;
+    req.url += path;
+    auto answer = http_->perform(req);
+    if (!answer)
+        return make_error(Errc::io, fmt::format("Docker at {} did not answer {} {}: {}", socket_, method, path, answer.error().message));
     Response resp;
-    HeaderSink headers;
-    curl_easy_setopt(c, CURLOPT_UNIX_SOCKET_PATH, socket_.c_str());
-    curl_easy_setopt(c, CURLOPT_URL, url.c_str());
-    curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method.c_str());
-    if (method == "POST") {
-        curl_easy_setopt(c, CURLOPT_POST, 1L);
-        curl_easy_setopt(c, CURLOPT_POSTFIELDS, "");
-        curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE, 0L);
-    }
-    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
-    curl_easy_setopt(c, CURLOPT_WRITEDATA, &resp.body);
-    curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, on_header);
-    curl_easy_setopt(c, CURLOPT_HEADERDATA, &headers);
-    curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT, 5L);
-    // A stop waits up to 10 s for the container; leave room for a slow daemon.
-    curl_easy_setopt(c, CURLOPT_TIMEOUT, 120L);
-    curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
-    CURLcode rc = curl_easy_perform(c);
-    if (rc != CURLE_OK)
-        return make_error(Errc::io, fmt::format("Docker at {} did not answer {} {}: {}", socket_, method, path, curl_easy_strerror(rc)));
-    curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &resp.status);
-    resp.api_version = headers.api_version;
+    resp.status = answer->status;
+    resp.body = std::move(answer->body);
+    if (const std::string* v = answer->header("api-version")) resp.api_version = *v;
     return resp;
 }
 

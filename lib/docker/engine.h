@@ -1,6 +1,5 @@
 // A client of the Docker Engine API over its unix socket, for what dvol needs: the containers
-// that use a volume, and stopping, starting, pausing and removing them. curl.h is included by
-// docker/engine.cpp only.
+// that use a volume, and stopping, starting, pausing and removing them, over net::Client.
 //
 // The API version is negotiated, never pinned: the daemon's version from GET /_ping, capped at
 // the newest version this client was written against, as the docker CLI does.
@@ -11,6 +10,7 @@
 #include <vector>
 
 #include "base/error.h"
+#include "net/http.h"
 
 namespace dvol::docker {
 
@@ -60,7 +60,7 @@ private:
 
     std::string socket_;
     std::string version_;
-    void* curl_ = nullptr;  // CURL*, reused for keep-alive
+    std::unique_ptr<net::Client> http_;  // one connection, kept alive
 };
 
 }  // namespace dvol::docker

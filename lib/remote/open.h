@@ -20,7 +20,9 @@ struct BackendOptions {
 
 // Opens the remote named by `url`:
 // - a path, or file:///abs/path: a directory (DirBackend), which must exist;
-// - s3://bucket/prefix and ssh://[user@]host[:port]/path: Errc::unsupported for now.
+// - s3://bucket/prefix: an S3-compatible store (S3Backend; endpoint from `options`, else the
+//   AWS_* environment and ~/.aws files);
+// - ssh://[user@]host[:port]/path: Errc::unsupported for now.
 // Any other scheme is Errc::invalid_argument. Backends whose failures can be transient come
 // wrapped in a RetryingBackend with the default policy. The Backend is the caller's.
 Result<std::unique_ptr<Backend>> open_backend(const std::string& url, const BackendOptions& options = {});
