@@ -55,6 +55,11 @@ int main(int argc, char** argv) {
     add_reflog(app, ctx);
     add_fsck(app, ctx);
     add_gc(app, ctx);
+    add_remote(app, ctx);
+    add_push(app, ctx);
+    add_fetch(app, ctx);
+    add_pull(app, ctx);
+    add_clone(app, ctx);
 
     if (args.size() == 1) {
         fmt::print(stderr, "{}", app.help());
@@ -77,11 +82,13 @@ int main(int argc, char** argv) {
         }
         bool json = false;
         for (size_t j = 1; j < args.size(); ++j) json = json || std::strcmp(args[j], "--json") == 0;
-        static const char* const json_commands[] = {"list", "ls", "log", "branch", "status", "reflog", "fsck"};
+        static const char* const json_commands[] = {"list", "ls", "log", "branch", "status", "reflog", "fsck", "remote", "push",
+                                                    "fetch", "pull", "clone"};
         bool supports = false;
         for (const char* c : json_commands) supports = supports || a == c;
         if (json && !supports) {
-            fmt::print(stderr, "Error: --json is not supported by '{}' (only list, log, branch, status, reflog and fsck)\n", a);
+            fmt::print(stderr, "Error: --json is not supported by '{}' (only list, log, branch, status, reflog, fsck, remote, "
+                               "push, fetch, pull and clone)\n", a);
             return kExitUsage;
         }
         break;

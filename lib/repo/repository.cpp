@@ -13,9 +13,11 @@
 
 #include "diff/text_diff.h"
 #include "meta/db.h"
+#include "meta/remote_index.h"
 #include "meta/schema.h"
 #include "repo/content.h"
 #include "repo/locks.h"
+#include "repo/quiesced.h"
 #include "repo/restore.h"
 #include "repo/scan.h"
 #include "repo/stat_cache.h"
@@ -37,26 +39,6 @@ std::string lower(std::string s) {
     for (auto& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
     return s;
 }
-
-// Quiesces on construction (LiveDataHooks::quiesce) and resumes when it goes, if it did.
-class Quiesced {
-public:
-    explicit Quiesced(const LiveDataHooks& hooks) : hooks_(hooks) {}
-    Status start() {
-        if (hooks_.quiesce) DVOL_CHECK(hooks_.quiesce());
-        started_ = true;
-        return {};
-    }
-    ~Quiesced() {
-        if (started_ && hooks_.resume) hooks_.resume();
-    }
-    Quiesced(const Quiesced&) = delete;
-    Quiesced& operator=(const Quiesced&) = delete;
-
-private:
-    const LiveDataHooks& hooks_;
-    bool started_ = false;
-};
 
 }  // namespace
 
@@ -84,6 +66,7 @@ Result<std::unique_ptr<Repository>> Repository::open(const std::string& dir) {
     DVOL_TRY(r->db_, meta::Db::open(r->paths_->db()));
     DVOL_CHECK(meta::init_schema(*r->db_));
     r->refs_ = std::make_unique<meta::Refs>(*r->db_);
+    r->remote_index_ = std::make_unique<meta::RemoteIndex>(*r->db_);
     DVOL_TRY(r->store_, ObjectStore::open(*r->paths_, *r->db_));
     return r;
 }
@@ -482,6 +465,13 @@ Result<std::vector<Change>> Repository::live_changes(const Volume& v, const Warn
     return diff_trees(*store_, &scanner.overlay(), head_tree ? &*head_tree : nullptr, &live_top);
 }
 
+Status Repository::refuse_uncommitted(const Volume& v, std::string_view otherwise) {
+    DVOL_TRY(auto changes, live_changes(v, nullptr));
+    if (changes.empty()) return {};
+    return make_error(Errc::conflict, fmt::format("{} has uncommitted changes ({} path(s)); commit them, or {}", v.name,
+                                                  changes.size(), otherwise));
+}
+
 Result<std::vector<Change>> Repository::status(const std::string& volume, const WarnFn& warn) {
     DVOL_TRY(auto v, find_volume(volume));
     DVOL_TRY(auto store_lock, StoreLock::acquire(*paths_, false, wait_notice_));
@@ -515,18 +505,16 @@ Result<CheckoutOutcome> Repository::checkout(const std::string& volume, const st
         out.restore.id = tip.value_or(ObjectId{});
         return out;
     }
-    if (!force) {
-        DVOL_TRY(auto changes, live_changes(v, nullptr));
-        if (!changes.empty())
-            return make_error(Errc::conflict, fmt::format("{} has uncommitted changes ({} path(s)); commit them, or use --force to discard them",
-                                                          volume, changes.size()));
-    }
+    if (!force) DVOL_CHECK(refuse_uncommitted(v, "use --force to discard them"));
     DVOL_CHECK(prepare_write());
     std::optional<ObjectId> tree;
     if (target->tip) { DVOL_TRY(tree, commit_tree(*target->tip)); }
     DVOL_TRY(auto verified, verify_restore(v, tree ? &*tree : nullptr));
     Quiesced quiet(hooks);
     DVOL_CHECK(quiet.start());
+    // Checked again now that nothing writes: what changed between the first look and the
+    // quiesce would otherwise be lost.
+    if (!force) DVOL_CHECK(refuse_uncommitted(v, "use --force to discard them"));
     {
         DVOL_TRY(auto txn, meta::Db::Transaction::begin(*db_));
         DVOL_CHECK(refs_->set_active_branch(v.id, branch));
