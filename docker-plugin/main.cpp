@@ -1,8 +1,8 @@
 // dvol-docker-plugin: Docker's legacy volume plugin protocol on a unix socket, HTTP served by
 // libmicrohttpd, each request handed to VolumeDriver (volume_driver.h) over libdvol.
 //
-// It runs in the foreground, logs one line per request on stderr, and stops on SIGTERM or
-// SIGINT, removing its socket.
+// It runs in the foreground, logs one line per request on stderr, and stops on SIGTERM,
+// SIGINT or SIGHUP, removing its socket.
 #include <CLI/CLI.hpp>
 
 #include <signal.h>

@@ -26,8 +26,8 @@ std::string proc_path(int dirfd, const std::string& name) { return fmt::format("
 bool unsupported(int err) { return err == ENOTSUP || err == EOPNOTSUPP; }
 
 // listxattrat(2) (Linux 6.13; the same number on every architecture since the syscall tables
-// were unified) lists relative to a directory fd, sparing the /proc path walk, which was a
-// quarter of a commit of 100,000 unchanged files. Older kernels say ENOSYS once, and the
+// were unified) lists relative to a directory fd, sparing the /proc path walk, a large part of
+// a commit of many unchanged files (docs/DECISIONS.md). Older kernels say ENOSYS once, and the
 // /proc path is used from then on (a genuine error comes again from there). Debian 12's
 // glibc has no wrapper.
 constexpr long kListxattrat = 465;

@@ -30,7 +30,7 @@ struct ReflogEntry {
     std::optional<ObjectId> old_tip;
     std::optional<ObjectId> new_tip;
     int64_t time = 0;
-    std::string action;  // "commit: MESSAGE", "reset: moving to REF", "branch: created", ...
+    std::string action;  // "commit: SUBJECT", "reset: moving to REF", "branch: created from B", ...
 };
 
 // One holder of a Docker mount of a volume: the mount ID Docker sent and how many Mount calls

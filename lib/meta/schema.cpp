@@ -7,7 +7,7 @@ namespace dvol::meta {
 namespace {
 
 // Ids (commit, tree, object) are 32-byte SHA-256 blobs. Paths in the stat cache are raw bytes
-// relative to the live directory.
+// relative to the live directory. What every table and column holds: docs/FORMAT.md, "SQLite".
 constexpr const char* kSchema = R"sql(
 CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS config(key TEXT PRIMARY KEY, value TEXT NOT NULL);

@@ -1,12 +1,6 @@
-// Commits: a canonical text encoding whose SHA-256 is the commit id, identical on every
-// machine. Encoding:
-//   dvol commit 1\n
-//   tree <hex>\n
-//   parent <hex>\n            (zero or more, in order)
-//   author <name> <<email>> <unix seconds> <+hhmm>\n
-//   meta <key>=<value>\n      (zero or more, sorted by key)
-//   \n
-//   <message>
+// Commits: a canonical text encoding ("dvol commit 1", tree, parents, author, metadata, a
+// blank line, the message) whose SHA-256 is the commit id, identical on every machine. The
+// encoding and what decoders accept: docs/FORMAT.md, "Commits".
 #pragma once
 
 #include <cstdint>

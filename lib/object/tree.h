@@ -3,15 +3,8 @@
 // fifos and devices, full mode bits, numeric owner, nanosecond mtime, xattrs, holes), so later
 // features fill fields in rather than change the format.
 //
-// Encoding ("DVT1"): magic, varint count, then per entry sorted by name bytes:
-//   bytes name, u8 type, varint mode, varint uid, varint gid, svarint mtime_ns, varint size,
-//   varint xattr count + (bytes key, bytes value) sorted by key, then by type:
-//   file: content (see below); dir: 32-byte tree id; symlink/hardlink: bytes target;
-//   fifo: nothing; chardev/blockdev: varint rdev.
-// File content: u8 form; form 0 = inline: varint n + n extents; form 1 = indirect: varint n +
-//   n x (32-byte extent-list id, varint bytes covered, varint extent count).
-// Extent: u8 kind; 0 = chunk: 32-byte id + varint length; 1 = hole: varint length.
-// Extent-list object ("DVL1"): magic, varint n, n extents.
+// The encoding ("DVT1" trees, file content, extents, "DVL1" extent lists) and the bounds the
+// decoders enforce: docs/FORMAT.md, "Trees".
 #pragma once
 
 #include <cstdint>

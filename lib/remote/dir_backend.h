@@ -8,16 +8,12 @@
 //   crashed leaves its file there; nothing ever reads it, and it may be deleted once its
 //   writer is gone.
 // - <dir>/<name>~lock: the lock of ref <dir>/<name> while an update_ref() holds it, made by
-//   link(2) of a complete file, whose text is "dvol ref lock" and then lines key=value:
-//       host=<host name>        for messages
-//       machine=<boot id>:<pid namespace>   the kernel and pid namespace `pid` belongs to
-//       pid=<pid>
-//       time=<seconds since the epoch, the holder's clock>   for messages
-//       token=<unique name>     which holder this is
-//   A lock whose process is gone (same machine, kill(pid, 0) says so) or whose file is older
-//   than DirOptions::stale_lock_age (by the remote's own clock: its mtime next to that of a
-//   file just written there) is stale and broken by the next writer. Anything else holding
-//   such a file (an older dvol, a person) is waited for like a live holder, then stale by age.
+//   link(2) of a complete file naming its holder (host, machine, pid, time, token; the text
+//   is in docs/FORMAT.md, "Remotes"). A lock whose process is gone (same machine, kill(pid,
+//   0) says so) or whose file is older than DirOptions::stale_lock_age (by the remote's own
+//   clock: its mtime next to that of a file just written there) is stale and broken by the
+//   next writer. Anything else holding such a file (an older dvol, a person) is waited for
+//   like a live holder, then stale by age.
 // Files named .nfsXXXX (what an NFS client leaves of a file removed while open) are never
 // listed either.
 //

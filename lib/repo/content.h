@@ -66,8 +66,7 @@ struct ChunkWorkers {
     };
     std::vector<Piece> pieces_[2];  // of the buffer being stored, and of the one being read
     // Read buffers, taken in turn. Not zero-filled: a page is touched only when a read fills
-    // it, so a commit of small files pays for no 12 MiB memset and its page faults (they were
-    // a third of the CPU of committing 657 small catalog files).
+    // it, so a commit of small files pays for no 12 MiB memset and its page faults.
     struct ReadBuffer {
         std::unique_ptr<std::byte[]> bytes;
         size_t size = 0;

@@ -203,7 +203,7 @@ struct CheckoutOutcome {
 };
 
 // Names of volumes and branches: Docker's rule [A-Za-z0-9][A-Za-z0-9_.-]*, 1..128 characters,
-// and never ".." anywhere (docs/DESIGN.md).
+// and never ".." anywhere (docs/ARCHITECTURE.md, "Data model").
 bool valid_name(std::string_view name);
 std::string invalid_name_message(std::string_view name, std::string_view what);
 

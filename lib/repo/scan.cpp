@@ -39,8 +39,8 @@ Result<ObjectId> Scanner::put_tree(const Tree& tree) {
 }
 
 Result<ObjectId> Scanner::scan(const std::string& live_dir) {
-    // One read transaction for the lookups of every file and tree, not one each (a no-change
-    // commit of 100,000 files: 0.66 s with one per lookup, 0.41 s with this; DECISIONS.md).
+    // One read transaction for the lookups of every file and tree, not one each: each would
+    // take and drop SQLite's shared lock (docs/DECISIONS.md; figures in bench/RESULTS.md).
     DVOL_TRY(auto reads, meta::Db::ReadScope::begin(cache_.db()));
     scan_ns_ = now_ns();
     DVOL_TRY(UniqueFd fd, open_file(live_dir, O_RDONLY | O_DIRECTORY));

@@ -2,7 +2,7 @@
 // last read or wrote it and the content it had then. A file whose stat still matches is not
 // read again. A file modified within kRacyWindowNs of the scan that recorded it is "racily
 // clean" (a later write in the same timestamp tick would leave its stat unchanged) and is
-// always re-read: git's rule.
+// always re-read: git's rule. The rows: docs/FORMAT.md, "SQLite".
 #pragma once
 
 #include <sys/stat.h>

@@ -89,8 +89,8 @@ size_t exact_scan(const uint8_t* src, size_t from, size_t to, uint64_t fp, size_
 }
 
 // Scans four stripes of `stripe` bytes from `begin` side by side, one hash per stripe, so four
-// dependency chains overlap (one chain alone is latency-bound: 1.7 against 3.4 GB/s on random
-// data, docs/DECISIONS.md).
+// dependency chains overlap (one chain alone is latency-bound: docs/DECISIONS.md, "Four
+// stripes side by side"; figures in bench/RESULTS.md).
 // Each stripe's hash starts 63 bytes before it, which gives the value the one running hash
 // has there; the first stripe of a chunk starts from zero at the minimum size instead
 // (`from_zero`), as the format says. The side-by-side loop only notes which stripes have a
@@ -131,8 +131,8 @@ Chunker::Chunker(ChunkerParams p) : p_(p) {
     // One bit either side of the average, not FastCDC's two: with two, most cuts fall past the
     // average under the looser mask, and after a change a new chain of chunks reaches those
     // old cuts while still under the stricter one, so it takes many chunks to fall back in
-    // step (measured: 1 MiB overwritten in a 1 GiB file, 10 new chunks, 13.9 MB, against 4 with
-    // one bit, 4.4 MB; see docs/DECISIONS.md).
+    // step (docs/DECISIONS.md, "Normalization by one bit, not two"; figures in
+    // bench/RESULTS.md).
     mask_small_ = top_mask(bits + 1);
     mask_large_ = top_mask(bits - 1);
     // Stripes of 16 KiB for 1 MiB chunks: a block of four scanned past the cut costs ~3% more

@@ -13,8 +13,8 @@ struct Compressor::Ctx {
     ZSTD_CCtx* cctx = nullptr;
     ZSTD_CCtx* strong = nullptr;  // level 3, for what the fast strategy compresses poorly
     // zstd writes here, then the frame is copied to `out`: a vector resized up to the bound
-    // for every call would zero-fill it each time (measured: 2.7% of a commit's CPU), and a
-    // caller's buffer would keep the full bound's capacity.
+    // for every call would zero-fill it each time, and a caller's buffer would keep the full
+    // bound's capacity.
     std::vector<std::byte> scratch;
     ~Ctx() {
         ZSTD_freeCCtx(cctx);

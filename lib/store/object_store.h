@@ -4,10 +4,9 @@
 // paths of its own for commit (put_encoded, locate and holds) and restore (read_stored and
 // decode_stored on other threads).
 //
-// Durability: new objects go to a staging pack under tmp/ that its writer holds locked. flush()
-// publishes it (publish_pack: fsync, move into objects/packs/, register it and its objects in
-// one SQLite transaction), so the index only ever names fsynced data. A crash leaves at most an
-// unregistered pack, which cleanup() deletes.
+// Durability: new objects go to a staging pack under tmp/ that its writer holds locked; flush()
+// publishes it (publish_pack), so the index only ever names fsynced data, and cleanup() deletes
+// what a crash leaves (docs/FORMAT.md, "Durability order").
 #pragma once
 
 #include <cstdint>

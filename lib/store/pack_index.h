@@ -1,6 +1,6 @@
 // The pack index: which packs are registered, and where each object's record lies (pack,
 // offset, lengths). Kept in the store's SQLite database (tables packs and objects, see
-// docs/FORMAT.md); this is the only code that writes their SQL. Writes run inside the
+// docs/FORMAT.md, "SQLite"); this is the only code that writes their SQL. Writes run inside the
 // caller's meta::Db::Transaction. Not thread-safe (one connection).
 #pragma once
 

@@ -1,13 +1,6 @@
-// Where everything lives under a store directory: the one place that spells the store's file
-// and directory names (docs/FORMAT.md, "The store directory").
-//
-//   <dir>/dvol.db                        SQLite: refs, pack index, stat cache
-//   <dir>/store.lock                     flock: shared by commands, exclusive for gc
-//   <dir>/objects/packs/<name>.pack      registered (published) packs
-//   <dir>/tmp/<name>.pack                packs being written (staging), locked by their writer
-//   <dir>/tmp/rm-<name>/                 a removed volume's directory, being deleted
-//   <dir>/volumes/<volume>/data/         a volume's live directory
-//   <dir>/volumes/<volume>/lock          flock: held by commands that change the volume's data
+// Where everything lives under a store directory (dvol.db, store.lock, objects/packs/, tmp/,
+// volumes/<volume>/data and lock): the one place that spells the store's file and directory
+// names. What each holds: docs/FORMAT.md, "The store directory".
 #pragma once
 
 #include <string>

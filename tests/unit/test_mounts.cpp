@@ -1,4 +1,4 @@
-// Volume options and Docker's mount counts (lib/repo/mounts.cpp).
+// Volume options and Docker's mount counts (lib/repo/docker_mounts.cpp).
 #include <catch2/catch.hpp>
 
 #include "repo/repository.h"

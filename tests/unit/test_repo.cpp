@@ -1158,7 +1158,7 @@ TEST_CASE("fifos and device nodes survive a reset", "[repo]") {
 }
 
 TEST_CASE("extended attributes survive commit and reset", "[repo]") {
-    // DESIGN.md: trees carry xattrs (POSIX ACLs included) for a faithful restore.
+    // docs/ARCHITECTURE.md ("Data model"): trees carry xattrs (POSIX ACLs included) for a faithful restore.
     RepoFixture f;
     write_file(f.at("tagged"), "data");
     if (::setxattr(f.at("tagged").c_str(), "user.dvol-test", "v1", 2, 0) != 0) {
