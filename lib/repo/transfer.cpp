@@ -377,6 +377,12 @@ Result<PushOutcome> Repository::push(const RemoteSpec& spec, const std::string& 
     }
 
     Meter meter{progress, {}};
+    for (const auto* ids : {&chunks, &metadata}) {
+        for (const auto& id : *ids) {
+            DVOL_TRY(auto ref, store_->locate(id));
+            if (ref) meter.p.total += kRecordHeaderSize + ref->stored_len;
+        }
+    }
     ObjectStore::StoredObject record;
     auto send = [&](remote::PackUpload& up, const ObjectId& id) -> Status {
         DVOL_CHECK(store_->read_stored(id, record));
@@ -426,9 +432,16 @@ Result<FetchOutcome> Repository::fetch_into(Remote& r, const Volume& v, const st
     if (refs.branches.empty()) return make_error(Errc::not_found, fmt::format("remote {} has no volume {}", r.name, rv));
     out.head = refs.head;
 
+    // The remote's indexes are read only when a tip is new to this volume: a fetch with nothing
+    // to bring costs the refs' requests alone.
     remote::RemoteObjects objects(*r.backend, *db_, *remote_index_, r.id);
-    DVOL_TRY(auto refreshed, objects.refresh());
-    (void)refreshed;
+    for (const auto& [b, tip] : refs.branches) {
+        DVOL_TRY(bool have, refs_->has_commit(v.id, tip));
+        if (have) continue;
+        DVOL_TRY(auto refreshed, objects.refresh());
+        (void)refreshed;
+        break;
+    }
 
     // The commits this volume lacks, newest first: read from the remote, or from another
     // volume of this store that has them.
