@@ -171,10 +171,17 @@ struct PullOutcome {
     ResetOutcome restore;  // what the fast-forward wrote (the active branch only)
 };
 
+struct CloneOptions {
+    std::optional<std::string> name;    // of the new volume
+    std::optional<std::string> branch;  // to check out
+    bool prepare_only = false;
+};
+
 struct CloneOutcome {
     std::string volume;  // the local volume
     std::string branch;  // the active branch checked out
-    bool resumed = false;  // an interrupted clone was finished
+    bool resumed = false;   // an interrupted clone was finished
+    bool prepared = false;  // prepare_only: made, not yet fetched
     FetchOutcome fetched;
     ResetOutcome restore;
 };
@@ -300,10 +307,13 @@ public:
     // checkout does). A branch that has diverged from the remote's is refused.
     Result<PullOutcome> pull(const RemoteSpec& remote, const std::string& volume, const std::optional<std::string>& branch,
                              const ProgressFn& progress = {}, const LiveDataHooks& hooks = {});
-    // Makes volume `name` (default: `remote_volume`) from the remote's `remote_volume`: all its
-    // branches, checking out the remote's HEAD branch. An interrupted clone is finished by
-    // running it again.
-    Result<CloneOutcome> clone(const RemoteSpec& remote, const std::string& remote_volume, const std::optional<std::string>& name,
+    // Makes volume `options.name` (default: `remote_volume`) from the remote's `remote_volume`:
+    // all its branches, checking out `options.branch` (default: the remote's HEAD branch). The
+    // volume exists from the start, marked unfinished (volume option clone-incomplete) until
+    // its branch is checked out; running the same clone again finishes an interrupted one.
+    // With options.prepare_only, only checks that the remote holds the volume and makes the
+    // marked volume (what the Docker plugin's Create does before cloning in the background).
+    Result<CloneOutcome> clone(const RemoteSpec& remote, const std::string& remote_volume, const CloneOptions& options = {},
                                const ProgressFn& progress = {});
 
     // Configuration (user.name, user.email).

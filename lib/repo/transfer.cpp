@@ -627,11 +627,12 @@ Result<PullOutcome> Repository::pull(const RemoteSpec& spec, const std::string& 
     return out;
 }
 
-Result<CloneOutcome> Repository::clone(const RemoteSpec& spec, const std::string& remote_volume, const std::optional<std::string>& name_arg,
+Result<CloneOutcome> Repository::clone(const RemoteSpec& spec, const std::string& remote_volume, const CloneOptions& options,
                                        const ProgressFn& progress) {
     if (!valid_name(remote_volume)) return make_error(Errc::invalid_argument, invalid_name_message(remote_volume, "volume name"));
-    std::string name = name_arg.value_or(remote_volume);
+    std::string name = options.name.value_or(remote_volume);
     if (!valid_name(name)) return make_error(Errc::invalid_argument, invalid_name_message(name, "name"));
+    if (options.branch && !valid_name(*options.branch)) return make_error(Errc::invalid_argument, invalid_name_message(*options.branch, "branch name"));
     DVOL_TRY(auto r, open_remote(spec));
     CloneOutcome out;
     out.volume = name;
@@ -646,12 +647,18 @@ Result<CloneOutcome> Repository::clone(const RemoteSpec& spec, const std::string
         DVOL_CHECK(check_marker(*r.backend, false));
         DVOL_TRY(auto refs, read_volume_refs(*r.backend, remote_volume));
         if (refs.branches.empty()) return make_error(Errc::not_found, fmt::format("remote {} has no volume {}", r.name, remote_volume));
+        if (options.branch && std::none_of(refs.branches.begin(), refs.branches.end(), [&](const auto& b) { return b.first == *options.branch; }))
+            return make_error(Errc::not_found, fmt::format("remote {} has no branch {}/{}", r.name, remote_volume, *options.branch));
         DVOL_CHECK(create_volume(name, false));
         DVOL_TRY(auto created, find_volume(name));
         DVOL_TRY(auto txn, meta::Db::Transaction::begin(*db_));
         DVOL_CHECK(refs_->set_volume_option(created.id, kCloningOption, r.key + " " + remote_volume));
         if (name != remote_volume) DVOL_CHECK(refs_->set_volume_option(created.id, kUpstreamOption, remote_volume));
         DVOL_CHECK(txn.commit());
+        if (options.prepare_only) {
+            out.prepared = true;
+            return out;
+        }
     }
     DVOL_TRY(auto lock, VolumeLock::acquire(*paths_, name, wait_notice_));
     DVOL_TRY(auto store_lock, StoreLock::acquire(*paths_, false, wait_notice_));
@@ -665,7 +672,11 @@ Result<CloneOutcome> Repository::clone(const RemoteSpec& spec, const std::string
     for (const auto& t : tracking)
         if (t.remote_id == r.id) theirs.emplace_back(t.branch, t.tip);
     std::string active = theirs.front().first;
-    if (out.fetched.head && std::any_of(theirs.begin(), theirs.end(), [&](const auto& b) { return b.first == *out.fetched.head; }))
+    if (options.branch) {
+        if (std::none_of(theirs.begin(), theirs.end(), [&](const auto& b) { return b.first == *options.branch; }))
+            return make_error(Errc::not_found, fmt::format("remote {} has no branch {}/{}", r.name, remote_volume, *options.branch));
+        active = *options.branch;
+    } else if (out.fetched.head && std::any_of(theirs.begin(), theirs.end(), [&](const auto& b) { return b.first == *out.fetched.head; }))
         active = *out.fetched.head;
     else if (std::any_of(theirs.begin(), theirs.end(), [](const auto& b) { return b.first == "master"; }))
         active = "master";
