@@ -22,7 +22,7 @@ void add_clone(CLI::App& app, Context& ctx) {
     cmd->add_option("--endpoint", *endpoint, "s3: the service's URL when it is not AWS")->type_name("URL");
     add_json_flag(*cmd, ctx);
     cmd->callback([&ctx, remote, volume, name, endpoint, branch] {
-        auto* repo = ctx.repo();
+        auto* repo = ctx.repo(true);
         if (!repo) return;
         if (!ctx.json) fmt::print("Cloning volume {} from {} into {}...\n", *volume, *remote, name->value_or(*volume));
         std::fflush(stdout);

@@ -18,7 +18,7 @@ void add_remote(CLI::App& app, Context& ctx) {
     add->add_option("url", *url, "Where it is")->required();
     add->add_option("--endpoint", *endpoint, "s3: the service's URL when it is not AWS (Ceph RGW, MinIO)")->type_name("URL");
     add->callback([&ctx, name, url, endpoint] {
-        auto* repo = ctx.repo();
+        auto* repo = ctx.repo(true);
         if (!repo) return;
         if (auto st = repo->add_remote(*name, *url, *endpoint); !st) return ctx.fail(st.error());
     });

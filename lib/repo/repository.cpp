@@ -1,6 +1,7 @@
 #include "repo/repository.h"
 
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <pwd.h>
 #include <unistd.h>
 
@@ -58,12 +59,29 @@ std::string invalid_name_message(std::string_view name, std::string_view what) {
 
 Repository::~Repository() = default;
 
-Result<std::unique_ptr<Repository>> Repository::open(const std::string& dir) {
+Result<std::unique_ptr<Repository>> Repository::open(const std::string& dir, bool create) {
     std::unique_ptr<Repository> r(new Repository());
     r->paths_ = std::make_unique<StorePaths>(dir);
+    std::string db = r->paths_->db();
+    if (!path_exists(db)) {
+        if (!create)
+            return make_error(Errc::not_found, fmt::format("no dvol store at {} ('dvol init VOLUME' makes one there; -p DIR or DVOL_ROOT=DIR "
+                                                           "name another)", dir));
+    } else if (::access(dir.c_str(), W_OK) != 0 || ::access(db.c_str(), W_OK) != 0) {
+        // SQLite would open the database read-only and fail at its first write with "attempt
+        // to write a readonly database": say what is wrong instead.
+        struct stat st{};
+        std::string owner = "another user";
+        if (::stat(db.c_str(), &st) == 0) {
+            if (const passwd* pw = ::getpwuid(st.st_uid)) owner = pw->pw_name;
+        }
+        return make_error(Errc::denied, fmt::format("the dvol store at {} is not writable by you (it belongs to {}): run dvol as {}, "
+                                                    "or use -p DIR or DVOL_ROOT=DIR for a store of your own",
+                                                    dir, owner, owner));
+    }
     auto made = make_dirs(r->paths_->volumes_dir());
     if (!made) return make_error(made.error().code, fmt::format("cannot use {} as the dvol store: {}", dir, made.error().message));
-    DVOL_TRY(r->db_, meta::Db::open(r->paths_->db()));
+    DVOL_TRY(r->db_, meta::Db::open(db));
     DVOL_CHECK(meta::init_schema(*r->db_));
     r->refs_ = std::make_unique<meta::Refs>(*r->db_);
     r->remote_index_ = std::make_unique<meta::RemoteIndex>(*r->db_);
@@ -84,7 +102,7 @@ std::string Repository::live_dir(const std::string& volume) const { return paths
 Result<Repository::Volume> Repository::find_volume(const std::string& name) {
     if (!valid_name(name)) return make_error(Errc::invalid_argument, invalid_name_message(name, "name"));
     DVOL_TRY(auto v, refs_->volume(name));
-    if (!v) return make_error(Errc::not_found, fmt::format("{} does not exist", name));
+    if (!v) return make_error(Errc::not_found, fmt::format("volume '{}' does not exist", name));
     return std::move(*v);
 }
 
@@ -183,9 +201,9 @@ Result<ObjectId> Repository::commit_tree(const ObjectId& commit) {
     return c.tree;
 }
 
-Result<Identity> Repository::identity() {
-    DVOL_TRY(auto name, config_get("user.name"));
-    DVOL_TRY(auto email, config_get("user.email"));
+int store_schema_version() { return meta::kSchemaVersion; }
+
+Identity default_identity(std::optional<std::string> name, std::optional<std::string> email) {
     if (!name || !email) {
         auto git = git_identity();
         if (!name) name = git.name;
@@ -201,6 +219,12 @@ Result<Identity> Repository::identity() {
         email = fmt::format("{}@{}", user, host[0] ? host : "localhost");
     }
     return Identity{*name, *email};
+}
+
+Result<Identity> Repository::identity() {
+    DVOL_TRY(auto name, config_get("user.name"));
+    DVOL_TRY(auto email, config_get("user.email"));
+    return default_identity(std::move(name), std::move(email));
 }
 
 Result<CommitOutcome> Repository::commit(const std::string& volume, const std::string& message, const WarnFn& warn,
@@ -554,6 +578,17 @@ Result<std::vector<FileDiff>> Repository::diff(const std::string& volume, const 
     while (!prefix.empty() && prefix.back() == '/') prefix.pop_back();
     if (prefix == ".") prefix.clear();
     DVOL_TRY(auto changes, diff_trees(*store_, &overlay, from_tree ? &*from_tree : nullptr, &*to_tree, prefix));
+    if (changes.empty() && !prefix.empty()) {
+        // Nothing changed there, or nothing is there: say which (as git does for a path that
+        // matches no file).
+        bool found = false;
+        for (const auto* top : {from_tree ? &*from_tree : nullptr, &*to_tree}) {
+            if (!top || found) continue;
+            DVOL_TRY(found, path_in_tree(*store_, &overlay, *top, prefix));
+        }
+        if (!found) return make_error(Errc::not_found, fmt::format("path '{}' matches nothing in {} or {}", path, from.value_or("HEAD"),
+                                                                   to.value_or("the live directory")));
+    }
 
     std::vector<FileDiff> out;
     for (auto& ch : changes) {

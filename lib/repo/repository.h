@@ -209,6 +209,13 @@ struct CheckoutOutcome {
     ResetOutcome restore;  // what switching wrote (nothing when created or already on it)
 };
 
+// The version of the store's database schema this dvol writes (docs/FORMAT.md, "SQLite").
+int store_schema_version();
+
+// The commit author when the store's configuration lacks user.name or user.email: the user's
+// git identity, else the login name and host.
+Identity default_identity(std::optional<std::string> name = {}, std::optional<std::string> email = {});
+
 // Names of volumes and branches: Docker's rule [A-Za-z0-9][A-Za-z0-9_.-]*, 1..128 characters,
 // and never ".." anywhere (docs/ARCHITECTURE.md, "Data model").
 bool valid_name(std::string_view name);
@@ -216,8 +223,10 @@ std::string invalid_name_message(std::string_view name, std::string_view what);
 
 class Repository {
 public:
-    // Opens the store in directory `dir`, creating its layout on first use.
-    static Result<std::unique_ptr<Repository>> open(const std::string& dir);
+    // Opens the store in directory `dir`. Without one there, `create` makes it, else it is
+    // Errc::not_found ("no dvol store at DIR"). A store this user cannot write is Errc::denied,
+    // saying whose it is and what to do.
+    static Result<std::unique_ptr<Repository>> open(const std::string& dir, bool create = true);
     ~Repository();
 
     // The store's directory.

@@ -102,8 +102,8 @@ expect_error 2 "Error:" dvol init
 expect_error 2 "Error:" dvol init a b
 
 # --- switch ------------------------------------------------------------------------------------------
-expect_error_line 1 "Error: nope does not exist" dvol switch nope
-expect_error_line 1 "Error: Nope does not exist" dvol switch Nope
+expect_error_line 1 "Error: volume 'nope' does not exist" dvol switch nope
+expect_error_line 1 "Error: volume 'Nope' does not exist" dvol switch Nope
 for n in "${BAD_NAMES[@]}"; do
     expect_error 1 "$(name_message "$n" name)" dvol switch "$n"
 done
@@ -121,13 +121,13 @@ expect_error 2 "Error:" dvol rm
 
 # --- commands taking a VOLUME argument -----------------------------------------------------------
 for cmd in path log status branch; do
-    expect_error_line 1 "Error: nope does not exist" dvol $cmd nope
+    expect_error_line 1 "Error: volume 'nope' does not exist" dvol $cmd nope
     expect_error 1 "$(name_message "../vol1" name)" dvol $cmd ../vol1
 done
-expect_error_line 1 "Error: nope does not exist" dvol commit -m x nope
-expect_error_line 1 "Error: nope does not exist" dvol reset --hard HEAD nope
-expect_error_line 1 "Error: nope does not exist" dvol checkout -b x nope
-expect_error_line 1 "Error: nope does not exist" dvol diff --volume nope
+expect_error_line 1 "Error: volume 'nope' does not exist" dvol commit -m x nope
+expect_error_line 1 "Error: volume 'nope' does not exist" dvol reset --hard HEAD nope
+expect_error_line 1 "Error: volume 'nope' does not exist" dvol checkout -b x nope
+expect_error_line 1 "Error: volume 'nope' does not exist" dvol diff --volume nope
 expect_error 2 "Error:" dvol log vol1 vol2
 
 # --- commit -----------------------------------------------------------------------------------------------
