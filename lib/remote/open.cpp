@@ -4,11 +4,11 @@
 
 #include "remote/dir_backend.h"
 #include "remote/retry.h"
+#include "remote/ssh_backend.h"
 
 namespace dvol::remote {
 
 Result<std::unique_ptr<Backend>> open_backend(const std::string& url, const BackendOptions& options) {
-    (void)options;
     size_t sep = url.find("://");
     std::string scheme = sep == std::string::npos ? "" : url.substr(0, sep);
     if (scheme.empty() || scheme == "file") {
@@ -17,7 +17,13 @@ Result<std::unique_ptr<Backend>> open_backend(const std::string& url, const Back
         DVOL_TRY(auto dir, DirBackend::open(url));
         return std::unique_ptr<Backend>(std::make_unique<RetryingBackend>(std::move(dir)));
     }
-    if (scheme == "s3" || scheme == "ssh")
+    if (scheme == "ssh") {
+        // A dropped connection or a server that restarts is worth the retries; each retry
+        // starts a new ssh.
+        DVOL_TRY(auto ssh, SshBackend::open(url, options));
+        return std::unique_ptr<Backend>(std::make_unique<RetryingBackend>(std::move(ssh)));
+    }
+    if (scheme == "s3")
         return make_error(Errc::unsupported, fmt::format("{}:// remotes are not supported yet", scheme));
     return make_error(Errc::invalid_argument,
                       fmt::format("unknown remote URL scheme '{}': a remote is a directory (a path or file:///path), "

@@ -20,6 +20,7 @@
 #include "remote/dir_backend.h"
 #include "remote/open.h"
 #include "remote/retry.h"
+#include "remote/ssh_backend.h"
 #include "remote_support.h"
 #include "support.h"
 
@@ -161,10 +162,18 @@ TEST_CASE("open_backend picks the backend from the URL", "[remote_dir]") {
     REQUIRE((*u)->read_all("k", out).ok());
     CHECK(test::string_of(out) == "v");
 
-    auto s3 = remote::open_backend("s3://bucket/prefix", {.endpoint = "http://127.0.0.1:9000", .ssh_command = ""});
+    remote::BackendOptions s3_options;
+    s3_options.endpoint = "http://127.0.0.1:9000";
+    auto s3 = remote::open_backend("s3://bucket/prefix", s3_options);
     CHECK(s3.error().code == Errc::unsupported);
     CHECK(s3.error().message.find("s3://") != std::string::npos);
-    CHECK(remote::open_backend("ssh://host/srv/remote").error().code == Errc::unsupported);
+    auto ssh = remote::open_backend("ssh://host/srv/remote");  // connects at its first call
+    REQUIRE(ssh.ok());
+    auto* retrying = dynamic_cast<remote::RetryingBackend*>(ssh->get());
+    REQUIRE(retrying);
+    CHECK(dynamic_cast<remote::SshBackend*>(&retrying->inner()) != nullptr);
+    CHECK((*ssh)->location() == "ssh://host/srv/remote");
+    CHECK(remote::open_backend("ssh://host").error().code == Errc::invalid_argument);
     auto other = remote::open_backend("ftp://user:secret@host/x");
     CHECK(other.error().code == Errc::invalid_argument);
     CHECK(other.error().message.find("secret") == std::string::npos);

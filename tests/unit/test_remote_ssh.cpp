@@ -1,21 +1,31 @@
 // ssh:// remotes without an ssh server: the protocol of lib/remote/ssh_protocol.h between a
 // wire::Client and wire::serve() over a socket pair, against a DirBackend (every call, errors
-// with their codes, malformed, oversized, truncated and stalled frames, version mismatches),
-// and the served directory of `remote-serve --create`.
+// with their codes, malformed, oversized, truncated and stalled frames, version mismatches);
+// the served directory of `remote-serve --create`; SshBackend's URL parsing, command words,
+// command line and error classification; and SshBackend itself with a stand-in for ssh that
+// runs the far side's command locally (the built dvol: $DVOL, else ../../cli/dvol next to this
+// binary). The real sshd is tests/e2e/test_ssh.sh's.
 #include <catch2/catch.hpp>
 
 #include <fcntl.h>
+#include <signal.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstdlib>
 #include <filesystem>
+#include <optional>
 #include <thread>
 
 #include <fmt/format.h>
 
 #include "remote/dir_backend.h"
+#include "remote/open.h"
+#include "remote/retry.h"
+#include "remote/ssh_backend.h"
 #include "remote/ssh_protocol.h"
 #include "support.h"
 
@@ -610,4 +620,377 @@ TEST_CASE("served directory: missing, refused, or created by the first write wit
     test::write_file(top / "file", std::string_view("x"));
     CHECK(wire::open_served_directory(top / "file", true).error().code == Errc::invalid_argument);
     CHECK(wire::open_served_directory(top / "file", false).error().code == Errc::invalid_argument);
+}
+
+TEST_CASE("ssh URLs: what is accepted and how it is read", "[remote_ssh]") {
+    auto t = remote::parse_ssh_url("ssh://host/srv/remote");
+    REQUIRE(t.ok());
+    CHECK(t->user.empty());
+    CHECK(t->host == "host");
+    CHECK(t->port == 0);
+    CHECK(t->path == "/srv/remote");
+    CHECK(t->destination() == "host");
+
+    t = remote::parse_ssh_url("ssh://alice_b@h-1.example.com:2222/srv/re%20mote/");
+    REQUIRE(t.ok());
+    CHECK(t->user == "alice_b");
+    CHECK(t->host == "h-1.example.com");
+    CHECK(t->port == 2222);
+    CHECK(t->path == "/srv/re mote");
+    CHECK(t->destination() == "alice_b@h-1.example.com");
+
+    t = remote::parse_ssh_url("ssh://root@[::1]:22/x");
+    REQUIRE(t.ok());
+    CHECK(t->host == "::1");
+    CHECK(t->port == 22);
+    CHECK(t->destination() == "root@::1");
+    CHECK(remote::parse_ssh_url("ssh://[fe80::1]/x")->host == "fe80::1");
+
+    CHECK(remote::parse_ssh_url("ssh://h/~/remotes/a")->path == "./remotes/a");
+    CHECK(remote::parse_ssh_url("ssh://h/~")->path == ".");
+    CHECK(remote::parse_ssh_url("ssh://h/-rf")->path == "/-rf");
+
+    for (std::string bad : {"ssh://host", "ssh://host/", "ssh:///path", "ssh://u:secret@h/x", "ssh://-oProxyCommand=x/y",
+                            "ssh://-u@h/x", "ssh://h:0/x", "ssh://h:65536/x", "ssh://h:x/x", "ssh://h:/x", "ssh://[zz]/x",
+                            "ssh://[::1/x", "ssh://[::1]x/y", "ssh://h;rm/x", "ssh://h$(x)/x", "ssh://a b/x", "ssh://h/a%00b",
+                            "ssh://h/a%zzb", "ssh://h/a%2", "ssh://h/~bob/x", "ssh://u@@h/x", "http://h/x"}) {
+        INFO(bad);
+        auto r = remote::parse_ssh_url(bad);
+        REQUIRE_FALSE(r.ok());
+        CHECK(r.error().code == Errc::invalid_argument);
+        CHECK_FALSE(contains(r.error().message, "secret"));
+    }
+}
+
+TEST_CASE("ssh command words: split as a shell would, never run by one", "[remote_ssh]") {
+    using V = std::vector<std::string>;
+    auto words = [](std::string_view text) {
+        auto r = remote::split_command_words(text);
+        INFO(text << ": " << message_of(r));
+        REQUIRE(r.ok());
+        return *r;
+    };
+    CHECK(words("ssh") == V{"ssh"});
+    CHECK(words("").empty());
+    CHECK(words(" \t\n").empty());
+    CHECK(words("  ssh  -i  key\t-p 2222 ") == V{"ssh", "-i", "key", "-p", "2222"});
+    CHECK(words("ssh -i 'my key' -o \"UserKnownHostsFile=/a b/kh\"") == V{"ssh", "-i", "my key", "-o", "UserKnownHostsFile=/a b/kh"});
+    CHECK(words("ssh -i my\\ key") == V{"ssh", "-i", "my key"});
+    CHECK(words("a'b'\"c\"d") == V{"abcd"});
+    CHECK(words("'' x") == V{"", "x"});
+    CHECK(words("'$HOME `x` | ; & < > ( )'") == V{"$HOME `x` | ; & < > ( )"});
+    CHECK(words("\"a \\\"q\\\" \\\\ \\$ \\` \\x\"") == V{"a \"q\" \\ $ ` \\x"});
+    CHECK(words("\\$x") == V{"$x"});
+    CHECK(words("/usr/bin/ssh -F /dev/null") == V{"/usr/bin/ssh", "-F", "/dev/null"});
+
+    for (std::string bad : {"ssh; rm -rf /", "ssh $HOME", "ssh `id`", "ssh | tee", "ssh & x", "ssh > f", "ssh (x)", "ssh 'open",
+                            "ssh \"open", "ssh \"$HOME\"", "ssh \"`id`\"", "ssh \\"}) {
+        INFO(bad);
+        auto r = remote::split_command_words(bad);
+        REQUIRE_FALSE(r.ok());
+        CHECK(r.error().code == Errc::invalid_argument);
+    }
+}
+
+namespace {
+
+// What /bin/sh makes of `command`: the words printf gets, one per line.
+std::string as_sh_runs(const std::string& command) {
+    int p[2];
+    REQUIRE(::pipe(p) == 0);
+    pid_t pid = ::fork();
+    if (pid == 0) {
+        ::dup2(p[1], 1);
+        ::execl("/bin/sh", "sh", "-c", command.c_str(), static_cast<char*>(nullptr));
+        ::_exit(127);
+    }
+    ::close(p[1]);
+    std::string out;
+    char buf[4096];
+    ssize_t n;
+    while ((n = ::read(p[0], buf, sizeof buf)) > 0) out.append(buf, static_cast<size_t>(n));
+    ::close(p[0]);
+    int status = 0;
+    ::waitpid(pid, &status, 0);
+    return out;
+}
+
+}  // namespace
+
+TEST_CASE("ssh command line: options, destination, and the far side's command quoted for its shell", "[remote_ssh]") {
+    remote::SshTarget t;
+    t.user = "root";
+    t.host = "127.0.0.1";
+    t.port = 2222;
+    t.path = "/srv/it's here";
+    auto argv = remote::ssh_command_line(t, {"ssh", "-i", "k"}, "/opt/dvol/bin/dvol", true);
+    CHECK(argv == std::vector<std::string>{"ssh", "-i", "k", "-x", "-a", "-T", "-o", "BatchMode=yes", "-p", "2222", "root@127.0.0.1",
+                                           "/opt/dvol/bin/dvol remote-serve --create '/srv/it'\\''s here'"});
+    t.port = 0;
+    t.user.clear();
+    argv = remote::ssh_command_line(t, {"ssh"}, "dvol", false);
+    CHECK(argv == std::vector<std::string>{"ssh", "-x", "-a", "-T", "-o", "BatchMode=yes", "127.0.0.1", "dvol remote-serve '/srv/it'\\''s here'"});
+    for (const auto& a : argv) {
+        CHECK_FALSE(contains(a, "StrictHostKeyChecking"));
+        CHECK_FALSE(contains(a, "UserKnownHostsFile"));
+    }
+
+    // Whatever the path holds, the remote shell gives it to dvol as one word.
+    for (std::string path : {"/a b", "/it's", "/$(touch /tmp/pwned)", "/`id`", "/a\nb", "/back\\slash", "/\"q\"", "/;rm", "/*"}) {
+        INFO(path);
+        t.path = path;
+        auto line = remote::ssh_command_line(t, {"ssh"}, "printf '%s|'", false).back();
+        CHECK(as_sh_runs(line) == "remote-serve|" + path + "|");
+    }
+}
+
+TEST_CASE("ssh failures are told apart by ssh's exit status and stderr", "[remote_ssh]") {
+    remote::SshTarget t;
+    t.user = "root";
+    t.host = "127.0.0.1";
+    t.port = 2222;
+    t.path = "/srv/r";
+    const std::string loc = "ssh://root@127.0.0.1:2222/srv/r";
+    const Error eof = make_error(Errc::unavailable, loc + " closed the connection");
+    auto explain = [&](int code, std::string_view err, bool answered = false) {
+        return remote::explain_ssh_failure(loc, t, "dvol", W_EXITCODE(code, 0), err, eof, answered);
+    };
+
+    // The texts are OpenSSH 9.2's.
+    auto unknown = explain(255, "No ED25519 host key is known for [127.0.0.1]:2222 and you have requested strict checking.\r\n"
+                                "Host key verification failed.\r\n");
+    CHECK(unknown.code == Errc::denied);
+    CHECK(contains(unknown.message, "host key of 127.0.0.1:2222 is not known"));
+    CHECK(contains(unknown.message, "ssh -p 2222 root@127.0.0.1"));
+    CHECK_FALSE(contains(unknown.message, "\r"));
+
+    auto changed = explain(255, "@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@\r\n"
+                                "@    WARNING: REMOTE HOST IDENTIFICATION HAS CHANGED!     @\r\n"
+                                "@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@\r\n"
+                                "IT IS POSSIBLE THAT SOMEONE IS DOING SOMETHING NASTY!\r\n"
+                                "Offending ED25519 key in /root/.ssh/known_hosts:3\r\n"
+                                "Host key for [127.0.0.1]:2222 has changed and you have requested strict checking.\r\n"
+                                "Host key verification failed.\r\n");
+    CHECK(changed.code == Errc::denied);
+    CHECK(contains(changed.message, "has CHANGED"));
+    CHECK(contains(changed.message, "Offending ED25519 key in /root/.ssh/known_hosts:3"));
+    CHECK_FALSE(contains(changed.message, "@@@"));
+
+    auto refused_key = explain(255, "root@127.0.0.1: Permission denied (publickey).\r\n");
+    CHECK(refused_key.code == Errc::denied);
+    CHECK(contains(refused_key.message, "refused the credentials"));
+    CHECK(contains(refused_key.message, "Permission denied (publickey)"));
+
+    auto refused = explain(255, "ssh: connect to host 127.0.0.1 port 2222: Connection refused\r\n");
+    CHECK(refused.code == Errc::unavailable);
+    CHECK(contains(refused.message, "Connection refused"));
+    CHECK(explain(255, "Connection closed by 127.0.0.1 port 2222\r\n").code == Errc::unavailable);
+    CHECK(explain(255, "").code == Errc::unavailable);
+
+    CHECK(explain(255, "ssh: Could not resolve hostname nohost: Name or service not known\r\n").code == Errc::not_found);
+    CHECK(explain(255, "ssh: Could not resolve hostname h: Temporary failure in name resolution\r\n").code == Errc::unavailable);
+
+    for (int code : {127, 126}) {
+        auto missing = explain(code, "bash: line 1: dvol: command not found\n");
+        CHECK(missing.code == Errc::unsupported);
+        CHECK(contains(missing.message, "dvol must be installed on the server"));
+        CHECK(contains(missing.message, "DVOL_REMOTE_DVOL"));
+        CHECK(contains(missing.message, "command not found"));
+    }
+    auto old = explain(2, "Error: unknown command 'remote-serve'\nRun 'dvol --help' for the list of commands.\n");
+    CHECK(old.code == Errc::unsupported);
+    CHECK(contains(old.message, "older than this one"));
+
+    auto silent = explain(0, "", false);
+    CHECK(silent.code == Errc::io);
+    CHECK(contains(silent.message, "ended before it answered"));
+
+    // After the handshake, a connection that dies is worth a retry, with what ssh said.
+    auto died = remote::explain_ssh_failure(loc, t, "dvol", W_EXITCODE(0, SIGKILL), "", eof, true);
+    CHECK(died.code == Errc::unavailable);
+    CHECK(contains(died.message, "killed by signal 9"));
+    auto dropped = explain(1, "dvol remote-serve: something broke\n", true);
+    CHECK(dropped.code == Errc::unavailable);
+    CHECK(contains(dropped.message, "exited with status 1: dvol remote-serve: something broke"));
+}
+
+namespace {
+
+// The dvol under test: $DVOL, else the one this build made next to the unit tests.
+std::string dvol_binary() {
+    if (const char* d = std::getenv("DVOL"); d && *d) return d;
+    std::error_code ec;
+    auto self = fs::read_symlink("/proc/self/exe", ec);
+    if (ec) return {};
+    return (self.parent_path().parent_path().parent_path() / "cli" / "dvol").string();
+}
+
+// Unsets a variable for the test's duration, restoring it after.
+class Unset {
+public:
+    explicit Unset(const char* name) : name_(name) {
+        if (const char* v = std::getenv(name)) old_ = v;
+        ::unsetenv(name);
+    }
+    ~Unset() {
+        if (old_) ::setenv(name_, old_->c_str(), 1);
+    }
+
+private:
+    const char* name_;
+    std::optional<std::string> old_;
+};
+
+// A stand-in for ssh: records its arguments, then runs the last one (the far side's command)
+// with sh, here, as sshd would on the server.
+std::string fake_ssh(const TempDir& dir) {
+    const std::string path = dir / "fake-ssh";
+    test::write_file(path, fmt::format("#!/bin/sh\nprintf '%s\\n' \"$@\" > '{}'\nfor last; do :; done\nexec sh -c \"exec $last\"\n",
+                                       dir / "argv"));
+    REQUIRE(::chmod(path.c_str(), 0755) == 0);
+    return path;
+}
+
+bool reaped(pid_t pid) { return ::waitpid(pid, nullptr, WNOHANG) < 0 && errno == ECHILD; }
+
+}  // namespace
+
+TEST_CASE("SshBackend: the far side through the ssh command; a dead connection is made anew", "[remote_ssh]") {
+    Unset a("DVOL_SSH_COMMAND"), b("DVOL_REMOTE_DVOL");
+    const std::string dvol = dvol_binary();
+    INFO("the dvol under test: " << dvol << " (set DVOL to another)");
+    REQUIRE(::access(dvol.c_str(), X_OK) == 0);
+    TempDir tools, remote_dir;
+    remote::BackendOptions options;
+    options.ssh_command = fake_ssh(tools) + " -o SomeOption=yes";
+    options.remote_dvol = dvol;
+    const std::string url = "ssh://someone@fakehost:2222" + remote_dir.path();
+
+    auto opened = remote::SshBackend::open(url, options);
+    REQUIRE(opened.ok());
+    remote::SshBackend& ssh = **opened;
+    CHECK(ssh.location() == url);
+    CHECK(ssh.child_pid() == 0);  // connects at the first call
+
+    auto v = ssh.create_ref("refs/main", "tip");
+    INFO(message_of(v));
+    REQUIRE(v.ok());
+    REQUIRE(ssh.write("obj", as_bytes("bytes")).ok());
+    CHECK(test::read_file(remote_dir / "obj") == "bytes");
+    const pid_t first = ssh.child_pid();
+    REQUIRE(first > 0);
+    auto argv = test::read_file(tools / "argv");
+    CHECK(argv == fmt::format("-o\nSomeOption=yes\n-x\n-a\n-T\n-o\nBatchMode=yes\n-p\n2222\nsomeone@fakehost\n{} remote-serve '{}'\n", dvol,
+                              remote_dir.path()));
+
+    // The connection dies: the call fails as unavailable (worth a retry), the process is
+    // reaped, and the next call connects again.
+    REQUIRE(::kill(first, SIGKILL) == 0);
+    auto lost = ssh.list("");
+    REQUIRE_FALSE(lost.ok());
+    CHECK(lost.error().code == Errc::unavailable);
+    CHECK(ssh.child_pid() == 0);
+    CHECK(reaped(first));
+    auto again = ssh.list("");
+    REQUIRE(again.ok());
+    CHECK(again->size() == 2);
+    const pid_t second = ssh.child_pid();
+    CHECK(second > 0);
+    CHECK(second != first);
+
+    // Through RetryingBackend the caller sees nothing of it.
+    remote::RetryPolicy no_waits;
+    no_waits.sleep = [](std::chrono::milliseconds) {};
+    remote::RetryingBackend retrying(std::move(*opened), no_waits);
+    REQUIRE(::kill(second, SIGKILL) == 0);
+    auto r = retrying.read_ref("refs/main");
+    INFO(message_of(r));
+    REQUIRE(r.ok());
+    CHECK((*r)->data == "tip");
+    const pid_t third = static_cast<remote::SshBackend&>(retrying.inner()).child_pid();
+    CHECK(third > 0);
+
+    // Destruction ends the far side and reaps ssh.
+    { auto gone = std::move(retrying); (void)gone; }
+    (void)third;
+}
+
+TEST_CASE("SshBackend: destruction reaps ssh; a missing directory; --create", "[remote_ssh]") {
+    Unset a("DVOL_SSH_COMMAND"), b("DVOL_REMOTE_DVOL");
+    const std::string dvol = dvol_binary();
+    REQUIRE(::access(dvol.c_str(), X_OK) == 0);
+    TempDir tools, top;
+    remote::BackendOptions options;
+    options.ssh_command = fake_ssh(tools);
+    options.remote_dvol = dvol;
+    pid_t pid = 0;
+    {
+        auto ssh = remote::SshBackend::open("ssh://h" + top.path(), options);
+        REQUIRE(ssh.ok());
+        REQUIRE((*ssh)->list("").ok());
+        pid = (*ssh)->child_pid();
+        REQUIRE(pid > 0);
+    }
+    CHECK(reaped(pid));
+
+    auto plain = remote::SshBackend::open("ssh://h" + top.path() + "/new", options);
+    REQUIRE(plain.ok());
+    auto st = (*plain)->list("");
+    REQUIRE_FALSE(st.ok());
+    CHECK(st.error().code == Errc::not_found);
+    CHECK(contains(st.error().message, "does not exist"));
+    CHECK((*plain)->child_pid() == 0);
+
+    options.create = true;
+    auto creating = remote::SshBackend::open("ssh://h" + top.path() + "/new", options);
+    REQUIRE(creating.ok());
+    CHECK((*creating)->list("")->empty());
+    CHECK_FALSE(fs::exists(top / "new"));
+    REQUIRE((*creating)->create_ref("refs/main", "tip").ok());
+    CHECK(test::read_file(top / "new/refs/main") == "tip");
+    CHECK(contains(test::read_file(tools / "argv"), "remote-serve --create '"));
+}
+
+TEST_CASE("SshBackend: ssh that cannot connect, and a server without dvol, fail at once with the reason", "[remote_ssh]") {
+    Unset a("DVOL_SSH_COMMAND"), b("DVOL_REMOTE_DVOL");
+    TempDir tools, top;
+    remote::BackendOptions options;
+    auto first_call = [&](const std::string& url = "ssh://root@127.0.0.1:9/srv/r") {
+        auto ssh = remote::SshBackend::open(url, options);
+        REQUIRE(ssh.ok());
+        auto st = (*ssh)->list("");
+        REQUIRE_FALSE(st.ok());
+        CHECK((*ssh)->child_pid() == 0);
+        return st.error();
+    };
+
+    options.ssh_command = "sh -c 'echo \"ssh: connect to host 127.0.0.1 port 9: Connection refused\" >&2; exit 255' fake-ssh";
+    auto refused = first_call();
+    CHECK(refused.code == Errc::unavailable);
+    CHECK(contains(refused.message, "Connection refused"));
+
+    options.ssh_command = "sh -c 'echo \"Host key verification failed.\" >&2; exit 255' fake-ssh";
+    CHECK(first_call().code == Errc::denied);
+
+    options.ssh_command = tools / "no-such-ssh";
+    auto no_ssh = first_call();
+    CHECK(no_ssh.code == Errc::unsupported);
+    CHECK(contains(no_ssh.message, "DVOL_SSH_COMMAND"));
+
+    options.ssh_command = fake_ssh(tools);
+    options.remote_dvol = tools / "no-dvol-here";
+    auto no_dvol = first_call("ssh://h" + top.path());
+    CHECK(no_dvol.code == Errc::unsupported);
+    CHECK(contains(no_dvol.message, "dvol must be installed on the server"));
+
+    // The environment wins over the options, as GIT_SSH_COMMAND over core.sshCommand.
+    ::setenv("DVOL_SSH_COMMAND", "sh -c 'echo \"Permission denied (publickey).\" >&2; exit 255' env-ssh", 1);
+    auto from_env = first_call();
+    CHECK(from_env.code == Errc::denied);
+    ::unsetenv("DVOL_SSH_COMMAND");
+    ::setenv("DVOL_SSH_COMMAND", "ssh; rm -rf /", 1);
+    auto bad = remote::SshBackend::open("ssh://h/x", options);
+    ::unsetenv("DVOL_SSH_COMMAND");
+    REQUIRE_FALSE(bad.ok());
+    CHECK(bad.error().code == Errc::invalid_argument);
 }
