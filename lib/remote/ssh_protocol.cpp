@@ -440,14 +440,15 @@ struct Hello {
 };
 
 // Reads the peer's hello. A wrong magic is Errc::io naming the bytes that came instead; EOF is
-// the channel's error.
-Result<Hello> read_hello(Channel& ch, const std::string& peer) {
+// the channel's error. With `patient`, the first byte is awaited without the idle timeout (the
+// server: its client's ssh may be slow to start, and closes the connection if it dies).
+Result<Hello> read_hello(Channel& ch, const std::string& peer, bool patient) {
     std::byte magic[8];
     // Byte by byte until it differs: a peer that sends something short (a shell's one-line
     // error) and stays open must not leave us waiting for 8 bytes.
     for (size_t i = 0; i < sizeof magic; ++i) {
-        DVOL_TRY(bool got, ch.read_exact(std::span(magic).subspan(i, 1)));
-        (void)got;
+        DVOL_TRY(bool got, ch.read_exact(std::span(magic).subspan(i, 1), patient && i == 0));
+        if (!got) return make_error(Errc::unavailable, fmt::format("{} closed the connection before its hello", peer));
         if (static_cast<char>(magic[i]) != kMagic[i]) {
             std::vector<std::byte> seen(magic, magic + i + 1);
             auto more = ch.whatever_comes(120, std::chrono::milliseconds(200));
@@ -517,7 +518,7 @@ public:
         Encoder e;
         encode_hello(e, options_.version);
         DVOL_CHECK(ch_.write_all(e.view()));
-        DVOL_TRY(Hello h, read_hello(ch_, "the client"));
+        DVOL_TRY(Hello h, read_hello(ch_, "the client", true));
         if (h.version != options_.version) {
             Error mismatch = make_error(
                 Errc::unsupported,
@@ -866,7 +867,7 @@ Status Client::handshake() {
     Encoder e;
     encode_hello(e, options_.version);
     if (auto st = io_->write_all(e.view()); !st) return lost(std::move(st).error());
-    auto hello = read_hello(*io_, location_);
+    auto hello = read_hello(*io_, location_, false);
     if (!hello) return lost(std::move(hello).error());
     server_software_ = hello->software;
     if (hello->version != options_.version)

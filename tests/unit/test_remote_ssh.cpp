@@ -409,7 +409,6 @@ TEST_CASE("ssh protocol: the server rejects oversized, truncated and unexpected 
     auto backend = open_dir(dir.path());
     wire::ServeOptions options;
     options.spool_dir = dir.path();
-    options.idle_timeout = 100ms;
     Served server(*backend, options);
     raw_handshake(server.fd());
     // What the server answers to a violation before it stops: a STATUS with Errc::io.
@@ -473,8 +472,11 @@ TEST_CASE("ssh protocol: the server rejects oversized, truncated and unexpected 
         CHECK(contains(end.error().message, "in the middle of a frame"));
     }
     SECTION("a request that stalls: the server gives up after its idle timeout") {
-        send_raw(server.fd(), frame_with_length(Frame::list, 100, str_field("pre")));
-        auto end = server.wait();
+        options.idle_timeout = 100ms;
+        Served impatient(*backend, options);
+        raw_handshake(impatient.fd());
+        send_raw(impatient.fd(), frame_with_length(Frame::list, 100, str_field("pre")));
+        auto end = impatient.wait();
         REQUIRE_FALSE(end.ok());
         CHECK(end.error().code == Errc::unavailable);
         CHECK(contains(end.error().message, "sent nothing for 100 ms"));
