@@ -55,6 +55,7 @@ int main(int argc, char** argv) {
     add_reflog(app, ctx);
     add_fsck(app, ctx);
     add_gc(app, ctx);
+    add_remote_serve(app, ctx);
 
     if (args.size() == 1) {
         fmt::print(stderr, "{}", app.help());
