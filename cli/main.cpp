@@ -97,6 +97,7 @@ int main(int argc, char** argv) {
     add_fetch(app, ctx);
     add_pull(app, ctx);
     add_clone(app, ctx);
+    add_remote_serve(app, ctx);
 
     // dvol help [COMMAND] and dvol version, as in git and docker.
     auto* help = app.add_subcommand("help", "Show the commands, or one command's options");

@@ -353,7 +353,8 @@ private:
 
     // Transfers (repo/transfer.cpp).
     struct Remote;
-    Result<Remote> open_remote(const RemoteSpec& spec);
+    // `for_push`: the remote may not exist yet (a directory over ssh is made by the first write).
+    Result<Remote> open_remote(const RemoteSpec& spec, bool for_push = false);
     Result<bool> is_ancestor(const ObjectId& ancestor, const ObjectId& tip);
     Result<FetchOutcome> fetch_into(Remote& r, const Volume& v, const std::string& remote_volume, const ProgressFn& progress);
     Result<std::string> remote_volume_of(const Volume& v);

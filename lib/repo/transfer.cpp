@@ -126,7 +126,7 @@ Status Repository::remove_remote(const std::string& name) {
     return txn.commit();
 }
 
-Result<Repository::Remote> Repository::open_remote(const RemoteSpec& spec) {
+Result<Repository::Remote> Repository::open_remote(const RemoteSpec& spec, bool for_push) {
     Remote r;
     r.name = spec.remote;
     std::string endpoint = spec.endpoint;
@@ -153,6 +153,7 @@ Result<Repository::Remote> Repository::open_remote(const RemoteSpec& spec) {
     r.key = r.url + (endpoint.empty() ? "" : " " + endpoint);
     remote::BackendOptions options;
     options.endpoint = endpoint;
+    options.create = for_push;
     DVOL_TRY(r.backend, remote::open_backend(r.url, options));
     {
         DVOL_TRY(auto txn, meta::Db::Transaction::begin(*db_));
@@ -277,7 +278,7 @@ Result<PushOutcome> Repository::push(const RemoteSpec& spec, const std::string& 
     DVOL_TRY(auto row, refs_->branch(v.id, branch));
     if (!row && !options.remove) return make_error(Errc::not_found, fmt::format("branch {} does not exist in volume {}", branch, volume));
     DVOL_TRY(std::string rv, remote_volume_of(v));
-    DVOL_TRY(auto r, open_remote(spec));
+    DVOL_TRY(auto r, open_remote(spec, !options.remove));
     DVOL_TRY(auto store_lock, StoreLock::acquire(*paths_, false, wait_notice_));
     DVOL_CHECK(prepare_write());
 
