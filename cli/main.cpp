@@ -104,9 +104,12 @@ int main(int argc, char** argv) {
     auto help_topic = std::make_shared<std::optional<std::string>>();
     help->add_option("command", *help_topic, "A command")->type_name("COMMAND");
     help->callback([&app, &ctx, help_topic] {
-        if (!*help_topic) return void(fmt::print("{}", app.help()));
+        // Through the formatter: App::help() would show the help of the command being run.
+        auto formatter = app.get_formatter();
+        if (!*help_topic) return void(fmt::print("{}", formatter->make_help(&app, "dvol", CLI::AppFormatMode::Normal)));
         for (auto* sub : app.get_subcommands([](CLI::App*) { return true; }))
-            if (sub->check_name(**help_topic)) return void(fmt::print("{}", sub->help()));
+            if (sub->check_name(**help_topic))
+                return void(fmt::print("{}", formatter->make_help(sub, "dvol " + sub->get_name(), CLI::AppFormatMode::Normal)));
         ctx.usage(fmt::format("unknown command '{}'; run 'dvol help' for the list", **help_topic));
     });
     auto* version = app.add_subcommand("version", "Show dvol's version and the store schema version it writes");

@@ -48,15 +48,14 @@ expect_error_line() {
 
 name_message() { printf '%s is not a valid %s' "${1:-''}" "$2"; }
 
-# --- no store yet, no active volume --------------------------------------------------------------
-expect_error 1 "no active volume" dvol path
-expect_error 1 "no active volume" dvol log
-expect_error 1 "no active volume" dvol status
-expect_error 1 "no active volume" dvol commit -m x
-expect_error 1 "no active volume" dvol branch
-expect_error 1 "no active volume" dvol reset --hard HEAD
-expect_error 1 "no active volume" dvol checkout -b x
-expect_error 1 "no active volume" dvol diff
+# --- no store yet: only commands that write make one; no active volume -------------------------
+for cmd in path log status "commit -m x" branch "reset --hard HEAD" "checkout -b x" diff list reflog fsck gc; do
+    # shellcheck disable=SC2086
+    expect_error 1 "no dvol store at $DVOL_ROOT" dvol $cmd
+done
+check "no command above made a store" test ! -e "$DVOL_ROOT/dvol.db"
+expect_ok dvol config user.name
+check "reading the configuration made no store either" test ! -e "$DVOL_ROOT/dvol.db"
 
 # A pool path that cannot be a store.
 echo "not a directory" >"$TEST_TMP/afile"
@@ -67,6 +66,14 @@ expect_error 1 "$TEST_TMP/afile/sub" dvol -p "$TEST_TMP/afile/sub" init x
 # --- setup: vol1 with history and two branches, vol2 without commits ---------------------------
 expect_ok dvol config user.name "Err Tester" || abort
 expect_ok dvol config user.email "err@example.com" || abort
+expect_error 1 "no active volume" dvol path
+expect_error 1 "no active volume" dvol log
+expect_error 1 "no active volume" dvol status
+expect_error 1 "no active volume" dvol commit -m x
+expect_error 1 "no active volume" dvol branch
+expect_error 1 "no active volume" dvol reset --hard HEAD
+expect_error 1 "no active volume" dvol checkout -b x
+expect_error 1 "no active volume" dvol diff
 expect_ok dvol init vol2 || abort
 expect_ok dvol checkout -b tmp vol2 || abort   # takes (and so creates) vol2's lock file
 expect_ok dvol checkout master vol2 || abort
