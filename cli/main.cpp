@@ -155,7 +155,9 @@ int main(int argc, char** argv) {
             return kExitUsage;
         }
     }
-    if (command && ctx.json) {
+    bool json = false;
+    for (size_t j = 1; j < args.size(); ++j) json = json || std::strcmp(args[j], "--json") == 0;
+    if (command && json) {
         static const char* const json_commands[] = {"list", "log", "branch", "status", "reflog", "fsck", "remote", "list", "show",
                                                     "push", "fetch", "pull", "clone"};
         bool supports = false;
