@@ -139,9 +139,9 @@ expect_error 2 "Error:" dvol log vol1 vol2
 
 # --- commit -----------------------------------------------------------------------------------------------
 echo "uncommitted" >"$V1/wip.txt"
-expect_error_line 1 "Error: You must provide a commit message" dvol commit
-expect_error_line 1 "Error: You must provide a commit message" dvol commit vol1
-expect_error_line 1 "Error: You must provide a commit message" dvol commit -m ""
+expect_error_line 2 "Error: You must provide a commit message" dvol commit
+expect_error_line 2 "Error: You must provide a commit message" dvol commit vol1
+expect_error_line 2 "Error: You must provide a commit message" dvol commit -m ""
 expect_error 2 "Error:" dvol commit -m
 expect_error 2 "Error:" dvol commit --bogus -m x
 rm "$V1/wip.txt"
