@@ -1,9 +1,12 @@
 #!/bin/sh
-# Installs, builds and runs every test (unit, CLI black-box); prints a closing
-# "N passed, N failed, N skipped" line. Exit status is non-zero when any test failed.
+# Installs, builds and runs every test: scripts/setup.sh (packages, ./build, the programs), then the
+# rest of ./build (the unit tests), then the unit, CLI and end-to-end tests and the fuzz runs;
+# prints a closing "N passed, N failed, N skipped" line. Exit status is non-zero when any test
+# failed.
 set -eu
 cd "$(dirname "$0")/.."
 ./scripts/setup.sh
+ninja -C build
 status=0
 meson test -C build --print-errorlogs "$@" || status=$?
 # A short run of every fuzz target (clang + libFuzzer, installed by the script when missing),

@@ -83,20 +83,15 @@ manifest() {
     )
 }
 
-# apt_install PKG...: installs Debian packages with apt-get (an update and a retry when the
-# first try fails), without letting their services start (policy-rc.d): the e2e tests run their
-# own servers. Output goes to $APT_LOG; the callers check for what they need afterwards.
+# apt_install PKG...: installs Debian packages with scripts/apt-install.sh (as every script of the
+# project does: no recommended packages, non-interactive, an update and a retry when the first try
+# fails), without letting their services start: the e2e tests run their own servers. Its output
+# goes to $APT_LOG, whose end it prints when the install fails; the callers check for what they
+# need afterwards.
 APT_LOG="$TEST_TMP/apt.log"
+APT_INSTALL="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)/scripts/apt-install.sh"
 apt_install() {
-    local policy=/usr/sbin/policy-rc.d added=0
-    if [ ! -e "$policy" ]; then
-        printf '#!/bin/sh\nexit 101\n' >"$policy" && chmod 0755 "$policy" && added=1
-    fi
-    if ! DEBIAN_FRONTEND=noninteractive apt-get install -y "$@" >"$APT_LOG" 2>&1; then
-        DEBIAN_FRONTEND=noninteractive apt-get update >>"$APT_LOG" 2>&1
-        DEBIAN_FRONTEND=noninteractive apt-get install -y "$@" >>"$APT_LOG" 2>&1
-    fi
-    [ "$added" = 1 ] && rm -f "$policy"
+    "$APT_INSTALL" --no-start --log "$APT_LOG" --what "for $TEST_NAME" "$@"
     return 0
 }
 
