@@ -272,6 +272,7 @@ verify() {
 }
 
 # --- setup ---------------------------------------------------------------------------------------------
+section "set-up"
 expect_ok tdvol init "$VOL" || abort
 LIVE=$(tdvol path "$VOL")
 for d in $(seq 0 9); do
@@ -305,6 +306,7 @@ crash_run() {
     cp -a "$MAN" "$TEST_TMP/manifests"
     MAN="$TEST_TMP/manifests"
     LIVE=$(tdvol path "$VOL")
+    section "iterations"
     declare -A OPS
     for ((it = 1; it <= ITERATIONS; it++)); do
         read_state
@@ -418,7 +420,7 @@ crash_run() {
     done
 
     # --- at the end: every commit reachable from a branch restores exactly --------------------------------
-    echo "== every reachable commit"
+    section "every reachable commit"
     final_check() {
         local label=$1 b id
         read_state
