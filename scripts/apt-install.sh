@@ -52,10 +52,13 @@ if [ "$(id -u)" -ne 0 ]; then
     SUDO=sudo
   else
     {
-      echo "apt-install: $missing$what must be installed, which needs root, and sudo is not installed."
-      echo "  Either run this again as root, or install the packages as root:"
-      echo "    apt-get install --no-install-recommends $missing"
-      echo "  or install sudo as root (apt-get install sudo; adduser $(id -un) sudo) and run this again."
+      echo "Missing packages$what: $missing"
+      echo "Installing them needs root, and sudo is not installed. Either"
+      echo "  - run this again as root, or"
+      echo "  - as root: apt-get install --no-install-recommends $missing"
+      echo "    then run this again, or"
+      echo "  - as root: apt-get install sudo && usermod -aG sudo $(id -un)"
+      echo "    then log in again and run this again."
     } >&2
     exit 2
   fi
