@@ -23,8 +23,9 @@
 # $TEST_TMP) and its own plugin on /run/docker/plugins/dvol.sock (the one place dockerd looks
 # for legacy plugins), and stops only those, by the pids it started, when it ends, whatever the
 # way. Containers run a static busybox imported as the image "busybox", always with
-# `--network none`. Needs root; docker.io, busybox-static and curl are installed with apt-get
-# when missing. The only reason to SKIP (exit 77) beyond those is a dockerd that cannot start
+# `--network none`. Needs root; docker.io, busybox-static and curl (and apparmor, on a kernel with
+# AppArmor enabled) are installed with apt-get when missing, without recommended packages. The
+# only reason to SKIP (exit 77) beyond those is a dockerd that cannot start
 # here, or another dvol plugin already serving the socket.
 # shellcheck source=tests/cli/lib.sh
 . "$(dirname "$0")/../cli/lib.sh"
@@ -50,6 +51,15 @@ if [ ! -x /bin/busybox ] || { command -v dpkg-query >/dev/null &&
     need_pkgs+=(busybox-static)
 fi
 command -v curl >/dev/null || need_pkgs+=(curl)
+# docker.io only recommends apparmor (recommended packages are not installed), but on a kernel
+# with AppArmor enabled, as Debian's is, dockerd 20.10 gives every container its docker-default
+# profile, loaded with apparmor_parser: without it no container starts ("AppArmor enabled on
+# system but the docker-default profile could not be loaded"; dockerd checks for the parser only
+# from 23.0 on).
+if [ "$(cat /sys/module/apparmor/parameters/enabled 2>/dev/null)" = Y ] && [ -d /sys/kernel/security/apparmor ] &&
+    ! command -v apparmor_parser >/dev/null && [ ! -x /sbin/apparmor_parser ] && [ ! -x /usr/sbin/apparmor_parser ]; then
+    need_pkgs+=(apparmor)
+fi
 if [ "${#need_pkgs[@]}" -gt 0 ]; then
     echo "installing ${need_pkgs[*]} with apt-get"
     if ! command -v apt-get >/dev/null; then

@@ -10,7 +10,8 @@
 # unix socket in a private directory with a non-default port number and no TCP at all, and kills
 # only that postmaster (by the pid in its postmaster.pid) when it ends, whatever the way.
 # Needs root (initdb runs as postgres, the live directory is chowned to it); PostgreSQL is
-# installed with apt-get when missing.
+# installed with apt-get when missing (postgresql and postgresql-contrib, for pgbench and amcheck;
+# without their recommended packages, sysstat, logrotate and e2fsprogs, which the test does not use).
 # shellcheck source=tests/cli/lib.sh
 . "$(dirname "$0")/../cli/lib.sh"
 
