@@ -32,6 +32,9 @@ namespace meta {
 class Db;
 class RemoteIndex;
 }
+namespace remote {
+class Backend;
+}
 class ObjectStore;
 class StorePaths;
 
@@ -306,6 +309,11 @@ public:
     Result<CloneOutcome> clone(const RemoteSpec& remote, const std::string& remote_volume, const std::optional<std::string>& name,
                                const ProgressFn& progress = {});
 
+    // Wraps every Backend this Repository opens to reach a remote, once open_backend() has
+    // made it: what the transfer tests use to count requests and to interrupt a transfer.
+    using BackendWrapper = std::function<std::unique_ptr<remote::Backend>(std::unique_ptr<remote::Backend>)>;
+    void set_backend_wrapper(BackendWrapper fn) { backend_wrapper_ = std::move(fn); }
+
     // Configuration (user.name, user.email).
     Result<std::optional<std::string>> config_get(const std::string& key);
     Status config_set(const std::string& key, const std::string& value);
@@ -346,6 +354,7 @@ private:
     std::unique_ptr<meta::RemoteIndex> remote_index_;
     bool cleaned_ = false;
     WarnFn wait_notice_;
+    BackendWrapper backend_wrapper_;
 };
 
 }  // namespace dvol

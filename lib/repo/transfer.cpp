@@ -154,6 +154,7 @@ Result<Repository::Remote> Repository::open_remote(const RemoteSpec& spec) {
     remote::BackendOptions options;
     options.endpoint = endpoint;
     DVOL_TRY(r.backend, remote::open_backend(r.url, options));
+    if (backend_wrapper_) r.backend = backend_wrapper_(std::move(r.backend));
     {
         DVOL_TRY(auto txn, meta::Db::Transaction::begin(*db_));
         DVOL_TRY(r.id, remote_index_->remote_id(r.key));
