@@ -252,6 +252,10 @@ TEST_CASE("a pack index entry outside its pack is corrupt", "[remote_layout]") {
     check_rejected(with(kPackHeaderSize - 1, index.pack_size), "outside the pack");
     check_rejected(with(index.pack_size, index.pack_size), "outside the pack");
     check_rejected(with(uint64_t{1} << 50, index.pack_size), "outside the pack");
+    // Offsets so large that offset + length wraps around to a small number.
+    check_rejected(with(std::numeric_limits<uint64_t>::max(), index.pack_size), "outside the pack");
+    check_rejected(with(std::numeric_limits<uint64_t>::max() - kRecordHeaderSize - last.stored_len + 100, index.pack_size),
+                   "outside the pack");
     check_rejected(with(last.offset, uint64_t{1} << 41), "impossible pack size");
 }
 
