@@ -277,6 +277,9 @@ Result<PushOutcome> Repository::push(const RemoteSpec& spec, const std::string& 
     if (!valid_name(branch)) return make_error(Errc::invalid_argument, invalid_name_message(branch, "branch name"));
     DVOL_TRY(auto row, refs_->branch(v.id, branch));
     if (!row && !options.remove) return make_error(Errc::not_found, fmt::format("branch {} does not exist in volume {}", branch, volume));
+    // Refused before the remote is reached: the first push to a directory makes it a remote.
+    if (!options.remove && !row->tip)
+        return make_error(Errc::not_found, fmt::format("branch {} of {} has no commits to push", branch, volume));
     DVOL_TRY(std::string rv, remote_volume_of(v));
     DVOL_TRY(auto r, open_remote(spec));
     DVOL_TRY(auto store_lock, StoreLock::acquire(*paths_, false, wait_notice_));
@@ -305,7 +308,6 @@ Result<PushOutcome> Repository::push(const RemoteSpec& spec, const std::string& 
         return out;
     }
 
-    if (!row->tip) return make_error(Errc::not_found, fmt::format("branch {} of {} has no commits to push", branch, volume));
     const ObjectId tip = *row->tip;
     out.new_tip = tip;
     auto track = [&]() -> Status {

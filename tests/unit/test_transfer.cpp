@@ -706,6 +706,18 @@ TEST_CASE("clone refuses a missing volume, a directory that is not a dvol remote
     CHECK(b.volumes() == std::vector<std::string>{"one"});
 }
 
+TEST_CASE("a push of a branch without commits is refused before the remote is touched", "[transfer]") {
+    TempDir remote;
+    Store a(remote.path());
+    auto r = a.repo->push(RemoteSpec{"origin", ""}, "vol", std::nullopt, {});
+    require_error(r, Errc::not_found, {"no commits"});
+    CHECK(fs::is_empty(remote.path()));
+    CHECK(a.counts->written.empty());
+    auto missing = a.repo->push(RemoteSpec{"origin", ""}, "vol", std::string("nope"), {});
+    require_error(missing, Errc::not_found, {"nope"});
+    CHECK(fs::is_empty(remote.path()));
+}
+
 TEST_CASE("concurrent pushes of one branch from two stores: one wins, the other is rejected, nothing is lost", "[transfer]") {
     TempDir remote;
     Store a(remote.path());
