@@ -387,8 +387,13 @@ Result<PushOutcome> Repository::push(const RemoteSpec& spec, const std::string& 
         }
     }
     ObjectStore::StoredObject record;
+    std::vector<std::byte> plain;
     auto send = [&](remote::PackUpload& up, const ObjectId& id) -> Status {
         DVOL_CHECK(store_->read_stored(id, record));
+        // Verified before it leaves: on the remote a damaged object would stay for good (objects
+        // are immutable there, and a push skips what the remote holds).
+        if (auto st = ObjectStore::decode_stored(record, plain); !st)
+            return make_error(st.error().code, fmt::format("cannot push: {}; run dvol fsck", st.error().message));
         DVOL_CHECK(up.add(id, record.record, static_cast<uint32_t>(record.record.size() - kRecordHeaderSize), record.raw_len));
         return {};
     };

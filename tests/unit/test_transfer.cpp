@@ -718,6 +718,28 @@ TEST_CASE("a push of a branch without commits is refused before the remote is to
     CHECK(fs::is_empty(remote.path()));
 }
 
+TEST_CASE("push refuses a damaged local object instead of sending it", "[transfer]") {
+    TempDir remote;
+    Store a(remote.path());
+    std::string text(20000, 'x');
+    for (size_t i = 0; i < text.size(); i += 7) text[i] = static_cast<char>('a' + i % 26);
+    a.write("doc.txt", text);
+    a.commit("one");
+    // Damage the chunk of doc.txt in the local pack (its record is the first one of the pack).
+    ObjectId chunk = sha256(text);
+    std::string pack;
+    for (const auto& e : fs::directory_iterator(a.dir / "objects/packs")) pack = e.path().string();
+    auto records = test::pack_records(test::bytes_of(test::read_file(pack)));
+    auto it = std::find_if(records.begin(), records.end(), [&](const test::PackRecord& r) { return r.id == chunk; });
+    REQUIRE(it != records.end());
+    flip_byte(pack, it->offset + kRecordHeaderSize + it->stored_len / 2);
+
+    auto r = a.repo->push(RemoteSpec{"origin", ""}, "vol", std::nullopt, {});
+    require_error(r, Errc::corrupt, {chunk.hex()});
+    CHECK(branch_ref(remote.path(), "vol", "master").empty());
+    CHECK(remote_objects(remote.path()).count(chunk) == 0);
+}
+
 TEST_CASE("concurrent pushes of one branch from two stores: one wins, the other is rejected, nothing is lost", "[transfer]") {
     TempDir remote;
     Store a(remote.path());
