@@ -840,6 +840,54 @@ TEST_CASE("concurrent pushes of one branch from two stores: one wins, the other 
     check_remote(remote.path());
 }
 
+TEST_CASE("an interrupted push resumes without sending again what landed", "[transfer]") {
+    Store a("", "vol");
+    fill(a);
+    ObjectId c1 = a.commit("one");
+    // A clean push, to know what a push writes: marker, data pack and index, metadata pack and
+    // index, the branch's ref and HEAD.
+    uint64_t writes = 0;
+    {
+        TempDir remote;
+        REQUIRE(a.repo->add_remote("clean", remote.path()));
+        a.counts->reset();
+        REQUIRE(a.repo->push(RemoteSpec{"clean", ""}, "vol", std::nullopt, {}));
+        writes = a.counts->writes;
+        CHECK(writes == 7);
+        REQUIRE(a.repo->remove_remote("clean"));
+    }
+    for (uint64_t n = 0; n < writes; ++n) {
+        INFO("the push fails after " << n << " writes");
+        TempDir remote;
+        std::string name = fmt::format("r{}", n);
+        REQUIRE(a.repo->add_remote(name, remote.path()));
+        a.counts->reset();
+        a.counts->fail_after_writes = static_cast<int64_t>(n);
+        auto failed = a.repo->push(RemoteSpec{name, ""}, "vol", std::nullopt, {});
+        REQUIRE_FALSE(failed.ok());
+        CHECK(failed.error().message.find("injected failure") != std::string::npos);
+        // The push failed: the branch is not on the remote.
+        CHECK(branch_ref(remote.path(), "vol", "master").empty());
+        auto first = a.counts->written;
+        // What landed in full: every key written, but a pack whose index did not follow.
+        std::set<std::string> landed(first.begin(), first.end());
+        for (const auto& k : first)
+            if (k.starts_with("packs/") && !landed.contains("index/" + k.substr(6, 64))) landed.erase(k);
+
+        a.counts->reset();
+        auto rerun = a.repo->push(RemoteSpec{name, ""}, "vol", std::nullopt, {});
+        INFO((rerun ? std::string("ok") : rerun.error().message));
+        REQUIRE(rerun);
+        CHECK(rerun->kind == PushOutcome::Kind::created);
+        for (const auto& k : a.counts->written) CHECK_FALSE(landed.contains(k));
+        CHECK(branch_ref(remote.path(), "vol", "master") == commit_ref(c1));
+        CHECK(ref_on(remote.path(), "refs/vol/HEAD") == "dvol ref 1\nbranch master\n");
+        auto objs = remote_objects(remote.path());
+        CHECK(std::all_of(objs.begin(), objs.end(), [](const auto& o) { return o.second == 1; }));
+        check_remote(remote.path());
+    }
+}
+
 TEST_CASE("a damaged pack on the remote is caught by clone: nothing of it is recorded or stored", "[transfer]") {
     TempDir remote;
     Store a(remote.path());
