@@ -345,7 +345,7 @@ Result<PushOutcome> Repository::push(const RemoteSpec& spec, const std::string& 
     std::vector<ObjectId> commits;  // newest first
     ObjectIdSet queued;
     std::vector<ObjectId> chunks;
-    std::vector<ObjectId> metadata;  // trees and extent lists, in the order the walk reached them
+    std::vector<ObjectId> metadata;  // trees and extent lists, each after everything below it
     {
         std::deque<ObjectId> todo{tip};
         while (!todo.empty()) {
@@ -365,8 +365,12 @@ Result<PushOutcome> Repository::push(const RemoteSpec& spec, const std::string& 
             DVOL_TRY(bool there, objects.has(id));
             if (there) return false;
             queued.insert(id);
-            (kind == ObjectKind::chunk ? chunks : metadata).push_back(id);
+            if (kind == ObjectKind::chunk) chunks.push_back(id);
             return true;
+        };
+        walker.leave = [&](const ObjectId& id, ObjectKind) -> Status {
+            metadata.push_back(id);
+            return {};
         };
         walker.unreadable = [&](const ObjectId& id, const std::string& path, const Error& e) {
             if (!unreadable) unreadable = make_error(e.code, fmt::format("cannot push: object {} (at {}) cannot be read: {}", id.hex(),
@@ -397,8 +401,10 @@ Result<PushOutcome> Repository::push(const RemoteSpec& spec, const std::string& 
         DVOL_CHECK(up.add(id, record.record, static_cast<uint32_t>(record.record.size() - kRecordHeaderSize), record.raw_len));
         return {};
     };
-    // Chunks first, then what names them, children before parents (the reverse of the walk),
-    // then the commits, oldest first: whatever a remote pack holds, all below it is there.
+    // Chunks first, then what names them, each after everything below it (the walk's
+    // post-order; the reverse of the order it reached them is not one: a subtree shared by two
+    // trees is reached under the first only), then the commits, oldest first: whatever a
+    // remote pack holds, all below it is there.
     remote::PackUpload data(*r.backend, *db_, *remote_index_, r.id, paths_->tmp_dir(), remote::PackKind::data, kDataPackSize);
     data.set_on_upload([&](uint64_t bytes) { meter.add(0, bytes); });
     for (const auto& id : chunks) DVOL_CHECK(send(data, id));
@@ -406,7 +412,7 @@ Result<PushOutcome> Repository::push(const RemoteSpec& spec, const std::string& 
     remote::PackUpload meta_up(*r.backend, *db_, *remote_index_, r.id, paths_->tmp_dir(), remote::PackKind::metadata,
                                kMetadataPackSize);
     meta_up.set_on_upload([&](uint64_t bytes) { meter.add(0, bytes); });
-    for (auto it = metadata.rbegin(); it != metadata.rend(); ++it) DVOL_CHECK(send(meta_up, *it));
+    for (const auto& id : metadata) DVOL_CHECK(send(meta_up, id));
     for (auto it = commits.rbegin(); it != commits.rend(); ++it) {
         DVOL_TRY(auto enc, refs_->commit(*it));
         auto rec = commit_record(*it, *enc);
@@ -496,24 +502,26 @@ Result<FetchOutcome> Repository::fetch_into(Remote& r, const Volume& v, const st
     // trees and extent lists are read from the remote (verified) and kept to be stored after
     // what they name.
     std::vector<ObjectId> chunks;
-    std::vector<std::pair<ObjectId, std::vector<std::byte>>> metadata;  // in walk order
+    std::unordered_map<ObjectId, std::vector<std::byte>, ObjectIdHash> read;  // trees and extent lists
+    std::vector<ObjectId> metadata;  // the same, each after everything below it
     {
         ObjectIdSet queued;
         class Keeping : public ObjectSource {
         public:
-            Keeping(ObjectSource& from, std::vector<std::pair<ObjectId, std::vector<std::byte>>>& kept) : from_(from), kept_(kept) {}
+            Keeping(ObjectSource& from, std::unordered_map<ObjectId, std::vector<std::byte>, ObjectIdHash>& kept)
+                : from_(from), kept_(kept) {}
             Result<bool> has(const ObjectId& id) override { return from_.has(id); }
             Status get(const ObjectId& id, std::vector<std::byte>& out) override {
                 DVOL_CHECK(from_.get(id, out));
-                kept_.emplace_back(id, out);
+                kept_[id] = out;
                 return {};
             }
             using ObjectSource::get;
 
         private:
             ObjectSource& from_;
-            std::vector<std::pair<ObjectId, std::vector<std::byte>>>& kept_;
-        } keeping(objects, metadata);
+            std::unordered_map<ObjectId, std::vector<std::byte>, ObjectIdHash>& kept_;
+        } keeping(objects, read);
         std::optional<Error> unreadable;
         ObjectWalker walker;
         walker.visit = [&](const ObjectId& id, ObjectKind kind, const std::string&) -> Result<bool> {
@@ -523,6 +531,10 @@ Result<FetchOutcome> Repository::fetch_into(Remote& r, const Volume& v, const st
             queued.insert(id);
             if (kind == ObjectKind::chunk) chunks.push_back(id);
             return true;
+        };
+        walker.leave = [&](const ObjectId& id, ObjectKind) -> Status {
+            metadata.push_back(id);
+            return {};
         };
         walker.unreadable = [&](const ObjectId& id, const std::string& path, const Error& e) {
             if (!unreadable) unreadable = make_error(e.code, fmt::format("cannot fetch object {} (at {}) from remote {}: {}", id.hex(),
@@ -534,7 +546,8 @@ Result<FetchOutcome> Repository::fetch_into(Remote& r, const Volume& v, const st
     }
 
     // Chunks first, coalesced into few ranged reads and verified one by one; then trees and
-    // extent lists, children before parents; all durable before the commit rows name them.
+    // extent lists, each after everything below it; all durable before the commit rows name
+    // them.
     Meter meter{progress, {}};
     for (const auto& id : chunks) {
         DVOL_TRY(auto loc, remote_index_->find(r.id, id));
@@ -544,7 +557,7 @@ Result<FetchOutcome> Repository::fetch_into(Remote& r, const Volume& v, const st
         ++out.received.objects;
         return store_->put_encoded(id, codec, stored, raw_len);
     }, [&](uint64_t bytes) { meter.add(0, bytes); }));
-    for (auto it = metadata.rbegin(); it != metadata.rend(); ++it) DVOL_CHECK(store_->put(it->first, it->second));
+    for (const auto& id : metadata) DVOL_CHECK(store_->put(id, read.at(id)));
     DVOL_CHECK(store_->flush());
     out.received.objects += metadata.size();
     out.received.bytes = objects.stats().bytes;

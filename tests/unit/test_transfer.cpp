@@ -1121,3 +1121,66 @@ TEST_CASE("a remote hard link through a symlink is refused by the restore", "[tr
     CHECK(test::lstat_of(outside / "secret").st_nlink == 1);
 }
 
+TEST_CASE("whatever a pack holds, all below it was stored before it: trees after their subtrees", "[transfer]") {
+    // Identical directories in several places (here empty ones, and a copied subtree) make one
+    // subtree shared by trees the walk reaches at different times.
+    TempDir remote;
+    Store a(remote.path());
+    a.mkdir("a/empty");
+    a.mkdir("b/c/empty");
+    a.mkdir("d/x");
+    a.mkdir("e/f/x");
+    a.write("d/x/same.txt", "same\n");
+    a.write("e/f/x/same.txt", "same\n");
+    test::set_mtime_ns(a.at("d/x/same.txt"), 1'600'000'000'000'000'000);
+    test::set_mtime_ns(a.at("e/f/x/same.txt"), 1'600'000'000'000'000'000);
+    for (const char* d : {"a/empty", "b/c/empty", "d/x", "e/f/x"}) test::set_mtime_ns(a.at(d), 1'600'000'000'000'000'000);
+    a.commit("one");
+    a.write("a/new.txt", "new\n");
+    a.commit("two");
+    a.push();
+
+    // The order of a sequence of objects is sound when no tree names an object stored after it.
+    auto check_order = [](const std::vector<std::pair<ObjectId, std::vector<std::byte>>>& seq) {
+        std::set<ObjectId> before;
+        std::set<ObjectId> all;
+        for (const auto& [id, bytes] : seq) all.insert(id);
+        for (const auto& [id, bytes] : seq) {
+            auto tree = decode_tree(bytes);
+            if (tree) {
+                for (const auto& e : tree->entries) {
+                    if (e.type == EntryType::dir && all.contains(e.subtree)) {
+                        INFO("tree " << id.hex() << " names " << e.subtree.hex() << " (" << e.name << ")");
+                        CHECK(before.contains(e.subtree));
+                    }
+                }
+            }
+            before.insert(id);
+        }
+    };
+    auto decoded = [](const std::vector<std::byte>& pack) {
+        std::vector<std::pair<ObjectId, std::vector<std::byte>>> out;
+        for (const auto& r : test::pack_records(pack)) {
+            auto record = std::span(pack).subspan(r.offset, kRecordHeaderSize + r.stored_len);
+            std::vector<std::byte> plain;
+            REQUIRE(decode_record(record, r.id, r.raw_len, plain, true));
+            out.emplace_back(r.id, std::move(plain));
+        }
+        return out;
+    };
+
+    // On the remote: the metadata pack of the push.
+    auto meta = remote_packs(remote.path(), remote::PackKind::metadata);
+    REQUIRE(meta.size() == 1);
+    check_order(decoded(meta.begin()->second));
+
+    // In a clone's store: its packs, in the order they were written.
+    Store b(remote.path(), "vol", false);
+    b.clone("vol");
+    std::vector<std::pair<ObjectId, std::vector<std::byte>>> stored;
+    for (const auto& e : fs::directory_iterator(b.dir / "objects/packs")) {
+        auto got = decoded(test::bytes_of(test::read_file(e.path().string())));
+        stored.insert(stored.end(), got.begin(), got.end());
+    }
+    check_order(stored);
+}
