@@ -553,12 +553,16 @@ Result<FetchOutcome> Repository::fetch_into(Remote& r, const Volume& v, const st
         DVOL_TRY(auto loc, remote_index_->find(r.id, id));
         if (loc) meter.p.total += kRecordHeaderSize + loc->stored_len;
     }
-    DVOL_CHECK(objects.fetch(chunks, [&](const ObjectId& id, Codec codec, std::span<const std::byte> stored, uint32_t raw_len) -> Status {
+    Status received = objects.fetch(chunks, [&](const ObjectId& id, Codec codec, std::span<const std::byte> stored, uint32_t raw_len) -> Status {
         ++out.received.objects;
         return store_->put_encoded(id, codec, stored, raw_len);
-    }, [&](uint64_t bytes) { meter.add(0, bytes); }));
-    for (const auto& id : metadata) DVOL_CHECK(store_->put(id, read.at(id)));
-    DVOL_CHECK(store_->flush());
+    }, [&](uint64_t bytes) { meter.add(0, bytes); });
+    for (size_t i = 0; received && i < metadata.size(); ++i) received = store_->put(metadata[i], read.at(metadata[i]));
+    // What arrived is verified, and each object was stored after all below it: it is kept even
+    // when the fetch failed half-way, so that the command run again fetches only the rest.
+    Status flushed = store_->flush();
+    DVOL_CHECK(received);
+    DVOL_CHECK(flushed);
     out.received.objects += metadata.size();
     out.received.bytes = objects.stats().bytes;
     out.received.requests = objects.stats().requests;

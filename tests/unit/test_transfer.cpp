@@ -888,6 +888,59 @@ TEST_CASE("an interrupted push resumes without sending again what landed", "[tra
     }
 }
 
+TEST_CASE("an interrupted clone resumes and fetches only the rest", "[transfer]") {
+    TempDir remote;
+    Store a(remote.path());
+    // Four pushes, four data packs of 1 MiB each.
+    for (int i = 0; i < 4; ++i) {
+        a.write(fmt::format("part{}.bin", i), random_bytes(1 << 20, 40 + static_cast<uint64_t>(i)));
+        a.commit(fmt::format("part {}", i));
+        a.push();
+    }
+    auto data_packs = remote_packs(remote.path(), remote::PackKind::data);
+    REQUIRE(data_packs.size() == 4);
+
+    // How many ranged reads (of data packs) a clean clone makes.
+    uint64_t ranged = 0;
+    {
+        Store c(remote.path(), "vol", false);
+        c.clone("vol");
+        ranged = c.counts->ranged.size();
+        CHECK(ranged == 4);
+        WARN(fmt::format("clone of 4 x 1 MiB in 4 data packs: {} requests ({} ranged reads of {} bytes on average), {} bytes read in all",
+                         c.counts->requests(), ranged, c.counts->bytes_ranged / ranged, c.counts->bytes_read));
+    }
+    for (uint64_t n = 0; n < ranged; ++n) {
+        INFO("the clone fails after " << n << " ranged reads");
+        Store c(remote.path(), "vol", false);
+        c.counts->fail_after_ranged_reads = static_cast<int64_t>(n);
+        auto failed = c.repo->clone(RemoteSpec{"origin", ""}, "vol", std::nullopt);
+        REQUIRE_FALSE(failed.ok());
+        CHECK(failed.error().message.find("injected failure") != std::string::npos);
+        std::set<std::string> fetched(c.counts->ranged.begin(), c.counts->ranged.end());
+        CHECK(fetched.size() == n);
+        // Nothing names what is not here: no commit row, no branch tip yet.
+        auto rows = c.rows("vol");
+        CHECK(rows.commits == 0);
+        CHECK(rows.tracking.empty());
+        c.check_fsck();
+
+        // Run again (by a new process): only the packs not read before are read.
+        c.open();
+        c.counts->reset();
+        auto done = c.repo->clone(RemoteSpec{"origin", ""}, "vol", std::nullopt);
+        INFO((done ? std::string("ok") : done.error().message));
+        REQUIRE(done);
+        CHECK(done->resumed);
+        CHECK(done->restore.id == *a.tip());
+        CHECK(c.counts->ranged.size() == ranged - n);
+        for (const auto& k : c.counts->ranged) CHECK_FALSE(fetched.contains(k));
+        CHECK(snapshot(c.live()) == snapshot(a.live()));
+        CHECK(c.log_ids() == a.log_ids());
+        c.check_fsck();
+    }
+}
+
 TEST_CASE("a damaged pack on the remote is caught by clone: nothing of it is recorded or stored", "[transfer]") {
     TempDir remote;
     Store a(remote.path());
