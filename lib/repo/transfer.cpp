@@ -227,6 +227,7 @@ Result<RemoteRef> read_branch_ref(remote::Backend& backend, const std::string& v
 
 // The branches (with their tips) and HEAD of `volume` on the remote.
 struct RemoteVolume {
+    bool exists = false;  // the remote has refs of the volume, if only deleted branches
     std::vector<std::pair<std::string, ObjectId>> branches;  // by name
     std::optional<std::string> head;
 };
@@ -234,6 +235,7 @@ struct RemoteVolume {
 Result<RemoteVolume> read_volume_refs(remote::Backend& backend, const std::string& volume) {
     RemoteVolume out;
     DVOL_TRY(auto keys, backend.list(remote::volume_refs_prefix(volume)));
+    out.exists = !keys.empty();
     for (const auto& e : keys) {
         if (e.key == remote::head_key(volume)) {
             DVOL_TRY(auto head, backend.read_ref(e.key));
@@ -448,7 +450,8 @@ Result<FetchOutcome> Repository::fetch_into(Remote& r, const Volume& v, const st
     out.remote_volume = rv;
     DVOL_CHECK(check_marker(*r.backend, false));
     DVOL_TRY(auto refs, read_volume_refs(*r.backend, rv));
-    if (refs.branches.empty()) return make_error(Errc::not_found, fmt::format("remote {} has no volume {}", r.name, rv));
+    // A volume whose branches were all deleted is fetched too: its tracking branches go.
+    if (!refs.exists) return make_error(Errc::not_found, fmt::format("remote {} has no volume {}", r.name, rv));
     out.head = refs.head;
 
     // The remote's indexes are read only when a tip is new to this volume: a fetch with nothing
@@ -694,6 +697,8 @@ Result<CloneOutcome> Repository::clone(const RemoteSpec& spec, const std::string
     std::vector<std::pair<std::string, ObjectId>> theirs;
     for (const auto& t : tracking)
         if (t.remote_id == r.id) theirs.emplace_back(t.branch, t.tip);
+    // Its branches deleted since this clone began.
+    if (theirs.empty()) return make_error(Errc::not_found, fmt::format("remote {} has no volume {}", r.name, remote_volume));
     std::string active = theirs.front().first;
     if (out.fetched.head && std::any_of(theirs.begin(), theirs.end(), [&](const auto& b) { return b.first == *out.fetched.head; }))
         active = *out.fetched.head;

@@ -561,6 +561,29 @@ TEST_CASE("push --delete leaves a tombstone; fetch drops the tracking branch; a 
     check_remote(remote.path());
 }
 
+TEST_CASE("fetch after the remote's last branch of a volume was deleted drops its tracking branch", "[transfer]") {
+    TempDir remote;
+    Store a(remote.path());
+    fill(a);
+    ObjectId c1 = a.commit("one");
+    a.push();
+    Store b(remote.path(), "vol", false);
+    b.clone("vol");
+    PushOptions del;
+    del.remove = true;
+    a.push("master", del);
+    auto f = b.repo->fetch(RemoteSpec{"origin", ""}, "vol");
+    INFO((f ? std::string("ok") : f.error().message));
+    REQUIRE(f);
+    CHECK(b.rows("vol").tracking.empty());
+    CHECK(b.tip() == std::optional<ObjectId>(c1));
+    // A clone has nothing to check out.
+    Store c(remote.path(), "vol", false);
+    auto cl = c.repo->clone(RemoteSpec{"origin", ""}, "vol", std::nullopt);
+    require_error(cl, Errc::not_found, {"vol"});
+    CHECK(c.volumes().empty());
+}
+
 TEST_CASE("pull refuses uncommitted changes and a diverged branch, changing nothing", "[transfer]") {
     TempDir remote;
     Store a(remote.path());
