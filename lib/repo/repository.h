@@ -300,7 +300,8 @@ public:
     Result<FetchOutcome> fetch(const RemoteSpec& remote, const std::string& volume, const ProgressFn& progress = {});
     // fetch, then fast-forwards `branch` (default: the active one) to the remote's; the live
     // directory follows when it is the active branch (refusing uncommitted changes, as
-    // checkout does). A branch that has diverged from the remote's is refused.
+    // checkout does). A branch that has diverged from the remote's is refused; a branch the
+    // volume lacks is made at the remote's tip.
     Result<PullOutcome> pull(const RemoteSpec& remote, const std::string& volume, const std::optional<std::string>& branch,
                              const ProgressFn& progress = {}, const LiveDataHooks& hooks = {});
     // Makes volume `name` (default: `remote_volume`) from the remote's `remote_volume`: all its

@@ -622,8 +622,19 @@ Result<PullOutcome> Repository::pull(const RemoteSpec& spec, const std::string& 
         if (t.remote_id == r.id && t.branch == branch) theirs = t.tip;
     if (!theirs) return make_error(Errc::not_found, fmt::format("remote {} has no branch {}/{}", r.name, rv, branch));
     out.new_tip = *theirs;
+    std::string action = fmt::format("pull: fast-forward from {}", r.name);
     DVOL_TRY(auto row, refs_->branch(v.id, branch));
-    if (!row) return make_error(Errc::not_found, fmt::format("branch {} does not exist in volume {}", branch, volume));
+    if (!row) {
+        // A branch only the remote has (a fetch named it) is made at the remote's tip. It is not
+        // the active branch, so the live directory stays as it is.
+        DVOL_TRY(auto txn, meta::Db::Transaction::begin(*db_));
+        DVOL_CHECK(refs_->add_branch(v.id, branch, std::nullopt));
+        DVOL_CHECK(refs_->swap_tip(v.id, branch, std::nullopt, *theirs, action));
+        DVOL_CHECK(txn.commit());
+        out.kind = PullOutcome::Kind::fast_forward;
+        out.restore.id = *theirs;
+        return out;
+    }
     out.old_tip = row->tip;
     if (row->tip == theirs) return out;
     if (row->tip) {
@@ -637,7 +648,6 @@ Result<PullOutcome> Repository::pull(const RemoteSpec& spec, const std::string& 
         }
     }
     out.kind = PullOutcome::Kind::fast_forward;
-    std::string action = fmt::format("pull: fast-forward from {}", r.name);
     if (branch != v.branch) {
         DVOL_TRY(auto txn, meta::Db::Transaction::begin(*db_));
         DVOL_CHECK(refs_->swap_tip(v.id, branch, row->tip, *theirs, action));

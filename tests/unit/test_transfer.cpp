@@ -651,6 +651,43 @@ TEST_CASE("pull of a branch that is not checked out moves it without touching th
     CHECK(snapshot(b.live()) == live);
 }
 
+TEST_CASE("pull of a branch only the remote has makes it at the remote's tip", "[transfer]") {
+    TempDir remote;
+    Store a(remote.path());
+    fill(a);
+    a.commit("one");
+    a.push();
+    Store b(remote.path(), "vol", false);
+    b.clone("vol");
+    REQUIRE(a.repo->checkout("vol", "hotfix", CheckoutMode::create, false));
+    a.write("fix.txt", "fix\n");
+    ObjectId h1 = a.commit("fix");
+    a.push("hotfix");
+
+    b.write("scratch.txt", "uncommitted\n");
+    auto live = snapshot(b.live());
+    auto f = b.fetch();
+    REQUIRE(f.updates.size() == 1);
+    CHECK_FALSE(f.updates[0].old_tip);
+    auto pl = b.pull("hotfix");
+    CHECK(pl.kind == PullOutcome::Kind::fast_forward);
+    CHECK_FALSE(pl.old_tip);
+    CHECK(pl.new_tip == h1);
+    CHECK(b.tip("hotfix") == std::optional<ObjectId>(h1));
+    CHECK(b.repo->active_branch("vol").value() == "master");
+    CHECK(snapshot(b.live()) == live);
+    auto reflog = b.repo->reflog("vol");
+    REQUIRE(reflog);
+    REQUIRE_FALSE(reflog->empty());
+    CHECK(reflog->front().branch == "hotfix");
+    CHECK_FALSE(reflog->front().old_tip);
+    CHECK(reflog->front().new_tip == std::optional<ObjectId>(h1));
+    REQUIRE(fs::remove(b.at("scratch.txt")));
+    REQUIRE(b.repo->checkout("vol", "hotfix", CheckoutMode::switch_branch, false));
+    CHECK(test::read_file(b.at("fix.txt")) == "fix\n");
+    CHECK(b.pull().kind == PullOutcome::Kind::up_to_date);
+}
+
 TEST_CASE("a volume cloned under another name is pushed and fetched under the remote's name", "[transfer]") {
     TempDir remote;
     Store a(remote.path(), "data");
