@@ -190,7 +190,8 @@ namespace {
 // dvol reads.
 Status check_marker(remote::Backend& backend, bool create) {
     std::vector<std::byte> marker;
-    auto st = backend.read_all(std::string(remote::kMarkerKey), marker);
+    // A few bytes more than the marker: enough to tell it from anything else, however large.
+    auto st = backend.read(std::string(remote::kMarkerKey), 0, remote::kMarker.size() + 16, marker);
     if (!st && st.error().code == Errc::not_found) {
         if (!create)
             return make_error(Errc::not_found, fmt::format("{} is not a dvol remote (it has no {} file); push a volume to it first",

@@ -236,8 +236,7 @@ TEST_CASE("get returns verified objects, from data packs by ranges and metadata 
         REQUIRE(objects.get(o.id, out));
         CHECK(out == o.plain);
     }
-    CHECK(reader.counts->count("read_all") == 1);  // the metadata pack, once
-    CHECK(reader.counts->count("read") == 0);
+    CHECK(reader.counts->count("read") == 1);  // the metadata pack, whole, once
 
     auto missing = objects.get(sha256("nowhere"), out);
     REQUIRE_FALSE(missing.ok());
@@ -420,3 +419,24 @@ TEST_CASE("fetch verifies every record and stops at a damaged one, naming it", "
     CHECK(reader.counts->count("read") == 0);
 }
 
+TEST_CASE("a metadata pack is read no further than its index says", "[remote_objects]") {
+    TempDir remote;
+    Side writer(remote.path());
+    auto meta = push_pack(writer, 4, 500, 1, PackKind::metadata);
+    auto [pack, at] = find_record(remote.path(), meta[0].id);
+    (void)at;
+    uint64_t size = fs::file_size(pack);
+    // The remote serves 32 MiB more than the index knows of.
+    fs::resize_file(pack, size + (32u << 20));
+    Side reader(remote.path());
+    auto objects = reader.objects();
+    REQUIRE(objects.refresh());
+    reader.counts->reset();
+    std::vector<std::byte> out;
+    for (const auto& o : meta) {
+        REQUIRE(objects.get(o.id, out));
+        CHECK(out == o.plain);
+    }
+    CHECK(reader.counts->requests() == 1);
+    CHECK(reader.counts->bytes_read == size);
+}

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
@@ -22,15 +23,14 @@ struct BackendCounts {
     uint64_t bytes_read = 0;
     uint64_t bytes_written = 0;
     std::vector<std::string> written;  // keys of successful writes (objects and refs), in order
-    std::vector<std::string> ranged;   // keys of successful ranged reads (read), in order
-    uint64_t bytes_ranged = 0;         // bytes they returned
+    std::vector<std::string> read;     // keys of successful reads (read, read_all), in order
 
     // After this many successful writes (write, write_file, create_ref, update_ref) or reads
-    // (read, read_all), or ranged reads alone (read), every further one fails with
-    // Errc::unavailable. Negative: never.
+    // (read, read_all) every further one fails with Errc::unavailable. Negative: never. With
+    // `reads_of`, only reads of the keys it accepts count and fail.
     int64_t fail_after_writes = -1;
     int64_t fail_after_reads = -1;
-    int64_t fail_after_ranged_reads = -1;
+    std::function<bool(const std::string& key)> reads_of;
     uint64_t writes = 0;
     uint64_t reads = 0;
 
@@ -47,10 +47,10 @@ struct BackendCounts {
         calls.clear();
         bytes_read = bytes_written = 0;
         written.clear();
-        ranged.clear();
-        bytes_ranged = 0;
+        read.clear();
         writes = reads = 0;
-        fail_after_writes = fail_after_reads = fail_after_ranged_reads = -1;
+        fail_after_writes = fail_after_reads = -1;
+        reads_of = nullptr;
     }
 };
 
@@ -67,13 +67,10 @@ public:
     }
     Status read(const std::string& key, uint64_t offset, uint64_t length, std::vector<std::byte>& out) override {
         ++c_->calls["read"];
-        if (c_->fail_after_ranged_reads >= 0 && c_->ranged.size() >= static_cast<uint64_t>(c_->fail_after_ranged_reads))
-            return make_error(Errc::unavailable, "injected failure reading " + key);
         if (auto e = read_failure(key)) return *e;
         DVOL_CHECK(inner_->read(key, offset, length, out));
         c_->bytes_read += out.size();
-        c_->bytes_ranged += out.size();
-        c_->ranged.push_back(key);
+        c_->read.push_back(key);
         return {};
     }
     Status read_all(const std::string& key, std::vector<std::byte>& out) override {
@@ -81,6 +78,7 @@ public:
         if (auto e = read_failure(key)) return *e;
         DVOL_CHECK(inner_->read_all(key, out));
         c_->bytes_read += out.size();
+        c_->read.push_back(key);
         return {};
     }
     Status write(const std::string& key, std::span<const std::byte> data) override {
@@ -130,6 +128,7 @@ private:
         return std::nullopt;
     }
     std::optional<Error> read_failure(const std::string& key) {
+        if (c_->reads_of && !c_->reads_of(key)) return std::nullopt;
         if (c_->fail_after_reads >= 0 && c_->reads >= static_cast<uint64_t>(c_->fail_after_reads))
             return make_error(Errc::unavailable, "injected failure reading " + key);
         ++c_->reads;
