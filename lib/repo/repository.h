@@ -324,6 +324,10 @@ private:
     Repository() = default;
     using Volume = meta::VolumeRow;
     Result<Volume> find_volume(const std::string& name);
+    // create_volume, with volume options set in the transaction that adds the volume (clone
+    // marks its volume unfinished so: no crash can leave the volume without its mark).
+    Status create_volume_with(const std::string& name, bool make_active,
+                              const std::vector<std::pair<std::string, std::string>>& options);
     Result<ObjectId> resolve_in(const Volume& v, const std::string& ref);
     // The tip of the volume's active branch.
     Result<std::optional<ObjectId>> head(const Volume& v);

@@ -2,11 +2,11 @@
 # Remotes as a user types them, on a directory remote (a path, and file:// URLs): dvol remote
 # add/list/show/remove, push, fetch, pull and clone between two stores; their output, --json
 # shapes, exit statuses and one-line errors; a full file system under the remote (root only:
-# a small tmpfs); and dvol push killed (SIGKILL) at random instants, after which the store
-# passes fsck, every remote ref names a commit whose objects the remote holds, and the rerun
-# completes without sending again what landed.
+# a small tmpfs); and dvol push and dvol clone killed (SIGKILL) at random instants, after which
+# the store passes fsck, every remote ref names a commit whose objects the remote holds, and the
+# rerun completes without sending again what landed.
 #
-# DVOL_TEST_LONG=1 runs 30 kill rounds instead of 8; DVOL_REMOTE_SEED=N replays a run's
+# DVOL_TEST_LONG=1 runs 30 kill rounds of each instead of 8; DVOL_REMOTE_SEED=N replays a run's
 # choices (timing still varies).
 # shellcheck source=tests/cli/lib.sh disable=SC2016  # checks eval single-quoted tests on purpose
 . "$(dirname "$0")/lib.sh"
@@ -396,5 +396,40 @@ for ((i = 0; i < ROUNDS; i++)); do
     check_remote "push rerun in round $i" "$KR"
 done
 echo "$KILLED of $ROUNDS pushes were killed before they finished"
+
+# --- dvol clone killed at random instants ---------------------------------------------------------------------------
+# Each round: a clone of the volume into a fresh store killed after 0 to 600 ms (or finished);
+# then the store passes fsck, and the rerun finishes the clone (or, when the kill came after the
+# clone's last step, refuses the existing volume, which must then be complete).
+KILLED=0
+for ((i = 0; i < ROUNDS; i++)); do
+    C=$TEST_TMP/clone-$i
+    mkdir -p "$C"
+    DVOL_ROOT=$C "$DVOL" --disable-docker-integration clone "$KR" killed >/dev/null 2>&1 &
+    pid=$!
+    # Every other round within its first 100 ms, where it makes the volume.
+    if ((i % 2)); then sleep "0.$(printf '%03d' $((RANDOM % 100)))"; else sleep "0.$(printf '%03d' $((RANDOM % 600)))"; fi
+    kill -KILL "$pid" 2>/dev/null
+    wait "$pid" 2>/dev/null
+    [ $? -eq 137 ] && KILLED=$((KILLED + 1))
+    expect_ok env DVOL_ROOT="$C" timeout "$T" "$DVOL" --disable-docker-integration fsck
+    run env DVOL_ROOT="$C" timeout "$T" "$DVOL" --disable-docker-integration clone "$KR" killed --json
+    if [ "$RC" -eq 0 ]; then
+        pass
+        json_check "the rerun of round $i's clone finishes it" 'd["commit"] == "'"$TIP"'"'
+    elif [[ "$ERR" == "Error: volume killed already exists" ]]; then
+        # Killed after its last step: the clone was complete (checked below), and a clone into
+        # an existing volume is refused.
+        pass
+    else
+        fail "the rerun of round $i's clone succeeds, or says a finished clone exists" "$(last_details)"
+    fi
+    expect_ok env DVOL_ROOT="$C" timeout "$T" "$DVOL" --disable-docker-integration log --json killed
+    json_check "round $i: the clone is at the remote's tip" 'd[0]["id"] == "'"$TIP"'"'
+    expect_eq "round $i: the clone's live directory" "$(tree_listing "$LK")" "$(tree_listing "$C/volumes/killed/data")"
+    expect_ok env DVOL_ROOT="$C" timeout "$T" "$DVOL" --disable-docker-integration fsck
+    rm -rf "$C"
+done
+echo "$KILLED of $ROUNDS clones were killed before they finished"
 
 finish
