@@ -125,7 +125,9 @@ Result<PackIndexFile> decode_pack_index(std::span<const std::byte> data) {
         e.stored_len = static_cast<uint32_t>(get_le(p + 40, 4));
         e.raw_len = static_cast<uint32_t>(get_le(p + 44, 4));
         if (e.raw_len > kMaxObjectSize || e.stored_len > kMaxStoredSize) return bad("an entry gives an impossible size");
-        if (e.offset < kPackHeaderSize || e.offset + kRecordHeaderSize + e.stored_len > index.pack_size)
+        // Compared without adding to the offset, which the remote chose: a sum could wrap.
+        if (e.offset < kPackHeaderSize || e.offset > index.pack_size ||
+            index.pack_size - e.offset < kRecordHeaderSize + uint64_t{e.stored_len})
             return bad("an entry lies outside the pack");
         if (i > 0 && !(index.entries.back().id < e.id)) return bad("entries are not sorted");
         index.entries.push_back(e);

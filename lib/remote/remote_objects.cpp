@@ -78,7 +78,7 @@ Status RemoteObjects::read_range(const std::string& pack, uint64_t offset, uint6
     return {};
 }
 
-Result<const std::vector<std::byte>*> RemoteObjects::metadata_pack(const std::string& name) {
+Result<const std::vector<std::byte>*> RemoteObjects::metadata_pack(const std::string& name, uint64_t size) {
     for (auto it = packs_.begin(); it != packs_.end(); ++it) {
         if (it->first != name) continue;
         packs_.splice(packs_.end(), packs_, it);
@@ -86,7 +86,9 @@ Result<const std::vector<std::byte>*> RemoteObjects::metadata_pack(const std::st
     }
     std::vector<std::byte> bytes;
     ++stats_.requests;
-    DVOL_CHECK(backend_.read_all(pack_key(name), bytes));
+    // No further than the index says the pack goes: what the remote serves is bounded by what
+    // was checked, however large the file there is.
+    DVOL_CHECK(backend_.read(pack_key(name), 0, size, bytes));
     stats_.bytes += bytes.size();
     cached_bytes_ += bytes.size();
     packs_.emplace_back(name, std::move(bytes));
@@ -102,7 +104,7 @@ Status RemoteObjects::get(const ObjectId& id, std::vector<std::byte>& out) {
     if (!loc) return make_error(Errc::not_found, fmt::format("object {} is not on remote {}", id.hex(), backend_.location()));
     uint64_t length = kRecordHeaderSize + loc->stored_len;
     if (loc->kind == static_cast<int>(PackKind::metadata) && loc->pack_size <= kMetadataCache) {
-        DVOL_TRY(const std::vector<std::byte>* pack, metadata_pack(loc->pack));
+        DVOL_TRY(const std::vector<std::byte>* pack, metadata_pack(loc->pack, loc->pack_size));
         if (loc->offset > pack->size() || pack->size() - loc->offset < length) return decode(id, *loc, {}, out);
         return decode(id, *loc, std::span(*pack).subspan(loc->offset, length), out);
     }

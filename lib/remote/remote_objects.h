@@ -75,8 +75,9 @@ private:
     Status decode(const ObjectId& id, const meta::RemoteIndex::Location& loc, std::span<const std::byte> record,
                   std::vector<std::byte>& out);
     Status read_range(const std::string& pack, uint64_t offset, uint64_t length, std::vector<std::byte>& out);
-    // The whole metadata pack `name` of `size` bytes, from the cache or the remote.
-    Result<const std::vector<std::byte>*> metadata_pack(const std::string& name);
+    // The whole metadata pack `name` of `size` bytes (as its index gives it), from the cache or
+    // the remote.
+    Result<const std::vector<std::byte>*> metadata_pack(const std::string& name, uint64_t size);
 
     Backend& backend_;
     meta::Db& db_;

@@ -32,6 +32,9 @@ namespace meta {
 class Db;
 class RemoteIndex;
 }
+namespace remote {
+class Backend;
+}
 class ObjectStore;
 class StorePaths;
 
@@ -313,7 +316,8 @@ public:
     Result<FetchOutcome> fetch(const RemoteSpec& remote, const std::string& volume, const ProgressFn& progress = {});
     // fetch, then fast-forwards `branch` (default: the active one) to the remote's; the live
     // directory follows when it is the active branch (refusing uncommitted changes, as
-    // checkout does). A branch that has diverged from the remote's is refused.
+    // checkout does). A branch that has diverged from the remote's is refused; a branch the
+    // volume lacks is made at the remote's tip.
     Result<PullOutcome> pull(const RemoteSpec& remote, const std::string& volume, const std::optional<std::string>& branch,
                              const ProgressFn& progress = {}, const LiveDataHooks& hooks = {});
     // Makes volume `options.name` (default: `remote_volume`) from the remote's `remote_volume`:
@@ -325,6 +329,11 @@ public:
     Result<CloneOutcome> clone(const RemoteSpec& remote, const std::string& remote_volume, const CloneOptions& options = {},
                                const ProgressFn& progress = {});
 
+    // Wraps every Backend this Repository opens to reach a remote, once open_backend() has
+    // made it: what the transfer tests use to count requests and to interrupt a transfer.
+    using BackendWrapper = std::function<std::unique_ptr<remote::Backend>(std::unique_ptr<remote::Backend>)>;
+    void set_backend_wrapper(BackendWrapper fn) { backend_wrapper_ = std::move(fn); }
+
     // Configuration (user.name, user.email).
     Result<std::optional<std::string>> config_get(const std::string& key);
     Status config_set(const std::string& key, const std::string& value);
@@ -334,6 +343,10 @@ private:
     Repository() = default;
     using Volume = meta::VolumeRow;
     Result<Volume> find_volume(const std::string& name);
+    // create_volume, with volume options set in the transaction that adds the volume (clone
+    // marks its volume unfinished so: no crash can leave the volume without its mark).
+    Status create_volume_with(const std::string& name, bool make_active,
+                              const std::vector<std::pair<std::string, std::string>>& options);
     Result<ObjectId> resolve_in(const Volume& v, const std::string& ref);
     // The tip of the volume's active branch.
     Result<std::optional<ObjectId>> head(const Volume& v);
@@ -366,6 +379,7 @@ private:
     std::unique_ptr<meta::RemoteIndex> remote_index_;
     bool cleaned_ = false;
     WarnFn wait_notice_;
+    BackendWrapper backend_wrapper_;
 };
 
 }  // namespace dvol

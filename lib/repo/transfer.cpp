@@ -155,6 +155,7 @@ Result<Repository::Remote> Repository::open_remote(const RemoteSpec& spec, bool 
     options.endpoint = endpoint;
     options.create = for_push;
     DVOL_TRY(r.backend, remote::open_backend(r.url, options));
+    if (backend_wrapper_) r.backend = backend_wrapper_(std::move(r.backend));
     {
         DVOL_TRY(auto txn, meta::Db::Transaction::begin(*db_));
         DVOL_TRY(r.id, remote_index_->remote_id(r.key));
@@ -190,7 +191,8 @@ namespace {
 // dvol reads.
 Status check_marker(remote::Backend& backend, bool create) {
     std::vector<std::byte> marker;
-    auto st = backend.read_all(std::string(remote::kMarkerKey), marker);
+    // A few bytes more than the marker: enough to tell it from anything else, however large.
+    auto st = backend.read(std::string(remote::kMarkerKey), 0, remote::kMarker.size() + 16, marker);
     if (!st && st.error().code == Errc::not_found) {
         if (!create)
             return make_error(Errc::not_found, fmt::format("{} is not a dvol remote (it has no {} file); push a volume to it first",
@@ -227,6 +229,7 @@ Result<RemoteRef> read_branch_ref(remote::Backend& backend, const std::string& v
 
 // The branches (with their tips) and HEAD of `volume` on the remote.
 struct RemoteVolume {
+    bool exists = false;  // the remote has refs of the volume, if only deleted branches
     std::vector<std::pair<std::string, ObjectId>> branches;  // by name
     std::optional<std::string> head;
 };
@@ -234,6 +237,7 @@ struct RemoteVolume {
 Result<RemoteVolume> read_volume_refs(remote::Backend& backend, const std::string& volume) {
     RemoteVolume out;
     DVOL_TRY(auto keys, backend.list(remote::volume_refs_prefix(volume)));
+    out.exists = !keys.empty();
     for (const auto& e : keys) {
         if (e.key == remote::head_key(volume)) {
             DVOL_TRY(auto head, backend.read_ref(e.key));
@@ -277,6 +281,9 @@ Result<PushOutcome> Repository::push(const RemoteSpec& spec, const std::string& 
     if (!valid_name(branch)) return make_error(Errc::invalid_argument, invalid_name_message(branch, "branch name"));
     DVOL_TRY(auto row, refs_->branch(v.id, branch));
     if (!row && !options.remove) return make_error(Errc::not_found, fmt::format("branch {} does not exist in volume {}", branch, volume));
+    // Refused before the remote is reached: the first push to a directory makes it a remote.
+    if (!options.remove && !row->tip)
+        return make_error(Errc::not_found, fmt::format("branch {} of {} has no commits to push", branch, volume));
     DVOL_TRY(std::string rv, remote_volume_of(v));
     DVOL_TRY(auto r, open_remote(spec, !options.remove));
     DVOL_TRY(auto store_lock, StoreLock::acquire(*paths_, false, wait_notice_));
@@ -305,7 +312,6 @@ Result<PushOutcome> Repository::push(const RemoteSpec& spec, const std::string& 
         return out;
     }
 
-    if (!row->tip) return make_error(Errc::not_found, fmt::format("branch {} of {} has no commits to push", branch, volume));
     const ObjectId tip = *row->tip;
     out.new_tip = tip;
     auto track = [&]() -> Status {
@@ -343,7 +349,7 @@ Result<PushOutcome> Repository::push(const RemoteSpec& spec, const std::string& 
     std::vector<ObjectId> commits;  // newest first
     ObjectIdSet queued;
     std::vector<ObjectId> chunks;
-    std::vector<ObjectId> metadata;  // trees and extent lists, in the order the walk reached them
+    std::vector<ObjectId> metadata;  // trees and extent lists, each after everything below it
     {
         std::deque<ObjectId> todo{tip};
         while (!todo.empty()) {
@@ -363,8 +369,12 @@ Result<PushOutcome> Repository::push(const RemoteSpec& spec, const std::string& 
             DVOL_TRY(bool there, objects.has(id));
             if (there) return false;
             queued.insert(id);
-            (kind == ObjectKind::chunk ? chunks : metadata).push_back(id);
+            if (kind == ObjectKind::chunk) chunks.push_back(id);
             return true;
+        };
+        walker.leave = [&](const ObjectId& id, ObjectKind) -> Status {
+            metadata.push_back(id);
+            return {};
         };
         walker.unreadable = [&](const ObjectId& id, const std::string& path, const Error& e) {
             if (!unreadable) unreadable = make_error(e.code, fmt::format("cannot push: object {} (at {}) cannot be read: {}", id.hex(),
@@ -385,13 +395,20 @@ Result<PushOutcome> Repository::push(const RemoteSpec& spec, const std::string& 
         }
     }
     ObjectStore::StoredObject record;
+    std::vector<std::byte> plain;
     auto send = [&](remote::PackUpload& up, const ObjectId& id) -> Status {
         DVOL_CHECK(store_->read_stored(id, record));
+        // Verified before it leaves: on the remote a damaged object would stay for good (objects
+        // are immutable there, and a push skips what the remote holds).
+        if (auto st = ObjectStore::decode_stored(record, plain); !st)
+            return make_error(st.error().code, fmt::format("cannot push: {}; run dvol fsck", st.error().message));
         DVOL_CHECK(up.add(id, record.record, static_cast<uint32_t>(record.record.size() - kRecordHeaderSize), record.raw_len));
         return {};
     };
-    // Chunks first, then what names them, children before parents (the reverse of the walk),
-    // then the commits, oldest first: whatever a remote pack holds, all below it is there.
+    // Chunks first, then what names them, each after everything below it (the walk's
+    // post-order; the reverse of the order it reached them is not one: a subtree shared by two
+    // trees is reached under the first only), then the commits, oldest first: whatever a
+    // remote pack holds, all below it is there.
     remote::PackUpload data(*r.backend, *db_, *remote_index_, r.id, paths_->tmp_dir(), remote::PackKind::data, kDataPackSize);
     data.set_on_upload([&](uint64_t bytes) { meter.add(0, bytes); });
     for (const auto& id : chunks) DVOL_CHECK(send(data, id));
@@ -399,7 +416,7 @@ Result<PushOutcome> Repository::push(const RemoteSpec& spec, const std::string& 
     remote::PackUpload meta_up(*r.backend, *db_, *remote_index_, r.id, paths_->tmp_dir(), remote::PackKind::metadata,
                                kMetadataPackSize);
     meta_up.set_on_upload([&](uint64_t bytes) { meter.add(0, bytes); });
-    for (auto it = metadata.rbegin(); it != metadata.rend(); ++it) DVOL_CHECK(send(meta_up, *it));
+    for (const auto& id : metadata) DVOL_CHECK(send(meta_up, id));
     for (auto it = commits.rbegin(); it != commits.rend(); ++it) {
         DVOL_TRY(auto enc, refs_->commit(*it));
         auto rec = commit_record(*it, *enc);
@@ -410,6 +427,14 @@ Result<PushOutcome> Repository::push(const RemoteSpec& spec, const std::string& 
     out.sent.packs = data.stats().packs + meta_up.stats().packs;
     out.sent.bytes = data.stats().bytes + meta_up.stats().bytes;
 
+    // The branch a clone checks out: the first one pushed. Named before the branch's ref is
+    // made, so that a push which fails after that ref is there has not failed half-way (its
+    // rerun finds the branch up to date and would never make HEAD); a HEAD naming a branch not
+    // there yet is ignored by readers.
+    if (!remote_ref.value) {
+        auto head = r.backend->create_ref(remote::head_key(rv), remote::encode_head(branch));
+        if (!head && head.error().code != Errc::conflict) return std::move(head).error();
+    }
     // The ref last, by compare-and-swap from what was read: a push that raced another loses
     // here, with nothing of the remote's refs changed.
     std::string key = remote::branch_ref_key(rv, branch);
@@ -418,9 +443,6 @@ Result<PushOutcome> Repository::push(const RemoteSpec& spec, const std::string& 
     if (!swapped && swapped.error().code == Errc::conflict)
         return make_error(Errc::conflict, fmt::format("rejected: {} on {} changed while pushing (another push won); fetch first", where, r.name));
     DVOL_CHECK(swapped);
-    // The branch a clone checks out: the first one pushed.
-    auto head = r.backend->create_ref(remote::head_key(rv), remote::encode_head(branch));
-    if (!head && head.error().code != Errc::conflict) return std::move(head).error();
     DVOL_CHECK(track());
     return out;
 }
@@ -430,7 +452,8 @@ Result<FetchOutcome> Repository::fetch_into(Remote& r, const Volume& v, const st
     out.remote_volume = rv;
     DVOL_CHECK(check_marker(*r.backend, false));
     DVOL_TRY(auto refs, read_volume_refs(*r.backend, rv));
-    if (refs.branches.empty()) return make_error(Errc::not_found, fmt::format("remote {} has no volume {}", r.name, rv));
+    // A volume whose branches were all deleted is fetched too: its tracking branches go.
+    if (!refs.exists) return make_error(Errc::not_found, fmt::format("remote {} has no volume {}", r.name, rv));
     out.head = refs.head;
 
     // The remote's indexes are read only when a tip is new to this volume: a fetch with nothing
@@ -484,24 +507,26 @@ Result<FetchOutcome> Repository::fetch_into(Remote& r, const Volume& v, const st
     // trees and extent lists are read from the remote (verified) and kept to be stored after
     // what they name.
     std::vector<ObjectId> chunks;
-    std::vector<std::pair<ObjectId, std::vector<std::byte>>> metadata;  // in walk order
+    std::unordered_map<ObjectId, std::vector<std::byte>, ObjectIdHash> read;  // trees and extent lists
+    std::vector<ObjectId> metadata;  // the same, each after everything below it
     {
         ObjectIdSet queued;
         class Keeping : public ObjectSource {
         public:
-            Keeping(ObjectSource& from, std::vector<std::pair<ObjectId, std::vector<std::byte>>>& kept) : from_(from), kept_(kept) {}
+            Keeping(ObjectSource& from, std::unordered_map<ObjectId, std::vector<std::byte>, ObjectIdHash>& kept)
+                : from_(from), kept_(kept) {}
             Result<bool> has(const ObjectId& id) override { return from_.has(id); }
             Status get(const ObjectId& id, std::vector<std::byte>& out) override {
                 DVOL_CHECK(from_.get(id, out));
-                kept_.emplace_back(id, out);
+                kept_[id] = out;
                 return {};
             }
             using ObjectSource::get;
 
         private:
             ObjectSource& from_;
-            std::vector<std::pair<ObjectId, std::vector<std::byte>>>& kept_;
-        } keeping(objects, metadata);
+            std::unordered_map<ObjectId, std::vector<std::byte>, ObjectIdHash>& kept_;
+        } keeping(objects, read);
         std::optional<Error> unreadable;
         ObjectWalker walker;
         walker.visit = [&](const ObjectId& id, ObjectKind kind, const std::string&) -> Result<bool> {
@@ -511,6 +536,10 @@ Result<FetchOutcome> Repository::fetch_into(Remote& r, const Volume& v, const st
             queued.insert(id);
             if (kind == ObjectKind::chunk) chunks.push_back(id);
             return true;
+        };
+        walker.leave = [&](const ObjectId& id, ObjectKind) -> Status {
+            metadata.push_back(id);
+            return {};
         };
         walker.unreadable = [&](const ObjectId& id, const std::string& path, const Error& e) {
             if (!unreadable) unreadable = make_error(e.code, fmt::format("cannot fetch object {} (at {}) from remote {}: {}", id.hex(),
@@ -522,18 +551,23 @@ Result<FetchOutcome> Repository::fetch_into(Remote& r, const Volume& v, const st
     }
 
     // Chunks first, coalesced into few ranged reads and verified one by one; then trees and
-    // extent lists, children before parents; all durable before the commit rows name them.
+    // extent lists, each after everything below it; all durable before the commit rows name
+    // them.
     Meter meter{progress, {}};
     for (const auto& id : chunks) {
         DVOL_TRY(auto loc, remote_index_->find(r.id, id));
         if (loc) meter.p.total += kRecordHeaderSize + loc->stored_len;
     }
-    DVOL_CHECK(objects.fetch(chunks, [&](const ObjectId& id, Codec codec, std::span<const std::byte> stored, uint32_t raw_len) -> Status {
+    Status received = objects.fetch(chunks, [&](const ObjectId& id, Codec codec, std::span<const std::byte> stored, uint32_t raw_len) -> Status {
         ++out.received.objects;
         return store_->put_encoded(id, codec, stored, raw_len);
-    }, [&](uint64_t bytes) { meter.add(0, bytes); }));
-    for (auto it = metadata.rbegin(); it != metadata.rend(); ++it) DVOL_CHECK(store_->put(it->first, it->second));
-    DVOL_CHECK(store_->flush());
+    }, [&](uint64_t bytes) { meter.add(0, bytes); });
+    for (size_t i = 0; received && i < metadata.size(); ++i) received = store_->put(metadata[i], read.at(metadata[i]));
+    // What arrived is verified, and each object was stored after all below it: it is kept even
+    // when the fetch failed half-way, so that the command run again fetches only the rest.
+    Status flushed = store_->flush();
+    DVOL_CHECK(received);
+    DVOL_CHECK(flushed);
     out.received.objects += metadata.size();
     out.received.bytes = objects.stats().bytes;
     out.received.requests = objects.stats().requests;
@@ -590,8 +624,19 @@ Result<PullOutcome> Repository::pull(const RemoteSpec& spec, const std::string& 
         if (t.remote_id == r.id && t.branch == branch) theirs = t.tip;
     if (!theirs) return make_error(Errc::not_found, fmt::format("remote {} has no branch {}/{}", r.name, rv, branch));
     out.new_tip = *theirs;
+    std::string action = fmt::format("pull: fast-forward from {}", r.name);
     DVOL_TRY(auto row, refs_->branch(v.id, branch));
-    if (!row) return make_error(Errc::not_found, fmt::format("branch {} does not exist in volume {}", branch, volume));
+    if (!row) {
+        // A branch only the remote has (a fetch named it) is made at the remote's tip. It is not
+        // the active branch, so the live directory stays as it is.
+        DVOL_TRY(auto txn, meta::Db::Transaction::begin(*db_));
+        DVOL_CHECK(refs_->add_branch(v.id, branch, std::nullopt));
+        DVOL_CHECK(refs_->swap_tip(v.id, branch, std::nullopt, *theirs, action));
+        DVOL_CHECK(txn.commit());
+        out.kind = PullOutcome::Kind::fast_forward;
+        out.restore.id = *theirs;
+        return out;
+    }
     out.old_tip = row->tip;
     if (row->tip == theirs) return out;
     if (row->tip) {
@@ -605,7 +650,6 @@ Result<PullOutcome> Repository::pull(const RemoteSpec& spec, const std::string& 
         }
     }
     out.kind = PullOutcome::Kind::fast_forward;
-    std::string action = fmt::format("pull: fast-forward from {}", r.name);
     if (branch != v.branch) {
         DVOL_TRY(auto txn, meta::Db::Transaction::begin(*db_));
         DVOL_CHECK(refs_->swap_tip(v.id, branch, row->tip, *theirs, action));
@@ -650,12 +694,9 @@ Result<CloneOutcome> Repository::clone(const RemoteSpec& spec, const std::string
         if (refs.branches.empty()) return make_error(Errc::not_found, fmt::format("remote {} has no volume {}", r.name, remote_volume));
         if (options.branch && std::none_of(refs.branches.begin(), refs.branches.end(), [&](const auto& b) { return b.first == *options.branch; }))
             return make_error(Errc::not_found, fmt::format("remote {} has no branch {}/{}", r.name, remote_volume, *options.branch));
-        DVOL_CHECK(create_volume(name, false));
-        DVOL_TRY(auto created, find_volume(name));
-        DVOL_TRY(auto txn, meta::Db::Transaction::begin(*db_));
-        DVOL_CHECK(refs_->set_volume_option(created.id, kCloningOption, r.key + " " + remote_volume));
-        if (name != remote_volume) DVOL_CHECK(refs_->set_volume_option(created.id, kUpstreamOption, remote_volume));
-        DVOL_CHECK(txn.commit());
+        std::vector<std::pair<std::string, std::string>> volume_options{{kCloningOption, r.key + " " + remote_volume}};
+        if (name != remote_volume) volume_options.emplace_back(kUpstreamOption, remote_volume);
+        DVOL_CHECK(create_volume_with(name, false, volume_options));
         if (options.prepare_only) {
             out.prepared = true;
             return out;
@@ -672,6 +713,8 @@ Result<CloneOutcome> Repository::clone(const RemoteSpec& spec, const std::string
     std::vector<std::pair<std::string, ObjectId>> theirs;
     for (const auto& t : tracking)
         if (t.remote_id == r.id) theirs.emplace_back(t.branch, t.tip);
+    // Its branches deleted since this clone began.
+    if (theirs.empty()) return make_error(Errc::not_found, fmt::format("remote {} has no volume {}", r.name, remote_volume));
     std::string active = theirs.front().first;
     if (options.branch) {
         if (std::none_of(theirs.begin(), theirs.end(), [&](const auto& b) { return b.first == *options.branch; }))
