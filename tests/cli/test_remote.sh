@@ -59,6 +59,8 @@ EOF
 check_remote() {
     local where=$1 dir=${2:-$R} pool vols v ok=1
     pool=$(mktemp -d "$TEST_TMP/check.XXXXXX")
+    # A store to read the remote from (a command that only reads does not make one).
+    DVOL_ROOT=$pool tdvol remote add checked "$dir" >/dev/null
     if ! vols=$(DVOL_ROOT=$pool tdvol --json remote show "$dir" | python3 -c 'import json,sys; print(" ".join(sorted({b["volume"] for b in json.load(sys.stdin)})))'); then
         fail "remote show of $dir works ($where)"
         ok=0
@@ -144,7 +146,7 @@ expect_stderr_one_line
 expect_stderr_contains "branch nobranch does not exist in volume vol"
 expect_fail 1 dvol push origin novol
 expect_stderr_one_line
-expect_stderr_contains "novol does not exist"
+expect_stderr_contains "volume 'novol' does not exist"
 
 mkdir -p "$LA/dir/sub" "$LA/empty"
 echo one >"$LA/a.txt"

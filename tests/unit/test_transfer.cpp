@@ -97,7 +97,7 @@ struct Store {
         return *r;
     }
     CloneOutcome clone(const std::string& remote_volume, const std::optional<std::string>& name = std::nullopt) {
-        auto r = repo->clone(RemoteSpec{"origin", ""}, remote_volume, name);
+        auto r = repo->clone(RemoteSpec{"origin", ""}, remote_volume, CloneOptions{.name = name, .branch = {}});
         INFO("clone: " << (r ? std::string("ok") : r.error().message));
         REQUIRE(r);
         vol = r->volume;
@@ -579,7 +579,7 @@ TEST_CASE("fetch after the remote's last branch of a volume was deleted drops it
     CHECK(b.tip() == std::optional<ObjectId>(c1));
     // A clone has nothing to check out.
     Store c(remote.path(), "vol", false);
-    auto cl = c.repo->clone(RemoteSpec{"origin", ""}, "vol", std::nullopt);
+    auto cl = c.repo->clone(RemoteSpec{"origin", ""}, "vol", CloneOptions{});
     require_error(cl, Errc::not_found, {"vol"});
     CHECK(c.volumes().empty());
 }
@@ -721,7 +721,7 @@ TEST_CASE("a volume cloned under another name is pushed and fetched under the re
 
     // The same remote volume cloned again into the same store: every object is here already.
     b.counts->reset();
-    auto twin = b.repo->clone(RemoteSpec{"origin", ""}, "data", std::nullopt);
+    auto twin = b.repo->clone(RemoteSpec{"origin", ""}, "data", CloneOptions{});
     REQUIRE(twin);
     CHECK(twin->volume == "data");
     CHECK(twin->fetched.received.objects == 0);
@@ -743,26 +743,26 @@ TEST_CASE("clone refuses a missing volume, a directory that is not a dvol remote
         CHECK_FALSE(fs::exists(b.dir / "volumes/two"));
         CHECK_FALSE(fs::exists(b.dir / "volumes/vol"));
     };
-    require_error(b.repo->clone(RemoteSpec{remote.path(), ""}, "two", std::nullopt), Errc::not_found, {"has no volume two"});
+    require_error(b.repo->clone(RemoteSpec{remote.path(), ""}, "two", CloneOptions{}), Errc::not_found, {"has no volume two"});
     nothing_created();
 
     TempDir empty;
-    require_error(b.repo->clone(RemoteSpec{empty.path(), ""}, "vol", std::nullopt), Errc::not_found, {"not a dvol remote"});
+    require_error(b.repo->clone(RemoteSpec{empty.path(), ""}, "vol", CloneOptions{}), Errc::not_found, {"not a dvol remote"});
     CHECK(fs::is_empty(empty.path()));
     TempDir other;
     test::write_file(other / "notes.txt", "hello\n");
-    require_error(b.repo->clone(RemoteSpec{other.path(), ""}, "vol", std::nullopt), Errc::not_found, {"not a dvol remote"});
+    require_error(b.repo->clone(RemoteSpec{other.path(), ""}, "vol", CloneOptions{}), Errc::not_found, {"not a dvol remote"});
     test::write_file(other / "dvol-remote", "something else\n");
-    require_error(b.repo->clone(RemoteSpec{other.path(), ""}, "vol", std::nullopt), Errc::invalid_argument, {"not a dvol remote"});
-    require_error(b.repo->clone(RemoteSpec{remote.path() + "/missing", ""}, "vol", std::nullopt), Errc::not_found, {"missing"});
-    require_error(b.repo->clone(RemoteSpec{"nosuchremote", ""}, "vol", std::nullopt), Errc::not_found, {"nosuchremote"});
-    require_error(b.repo->clone(RemoteSpec{remote.path(), ""}, "../x", std::nullopt), Errc::invalid_argument, {"../x"});
-    require_error(b.repo->clone(RemoteSpec{remote.path(), ""}, "one", std::string("a/b")), Errc::invalid_argument, {"a/b"});
+    require_error(b.repo->clone(RemoteSpec{other.path(), ""}, "vol", CloneOptions{}), Errc::invalid_argument, {"not a dvol remote"});
+    require_error(b.repo->clone(RemoteSpec{remote.path() + "/missing", ""}, "vol", CloneOptions{}), Errc::not_found, {"missing"});
+    require_error(b.repo->clone(RemoteSpec{"nosuchremote", ""}, "vol", CloneOptions{}), Errc::not_found, {"nosuchremote"});
+    require_error(b.repo->clone(RemoteSpec{remote.path(), ""}, "../x", CloneOptions{}), Errc::invalid_argument, {"../x"});
+    require_error(b.repo->clone(RemoteSpec{remote.path(), ""}, "one", CloneOptions{.name = "a/b", .branch = {}}), Errc::invalid_argument, {"a/b"});
     nothing_created();
 
     // Into a name that is taken.
     REQUIRE(b.repo->create_volume("one"));
-    require_error(b.repo->clone(RemoteSpec{remote.path(), ""}, "one", std::nullopt), Errc::already_exists, {"one"});
+    require_error(b.repo->clone(RemoteSpec{remote.path(), ""}, "one", CloneOptions{}), Errc::already_exists, {"one"});
     CHECK(b.volumes() == std::vector<std::string>{"one"});
 }
 
@@ -771,7 +771,7 @@ TEST_CASE("a remote's marker is read no further than a marker can go", "[transfe
     test::write_file(other / "dvol-remote", "dvol remote 1\n");
     fs::resize_file(other / "dvol-remote", 64u << 20);
     Store b("", "x", false);
-    auto r = b.repo->clone(RemoteSpec{other.path(), ""}, "vol", std::nullopt);
+    auto r = b.repo->clone(RemoteSpec{other.path(), ""}, "vol", CloneOptions{});
     REQUIRE_FALSE(r.ok());
     INFO(r.error().message);
     CHECK(b.counts->bytes_read < 4096);
@@ -997,7 +997,7 @@ TEST_CASE("an interrupted clone resumes and fetches only the rest", "[transfer]"
         Store c(remote.path(), "vol", false);
         c.counts->reads_of = is_data;
         c.counts->fail_after_reads = static_cast<int64_t>(n);
-        auto failed = c.repo->clone(RemoteSpec{"origin", ""}, "vol", std::nullopt);
+        auto failed = c.repo->clone(RemoteSpec{"origin", ""}, "vol", CloneOptions{});
         REQUIRE_FALSE(failed.ok());
         CHECK(failed.error().message.find("injected failure") != std::string::npos);
         auto first = data_reads(*c.counts);
@@ -1012,7 +1012,7 @@ TEST_CASE("an interrupted clone resumes and fetches only the rest", "[transfer]"
         // Run again (by a new process): only the packs not read before are read.
         c.open();
         c.counts->reset();
-        auto done = c.repo->clone(RemoteSpec{"origin", ""}, "vol", std::nullopt);
+        auto done = c.repo->clone(RemoteSpec{"origin", ""}, "vol", CloneOptions{});
         INFO((done ? std::string("ok") : done.error().message));
         REQUIRE(done);
         CHECK(done->resumed);
@@ -1034,7 +1034,7 @@ TEST_CASE("a damaged pack on the remote is caught by clone: nothing of it is rec
     a.push();
     auto check_refused = [&](const ObjectId& damaged) {
         Store b(remote.path(), "vol", false);
-        auto r = b.repo->clone(RemoteSpec{"origin", ""}, "vol", std::nullopt);
+        auto r = b.repo->clone(RemoteSpec{"origin", ""}, "vol", CloneOptions{});
         require_error(r, Errc::corrupt, {damaged.hex()});
         auto rows = b.rows("vol");
         CHECK(rows.commits == 0);
@@ -1045,7 +1045,7 @@ TEST_CASE("a damaged pack on the remote is caught by clone: nothing of it is rec
         CHECK(fs::is_empty(b.repo->live_dir("vol")));
         b.check_fsck();
         // Still refused when run again.
-        auto again = b.repo->clone(RemoteSpec{"origin", ""}, "vol", std::nullopt);
+        auto again = b.repo->clone(RemoteSpec{"origin", ""}, "vol", CloneOptions{});
         require_error(again, Errc::corrupt, {damaged.hex()});
     };
 
@@ -1188,7 +1188,7 @@ TEST_CASE("a remote tree with a hostile entry name is refused by clone and pull;
             REQUIRE(b->create_ref(remote::branch_ref_key("evil", "master"), remote::encode_branch_ref(evil)));
 
             Store victim(remote.path(), "x", false);
-            auto r = victim.repo->clone(RemoteSpec{"origin", ""}, "evil", std::nullopt);
+            auto r = victim.repo->clone(RemoteSpec{"origin", ""}, "evil", CloneOptions{});
             require_error(r, Errc::corrupt, {"invalid entry name"});
             auto rows = victim.rows("evil");
             CHECK(rows.commits == 0);
@@ -1252,7 +1252,7 @@ TEST_CASE("a remote hard link through a symlink is refused by the restore", "[tr
     REQUIRE(b->create_ref(remote::branch_ref_key("evil", "master"), remote::encode_branch_ref(evil)));
 
     Store victim(remote.path(), "x", false);
-    auto r = victim.repo->clone(RemoteSpec{"origin", ""}, "evil", std::nullopt);
+    auto r = victim.repo->clone(RemoteSpec{"origin", ""}, "evil", CloneOptions{});
     REQUIRE_FALSE(r.ok());
     INFO(r.error().message);
     CHECK_FALSE(fs::exists(victim.repo->live_dir("evil") + "/t"));
