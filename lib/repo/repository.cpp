@@ -94,7 +94,8 @@ Result<std::optional<ObjectId>> Repository::head(const Volume& v) {
     return b->tip;
 }
 
-Status Repository::create_volume(const std::string& name, bool make_active) {
+Status Repository::create_volume(const std::string& name, bool make_active,
+                                 const std::vector<std::pair<std::string, std::string>>& options) {
     if (!valid_name(name)) return make_error(Errc::invalid_argument, invalid_name_message(name, "name"));
     auto exists = [&] { return make_error(Errc::already_exists, fmt::format("volume {} already exists", name)); };
     {
@@ -110,6 +111,7 @@ Status Repository::create_volume(const std::string& name, bool make_active) {
     DVOL_TRY(auto txn, meta::Db::Transaction::begin(*db_));
     auto added = refs_->add_volume(name, "master", now_ns());
     if (!added) return added.error().code == Errc::already_exists ? exists() : std::move(added).error();
+    for (const auto& [key, value] : options) DVOL_CHECK(refs_->set_volume_option(*added, key, value));
     if (make_active) DVOL_CHECK(refs_->set_config(kActiveVolumeKey, name));
     DVOL_CHECK(txn.commit());
     return fsync_dir(paths_->volumes_dir());

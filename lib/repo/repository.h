@@ -17,6 +17,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "base/error.h"
@@ -221,8 +222,10 @@ public:
 
     // Volumes.
     // With branch master; becomes the active volume when `make_active` (dvol init does, the
-    // Docker plugin does not).
-    Status create_volume(const std::string& name, bool make_active = true);
+    // Docker plugin does not). `options` (key, value) are set in the transaction that creates
+    // the volume's row, so that no crash leaves the volume without them.
+    Status create_volume(const std::string& name, bool make_active = true,
+                         const std::vector<std::pair<std::string, std::string>>& options = {});
     Result<std::vector<VolumeInfo>> list_volumes();
     Result<std::optional<std::string>> active_volume();
     Status switch_volume(const std::string& name);

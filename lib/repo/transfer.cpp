@@ -646,12 +646,11 @@ Result<CloneOutcome> Repository::clone(const RemoteSpec& spec, const std::string
         DVOL_CHECK(check_marker(*r.backend, false));
         DVOL_TRY(auto refs, read_volume_refs(*r.backend, remote_volume));
         if (refs.branches.empty()) return make_error(Errc::not_found, fmt::format("remote {} has no volume {}", r.name, remote_volume));
-        DVOL_CHECK(create_volume(name, false));
-        DVOL_TRY(auto created, find_volume(name));
-        DVOL_TRY(auto txn, meta::Db::Transaction::begin(*db_));
-        DVOL_CHECK(refs_->set_volume_option(created.id, kCloningOption, r.key + " " + remote_volume));
-        if (name != remote_volume) DVOL_CHECK(refs_->set_volume_option(created.id, kUpstreamOption, remote_volume));
-        DVOL_CHECK(txn.commit());
+        // Marked unfinished in the very transaction that creates it: a clone killed at any
+        // point after leaves a volume that running the clone again finishes.
+        std::vector<std::pair<std::string, std::string>> options{{kCloningOption, r.key + " " + remote_volume}};
+        if (name != remote_volume) options.emplace_back(kUpstreamOption, remote_volume);
+        DVOL_CHECK(create_volume(name, false, options));
     }
     DVOL_TRY(auto lock, VolumeLock::acquire(*paths_, name, wait_notice_));
     DVOL_TRY(auto store_lock, StoreLock::acquire(*paths_, false, wait_notice_));
