@@ -6,7 +6,7 @@
 #
 #   dir   a directory remote (always available)
 #   s3    a single-node Ceph RADOS Gateway on 127.0.0.1 (tests/e2e/rgw.sh), bucket dvol-e2e
-#   ssh   an SSH server on 127.0.0.1 (tests/e2e/sshd.sh): SKIPs until it and ssh:// exist
+#   ssh   an SSH server on 127.0.0.1 (tests/e2e/sshd.sh): SKIPs without it or ssh:// remotes
 #
 # Phases (DVOL_REMOTES_PHASES="walkthrough postgres faults races requests" by default):
 #   walkthrough  store A: the fidelity tree (tests/e2e/fidelity_tree.sh), commit, push; store B:
@@ -214,29 +214,33 @@ WRONG_SECRET="wrong${RANDOM}secret${RANDOM}key${RANDOM}x"
 s3_badcreds() { AWS_SECRET_ACCESS_KEY=$WRONG_SECRET "$@"; }
 
 SSHD_STARTED=""
-# The SSH backend: ssh://127.0.0.1 served by tests/e2e/sshd.sh (being written), the remote's
-# files in a local directory. Expected of sshd.sh: sshd_start DIR (0, or 1 with
-# SSHD_SKIP_REASON), SSHD_PORT, SSHD_SSH_COMMAND (what dvol runs as ssh), sshd_stop DIR.
+# The SSH backend: ssh://USER@127.0.0.1:PORT/DIR, served by the test's own sshd
+# (tests/e2e/sshd.sh: sshd_start DIR sets SSHD_PORT or SSHD_SKIP; sshd_ssh_command; sshd_stop),
+# with this dvol as the remote-serve on the far side; the remote's files in a local directory.
 backend_ssh() {
     if [ ! -f "$E2E/sshd.sh" ]; then
-        skip_backend ssh "tests/e2e/sshd.sh (the test SSH server) does not exist yet"
+        skip_backend ssh "tests/e2e/sshd.sh (the test SSH server) is not there"
         return
     fi
     # shellcheck disable=SC1091
     . "$E2E/sshd.sh"
     if ! sshd_start "$TEST_TMP/sshd"; then
-        skip_backend ssh "no SSH server here: $SSHD_SKIP_REASON"
+        skip_backend ssh "no SSH server here: $SSHD_SKIP"
         return
     fi
     SSHD_STARTED=1
-    export DVOL_SSH_COMMAND=$SSHD_SSH_COMMAND
-    mkdir -p "$TEST_TMP/ssh-remotes"
-    run sd "$SCRATCH" remote add probe "ssh://127.0.0.1:$SSHD_PORT$TEST_TMP/ssh-remotes"
-    if [ "$RC" -ne 0 ]; then
+    unset SSH_AUTH_SOCK SSH_AGENT_PID
+    export DVOL_SSH_COMMAND DVOL_REMOTE_DVOL=$DVOL
+    DVOL_SSH_COMMAND=$(sshd_ssh_command)
+    mkdir -p "$TEST_TMP/ssh-remotes/probe"
+    local base
+    base="ssh://$(id -un)@127.0.0.1:$SSHD_PORT$TEST_TMP/ssh-remotes"
+    run sd "$SCRATCH" remote show "$base/probe"
+    if [[ "$ERR" == *"not supported"* ]]; then
         skip_backend ssh "this dvol does not open ssh:// remotes: $ERR"
         return
     fi
-    add_backend ssh "ssh://127.0.0.1:$SSHD_PORT$TEST_TMP/ssh-remotes" "$TEST_TMP/ssh-remotes"
+    add_backend ssh "$base" "$TEST_TMP/ssh-remotes"
 }
 
 # remote_url BACKEND NAME: the URL of a fresh, empty remote for one test.
@@ -585,6 +589,10 @@ fault_kill_push() { # BACKEND WORKDIR
         expect_eq "push killed at $at ms (round $i): the push run again completes" "$tip" "$(remote_tip "$url" kv master)"
     done
     note "push: $KILLS kills, $finished of them after the push had finished"
+    local dir
+    if dir=$(_local_of "$url"); then
+        note "the killed pushes left $(find "$dir/tmp~" -type f 2>/dev/null | grep -c '') files ($(du -sk "$dir/tmp~" 2>/dev/null | cut -f1) KiB) in the remote's tmp~"
+    fi
 }
 
 fault_kill_clone() { # BACKEND WORKDIR
@@ -658,6 +666,7 @@ crash_counts() {
         echo "$s $(grep -cE "^[0-9]+ +$s\(" "$1")"
     done
 }
+crash_total() { crash_counts "$1" | awk '{ n += $2 } END { print n }'; }
 # crash_points TRACE OUT: the points to crash at into OUT, "SYSCALL N" lines: all of them, or
 # CRASH_POINTS of them at random.
 crash_points() {
@@ -696,8 +705,31 @@ fault_crash_points() { # BACKEND WORKDIR
         phase_skip "crash points: strace is not installed"
         return 0
     fi
-    url=$(remote_url "$b" crash-points)
     echo "--- dvol push and clone killed at each of their fsync, fdatasync, rename and link calls"
+    # The first push of a volume, to an empty remote, of its one branch "main": after the
+    # rerun the remote has the branch, and HEAD names it (what a clone checks out).
+    local F=$2/F j=0 u head
+    expect_ok sd "$F" init fp || return 1
+    expect_ok sd "$F" checkout -b main || return 1
+    echo "first" >"$(sd "$F" path fp)/f"
+    expect_ok sd "$F" commit -m first || return 1
+    tip=$OUT
+    run traced "$w/first.trace" "$DVOL" --disable-docker-integration -p "$F" push "$(remote_url "$b" first-push)" fp
+    check_ran "the traced first push" || return 1
+    echo "    a first push makes: $(crash_counts "$w/first.trace" | tr '\n' ' ')"
+    crash_points "$w/first.trace" "$w/first.points"
+    while read -r sys n <&3; do
+        j=$((j + 1))
+        points=$((points + 1))
+        u=$(remote_url "$b" "first-push-$j")
+        run crashed_at "$sys" "$n" "$DVOL" --disable-docker-integration -p "$F" push "$u" fp
+        expect_fsck "first push killed at $sys #$n" "$F"
+        expect_ok sd "$F" push "$u" fp
+        head=$(sd "$SCRATCH" remote show "$u" --json 2>/dev/null | json_get '",".join(b["branch"] + ("*" if b["head"] else "") + "=" + b["tip"] for b in d)')
+        expect_eq "first push killed at $sys #$n, run again: the remote's branches (* for HEAD)" "main*=$tip" "$head"
+    done 3<"$w/first.points"
+
+    url=$(remote_url "$b" crash-points)
     expect_ok sd "$K" init cp || return 1
     P=$(sd "$K" path cp)
     random_data "$P/base.bin" 2
@@ -749,7 +781,7 @@ fault_crash_points() { # BACKEND WORKDIR
             wipe "$S"
         }
     done 3<"$w/clone.points"
-    note "crash points: $points of push's $(crash_counts "$w/push.trace" | awk '{ n += $2 } END { print n }') and clone's $(crash_counts "$w/clone.trace" | awk '{ n += $2 } END { print n }')"
+    note "crash points: $points of a first push's $(crash_total "$w/first.trace"), a push's $(crash_total "$w/push.trace") and a clone's $(crash_total "$w/clone.trace")"
 }
 
 # flip_byte URL KEY OFFSET: one byte of the remote's KEY inverted, in place.
@@ -770,8 +802,8 @@ EOF
 
 fault_corruption() { # BACKEND WORKDIR
     local b=$1 w=$2 url H=$2/H keys data meta size n kind key
-    url=$(remote_url "$b" corrupt)
-    echo "--- a flipped byte in a remote pack"
+    url=$(remote_url "$b" flipped)
+    echo "--- a flipped byte in a remote pack (data, metadata) and in a pack index"
     expect_ok sd "$H" init cor || return 1
     P=$(sd "$H" path cor)
     random_data "$P/random.bin" 3
@@ -785,28 +817,36 @@ fault_corruption() { # BACKEND WORKDIR
     data=$(sort -k2,2n <<<"$keys" | tail -n 1 | cut -d' ' -f1)
     meta=$(sort -k2,2n <<<"$keys" | head -n 1 | cut -d' ' -f1)
     check "the push made a data pack and a metadata pack" test -n "$data" -a -n "$meta" -a "$data" != "$meta"
-    for kind in data metadata; do
-        if [ "$kind" = data ]; then key=$data; else key=$meta; fi
+    for kind in "data pack" "metadata pack" "pack index"; do
+        case $kind in
+        "data pack") key=$data ;;
+        "metadata pack") key=$meta ;;
+        *) keys=$(remote_keys "$url" index/) key=$(head -n 1 <<<"$keys" | cut -d' ' -f1) ;;
+        esac
         size=$(grep -F "$key " <<<"$keys" | cut -d' ' -f2)
         remote_get "$url" "$key" "$w/good.pack" || { fail "cannot read $key from the remote"; return 1; }
-        # A byte in the middle of the pack: a record's header or payload, which a clone reads.
-        check "flip a byte of the $kind pack" flip_byte "$url" "$key" $((size / 2))
-        local c="$w/clone-$kind"
+        # A byte in the middle of the file: of a pack, a record's header or payload, which a
+        # clone reads.
+        check "flip a byte of the $kind" flip_byte "$url" "$key" $((size / 2))
+        local c="$w/clone-${kind// /-}"
         run sd "$c" clone "$url" cor
-        expect_error_line "clone with a flipped byte in the $kind pack"
-        expect_stderr_contains "corrupt"
+        expect_error_line "clone with a flipped byte in the $kind"
+        # A pack's record is corrupt; an index is malformed (its checksum).
+        if [[ "$ERR" == *" is corrupt: "* || "$ERR" == *": pack index is malformed: "* ]]; then pass; else
+            fail "the message of the clone with a flipped byte in the $kind names the corruption" "$(last_details)"
+        fi
+        note "clone with a flipped byte in the $kind: $ERR"
         # Nothing of it landed: no volume, or one whose branches have no commit.
         run sd "$c" --json log cor
         if [ "$RC" -eq 0 ] && [ "$(json_get 'len(d)' <<<"$OUT")" != 0 ]; then
             fail "the failed clone ($kind) left commits" "$(last_details)"
         else
             pass
-            echo "    after the failed clone: $(sd "$c" list 2>&1 | tr '\n' ' ')/ log: ${ERR:-$OUT}"
         fi
-        [ -e "$c/dvol.db" ] && expect_fsck "after the clone of a corrupt $kind pack" "$c"
+        [ -e "$c/dvol.db" ] && expect_fsck "after the clone of a corrupt $kind" "$c"
         remote_put "$url" "$key" "$w/good.pack" || { fail "cannot put the good $key back"; return 1; }
         expect_ok sd "$c" clone "$url" cor
-        compare_dir "the clone with the $kind pack repaired gives the tree" "$w/cor.json" "$(sd "$c" path cor)"
+        compare_dir "the clone with the $kind repaired gives the tree" "$w/cor.json" "$(sd "$c" path cor)"
         expect_fsck "after the repaired clone ($kind)" "$c"
         wipe "$c"
     done
@@ -1055,7 +1095,7 @@ phase_requests() { # BACKEND WORKDIR
 remotes_cleanup() {
     stop_our_postmaster
     [ -n "$FULL_MNT" ] && umount "$FULL_MNT" 2>/dev/null
-    [ -n "$SSHD_STARTED" ] && sshd_stop "$TEST_TMP/sshd"
+    [ -n "$SSHD_STARTED" ] && sshd_stop
     rgw_stop "$RGW_DIR"
     cleanup
 }
