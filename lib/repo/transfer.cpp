@@ -409,6 +409,14 @@ Result<PushOutcome> Repository::push(const RemoteSpec& spec, const std::string& 
     out.sent.packs = data.stats().packs + meta_up.stats().packs;
     out.sent.bytes = data.stats().bytes + meta_up.stats().bytes;
 
+    // HEAD, the branch a clone checks out, names the volume's first branch. It is made just
+    // before that branch, never after: a push killed between the two would leave no HEAD, and
+    // run again it would find its branch there and change nothing. A HEAD naming a branch that
+    // never came (that push failed) is passed over by clone.
+    if (!remote_ref.value) {
+        auto head = r.backend->create_ref(remote::head_key(rv), remote::encode_head(branch));
+        if (!head && head.error().code != Errc::conflict) return std::move(head).error();
+    }
     // The ref last, by compare-and-swap from what was read: a push that raced another loses
     // here, with nothing of the remote's refs changed.
     std::string key = remote::branch_ref_key(rv, branch);
@@ -417,9 +425,6 @@ Result<PushOutcome> Repository::push(const RemoteSpec& spec, const std::string& 
     if (!swapped && swapped.error().code == Errc::conflict)
         return make_error(Errc::conflict, fmt::format("rejected: {} on {} changed while pushing (another push won); fetch first", where, r.name));
     DVOL_CHECK(swapped);
-    // The branch a clone checks out: the first one pushed.
-    auto head = r.backend->create_ref(remote::head_key(rv), remote::encode_head(branch));
-    if (!head && head.error().code != Errc::conflict) return std::move(head).error();
     DVOL_CHECK(track());
     return out;
 }
