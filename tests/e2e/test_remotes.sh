@@ -571,10 +571,18 @@ fault_leftover() { # BACKEND WORKDIR
     wait "$BG_PID" 2>/dev/null
     left=$(find "$dir/tmp~" -type f)
     note "the killed push left $(du -ck "$dir/tmp~"/* | tail -n 1 | cut -f1) KiB in the remote's tmp~"
+    # Another volume pushed meanwhile leaves a recent file alone (a live writer's, for all it
+    # knows).
+    expect_ok sd "$L" init other || return 1
+    echo other >"$(sd "$L" path other)/f"
+    expect_ok sd "$L" switch other && expect_ok sd "$L" commit -m other
+    expect_ok sd "$L" push "$url" other
+    local f gone=1 kept=1
+    while IFS= read -r f; do [ -e "$f" ] || kept=0; done <<<"$left"
+    check "a push of another volume left the killed push's recent partial copy alone" test "$kept" = 1
     touch -d '2 hours ago' "$dir/tmp~"/*
     expect_ok sd "$L" push "$url" lv
     expect_eq "the push run again completes" "$(local_tip "$L" lv)" "$(remote_tip "$url" lv master)"
-    local f gone=1
     while IFS= read -r f; do [ -e "$f" ] && gone=0; done <<<"$left"
     check "the next push removed the partial copy, two hours old, from the remote's tmp~" test "$gone" = 1
     expect_eq "the remote's tmp~ is empty" "" "$(find "$dir/tmp~" -type f)"
