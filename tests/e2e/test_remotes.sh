@@ -18,20 +18,26 @@
 #   faults       the server stopped mid-push (frozen) and mid-clone (killed, then restarted):
 #                one line of error, non-zero exit, the rerun completes; dvol killed with SIGKILL
 #                at random instants of push and of clone (DVOL_REMOTES_KILLS each, default 8,
-#                30 with DVOL_TEST_LONG=1): fsck passes, a fresh clone of the remote passes
-#                fsck (no ref names a missing object), the rerun completes; a flipped byte in a
-#                remote data pack and in a metadata pack: clone fails naming the corruption,
-#                nothing of it lands, fsck is clean, and the clone completes once the pack is
-#                repaired; a wrong secret key: refused, the message without the secret; a
-#                directory remote on a full file system (a 16 MiB tmpfs): a no-space error.
+#                30 with DVOL_TEST_LONG=1) and at crash points (the Nth fsync, fdatasync,
+#                rename or link, by strace: DVOL_REMOTES_CRASH_POINTS of each command's, default
+#                12, all with DVOL_TEST_LONG=1): fsck passes, a fresh clone of the remote passes
+#                fsck (no ref names a missing object), the rerun completes; a push killed while
+#                copying a pack into the remote's tmp~: the partial copy goes once it is old; a
+#                flipped byte in a remote data pack, a metadata pack and a pack index: clone
+#                fails naming the corruption, nothing of it lands, fsck is clean, and the clone
+#                completes once the file is repaired; a wrong secret key: refused, the message
+#                without the secret; a directory remote on a full file system (a 16 MiB tmpfs):
+#                a no-space error.
 #   races        DVOL_REMOTES_RACES (default 20) rounds of two concurrent pushes of one branch
 #                from two stores: exactly one winner each round (exit statuses and the remote
 #                ref), the loser's message says rejected, both stores pass fsck.
 #   requests     (S3) requests counted in RGW's log: a push and a pull with nothing to send
-#                cost a handful; a clone of 64 MiB of random data costs far fewer requests than
+#                cost a handful; a clone of 72 MiB of random data costs far fewer requests than
 #                it has chunks.
 #
-# DVOL_REMOTES_SEED replays the random kill instants of a run (each run prints its seed).
+# DVOL_REMOTES_SEED replays the random kill instants and crash points of a run (each run prints
+# its seed); DVOL_REMOTES_FAULTS picks some of the faults (server_stop kill_push kill_clone
+# crash_points leftover corruption bad_secret full).
 # Needs root for the S3 backend, PostgreSQL and the full file system (each SKIPs without);
 # the directory backend runs as any user. A phase or check that cannot run prints SKIP with
 # its reason; when no backend can run at all the test exits 77.
@@ -448,8 +454,8 @@ phase_postgres() { # BACKEND WORKDIR
 }
 
 # 3. ------------------------------------------------------------------------------------------
-# wait_for WHAT CMD...: polls CMD until it succeeds (every 20 ms, at most 120 s) while $BG_PID
-# runs; 0 when CMD succeeded, 1 when the process ended first or the time ran out.
+# wait_for_while_running CMD...: polls CMD until it succeeds (every 20 ms, at most 6000 times)
+# while $BG_PID runs; 0 when CMD succeeded, 1 when the process ended first or the tries ran out.
 wait_for_while_running() {
     local i
     for i in $(seq 1 6000); do
