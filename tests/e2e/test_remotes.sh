@@ -1123,10 +1123,10 @@ phase_requests() { # BACKEND WORKDIR
     counted "$bucket" sd "$Q" push "$url" rq
     expect_stdout_eq "Everything up-to-date"
     expect_requests "a push with nothing to send" 3
-    # Measured 13: the marker, the refs listing, HEAD and the branch (twice: clone, then its
-    # fetch), the index listing, 2 indexes, 2 packs.
+    # Measured 9: the marker, the refs listing, HEAD and the branch, the index listing, 2
+    # indexes, 2 packs.
     counted "$bucket" sd "$B" clone "$url" rq
-    expect_requests "a clone of 8 MiB" 15
+    expect_requests "a clone of 8 MiB" 11
     # Measured 4: the marker, the refs listing, HEAD, the branch.
     counted "$bucket" sd "$B" pull "$url" rq
     expect_stdout_contains "Already up to date"
@@ -1139,12 +1139,12 @@ phase_requests() { # BACKEND WORKDIR
     counted "$bucket" sd "$Q" push "$url" rq
     expect_requests "a push of 64 MiB more" 10
     packs=$(remote_keys "$url" index/ | grep -c '')
-    # Measured 21 (4 packs): the 8 requests of the refs, the index listing, 4 indexes, the 2
+    # Measured 17 (4 packs): the 4 requests of the refs, the index listing, 4 indexes, the 2
     # metadata packs whole, the small data pack, the 64 MiB data pack in 5 ranged reads of at
     # most 16 MiB.
     counted "$bucket" sd "$C" --json clone "$url" rq
     objects=$(json_get 'd["objects"]' <<<"$OUT")
-    expect_requests "a clone of 72 MiB of random data ($objects objects, $packs packs)" 24
+    expect_requests "a clone of 72 MiB of random data ($objects objects, $packs packs)" 20
     check "the clone's $N requests are far fewer than its $objects objects" test $((N * 2)) -le "$objects"
     # Measured 13: the 4 of the refs, the index listing, 2 new indexes, the metadata pack, 5
     # ranged reads.
