@@ -67,6 +67,12 @@ struct Meter {
     }
 };
 
+// The branches (with their tips) and HEAD of a volume on the remote.
+struct RemoteVolume {
+    std::vector<std::pair<std::string, ObjectId>> branches;  // by name
+    std::optional<std::string> head;
+};
+
 }  // namespace
 
 // A remote opened for one command.
@@ -76,6 +82,9 @@ struct Repository::Remote {
     std::string key;  // what the local caches know it by
     std::unique_ptr<remote::Backend> backend;
     int64_t id = 0;  // in meta::RemoteIndex
+    // A volume's refs, read (with the marker checked) moments ago by clone to see that the
+    // remote has the volume; its fetch takes them instead of reading them again.
+    std::optional<std::pair<std::string, RemoteVolume>> volume_refs;
 };
 
 Result<std::vector<RemoteConfig>> Repository::remotes() {
@@ -223,12 +232,6 @@ Result<RemoteRef> read_branch_ref(remote::Backend& backend, const std::string& v
     }
     return out;
 }
-
-// The branches (with their tips) and HEAD of `volume` on the remote.
-struct RemoteVolume {
-    std::vector<std::pair<std::string, ObjectId>> branches;  // by name
-    std::optional<std::string> head;
-};
 
 Result<RemoteVolume> read_volume_refs(remote::Backend& backend, const std::string& volume) {
     RemoteVolume out;
@@ -432,8 +435,14 @@ Result<PushOutcome> Repository::push(const RemoteSpec& spec, const std::string& 
 Result<FetchOutcome> Repository::fetch_into(Remote& r, const Volume& v, const std::string& rv, const ProgressFn& progress) {
     FetchOutcome out;
     out.remote_volume = rv;
-    DVOL_CHECK(check_marker(*r.backend, false));
-    DVOL_TRY(auto refs, read_volume_refs(*r.backend, rv));
+    RemoteVolume refs;
+    if (r.volume_refs && r.volume_refs->first == rv) {
+        refs = std::move(r.volume_refs->second);
+        r.volume_refs.reset();
+    } else {
+        DVOL_CHECK(check_marker(*r.backend, false));
+        DVOL_TRY(refs, read_volume_refs(*r.backend, rv));
+    }
     if (refs.branches.empty()) return make_error(Errc::not_found, fmt::format("remote {} has no volume {}", r.name, rv));
     out.head = refs.head;
 
@@ -651,6 +660,7 @@ Result<CloneOutcome> Repository::clone(const RemoteSpec& spec, const std::string
         DVOL_CHECK(check_marker(*r.backend, false));
         DVOL_TRY(auto refs, read_volume_refs(*r.backend, remote_volume));
         if (refs.branches.empty()) return make_error(Errc::not_found, fmt::format("remote {} has no volume {}", r.name, remote_volume));
+        r.volume_refs.emplace(remote_volume, std::move(refs));
         // Marked unfinished in the very transaction that creates it: a clone killed at any
         // point after leaves a volume that running the clone again finishes.
         std::vector<std::pair<std::string, std::string>> options{{kCloningOption, r.key + " " + remote_volume}};
