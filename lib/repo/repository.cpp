@@ -112,10 +112,8 @@ Result<std::optional<ObjectId>> Repository::head(const Volume& v) {
     return b->tip;
 }
 
-Status Repository::create_volume(const std::string& name, bool make_active) { return create_volume_with(name, make_active, {}); }
-
-Status Repository::create_volume_with(const std::string& name, bool make_active,
-                                      const std::vector<std::pair<std::string, std::string>>& options) {
+Status Repository::create_volume(const std::string& name, bool make_active,
+                                 const std::vector<std::pair<std::string, std::string>>& options) {
     if (!valid_name(name)) return make_error(Errc::invalid_argument, invalid_name_message(name, "name"));
     auto exists = [&] { return make_error(Errc::already_exists, fmt::format("volume {} already exists", name)); };
     {

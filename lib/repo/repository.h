@@ -17,6 +17,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "base/error.h"
@@ -240,8 +241,10 @@ public:
 
     // Volumes.
     // With branch master; becomes the active volume when `make_active` (dvol init does, the
-    // Docker plugin does not).
-    Status create_volume(const std::string& name, bool make_active = true);
+    // Docker plugin does not). `options` (key, value) are set in the transaction that creates
+    // the volume's row, so that no crash leaves the volume without them.
+    Status create_volume(const std::string& name, bool make_active = true,
+                         const std::vector<std::pair<std::string, std::string>>& options = {});
     Result<std::vector<VolumeInfo>> list_volumes();
     Result<std::optional<std::string>> active_volume();
     Status switch_volume(const std::string& name);
@@ -343,10 +346,6 @@ private:
     Repository() = default;
     using Volume = meta::VolumeRow;
     Result<Volume> find_volume(const std::string& name);
-    // create_volume, with volume options set in the transaction that adds the volume (clone
-    // marks its volume unfinished so: no crash can leave the volume without its mark).
-    Status create_volume_with(const std::string& name, bool make_active,
-                              const std::vector<std::pair<std::string, std::string>>& options);
     Result<ObjectId> resolve_in(const Volume& v, const std::string& ref);
     // The tip of the volume's active branch.
     Result<std::optional<ObjectId>> head(const Volume& v);

@@ -67,6 +67,13 @@ struct Meter {
     }
 };
 
+// The branches (with their tips) and HEAD of a volume on the remote.
+struct RemoteVolume {
+    bool exists = false;  // the remote has refs of the volume, if only deleted branches
+    std::vector<std::pair<std::string, ObjectId>> branches;  // by name
+    std::optional<std::string> head;
+};
+
 }  // namespace
 
 // A remote opened for one command.
@@ -76,6 +83,9 @@ struct Repository::Remote {
     std::string key;  // what the local caches know it by
     std::unique_ptr<remote::Backend> backend;
     int64_t id = 0;  // in meta::RemoteIndex
+    // A volume's refs, read (with the marker checked) moments ago by clone to see that the
+    // remote has the volume; its fetch takes them instead of reading them again.
+    std::optional<std::pair<std::string, RemoteVolume>> volume_refs;
 };
 
 Result<std::vector<RemoteConfig>> Repository::remotes() {
@@ -226,13 +236,6 @@ Result<RemoteRef> read_branch_ref(remote::Backend& backend, const std::string& v
     }
     return out;
 }
-
-// The branches (with their tips) and HEAD of `volume` on the remote.
-struct RemoteVolume {
-    bool exists = false;  // the remote has refs of the volume, if only deleted branches
-    std::vector<std::pair<std::string, ObjectId>> branches;  // by name
-    std::optional<std::string> head;
-};
 
 Result<RemoteVolume> read_volume_refs(remote::Backend& backend, const std::string& volume) {
     RemoteVolume out;
@@ -450,8 +453,14 @@ Result<PushOutcome> Repository::push(const RemoteSpec& spec, const std::string& 
 Result<FetchOutcome> Repository::fetch_into(Remote& r, const Volume& v, const std::string& rv, const ProgressFn& progress) {
     FetchOutcome out;
     out.remote_volume = rv;
-    DVOL_CHECK(check_marker(*r.backend, false));
-    DVOL_TRY(auto refs, read_volume_refs(*r.backend, rv));
+    RemoteVolume refs;
+    if (r.volume_refs && r.volume_refs->first == rv) {
+        refs = std::move(r.volume_refs->second);
+        r.volume_refs.reset();
+    } else {
+        DVOL_CHECK(check_marker(*r.backend, false));
+        DVOL_TRY(refs, read_volume_refs(*r.backend, rv));
+    }
     // A volume whose branches were all deleted is fetched too: its tracking branches go.
     if (!refs.exists) return make_error(Errc::not_found, fmt::format("remote {} has no volume {}", r.name, rv));
     out.head = refs.head;
@@ -694,9 +703,12 @@ Result<CloneOutcome> Repository::clone(const RemoteSpec& spec, const std::string
         if (refs.branches.empty()) return make_error(Errc::not_found, fmt::format("remote {} has no volume {}", r.name, remote_volume));
         if (options.branch && std::none_of(refs.branches.begin(), refs.branches.end(), [&](const auto& b) { return b.first == *options.branch; }))
             return make_error(Errc::not_found, fmt::format("remote {} has no branch {}/{}", r.name, remote_volume, *options.branch));
+        r.volume_refs.emplace(remote_volume, std::move(refs));
+        // Marked unfinished in the very transaction that creates it: a clone killed at any
+        // point after leaves a volume that running the clone again finishes.
         std::vector<std::pair<std::string, std::string>> volume_options{{kCloningOption, r.key + " " + remote_volume}};
         if (name != remote_volume) volume_options.emplace_back(kUpstreamOption, remote_volume);
-        DVOL_CHECK(create_volume_with(name, false, volume_options));
+        DVOL_CHECK(create_volume(name, false, volume_options));
         if (options.prepare_only) {
             out.prepared = true;
             return out;
