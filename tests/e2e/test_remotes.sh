@@ -96,6 +96,8 @@ json_get() {
 
 # The scratch store, for commands that read a remote without changing a store of the test.
 SCRATCH="$TEST_TMP/scratch"
+# A command that only reads makes no store: this one is made once, here.
+sd "$SCRATCH" init scratch >/dev/null
 
 # remote_tip URL VOLUME BRANCH: the commit the remote's branch names ("" when none).
 remote_tip() {
