@@ -553,13 +553,19 @@ fault_server_stop() { # BACKEND WORKDIR
     fi
 }
 
-# A push killed while it copies a pack into a remote whose files are on this machine (dir,
-# ssh) leaves the partial copy in the remote's tmp~/; a later write to the remote removes what
-# has not been modified for an hour (its mtime is set two hours back here).
+# A push killed while it copies a pack into a directory remote leaves the partial copy in the
+# remote's tmp~/; a later write to the remote removes what has not been modified for an hour
+# (its mtime is set two hours back here). Over ssh the far side (remote-serve) spools a pack
+# until it has all of it and only then writes it into tmp~/ and links it into place, whether
+# or not its client is still there: a killed client leaves no partial copy to clean up.
 has_partial_copy() { [ -n "$(find "$1/tmp~" -type f -size +1M 2>/dev/null)" ]; }
 fault_leftover() { # BACKEND WORKDIR
     local b=$1 w=$2 url L=$2/L dir left
     url=$(remote_url "$b" leftover)
+    if [ "$b" = ssh ]; then
+        phase_na "a partial copy left in the remote's tmp~: remote-serve writes a pack there only once it has all of it"
+        return 0
+    fi
     if ! dir=$(_local_of "$url"); then
         phase_na "a partial copy left in the remote's tmp~: the $b remote's files are not on this machine"
         return 0
