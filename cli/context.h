@@ -70,6 +70,8 @@ void add_fsck(CLI::App& app, Context& ctx);
 void add_gc(CLI::App& app, Context& ctx);
 void add_reflog(CLI::App& app, Context& ctx);
 void add_remote_serve(CLI::App& app, Context& ctx);
+void add_mount(CLI::App& app, Context& ctx);
+void add_umount(CLI::App& app, Context& ctx);
 
 // Adds the optional trailing VOLUME positional shared by most commands.
 CLI::Option* add_volume_arg(CLI::App& cmd, std::optional<std::string>& volume);

@@ -56,6 +56,8 @@ int main(int argc, char** argv) {
     add_fsck(app, ctx);
     add_gc(app, ctx);
     add_remote_serve(app, ctx);
+    add_mount(app, ctx);
+    add_umount(app, ctx);
 
     if (args.size() == 1) {
         fmt::print(stderr, "{}", app.help());
