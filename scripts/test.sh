@@ -3,7 +3,8 @@
 #   1. scripts/setup.sh: packages, ./build configured, the programs (dvol, the Docker plugin);
 #   2. the CLI and end-to-end tests (`meson test -C build --suite cli --suite e2e`), which need
 #      only the programs, while the unit tests build beside them (ninja -C build);
-#   3. the unit tests (`meson test -C build --suite unit`);
+#   3. the unit tests and the tests that run the unit test binary against a real S3 gateway and
+#      sshd (`meson test -C build --suite unit --suite conformance`);
 #   and beside all of these tests/fuzz/ci_fuzz.sh: the fuzz targets built with clang into
 #   ./build-fuzz, then a short run of each.
 # The tests may install docker.io and PostgreSQL, the fuzz step clang. The output of the unit
@@ -56,7 +57,7 @@ else
   echo "--- ninja -C build (the unit tests, built beside the tests above)"
   if [ "$unit_build_status" -eq 0 ]; then
     tail -n 3 "$tmp/unit-build.log"
-    meson test -C build --no-rebuild --print-errorlogs --suite unit --logbase testlog-unit || status=$?
+    meson test -C build --no-rebuild --print-errorlogs --suite unit --suite conformance --logbase testlog-unit || status=$?
   else
     cat "$tmp/unit-build.log"
     echo "test: the unit tests did not build (ninja exit status $unit_build_status)"
