@@ -13,6 +13,8 @@
 #     object's id, while the mount goes on serving the other files;
 #   - gc while mounted: the mounted commit's objects are kept even when no branch reaches them
 #     (the mount's pin), and records gc moves to a new pack are still found;
+#   - four readers at once on a fresh mount; umount of a busy mount refused; a foreground mount
+#     ended by SIGTERM unmounts and drops its pin; @REF alone mounts the active volume;
 #   - the mount process killed with SIGKILL: `dvol umount` frees the directory;
 #   - refusals: an unknown volume or revision, a directory that is a dvol mount already, umount
 #     of a directory that is not a dvol mount.
@@ -376,6 +378,35 @@ expect_eq "y, never read before, reads from its new pack through the mount" "$SY
 expect_eq "x reads too" "$SX" "$(sha "$MG2/x")"
 expect_ok tdvol fsck
 expect_ok tdvol umount "$MG2"
+
+# --- concurrent readers, a busy mount, SIGTERM -------------------------------------------------------
+section "readers, busy, SIGTERM"
+M6="$TEST_TMP/mnt-par"
+expect_ok dvol switch content
+mount_fg "@HEAD" "$M6" "$TEST_TMP/par.log"
+check "@REF alone mounts the active volume" grep -qx "Mounted content at ${C_SECOND:0:12} on $M6" "$TEST_TMP/par.log.out"
+# Four readers at once on a fresh mount (nothing cached): the worker threads serve them side by side.
+readers=()
+for i in 1 2 3 4; do
+    f=random64
+    [ $((i % 2)) = 0 ] && f=sparse
+    sha "$M6/$f" >"$TEST_TMP/par.$i" &
+    readers+=($!)
+done
+wait "${readers[@]}"  # (not a bare wait: the mount process is a job of this script too)
+for i in 1 3; do expect_eq "reader $i of four at once reads random64 byte for byte" "$(sha "$P2/random64")" "$(cat "$TEST_TMP/par.$i")"; done
+for i in 2 4; do expect_eq "reader $i of four at once reads sparse byte for byte" "$(sha "$P2/sparse")" "$(cat "$TEST_TMP/par.$i")"; done
+# A file held open keeps the mount busy: umount refuses, and works once it is closed.
+exec 3<"$M6/state.txt"
+expect_fail 1 tdvol umount "$M6"
+expect_stderr_contains "is busy"
+exec 3<&-
+# SIGTERM ends a foreground mount cleanly: it unmounts, and its pin goes.
+kill -TERM "$MPID"
+wait "$MPID"
+check "a foreground mount ends with status 0 on SIGTERM" test $? -eq 0
+check "... and unmounts" test -z "$(awk -v d="$M6" '$5 == d' /proc/self/mountinfo)"
+check "... and drops its pin" bash -c "! grep -ls 'holder=mount $M6\$' $DVOL_ROOT/pins/*.pin"
 
 # --- SIGKILL --------------------------------------------------------------------------------------
 section "SIGKILL"
