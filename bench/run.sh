@@ -2,7 +2,12 @@
 # dvol benchmark: builds dvol in release mode, installs the peer tools from Debian, prepares the
 # data sets and runs every tool on the same data in alternation; prints a markdown table.
 #
-#   bench/run.sh [--size small|full] [--runs N] [--only pg|synth|files[,...]] [--keep-data]
+#   bench/run.sh [--size small|full] [--runs N] [--only pg|synth|files|remote-pg|remote-synth|remote-files[,...]]
+#                [--remote dir,s3] [--tools ...] [--record FILE]
+#
+# The remote-* sets push to and clone from a directory and a single-node Ceph RGW on 127.0.0.1,
+# which bench.py starts from tests/e2e/rgw.sh (installing Ceph's packages when missing) and stops
+# by its pid files at the end.
 #
 # BENCH_DIR (default /var/tmp/dvol-bench) holds the data sets and the stores; the data sets are
 # kept between runs (they are generated from fixed seeds), the stores are not.
@@ -20,6 +25,7 @@ fi
 need=()
 command -v borg >/dev/null || need+=(borgbackup)
 command -v restic >/dev/null || need+=(restic)
+command -v rclone >/dev/null || need+=(rclone)
 command -v git >/dev/null || need+=(git)
 command -v rsync >/dev/null || need+=(rsync)
 [ -x /usr/bin/time ] || need+=(time)

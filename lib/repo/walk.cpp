@@ -32,6 +32,7 @@ Status walk_content(ObjectSource& source, const FileContent& c, const std::strin
             continue;
         }
         DVOL_CHECK(chunks(*list));
+        if (w.leave) DVOL_CHECK(w.leave(ref.id, ObjectKind::extent_list));
     }
     return {};
 }
@@ -57,6 +58,7 @@ Status walk_tree(ObjectSource& source, const ObjectId& id, const std::string& pa
         if (e.type == EntryType::dir) DVOL_CHECK(walk_tree(source, e.subtree, p, w, false));
         if (e.type == EntryType::file) DVOL_CHECK(walk_content(source, e.content, p, w));
     }
+    if (w.leave) DVOL_CHECK(w.leave(id, ObjectKind::tree));
     return {};
 }
 

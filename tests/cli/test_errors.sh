@@ -81,8 +81,18 @@ name_message() { printf '%s is not a valid %s' "${1:-''}" "$2"; }
 
 # --- no store yet, no active volume --------------------------------------------------------------
 case_nostore() {
-    DVOL_ROOT="$TEST_TMP/empty-pool"  # not the set-up store: an empty one
+    DVOL_ROOT="$TEST_TMP/empty-pool"  # not the set-up store: an empty directory
     mkdir -p "$DVOL_ROOT"
+    # Only commands that write make a store; the others say there is none and make nothing.
+    for cmd in path log status "commit -m x" branch "reset --hard HEAD" "checkout -b x" diff list reflog fsck gc; do
+        # shellcheck disable=SC2086
+        expect_error 1 "no dvol store at $DVOL_ROOT" dvol $cmd
+    done
+    check "no command above made a store" test ! -e "$DVOL_ROOT/dvol.db"
+    expect_ok dvol config user.name
+    check "reading the configuration made no store either" test ! -e "$DVOL_ROOT/dvol.db"
+    # A store without an active volume.
+    expect_ok dvol config user.name "Err Tester"
     expect_error 1 "no active volume" dvol path
     expect_error 1 "no active volume" dvol log
     expect_error 1 "no active volume" dvol status
@@ -144,8 +154,8 @@ case_init() {
 
 # --- switch ------------------------------------------------------------------------------------------
 case_switch() {
-    expect_error_line 1 "Error: nope does not exist" dvol switch nope
-    expect_error_line 1 "Error: Nope does not exist" dvol switch Nope
+    expect_error_line 1 "Error: volume 'nope' does not exist" dvol switch nope
+    expect_error_line 1 "Error: volume 'Nope' does not exist" dvol switch Nope
     for n in "${BAD_NAMES[@]}"; do
         expect_error 1 "$(name_message "$n" name)" dvol switch "$n"
     done
@@ -168,13 +178,13 @@ case_rm() {
 case_volume_argument() {
     local cmd
     for cmd in path log status branch; do
-        expect_error_line 1 "Error: nope does not exist" dvol "$cmd" nope
+        expect_error_line 1 "Error: volume 'nope' does not exist" dvol "$cmd" nope
         expect_error 1 "$(name_message "../vol1" name)" dvol "$cmd" ../vol1
     done
-    expect_error_line 1 "Error: nope does not exist" dvol commit -m x nope
-    expect_error_line 1 "Error: nope does not exist" dvol reset --hard HEAD nope
-    expect_error_line 1 "Error: nope does not exist" dvol checkout -b x nope
-    expect_error_line 1 "Error: nope does not exist" dvol diff --volume nope
+    expect_error_line 1 "Error: volume 'nope' does not exist" dvol commit -m x nope
+    expect_error_line 1 "Error: volume 'nope' does not exist" dvol reset --hard HEAD nope
+    expect_error_line 1 "Error: volume 'nope' does not exist" dvol checkout -b x nope
+    expect_error_line 1 "Error: volume 'nope' does not exist" dvol diff --volume nope
     expect_error 2 "Error:" dvol log vol1 vol2
 }
 
@@ -182,9 +192,9 @@ case_volume_argument() {
 case_commit() {
     v1_in_case
     echo "uncommitted" >"$V1/wip.txt"
-    expect_error_line 1 "Error: You must provide a commit message" dvol commit
-    expect_error_line 1 "Error: You must provide a commit message" dvol commit vol1
-    expect_error_line 1 "Error: You must provide a commit message" dvol commit -m ""
+    expect_error_line 2 "Error: You must provide a commit message" dvol commit
+    expect_error_line 2 "Error: You must provide a commit message" dvol commit vol1
+    expect_error_line 2 "Error: You must provide a commit message" dvol commit -m ""
     expect_error 2 "Error:" dvol commit -m
     expect_error 2 "Error:" dvol commit --bogus -m x
     rm "$V1/wip.txt"

@@ -61,6 +61,13 @@ shrank_by() {
 # --- gc on an empty store ---------------------------------------------------------------------------
 section "empty store"
 EMPTY_SUMMARY="Removed 0 commit(s) and 0 object(s); deleted 0 pack(s), rewrote 0; reclaimed 0 bytes (0 bytes)"
+# Where there is no store, gc says so and makes none.
+expect_fail 1 tdvol -p "$TEST_TMP/fresh" gc
+expect_stderr_contains "no dvol store at $TEST_TMP/fresh"
+check "gc makes no store where there is none" test ! -e "$TEST_TMP/fresh/dvol.db"
+# A store whose only volume was removed.
+expect_ok tdvol -p "$TEST_TMP/fresh" init gone
+expect_ok tdvol -p "$TEST_TMP/fresh" rm -f gone
 expect_ok tdvol -p "$TEST_TMP/fresh" gc
 expect_stdout_eq "$EMPTY_SUMMARY"
 expect_ok tdvol -p "$TEST_TMP/fresh" gc

@@ -274,7 +274,7 @@ check "after umount the directory is no mount" test -z "$(awk -v d="$M2" '$5 == 
 section "refusals"
 mkdir -p "$TEST_TMP/mnt-x"
 expect_fail 1 tdvol mount nosuchvolume "$TEST_TMP/mnt-x"
-expect_stderr_contains "nosuchvolume does not exist"
+expect_stderr_contains "volume 'nosuchvolume' does not exist"
 expect_fail 1 tdvol mount content@nosuchref "$TEST_TMP/mnt-x"
 expect_stderr_contains "unknown revision 'nosuchref'"
 expect_fail 1 tdvol mount content@HEAD~5 "$TEST_TMP/mnt-x"

@@ -165,7 +165,9 @@ TEST_CASE("open_backend picks the backend from the URL", "[remote_dir]") {
     // An S3 remote is opened without a request: only its settings are read.
     ::setenv("AWS_ACCESS_KEY_ID", "AKIATESTTESTTEST", 1);
     ::setenv("AWS_SECRET_ACCESS_KEY", "not-a-real-secret", 1);
-    auto s3 = remote::open_backend("s3://bucket/prefix", {.endpoint = "http://127.0.0.1:9", .ssh_command = ""});
+    remote::BackendOptions s3_options;
+    s3_options.endpoint = "http://127.0.0.1:9";
+    auto s3 = remote::open_backend("s3://bucket/prefix", s3_options);
     ::unsetenv("AWS_ACCESS_KEY_ID");
     ::unsetenv("AWS_SECRET_ACCESS_KEY");
     REQUIRE(s3.ok());
