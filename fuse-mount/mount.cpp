@@ -55,7 +55,7 @@ Status serve_commit(const MountRequest& req, const std::string& dir, Logger& log
     std::optional<CommitPin> pin;
     std::vector<std::unique_ptr<ObjectSource>> readers;
     {
-        auto repo = Repository::open(req.store_dir);
+        auto repo = Repository::open(req.store_dir, false);  // a mount makes no store
         if (!repo) return early(repo.error());
         (*repo)->set_wait_notice(wait_notice);
         auto volume = (*repo)->resolve_volume(req.volume);
@@ -206,7 +206,14 @@ void write_report(int fd, const std::string& msg) {
 
 }  // namespace
 
-Status mount_commit(const MountRequest& req, const std::function<void(const MountedInfo&)>& mounted, const WarnFn& wait_notice) {
+Status mount_commit(const MountRequest& req_arg, const std::function<void(const MountedInfo&)>& mounted, const WarnFn& wait_notice) {
+    MountRequest req = req_arg;
+    // The daemon works from / once mounted, and opens packs as it goes: the store by its absolute path.
+    if (!req.store_dir.empty() && req.store_dir.front() != '/') {
+        char cwd[PATH_MAX];
+        if (!::getcwd(cwd, sizeof cwd)) return errno_error("find", "the current directory");
+        req.store_dir = std::string(cwd) + "/" + req.store_dir;
+    }
     DVOL_TRY(std::string dir, absolute_dir(req.dir));
     DVOL_CHECK(check_mount_dir(dir));
     if (!fuse_built()) return make_error(Errc::unsupported, "this dvol was built without FUSE support (install libfuse3-dev and build again)");
@@ -280,7 +287,7 @@ Status unmount(const std::string& dir_arg, const std::string& store_dir, const W
     // The process serving it, when the store knows it (its pin names the directory).
     std::optional<PinInfo> serving;
     if (path_exists(store_dir + "/dvol.db")) {
-        auto repo = Repository::open(store_dir);
+        auto repo = Repository::open(store_dir, false);
         if (repo) {
             auto pins = (*repo)->pins();
             if (pins) {
