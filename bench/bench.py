@@ -1057,7 +1057,7 @@ def ver_of(cmd):
         return "?"
 
 
-def machine_info():
+def machine_info(dvol_exe):
     cpu = "?"
     with open("/proc/cpuinfo") as f:
         for line in f:
@@ -1072,7 +1072,9 @@ def machine_info():
             return subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True).stdout.splitlines()[0].strip()
         except Exception:
             return "?"
-    top = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    # The commit of the tree the binary under test was built from (its build directory lies in
+    # that tree, which may be another worktree than this script's).
+    top = os.path.dirname(os.path.abspath(dvol_exe))
     rev = ver(["git", "-C", top, "rev-parse", "--short", "HEAD"])
     dirty = subprocess.run(["git", "-C", top, "status", "--porcelain", "--untracked-files=no"],
                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True).stdout.strip()
@@ -1114,7 +1116,7 @@ def main():
     cfg = SIZES[a.size]
     started = datetime.datetime.now(datetime.timezone.utc)
     load0 = os.getloadavg()
-    info = machine_info()   # now, while the tree is what run.sh just built (edits may follow)
+    info = machine_info(dvol_exe)   # now, while the tree is what run.sh just built (edits may follow)
     free = shutil.disk_usage(bench_dir).free
     log(f"bench dir {bench_dir}, {free / GiB:.0f} GiB free; size {a.size}, {a.runs} runs; data sets {datasets}")
     results, data_info, loads = {}, {}, {}
