@@ -1,5 +1,6 @@
 // Repository maintenance: the reflog, fsck and gc.
 #include <map>
+#include <optional>
 #include <unordered_map>
 
 #include <fmt/format.h>
@@ -27,11 +28,17 @@ struct Checker {
     ObjectSource& source;
     std::vector<FsckProblem>& problems;
     std::unordered_map<ObjectId, size_t, ObjectIdHash> bad;  // object -> problem index
-    // Trees and extent lists already checked, with the problems below them (path relative).
-    std::unordered_map<ObjectId, std::vector<std::pair<size_t, std::string>>, ObjectIdHash> below;
+    // What lies below each tree checked: one item per entry with a problem in it or below it.
+    // Paths are put together only when a commit is reported, from its top down, so a deep tree
+    // costs memory in proportion to its entries and not to the sum of its path lengths.
+    struct Item {
+        std::string name;                 // the entry's name ("": the tree itself)
+        std::optional<size_t> problem;    // a problem at the entry (or the tree itself)
+        std::optional<ObjectId> subtree;  // or: the entry's subtree, which has items of its own
+    };
+    std::unordered_map<ObjectId, std::vector<Item>, ObjectIdHash> below;
+    std::unordered_map<ObjectId, std::vector<size_t>, ObjectIdHash> list_below;  // extent list -> problems
     std::vector<std::byte> buf;
-
-    static std::string join(const std::string& a, const std::string& b) { return a.empty() ? b : b.empty() ? a : a + "/" + b; }
 
     size_t problem(const ObjectId& id, const std::string& kind, const std::string& message) {
         auto [it, fresh] = bad.emplace(id, problems.size());
@@ -47,73 +54,145 @@ struct Checker {
         return std::optional<size_t>();
     }
 
-    Result<std::vector<std::pair<size_t, std::string>>> check_content(const FileContent& c) {
-        std::vector<std::pair<size_t, std::string>> out;
-        auto extents = [&](const std::vector<Extent>& xs) -> Status {
+    Result<std::vector<size_t>> check_content(const FileContent& c) {
+        std::vector<size_t> out;
+        auto extents = [&](const std::vector<Extent>& xs, std::vector<size_t>& into) -> Status {
             for (const auto& x : xs) {
                 if (x.hole) continue;
                 DVOL_TRY(auto p, check_leaf(x.id));
-                if (p) out.emplace_back(*p, "");
+                if (p) into.push_back(*p);
             }
             return {};
         };
         if (!c.indirect) {
-            DVOL_CHECK(extents(c.extents));
+            DVOL_CHECK(extents(c.extents, out));
             return out;
         }
         for (const auto& ref : c.lists) {
-            if (auto it = below.find(ref.id); it != below.end()) {
+            if (auto it = list_below.find(ref.id); it != list_below.end()) {
                 out.insert(out.end(), it->second.begin(), it->second.end());
                 continue;
             }
-            std::vector<std::pair<size_t, std::string>> mine;
+            std::vector<size_t> mine;
             DVOL_TRY(auto p, check_leaf(ref.id));
             if (p) {
-                mine.emplace_back(*p, "");
+                mine.push_back(*p);
             } else {
                 auto bytes = source.get(ref.id);
                 auto list = bytes ? decode_extent_list(*bytes) : Result<std::vector<Extent>>(bytes.error());
                 if (!list) {
-                    mine.emplace_back(problem(ref.id, "corrupt-object", fmt::format("extent list {}: {}", ref.id.hex(), list.error().message)), "");
+                    mine.push_back(problem(ref.id, "corrupt-object", fmt::format("extent list {}: {}", ref.id.hex(), list.error().message)));
                 } else {
-                    auto saved = std::move(out);
-                    out.clear();
-                    DVOL_CHECK(extents(*list));
-                    mine = std::move(out);
-                    out = std::move(saved);
+                    DVOL_CHECK(extents(*list, mine));
                 }
             }
-            below.emplace(ref.id, mine);
             out.insert(out.end(), mine.begin(), mine.end());
+            list_below.emplace(ref.id, std::move(mine));
         }
         return out;
     }
 
-    Result<std::vector<std::pair<size_t, std::string>>> check_tree(const ObjectId& id, bool top) {
-        if (auto it = below.find(id); it != below.end()) return it->second;
-        std::vector<std::pair<size_t, std::string>> out;
-        DVOL_TRY(auto leaf, check_leaf(id));
-        if (leaf) {
-            out.emplace_back(*leaf, "");
-        } else {
+    // Checks tree `root` and everything below it (unless done before), depth-first with a stack
+    // of frames rather than the C stack: any depth.
+    Status check_tree(const ObjectId& root) {
+        struct Frame {
+            ObjectId id;
+            Tree tree;
+            size_t next = 0;
+            std::vector<Item> items;
+        };
+        std::vector<Frame> frames;
+        // Starts on tree `id`: a frame when it is to be walked, its items at once when it cannot
+        // be read. False when it was walked before.
+        auto open = [&](const ObjectId& id) -> Result<bool> {
+            if (below.contains(id)) return false;
+            DVOL_TRY(auto leaf, check_leaf(id));
+            if (leaf) {
+                below[id] = {Item{"", leaf, {}}};
+                return true;
+            }
             auto bytes = source.get(id);
             auto tree = bytes ? decode_tree(*bytes) : Result<Tree>(bytes.error());
             if (!tree) {
-                out.emplace_back(problem(id, "corrupt-object", fmt::format("tree {}: {}", id.hex(), tree.error().message)), "");
-            } else {
-                for (const auto& e : tree->entries) {
-                    std::string name = top ? "" : e.name;
-                    std::vector<std::pair<size_t, std::string>> sub;
-                    if (e.type == EntryType::dir) {
-                        DVOL_TRY(sub, check_tree(e.subtree, false));
-                    } else if (e.type == EntryType::file) {
-                        DVOL_TRY(sub, check_content(e.content));
-                    }
-                    for (auto& [p, path] : sub) out.emplace_back(p, join(name, path));
+                below[id] = {Item{"", problem(id, "corrupt-object", fmt::format("tree {}: {}", id.hex(), tree.error().message)), {}}};
+                return true;
+            }
+            frames.push_back(Frame{id, std::move(*tree), 0, {}});
+            return true;
+        };
+        DVOL_CHECK(open(root));
+        while (!frames.empty()) {
+            Frame& f = frames.back();
+            if (f.next == f.tree.entries.size()) {
+                ObjectId id = f.id;
+                below[id] = std::move(f.items);
+                frames.pop_back();
+                continue;
+            }
+            const TreeEntry& e = f.tree.entries[f.next];
+            if (e.type == EntryType::dir) {
+                if (!below.contains(e.subtree)) {
+                    ObjectId sub = e.subtree;  // open() may move the frame
+                    DVOL_CHECK(open(sub));
+                    continue;  // back to this entry once its subtree is done
                 }
+                if (!below[e.subtree].empty()) f.items.push_back(Item{e.name, {}, e.subtree});
+            } else if (e.type == EntryType::file) {
+                DVOL_TRY(auto found, check_content(e.content));
+                for (size_t p : found) f.items.push_back(Item{e.name, p, {}});
+            }
+            f.next++;
+        }
+        return {};
+    }
+
+    // The (problem, path) pairs below tree `id` (checked), with `path` the tree's own path.
+    std::vector<std::pair<size_t, std::string>> expand(const ObjectId& id, const std::string& path) {
+        std::vector<std::pair<size_t, std::string>> out;
+        struct Frame {
+            const std::vector<Item>* items;
+            size_t next = 0;
+            size_t path_len = 0;
+        };
+        std::string cur = path;
+        std::vector<Frame> frames{Frame{&below[id], 0, cur.size()}};
+        while (!frames.empty()) {
+            Frame& f = frames.back();
+            if (f.next == f.items->size()) {
+                frames.pop_back();
+                continue;
+            }
+            const Item& item = (*f.items)[f.next++];
+            cur.resize(f.path_len);
+            if (!item.name.empty()) {
+                if (!cur.empty()) cur += '/';
+                cur += item.name;
+            }
+            if (item.problem) out.emplace_back(*item.problem, cur);
+            if (item.subtree) frames.push_back(Frame{&below[*item.subtree], 0, cur.size()});
+        }
+        return out;
+    }
+
+    // A commit's top tree: one entry, the live directory, whose subtree is checked.
+    Result<std::vector<std::pair<size_t, std::string>>> check_top(const ObjectId& top) {
+        DVOL_TRY(auto leaf, check_leaf(top));
+        if (leaf) return std::vector<std::pair<size_t, std::string>>{{*leaf, ""}};
+        auto bytes = source.get(top);
+        auto tree = bytes ? decode_tree(*bytes) : Result<Tree>(bytes.error());
+        if (!tree) return std::vector<std::pair<size_t, std::string>>{
+            {problem(top, "corrupt-object", fmt::format("tree {}: {}", top.hex(), tree.error().message)), ""}};
+        std::vector<std::pair<size_t, std::string>> out;
+        for (const auto& e : tree->entries) {
+            if (e.type == EntryType::dir) {
+                DVOL_CHECK(check_tree(e.subtree));
+                auto sub = expand(e.subtree, "");
+                out.insert(out.end(), sub.begin(), sub.end());
+            } else if (e.type == EntryType::file) {
+                DVOL_TRY(auto found, check_content(e.content));
+                for (size_t p : found) out.emplace_back(p, "");
             }
         }
-        below.emplace(id, out);
         return out;
     }
 };
@@ -123,7 +202,7 @@ struct Checker {
 Result<FsckReport> Repository::fsck(const ProgressFn& progress) {
     DVOL_TRY(auto lock, StoreLock::acquire(*paths_, false, wait_notice_));
     FsckReport report;
-    Checker check{*store_, report.problems, {}, {}, {}};
+    Checker check{*store_, report.problems, {}, {}, {}, {}};
 
     // Every object: re-read, decompress, re-hash.
     uint64_t bytes = 0;
@@ -152,7 +231,7 @@ Result<FsckReport> Repository::fsck(const ProgressFn& progress) {
                                                       {FsckAffected{vname, cid.hex(), ""}}});
                 continue;
             }
-            DVOL_TRY(auto found, check.check_tree(decoded->tree, true));
+            DVOL_TRY(auto found, check.check_top(decoded->tree));
             for (const auto& [p, path] : found) {
                 auto& affects = report.problems[p].affects;
                 FsckAffected a{vname, cid.hex(), path};
