@@ -109,6 +109,22 @@ Result<UniqueFd> open_beneath(int dirfd, const std::string& name, int flags, con
     return out;
 }
 
+Result<UniqueFd> open_path_beneath(int dirfd, const std::string& rel, int flags, const std::string& path) {
+    // One component at a time: each is refused as open_beneath refuses it.
+    UniqueFd dir;
+    int at = dirfd;
+    size_t start = 0;
+    for (;;) {
+        size_t slash = rel.find('/', start);
+        std::string name = rel.substr(start, slash == std::string::npos ? std::string::npos : slash - start);
+        if (name.empty() || name == "." || name == "..") return make_error(Errc::invalid_argument, fmt::format("{} is not a path inside the directory", path));
+        if (slash == std::string::npos) return open_beneath(at, name, flags, path);
+        DVOL_TRY(dir, open_beneath(at, name, O_RDONLY | O_DIRECTORY, path));
+        at = dir.get();
+        start = slash + 1;
+    }
+}
+
 Result<UniqueFd> open_dir_nofollow(const std::string& path) {
     auto slash = path.find_last_of('/');
     if (slash == std::string::npos || slash + 1 == path.size()) return open_file(path, O_RDONLY | O_DIRECTORY);

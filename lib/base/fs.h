@@ -46,6 +46,9 @@ Result<UniqueFd> open_at(int dirfd, const std::string& name, int flags, unsigned
 // the kernel has it (Linux 5.6), else openat(O_NOFOLLOW) and a comparison of mount ids
 // (statx, Linux 5.8) or devices. `path` is for messages.
 Result<UniqueFd> open_beneath(int dirfd, const std::string& name, int flags, const std::string& path, unsigned mode = 0644);
+// The same for a relative path of several components, none of them a symlink, a mount point
+// or "..".
+Result<UniqueFd> open_path_beneath(int dirfd, const std::string& rel, int flags, const std::string& path);
 // Opens the directory `path` for reading, following symlinks in its parents but not in its
 // last component: a symlink there (or anything but a directory) is refused with an Errc::io
 // error that says so. For a volume's live directory, which must be a directory of its own.

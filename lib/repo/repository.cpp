@@ -582,7 +582,8 @@ Result<std::vector<FileDiff>> Repository::diff(const std::string& volume, const 
             if (!e) return std::optional<std::string>();
             if (e->size > kMaxTextDiffSize) return std::optional<std::string>();
             if (!live) return read_content(*store_, e->content, e->size, kMaxTextDiffSize);
-            DVOL_TRY(UniqueFd f, open_file(paths_->live_dir(volume) + "/" + ch.path, O_RDONLY | O_NOFOLLOW));
+            DVOL_TRY(UniqueFd live_fd, open_dir_nofollow(paths_->live_dir(volume)));
+            DVOL_TRY(UniqueFd f, open_path_beneath(live_fd.get(), ch.path, O_RDONLY, ch.path));
             std::string data(e->size, '\0');
             DVOL_TRY(size_t n, read_some(f.get(), std::as_writable_bytes(std::span(data)), ch.path));
             data.resize(n);

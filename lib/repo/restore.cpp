@@ -50,7 +50,8 @@ timespec to_timespec(int64_t ns) {
 
 Status Restorer::restore(const std::string& live_dir, const ObjectId* top) {
     is_root_ = ::geteuid() == 0;
-    DVOL_TRY(root_fd_, open_file(live_dir, O_RDONLY | O_DIRECTORY));
+    // Never through a symlink: that would delete another directory's files and write there.
+    DVOL_TRY(root_fd_, open_dir_nofollow(live_dir));
     if (!top) return sync_tree(live_dir, Tree{});
     TreeEntry root;
     DVOL_TRY(Tree tree, load_root(*top, root));
@@ -71,8 +72,8 @@ Result<Tree> Restorer::load_root(const ObjectId& top, TreeEntry& root) {
 }
 
 Status Restorer::verify(const std::string& live_dir, const ObjectId* top) {
+    DVOL_TRY(UniqueFd fd, open_dir_nofollow(live_dir));
     if (!top) return {};
-    DVOL_TRY(UniqueFd fd, open_file(live_dir, O_RDONLY | O_DIRECTORY));
     TreeEntry root;
     DVOL_TRY(Tree tree, load_root(*top, root));
     DVOL_CHECK(verify_tree(fd.get(), live_dir, std::move(tree)));

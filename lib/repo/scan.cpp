@@ -42,7 +42,9 @@ Result<ObjectId> Scanner::scan(const std::string& live_dir) {
     // take and drop SQLite's shared lock (docs/DECISIONS.md; figures in bench/RESULTS.md).
     DVOL_TRY(auto reads, meta::Db::ReadScope::begin(cache_.db()));
     scan_ns_ = now_ns();
-    DVOL_TRY(UniqueFd fd, open_file(live_dir, O_RDONLY | O_DIRECTORY));
+    // The live directory itself is never reached through a symlink: that would commit another
+    // directory's data.
+    DVOL_TRY(UniqueFd fd, open_dir_nofollow(live_dir));
     struct stat st;
     if (::fstat(fd.get(), &st) != 0) return errno_error("stat", live_dir);
     TreeEntry root;

@@ -18,10 +18,23 @@ unmount_all() {
 }
 trap 'unmount_all; cleanup' EXIT
 
+# section N: whether section N runs (all of them, or those DVOL_HOSTILE_SECTIONS lists, e.g.
+# "4 7", to run a few while working on them).
+section() {
+    [ -z "${DVOL_HOSTILE_SECTIONS:-}" ] || [[ " $DVOL_HOSTILE_SECTIONS " == *" $1 "* ]]
+}
+
 # use_store NAME: a fresh store under the test's directory.
 use_store() {
     export DVOL_ROOT="$TEST_TMP/$1"
     mkdir -p "$DVOL_ROOT"
+}
+
+# refs_state VOLUME: the volume's log, branches and reflog, to compare before and after.
+refs_state() {
+    tdvol log --json "$1" 2>&1
+    tdvol branch --json "$1" 2>&1
+    tdvol reflog --json "$1" 2>&1
 }
 
 # deep_chain DIR N: N nested directories named d under DIR, and in the last one a file f.
@@ -85,6 +98,7 @@ deep_round() {
 # past about 5,400 levels with an 8 MiB stack, fsck and reset on deeper trees. 6,000 levels as
 # in the issue, on the test's own file system; 100,000 on a tmpfs when root (rmdir of each
 # level costs milliseconds on some disks).
+if section 1; then
 echo "== deep nesting: 6,000 levels"
 deep_round deep6k 6000
 if [ "$IS_ROOT" = 1 ] && mkdir -p "$TEST_TMP/deepfs" && mount -t tmpfs -o size=1g tmpfs "$TEST_TMP/deepfs" 2>/dev/null; then
@@ -97,6 +111,42 @@ if [ "$IS_ROOT" = 1 ] && mkdir -p "$TEST_TMP/deepfs" && mount -t tmpfs -o size=1
     umount "$TEST_TMP/deepfs" && MOUNTS=()
 else
     echo "note: 100,000 levels skipped: not root, or a tmpfs cannot be mounted here"
+fi
+fi
+
+# --- 4. A live directory replaced by a symlink ------------------------------------------------
+# With volumes/lv/data a symlink to another directory, reset --hard HEAD deleted that
+# directory's files and wrote the commit there. The live directory is opened with O_NOFOLLOW:
+# every command that reads or writes it refuses, naming it, and changes nothing.
+if section 4; then
+echo "== a symlinked live directory"
+use_store symlinked
+expect_ok tdvol init lv || abort
+LV=$(tdvol path lv)
+echo "committed" >"$LV/a.txt"
+expect_ok tdvol commit -m A lv || abort
+OTHER="$TEST_TMP/other"
+mkdir -p "$OTHER/sub"
+echo "precious" >"$OTHER/precious"
+echo "also precious" >"$OTHER/sub/more"
+OTHER_BEFORE=$(manifest "$OTHER")
+mv "$LV" "$TEST_TMP/lv-data"
+ln -s "$OTHER" "$LV"
+expect_ok tdvol checkout -b other lv  # moves no data: allowed
+REFS_BEFORE=$(refs_state lv)
+for cmd in "reset --hard HEAD lv" "reset --hard master lv" "checkout -f master lv" "commit -m B lv" "status lv" \
+    "diff --volume lv"; do
+    # shellcheck disable=SC2086  # the command's words
+    expect_fail 1 tdvol $cmd
+    expect_stderr_contains "is a symlink, not a directory"
+done
+expect_eq "nothing in the symlink's target changed" "$OTHER_BEFORE" "$(manifest "$OTHER")"
+expect_eq "no branch moved, no commit was made" "$REFS_BEFORE" "$(refs_state lv)"
+rm "$LV"
+mv "$TEST_TMP/lv-data" "$LV"
+expect_ok tdvol checkout master lv
+expect_ok tdvol reset --hard HEAD lv
+expect_eq "with the directory back, the live directory holds the commit" "committed" "$(cat "$LV/a.txt")"
 fi
 
 finish
