@@ -407,7 +407,8 @@ Result<std::vector<MountPoint>> mounts_at_or_below(int dirfd, const std::string&
                 type = unescape_mount_field(fields[i + 1]);
                 break;
             }
-        out.push_back(MountPoint{std::move(mp), std::move(type)});
+        bool itself = mp == real;
+        out.push_back(MountPoint{std::move(mp), std::move(type), itself});
     }
     return out;
 }

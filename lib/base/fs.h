@@ -93,6 +93,7 @@ Status remove_entry_at(int dirfd, const std::string& name, const std::string& pa
 struct MountPoint {
     std::string path;     // absolute, in this process's mount namespace
     std::string fs_type;  // "tmpfs", "ext4", "fuse.sshfs", ...
+    bool is_dir_itself = false;  // the directory asked about is this mount's root
 };
 // The mount points at the directory `dirfd` (when it is one itself) and below it, as this
 // process's mount namespace sees them; `path` (the directory's name, for messages) is not

@@ -58,6 +58,15 @@ private:
     bool started_ = false;
 };
 
+// A failure of a reset or checkout after the branch moved (or became the active one). The
+// contract is git's (docs/DECISIONS.md, "The reset contract"): everything that can be refused is
+// refused before the move, so what fails after it comes from outside (a full disk, an I/O
+// error, a mount made meanwhile), and once that is fixed, 'dvol reset --hard HEAD' finishes.
+Error unfinished(Error e, const std::string& moved) {
+    e.message += fmt::format(" ({}; once this is fixed, 'dvol reset --hard HEAD' finishes the restore)", moved);
+    return e;
+}
+
 }  // namespace
 
 bool valid_name(std::string_view name) {
@@ -172,6 +181,17 @@ Status Repository::remove_volume(const std::string& name) {
         return std::move(v).error();
     }
     DVOL_TRY(auto lock, VolumeLock::acquire(*paths_, name, wait_notice_));
+    // A mount at or below the volume's directory (its live directory made a tmpfs, a bind
+    // mount inside it) would be emptied and then stop the removal half-way, leaving a leftover
+    // that cannot be deleted. Refuse before anything is deleted.
+    std::string vdir = paths_->volume_dir(name);
+    if (auto vfd = open_file(vdir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW); vfd) {
+        DVOL_TRY(auto mounts, mounts_at_or_below(vfd->get(), vdir));
+        if (!mounts.empty())
+            return make_error(Errc::busy, fmt::format("cannot remove volume {}: {} is a mount point ({}); dvol deletes nothing across a mount: "
+                                                      "unmount it first",
+                                                      name, mounts.front().path, mounts.front().fs_type));
+    }
     {
         DVOL_TRY(auto txn, meta::Db::Transaction::begin(*db_));
         DVOL_CHECK(refs_->drop_volume(v->id));
@@ -180,7 +200,6 @@ Status Repository::remove_volume(const std::string& name) {
     }
     // The rows are gone; the directory is now garbage. Move it aside first so a new volume of
     // the same name never sees half of it.
-    std::string vdir = paths_->volume_dir(name);
     std::string trash = paths_->trash(random_name());
     if (::rename(vdir.c_str(), trash.c_str()) != 0) return errno_error("move aside", vdir);
     return remove_tree(trash);
@@ -392,7 +411,9 @@ Result<ResetOutcome> Repository::reset_hard(const std::string& volume, const std
         DVOL_CHECK(refs_->swap_tip(v.id, v.branch, old_tip, target, fmt::format("reset: moving to {}", ref)));
         DVOL_CHECK(txn.commit());
     }
-    return materialise(v, &tree, target, std::move(verified), progress);
+    auto out = materialise(v, &tree, target, std::move(verified), progress);
+    if (!out) return unfinished(std::move(out).error(), fmt::format("branch {} of {} now names {}", v.branch, volume, target.hex().substr(0, 12)));
+    return out;
 }
 
 Result<ObjectIdSet> Repository::verify_restore(const Volume& v, const ObjectId* tree) {
@@ -410,13 +431,17 @@ Result<ResetOutcome> Repository::materialise(const Volume& v, const ObjectId* tr
     restorer.trust(std::move(verified));
     restorer.set_progress(progress);
     Status restored = restorer.restore(paths_->live_dir(v.name), tree);
-    {
-        // The rows of whatever was done are saved even when the restore failed half-way.
+    // The rows of whatever was done are saved even when the restore failed half-way.
+    Status saved = [&]() -> Status {
         DVOL_TRY(auto txn, meta::Db::Transaction::begin(*db_));
         DVOL_CHECK(cache.write_batch());
-        DVOL_CHECK(txn.commit());
-    }
+        return txn.commit();
+    }();
+    // The restore's own failure first: it is what must be fixed (a full disk fails the file
+    // write, and then the database too). Rows not saved only cost a re-read: a file written
+    // since its row was saved has another ctime, so the old row no longer matches it.
     DVOL_CHECK(restored);
+    DVOL_CHECK(saved);
     return ResetOutcome{commit, restorer.stats().files_written, restorer.stats().bytes_written, restorer.stats().removed,
                         restorer.warnings()};
 }
@@ -532,7 +557,9 @@ Result<CheckoutOutcome> Repository::checkout(const std::string& volume, const st
         DVOL_CHECK(refs_->set_active_branch(v.id, branch));
         DVOL_CHECK(txn.commit());
     }
-    DVOL_TRY(out.restore, materialise(v, tree ? &*tree : nullptr, target->tip.value_or(ObjectId{}), std::move(verified), progress));
+    auto restored = materialise(v, tree ? &*tree : nullptr, target->tip.value_or(ObjectId{}), std::move(verified), progress);
+    if (!restored) return unfinished(std::move(restored).error(), fmt::format("the active branch of {} is now {}", volume, branch));
+    out.restore = std::move(*restored);
     return out;
 }
 

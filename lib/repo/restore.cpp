@@ -73,6 +73,15 @@ Result<Tree> Restorer::load_root(const ObjectId& top, TreeEntry& root) {
 
 Status Restorer::verify(const std::string& live_dir, const ObjectId* top) {
     DVOL_TRY(UniqueFd fd, open_dir_nofollow(live_dir));
+    // A mount inside the live directory would have its files deleted or overwritten by the
+    // restore (a bind mount of a directory outside, say): refuse before anything changes. The
+    // live directory itself may be a mount (a file system of its own).
+    DVOL_TRY(auto mounts, mounts_at_or_below(fd.get(), live_dir));
+    for (const auto& m : mounts)
+        if (!m.is_dir_itself)
+            return make_error(Errc::busy, fmt::format("{} is a mount point ({}) inside the live directory {}; dvol does not remove or write "
+                                                      "across a mount: unmount it first",
+                                                      m.path, m.fs_type, live_dir));
     if (!top) return {};
     TreeEntry root;
     DVOL_TRY(Tree tree, load_root(*top, root));
