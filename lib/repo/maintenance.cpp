@@ -1,6 +1,7 @@
 // Repository maintenance: the reflog, fsck and gc.
 #include <map>
 #include <optional>
+#include <tuple>
 #include <unordered_map>
 
 #include <fmt/format.h>
@@ -8,6 +9,7 @@
 #include "meta/db.h"
 #include "meta/mark_set.h"
 #include "repo/locks.h"
+#include "repo/readers.h"
 #include "repo/repository.h"
 #include "repo/stat_cache.h"
 #include "repo/walk.h"
@@ -25,6 +27,7 @@ namespace {
 // fsck's walk: which problems lie below each tree, memoised, so a tree shared by many commits is
 // checked once.
 struct Checker {
+    Checker(ObjectSource& s, std::vector<FsckProblem>& p) : source(s), problems(p) {}
     ObjectSource& source;
     std::vector<FsckProblem>& problems;
     std::unordered_map<ObjectId, size_t, ObjectIdHash> bad;  // object -> problem index
@@ -35,9 +38,23 @@ struct Checker {
         std::string name;                 // the entry's name ("": the tree itself)
         std::optional<size_t> problem;    // a problem at the entry (or the tree itself)
         std::optional<ObjectId> subtree;  // or: the entry's subtree, which has items of its own
+        std::optional<std::string> link;  // or: a hard link's target, checked per commit (it is a path from the live directory)
     };
     std::unordered_map<ObjectId, std::vector<Item>, ObjectIdHash> below;
-    std::unordered_map<ObjectId, std::vector<size_t>, ObjectIdHash> list_below;  // extent list -> problems
+    // What fsck knows of an extent list once checked: its problems, and what its references
+    // are checked against.
+    struct ListInfo {
+        std::vector<size_t> problems;
+        bool readable = false;
+        uint64_t count = 0, bytes = 0;
+        bool first_hole = false, last_hole = false;
+    };
+
+    std::unordered_map<ObjectId, ListInfo, ObjectIdHash> list_below;  // extent list -> what is known of it
+    std::map<std::pair<ObjectId, uint64_t>, size_t> bad_length;        // (chunk, length an extent says) -> problem
+    std::map<std::tuple<ObjectId, uint64_t, uint64_t>, size_t> bad_ref;  // (list, count, bytes) -> problem
+    std::map<std::pair<ObjectId, std::string>, size_t> bad_link;        // (live directory's tree, link path) -> problem
+    std::unordered_map<ObjectId, std::vector<std::pair<size_t, std::string>>, ObjectIdHash> links_checked;  // live directory's tree -> link problems
     std::vector<std::byte> buf;
 
     size_t problem(const ObjectId& id, const std::string& kind, const std::string& message) {
@@ -54,12 +71,25 @@ struct Checker {
         return std::optional<size_t>();
     }
 
+    // A chunk at an extent: present, and exactly as long as the extent says.
+    Result<std::optional<size_t>> check_chunk(const ObjectId& id, uint64_t length) {
+        if (auto it = bad.find(id); it != bad.end()) return std::optional<size_t>(it->second);
+        DVOL_TRY(auto len, source.size_of(id));
+        if (!len) return std::optional<size_t>(problem(id, "missing-object", fmt::format("object {} is referenced but not in the store", id.hex())));
+        if (*len == length) return std::optional<size_t>();
+        auto [it, fresh] = bad_length.emplace(std::make_pair(id, length), problems.size());
+        if (fresh)
+            problems.push_back(FsckProblem{"bad-extent", id.hex(),
+                                           fmt::format("an extent says chunk {} holds {} bytes; it holds {}", id.hex(), length, *len), {}});
+        return std::optional<size_t>(it->second);
+    }
+
     Result<std::vector<size_t>> check_content(const FileContent& c) {
         std::vector<size_t> out;
         auto extents = [&](const std::vector<Extent>& xs, std::vector<size_t>& into) -> Status {
             for (const auto& x : xs) {
                 if (x.hole) continue;
-                DVOL_TRY(auto p, check_leaf(x.id));
+                DVOL_TRY(auto p, check_chunk(x.id, x.length));
                 if (p) into.push_back(*p);
             }
             return {};
@@ -68,26 +98,48 @@ struct Checker {
             DVOL_CHECK(extents(c.extents, out));
             return out;
         }
+        bool last_hole = false;
         for (const auto& ref : c.lists) {
-            if (auto it = list_below.find(ref.id); it != list_below.end()) {
-                out.insert(out.end(), it->second.begin(), it->second.end());
+            auto it = list_below.find(ref.id);
+            if (it == list_below.end()) {
+                ListInfo info;
+                DVOL_TRY(auto p, check_leaf(ref.id));
+                if (p) {
+                    info.problems.push_back(*p);
+                } else {
+                    auto bytes = source.get(ref.id);
+                    auto list = bytes ? decode_extent_list(*bytes) : Result<std::vector<Extent>>(bytes.error());
+                    if (!list) {
+                        info.problems.push_back(problem(ref.id, "corrupt-object", fmt::format("extent list {}: {}", ref.id.hex(), list.error().message)));
+                    } else {
+                        DVOL_CHECK(extents(*list, info.problems));
+                        info.readable = true;
+                        info.count = list->size();
+                        for (const auto& x : *list) info.bytes += x.length;
+                        info.first_hole = list->front().hole;
+                        info.last_hole = list->back().hole;
+                    }
+                }
+                it = list_below.emplace(ref.id, std::move(info)).first;
+            }
+            const ListInfo& info = it->second;
+            out.insert(out.end(), info.problems.begin(), info.problems.end());
+            if (!info.readable) {
+                last_hole = false;
                 continue;
             }
-            std::vector<size_t> mine;
-            DVOL_TRY(auto p, check_leaf(ref.id));
-            if (p) {
-                mine.push_back(*p);
-            } else {
-                auto bytes = source.get(ref.id);
-                auto list = bytes ? decode_extent_list(*bytes) : Result<std::vector<Extent>>(bytes.error());
-                if (!list) {
-                    mine.push_back(problem(ref.id, "corrupt-object", fmt::format("extent list {}: {}", ref.id.hex(), list.error().message)));
-                } else {
-                    DVOL_CHECK(extents(*list, mine));
-                }
+            // What only the reference shows: the list's count and the bytes it covers, and no
+            // hole after a hole across lists (FORMAT.md, "File content and extents").
+            std::string why;
+            if (info.count != ref.count) why = fmt::format("has {} extents where its file says {}", info.count, ref.count);
+            else if (info.bytes != ref.length) why = fmt::format("covers {} bytes where its file says {}", info.bytes, ref.length);
+            else if (last_hole && info.first_hole) why = "starts with a hole after a hole";
+            if (!why.empty()) {
+                auto [bit, fresh] = bad_ref.emplace(std::make_tuple(ref.id, ref.count, ref.length), problems.size());
+                if (fresh) problems.push_back(FsckProblem{"corrupt-object", ref.id.hex(), fmt::format("extent list {} {}", ref.id.hex(), why), {}});
+                out.push_back(bit->second);
             }
-            out.insert(out.end(), mine.begin(), mine.end());
-            list_below.emplace(ref.id, std::move(mine));
+            last_hole = info.last_hole;
         }
         return out;
     }
@@ -108,13 +160,13 @@ struct Checker {
             if (below.contains(id)) return false;
             DVOL_TRY(auto leaf, check_leaf(id));
             if (leaf) {
-                below[id] = {Item{"", leaf, {}}};
+                below[id] = {Item{"", leaf, {}, {}}};
                 return true;
             }
             auto bytes = source.get(id);
             auto tree = bytes ? decode_tree(*bytes) : Result<Tree>(bytes.error());
             if (!tree) {
-                below[id] = {Item{"", problem(id, "corrupt-object", fmt::format("tree {}: {}", id.hex(), tree.error().message)), {}}};
+                below[id] = {Item{"", problem(id, "corrupt-object", fmt::format("tree {}: {}", id.hex(), tree.error().message)), {}, {}}};
                 return true;
             }
             frames.push_back(Frame{id, std::move(*tree), 0, {}});
@@ -136,10 +188,12 @@ struct Checker {
                     DVOL_CHECK(open(sub));
                     continue;  // back to this entry once its subtree is done
                 }
-                if (!below[e.subtree].empty()) f.items.push_back(Item{e.name, {}, e.subtree});
+                if (!below[e.subtree].empty()) f.items.push_back(Item{e.name, {}, e.subtree, {}});
             } else if (e.type == EntryType::file) {
                 DVOL_TRY(auto found, check_content(e.content));
-                for (size_t p : found) f.items.push_back(Item{e.name, p, {}});
+                for (size_t p : found) f.items.push_back(Item{e.name, p, {}, {}});
+            } else if (e.type == EntryType::hardlink) {
+                f.items.push_back(Item{e.name, {}, {}, e.target});
             }
             f.next++;
         }
@@ -147,7 +201,9 @@ struct Checker {
     }
 
     // The (problem, path) pairs below tree `id` (checked), with `path` the tree's own path.
-    std::vector<std::pair<size_t, std::string>> expand(const ObjectId& id, const std::string& path) {
+    // With `links`, the hard links below it go there as (path, target).
+    std::vector<std::pair<size_t, std::string>> expand(const ObjectId& id, const std::string& path,
+                                                       std::vector<std::pair<std::string, std::string>>* links = nullptr) {
         std::vector<std::pair<size_t, std::string>> out;
         struct Frame {
             const std::vector<Item>* items;
@@ -169,8 +225,27 @@ struct Checker {
                 cur += item.name;
             }
             if (item.problem) out.emplace_back(*item.problem, cur);
+            if (item.link && links) links->emplace_back(cur, *item.link);
             if (item.subtree) frames.push_back(Frame{&below[*item.subtree], 0, cur.size()});
         }
+        return out;
+    }
+
+    // The hard links of live directory tree `root`: each names a file that comes before it
+    // (FORMAT.md, "Trees"). Checked once per tree.
+    Result<std::vector<std::pair<size_t, std::string>>> check_links(const ObjectId& root, const std::vector<std::pair<std::string, std::string>>& links) {
+        std::vector<std::pair<size_t, std::string>> out;
+        if (links.empty()) return out;
+        if (auto it = links_checked.find(root); it != links_checked.end()) return it->second;
+        TreePaths paths(source, root);
+        for (const auto& [path, target] : links) {
+            DVOL_TRY(auto why, hardlink_problem(paths, path, target));
+            if (!why) continue;
+            auto [it, fresh] = bad_link.emplace(std::make_pair(root, path), problems.size());
+            if (fresh) problems.push_back(FsckProblem{"bad-hardlink", root.hex(), fmt::format("tree {}: {}", root.hex(), *why), {}});
+            out.emplace_back(it->second, path);
+        }
+        links_checked.emplace(root, out);
         return out;
     }
 
@@ -186,8 +261,11 @@ struct Checker {
         for (const auto& e : tree->entries) {
             if (e.type == EntryType::dir) {
                 DVOL_CHECK(check_tree(e.subtree));
-                auto sub = expand(e.subtree, "");
+                std::vector<std::pair<std::string, std::string>> links;
+                auto sub = expand(e.subtree, "", &links);
                 out.insert(out.end(), sub.begin(), sub.end());
+                DVOL_TRY(auto bad_links, check_links(e.subtree, links));
+                out.insert(out.end(), bad_links.begin(), bad_links.end());
             } else if (e.type == EntryType::file) {
                 DVOL_TRY(auto found, check_content(e.content));
                 for (size_t p : found) out.emplace_back(p, "");
@@ -202,7 +280,7 @@ struct Checker {
 Result<FsckReport> Repository::fsck(const ProgressFn& progress) {
     DVOL_TRY(auto lock, StoreLock::acquire(*paths_, false, wait_notice_));
     FsckReport report;
-    Checker check{*store_, report.problems, {}, {}, {}, {}};
+    Checker check(*store_, report.problems);
 
     // Every object: re-read, decompress, re-hash.
     uint64_t bytes = 0;

@@ -85,7 +85,10 @@ Status Restorer::verify(const std::string& live_dir, const ObjectId* top) {
     if (!top) return {};
     TreeEntry root;
     DVOL_TRY(Tree tree, load_root(*top, root));
+    TreePaths paths(store_, root.subtree);
+    links_ = &paths;
     DVOL_CHECK(verify_tree(fd.get(), live_dir, std::move(tree)));
+    links_ = nullptr;
     return verify_pending();
 }
 
@@ -99,9 +102,10 @@ Status Restorer::verify_tree(int root_fd, const std::string& live_dir, Tree targ
         size_t next = 0;
         size_t path_len = 0;
         bool on_disk = false;
+        ObjectId tree_id;
     };
     std::vector<Frame> frames;
-    frames.push_back(Frame{std::move(target), 0, 0, true});
+    frames.push_back(Frame{std::move(target), 0, 0, true, links_->root()});
     std::string path;
     while (!frames.empty()) {
         Frame& f = frames.back();
@@ -118,7 +122,7 @@ Status Restorer::verify_tree(int root_fd, const std::string& live_dir, Tree targ
         struct stat st;
         bool have = f.on_disk && ::fstatat(dirs.fd(), want.name.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0;
         if (want.type == EntryType::dir) {
-            Frame sub{{}, 0, path.size(), false};
+            Frame sub{{}, 0, path.size(), false, want.subtree};
             DVOL_TRY(sub.tree, load_tree(store_, nullptr, want.subtree));
             if (have && S_ISDIR(st.st_mode)) {
                 auto entered = dirs.enter(want.name, path);
@@ -128,6 +132,10 @@ Status Restorer::verify_tree(int root_fd, const std::string& live_dir, Tree targ
             frames.push_back(std::move(sub));
         } else if (want.type == EntryType::file) {
             DVOL_CHECK(verify_file(path, want, have && S_ISREG(st.st_mode) ? &st : nullptr));
+        } else if (want.type == EntryType::hardlink) {
+            // The restore makes a link from its target, which must be a file made before it.
+            DVOL_TRY(auto why, hardlink_problem(*links_, path, want.target));
+            if (why) return make_error(Errc::corrupt, fmt::format("tree {}: {}", f.tree_id.hex(), *why));
         }
     }
     return {};
@@ -152,6 +160,13 @@ Status Restorer::verify_file(const std::string& rel, const TreeEntry& want, cons
         DVOL_TRY(auto n, cur.next());
         if (!n) return {};
         if (n->hole) continue;
+        // A chunk must be exactly as long as its extent says (the restore would write fewer
+        // bytes, leaving zeros, or more).
+        DVOL_TRY(auto len, store_.size_of(n->id));
+        if (!len) return make_error(Errc::not_found, fmt::format("{}: chunk {} is not in the store; run dvol fsck", rel, n->id.hex()));
+        if (*len != n->length)
+            return make_error(Errc::corrupt, fmt::format("{}: chunk {} holds {} bytes but its extent at offset {} says {}; run dvol fsck", rel,
+                                                         n->id.hex(), *len, cur.offset(), n->length));
         if (old_cur) {
             while (o && old_cur->offset() < cur.offset()) {
                 DVOL_TRY(o, old_cur->next());
@@ -390,7 +405,7 @@ Status Restorer::write_extent(int fd, const std::string& rel, uint64_t offset, c
     // Decoding, hashing and writing go to flush_writes. The file's own ranges are disjoint, so
     // the order of the writes does not matter.
     DVOL_CHECK(queue_record(x.id));
-    writes_.push_back(Write{fd, offset, &rel, !verified_.contains(x.id), compare_first});
+    writes_.push_back(Write{fd, offset, x.length, &rel, !verified_.contains(x.id), compare_first});
     if (batch_full()) return flush_writes();
     return {};
 }
@@ -400,6 +415,8 @@ Status Restorer::flush_writes() {
         const Write& w = writes_[i];
         auto& buf = decode_bufs_[worker];
         DVOL_CHECK(ObjectStore::decode_stored(pending_[i], buf, w.check_hash));
+        if (buf.size() != w.length)  // verify() refuses these before anything changes
+            return make_error(Errc::corrupt, fmt::format("{}: a chunk of {} bytes where its extent says {}", *w.rel, buf.size(), w.length));
         if (!w.compare_first) return pwrite_all(w.fd, buf, w.offset, *w.rel);
         return write_changed(w, buf, current_bufs_[worker]);
     });

@@ -112,6 +112,7 @@ private:
     // Chunks verified by verify() (or queued for it): restore decodes them without hashing
     // them again (see ObjectStore::get_verified).
     ChunkSet verified_;
+    TreePaths* links_ = nullptr;  // during verify(): the target's entries, for hard links
     std::vector<ObjectStore::StoredObject> pending_;
     size_t pending_count_ = 0;
     size_t pending_bytes_ = 0;
@@ -119,6 +120,7 @@ private:
     struct Write {
         int fd;
         uint64_t offset;
+        uint64_t length;  // the extent's: the decoded chunk must have exactly that many bytes
         const std::string* rel;
         bool check_hash;
         bool compare_first;

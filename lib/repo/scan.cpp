@@ -29,6 +29,10 @@ Result<ObjectId> Scanner::put_tree(const Tree& tree) {
     auto bytes = encode_tree(tree);
     ObjectId id = sha256(bytes);
     if (store_objects_) {
+        // Never store a tree that would not decode (a stat-cache row that disagrees with its
+        // file would give one): the commit fails instead of naming it.
+        if (auto back = decode_tree(bytes); !back)
+            return make_error(Errc::corrupt, fmt::format("refusing to store a tree that does not decode ({}); run dvol fsck", back.error().message));
         DVOL_CHECK(store_.put(id, bytes));
     } else {
         DVOL_TRY(bool known, store_.has(id));
@@ -150,6 +154,9 @@ Result<Scanner::Visit> Scanner::scan_entry(int dirfd, const std::string& name, c
             StatKey key = stat_key(st);
             std::optional<FileContent> previous;
             DVOL_TRY(auto cached, cache_.lookup(path, key, &previous));
+            // A cached chunk list that does not add up to the file's size is damaged: read the
+            // file instead of recording it.
+            if (cached && content_length(*cached) != key.size) cached.reset();
             if (cached) {
                 e.content = std::move(*cached);
                 return Visit::keep;
@@ -173,12 +180,7 @@ Result<Scanner::Visit> Scanner::scan_entry(int dirfd, const std::string& name, c
             if (::fstat(fd.get(), &after) != 0) return errno_error("stat", path);
             stats_.files_read++;
             // What we read is what the file held, whatever its size said before.
-            uint64_t total = 0;
-            if (e.content.indirect) {
-                for (const auto& l : e.content.lists) total += l.length;
-            } else {
-                for (const auto& x : e.content.extents) total += x.length;
-            }
+            uint64_t total = content_length(e.content);
             e.size = total;
             stats_.bytes_read += total;
             fill_metadata(e, after);

@@ -149,4 +149,19 @@ expect_ok tdvol reset --hard HEAD lv
 expect_eq "with the directory back, the live directory holds the commit" "committed" "$(cat "$LV/a.txt")"
 fi
 
+# --- 7. Trees fsck accepts but reset cannot restore -------------------------------------------
+# A hard link whose target came later (reset moved the branch, deleted files, then failed every
+# time) and an extent claiming 64 MiB for a 22-byte chunk (reset wrote 22 bytes and zeros) were
+# accepted by fsck. hostile_trees.py writes hand-made trees straight into fresh stores, random
+# valid ones and one per rule of FORMAT.md broken, and checks the rule: whatever fsck accepts,
+# reset restores exactly; whatever reset refuses, it refuses before changing anything (and every
+# broken rule is refused by both).
+if section 7; then
+echo "== hand-made hostile trees"
+mkdir -p "$TEST_TMP/trees"
+run python3 "$(dirname "$0")/hostile_trees.py" "$DVOL" "$TEST_TMP/trees" 40 17
+printf '%s\n' "$OUT" | tail -n 5
+check "every hand-made tree keeps the rule (fsck accepts => reset restores exactly; refusals change nothing)" test "$RC" = 0
+fi
+
 finish
