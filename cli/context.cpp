@@ -15,6 +15,7 @@ Repository* Context::repo() {
     }
     repo_ = std::move(*r);
     repo_->set_wait_notice([](const std::string& m) { fmt::print(stderr, "{}...\n", m); });
+    repo_->set_warn([](const std::string& m) { Context::warn(m); });
     return repo_.get();
 }
 

@@ -1,4 +1,7 @@
 // Repository maintenance: the reflog, fsck and gc.
+#include <fcntl.h>
+#include <sys/stat.h>
+
 #include <map>
 #include <optional>
 #include <tuple>
@@ -8,11 +11,13 @@
 
 #include "meta/db.h"
 #include "meta/mark_set.h"
+#include "meta/schema.h"
 #include "repo/locks.h"
 #include "repo/readers.h"
 #include "repo/repository.h"
 #include "repo/stat_cache.h"
 #include "repo/walk.h"
+#include "store/hash.h"
 #include "store/object_store.h"
 
 namespace dvol {
@@ -275,11 +280,128 @@ struct Checker {
     }
 };
 
+
+// Whether the file open at `fd` holds exactly `content` (each chunk re-hashed, each hole zeros).
+Result<bool> file_holds(ObjectSource& source, int fd, const FileContent& content, const std::string& path) {
+    ExtentCursor cur(source, content);
+    std::vector<std::byte> buf;
+    for (;;) {
+        DVOL_TRY(auto x, cur.next());
+        if (!x) return true;
+        if (x->length > (64u << 20)) return false;
+        buf.resize(static_cast<size_t>(x->length));
+        if (!pread_exact(fd, buf, cur.offset(), path)) return false;
+        if (x->hole) {
+            for (auto b : buf)
+                if (b != std::byte{0}) return false;
+        } else if (sha256(buf) != x->id) {
+            return false;
+        }
+    }
+}
+
 }  // namespace
 
-Result<FsckReport> Repository::fsck(const ProgressFn& progress) {
+Status Repository::check_stat_cache(FsckReport& report) {
+    DVOL_TRY(auto volumes, refs_->volumes());
+    for (const auto& vol : volumes) {
+        DVOL_TRY(auto tip, head(vol));
+        std::optional<TreePaths> paths;
+        std::optional<ObjectId> root;
+        if (tip) {
+            auto tree = commit_tree(*tip);
+            if (!tree) continue;  // reported by the commit walk
+            auto top = load_tree(*store_, nullptr, *tree);
+            const TreeEntry* r = top ? top->find(kRootEntryName) : nullptr;
+            if (r && r->type == EntryType::dir) paths.emplace(*store_, r->subtree);
+        }
+        std::string live = paths_->live_dir(vol.name);
+        auto dir = open_dir_nofollow(live);
+        StatCache cache(*db_, vol.id);
+        DVOL_CHECK(cache.for_each_row([&](const StatCache::Row& row) -> Status {
+            auto content = decode_content(row.content);
+            if (!content || row.scan_ns == 0) return {};  // readers ignore such rows
+            // A row normally records what the branch's tree holds at its path.
+            if (paths) {
+                auto e = paths->find(row.path);
+                if (e && *e && (*e)->type == EntryType::file && (*e)->content == *content && (*e)->size == row.key.size) return {};
+            }
+            // Otherwise (an interrupted reset leaves rows of files it did not reach) the row
+            // must still tell the truth about its file, if the file is still the one it
+            // describes: a commit would take the row's content for the file's without reading it.
+            if (!dir) return {};
+            auto fd = open_path_beneath(dir->get(), row.path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY, live + "/" + row.path);
+            if (!fd) return {};
+            struct stat st;
+            if (::fstat(fd->get(), &st) != 0 || !S_ISREG(st.st_mode) || !(stat_key(st) == row.key)) return {};
+            std::string why;
+            if (content_length(*content) != row.key.size) {
+                why = fmt::format("says {} bytes of content for a file of {}", content_length(*content), row.key.size);
+            } else {
+                auto holds = file_holds(*store_, fd->get(), *content, row.path);
+                if (holds && *holds) return {};
+                why = holds ? "names content the file does not hold" : fmt::format("names content that cannot be read ({})", holds.error().message);
+            }
+            report.problems.push_back(FsckProblem{"bad-stat-cache", vol.name,
+                                                  fmt::format("the stat cache row of {} in volume {} {}: a commit would record it without "
+                                                              "reading the file; run 'dvol fsck --repair' to rebuild the stat cache",
+                                                              row.path, vol.name, why),
+                                                  {}});
+            return {};
+        }));
+    }
+    return {};
+}
+
+Status Repository::check_database(FsckReport& report) {
+    auto damage = meta::check_integrity(*db_);
+    if (!damage) {
+        report.problems.push_back(FsckProblem{"bad-database", "dvol.db",
+                                              fmt::format("dvol.db cannot be checked ({}); dvol cannot rebuild it: restore the store from a backup",
+                                                          damage.error().message),
+                                              {}});
+        return {};
+    }
+    // One problem per damaged table, with SQLite's first message about it.
+    std::map<std::string, std::pair<std::string, size_t>> by_table;
+    for (const auto& d : *damage) {
+        auto& entry = by_table[d.table];
+        if (entry.second++ == 0) entry.first = d.message;
+    }
+    for (const auto& [table, first] : by_table) {
+        std::string what = table.empty() ? "dvol.db is damaged" : fmt::format("table {} of dvol.db is damaged", table);
+        std::string fix = table == "stat_cache" ? "the stat cache can be dropped and rebuilt: run 'dvol fsck --repair'"
+                                                : "dvol cannot rebuild it: restore the store from a backup";
+        report.problems.push_back(FsckProblem{"bad-database", table.empty() ? "dvol.db" : table,
+                                              fmt::format("{} (SQLite: {}{}); {}", what, first.first,
+                                                          first.second > 1 ? fmt::format(", and {} more", first.second - 1) : "", fix),
+                                              {}});
+    }
+    return {};
+}
+
+
+Result<FsckReport> Repository::fsck(const ProgressFn& progress, bool repair) {
     DVOL_TRY(auto lock, StoreLock::acquire(*paths_, false, wait_notice_));
     FsckReport report;
+    if (repair) {
+        DVOL_CHECK(meta::rebuild_stat_cache(*db_));
+        report.repaired = true;
+    }
+    // The database first: what follows reads it.
+    DVOL_CHECK(check_database(report));
+    bool cache_damaged = false;
+    for (const auto& p : report.problems) cache_damaged = cache_damaged || (p.kind == "bad-database" && p.object == "stat_cache");
+    auto rest = fsck_objects(report, progress);
+    if (rest && !cache_damaged) rest = check_stat_cache(report);
+    if (!rest) {
+        if (rest.error().code != Errc::corrupt) return std::move(rest).error();
+        report.problems.push_back(FsckProblem{"bad-database", "dvol.db", fmt::format("fsck could not finish: {}", rest.error().message), {}});
+    }
+    return report;
+}
+
+Status Repository::fsck_objects(FsckReport& report, const ProgressFn& progress) {
     Checker check(*store_, report.problems);
 
     // Every object: re-read, decompress, re-hash.
@@ -324,7 +446,7 @@ Result<FsckReport> Repository::fsck(const ProgressFn& progress) {
             report.problems.push_back(FsckProblem{"bad-branch", tip, fmt::format("branch {}/{} names commit {}, which is not in the store", vname, name, tip),
                                                   {FsckAffected{vname, tip, ""}}});
     }
-    return report;
+    return {};
 }
 
 Result<GcReport> Repository::gc(const ProgressFn& progress) {

@@ -250,7 +250,7 @@ Result<CommitOutcome> Repository::commit(const std::string& volume, const std::s
     DVOL_CHECK(prepare_write());
     DVOL_TRY(auto parent, head(v));
 
-    StatCache cache(*db_, v.id);
+    StatCache cache(*db_, v.id, cache_damage());
     Scanner scanner(*store_, cache, true, warn);
     scanner.set_progress(progress);
     uint64_t before = store_->stats().bytes_written;
@@ -417,7 +417,7 @@ Result<ResetOutcome> Repository::reset_hard(const std::string& volume, const std
 }
 
 Result<ObjectIdSet> Repository::verify_restore(const Volume& v, const ObjectId* tree) {
-    StatCache cache(*db_, v.id);
+    StatCache cache(*db_, v.id, cache_damage());
     Restorer restorer(*store_, cache);
     DVOL_CHECK(restorer.verify(paths_->live_dir(v.name), tree));
     return restorer.take_verified();
@@ -425,7 +425,7 @@ Result<ObjectIdSet> Repository::verify_restore(const Volume& v, const ObjectId* 
 
 Result<ResetOutcome> Repository::materialise(const Volume& v, const ObjectId* tree, const ObjectId& commit,
                                              ObjectIdSet verified, const ProgressFn& progress) {
-    StatCache cache(*db_, v.id);
+    StatCache cache(*db_, v.id, cache_damage());
     cache.begin_batch();  // the write lock is taken only for the final batch, not the whole restore
     Restorer restorer(*store_, cache);
     restorer.trust(std::move(verified));
@@ -500,7 +500,7 @@ Result<std::vector<Change>> Repository::live_changes(const Volume& v, const Warn
     DVOL_TRY(auto tip, head(v));
     std::optional<ObjectId> head_tree;
     if (tip) { DVOL_TRY(head_tree, commit_tree(*tip)); }
-    StatCache cache(*db_, v.id);
+    StatCache cache(*db_, v.id, cache_damage());
     Scanner scanner(*store_, cache, false, warn);
     DVOL_TRY(ObjectId live_top, scanner.scan(paths_->live_dir(v.name)));
     // No commit yet: everything in the live directory is new.
@@ -582,7 +582,7 @@ Result<std::vector<FileDiff>> Repository::diff(const std::string& volume, const 
         DVOL_TRY(auto c, resolve_in(v, *to));
         DVOL_TRY(to_tree, commit_tree(c));
     } else {
-        StatCache cache(*db_, v.id);
+        StatCache cache(*db_, v.id, cache_damage());
         Scanner scanner(*store_, cache, false, warn);
         DVOL_TRY(live_top, scanner.scan(paths_->live_dir(volume)));
         overlay = std::move(scanner.overlay());

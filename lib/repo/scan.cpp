@@ -33,12 +33,43 @@ Result<ObjectId> Scanner::put_tree(const Tree& tree) {
         // file would give one): the commit fails instead of naming it.
         if (auto back = decode_tree(bytes); !back)
             return make_error(Errc::corrupt, fmt::format("refusing to store a tree that does not decode ({}); run dvol fsck", back.error().message));
+        // Nor one naming content the store lacks: a damaged stat-cache row could. Only a new
+        // tree can (an unchanged directory's tree is stored already), so a commit with little
+        // changed looks up little.
+        DVOL_TRY(bool known, store_.has(id));
+        if (!known) {
+            for (const auto& e : tree.entries) {
+                if (e.type != EntryType::file) continue;
+                DVOL_TRY(bool present, content_present(e.content));
+                if (!present)
+                    return make_error(Errc::corrupt, fmt::format("the stat cache row of {} names content the store does not hold; nothing was "
+                                                                 "committed: run 'dvol fsck --repair' to rebuild the stat cache, then commit again",
+                                                                 e.name));
+            }
+        }
         DVOL_CHECK(store_.put(id, bytes));
     } else {
         DVOL_TRY(bool known, store_.has(id));
         if (!known) overlay_.emplace(id, tree);
     }
     return id;
+}
+
+Result<bool> Scanner::content_present(const FileContent& c) {
+    if (c.indirect) {
+        for (const auto& l : c.lists) {
+            if (fresh_.contains(l.id)) continue;
+            DVOL_TRY(bool held, store_.has(l.id));
+            if (!held) return false;
+        }
+        return true;
+    }
+    for (const auto& x : c.extents) {
+        if (x.hole || fresh_.contains(x.id)) continue;
+        DVOL_TRY(bool held, store_.has(x.id));
+        if (!held) return false;
+    }
+    return true;
 }
 
 Result<ObjectId> Scanner::scan(const std::string& live_dir) {
@@ -180,6 +211,12 @@ Result<Scanner::Visit> Scanner::scan_entry(int dirfd, const std::string& name, c
             if (::fstat(fd.get(), &after) != 0) return errno_error("stat", path);
             stats_.files_read++;
             // What we read is what the file held, whatever its size said before.
+            if (store_objects_) {
+                // Stored by this scan (perhaps still queued behind): present by construction.
+                for (const auto& l : e.content.lists) fresh_.insert(l.id);
+                for (const auto& x : e.content.extents)
+                    if (!x.hole) fresh_.insert(x.id);
+            }
             uint64_t total = content_length(e.content);
             e.size = total;
             stats_.bytes_read += total;

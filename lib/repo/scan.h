@@ -43,6 +43,8 @@ public:
 private:
     // The tree of the live directory's contents (opened as root_fd), any depth.
     Result<ObjectId> scan_tree(int root_fd, const std::string& live_dir);
+    Result<bool> content_present(const FileContent& c);  // every chunk or extent list of c is stored (or in fresh_)
+    ObjectIdSet fresh_;  // chunks and extent lists of the files this scan read
     Result<ObjectId> put_tree(const Tree& tree);
     // What scan_tree does with an entry: leave it out (a socket, or gone meanwhile), keep it, or
     // keep it and scan the directory it is (its subtree is filled in once scanned).
