@@ -311,4 +311,46 @@ printf '%s\n' "$OUT" | tail -n 5
 check "every hand-made tree keeps the rule (fsck accepts => reset restores exactly; refusals change nothing)" test "$RC" = 0
 fi
 
+# --- 8. A reset that fails after the branch moved ---------------------------------------------
+# The contract (git's): what reset can know in advance it refuses before the branch moves;
+# what fails later comes from outside, the error says the branch moved and that 'dvol reset
+# --hard HEAD' finishes once the cause is fixed, and it does. Here the cause is a file the
+# restore cannot delete: an immutable file as root (chattr +i), a read-only directory otherwise.
+if section 8; then
+echo "== a reset that fails half-way, then finishes"
+use_store contract
+expect_ok tdvol init ct || abort
+CT=$(tdvol path ct)
+echo "kept" >"$CT/kept"
+expect_ok tdvol commit -m A ct || abort
+A=$OUT
+mkdir "$CT/ro"
+echo "new in B" >"$CT/ro/stuck"
+echo "changed in B" >"$CT/kept"
+expect_ok tdvol commit -m B ct || abort
+B=$OUT
+blocked=""
+if [ "$IS_ROOT" = 1 ]; then
+    chattr +i "$CT/ro/stuck" 2>/dev/null && blocked="chattr -i $CT/ro/stuck"
+else
+    chmod 0555 "$CT/ro" && blocked="chmod 0755 $CT/ro"
+fi
+if [ -n "$blocked" ]; then
+    expect_fail 1 tdvol reset --hard "$A" ct
+    expect_stderr_one_line
+    expect_stderr_contains "now names ${A:0:12}"
+    expect_stderr_contains "'dvol reset --hard HEAD' finishes the restore"
+    run tdvol log --json ct
+    json_check "the branch moved (git's contract)" "d[0]['id'] == '$A'"
+    $blocked
+    expect_ok tdvol reset --hard HEAD ct
+    check "reset --hard HEAD finished: ro/ is gone" test ! -e "$CT/ro"
+    expect_eq "and kept is A's" "kept" "$(cat "$CT/kept")"
+    expect_ok tdvol status --json ct
+    json_check "the live directory is clean" 'd["clean"] is True'
+else
+    echo "note: section 8 skipped: no way to make a file undeletable here (chattr +i failed)"
+fi
+fi
+
 finish
