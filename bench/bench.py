@@ -487,6 +487,483 @@ def run_dataset(name, d, tools, runs, bench_dir, dvol_exe, results):
         rmtree(ws_root)
 
 
+# ----------------------------------------------------------------------------- remotes
+
+REMOTE_OPS = {
+    "push-initial": "commit + push of the first state",
+    "push-nochange": "push, nothing to send",
+    "pull-nochange": "pull, nothing to receive",
+    "push-second": "commit + push of the second state",
+    "clone": "clone (live directory ready)",
+}
+REMOTE_TOOL_LABEL = {"dvol": "dvol", "restic": "restic", "rclone": "dvol commit + rclone copy", "cp": "cp -a"}
+REMOTE_KIND_LABEL = {"dir": "directory", "s3": "Ceph RGW (S3)"}
+RGW_RANGE = 16 * MiB   # dvol's largest ranged read of a remote pack (remote::RemoteObjects::kMaxRange)
+
+
+class Rgw:
+    """A single-node Ceph RGW on 127.0.0.1, started and stopped by tests/e2e/rgw.sh (sourced, not
+    copied), with its daemons' pid files under its directory. Counts requests from radosgw's log:
+    the beast front end writes one access line per HTTP request at debug_rgw level 1 (the default)."""
+    def __init__(self, bench_dir, size_bytes):
+        self.dir = os.path.join(bench_dir, "rgw")
+        self.script = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tests", "e2e", "rgw.sh")
+        self.size = size_bytes
+        self.started = False
+
+    def start(self):
+        rmtree(self.dir)
+        out = self.dir + ".start"
+        env = dict(os.environ, RGW_STORE="bluestore", RGW_SIZE=str(self.size))
+        # The daemons fork into the background with their output in the cluster's log files;
+        # ours goes to a file, so no daemon holds a pipe of ours open.
+        with open(out, "w") as f:
+            p = subprocess.run(["bash", "-c", '. "$1" || exit 1\n'
+                                'if rgw_start "$2"; then\n'
+                                '  printf "%s\\n" "$RGW_ENDPOINT" "$RGW_ACCESS_KEY" "$RGW_SECRET_KEY" "$RGW_START_SECONDS"\n'
+                                'else echo "SKIP: $RGW_SKIP_REASON" >&2; exit 77; fi', "rgw", self.script, self.dir],
+                               env=env, stdin=subprocess.DEVNULL, stdout=f, stderr=subprocess.PIPE, text=True)
+        lines = open(out).read().splitlines()
+        os.unlink(out)
+        if p.returncode != 0 or len(lines) < 4:
+            raise BenchError(f"cannot start the Ceph RGW: {p.stderr.strip()[-1500:]}")
+        self.started = True
+        self.endpoint, self.access, self.secret, self.start_s = lines[:4]
+        self.log = os.path.join(self.dir, "log", "client.rgw.a.log")
+        self.asok = os.path.join(self.dir, "run", "client.rgw.a.asok")
+        self.env = {"AWS_ACCESS_KEY_ID": self.access, "AWS_SECRET_ACCESS_KEY": self.secret, "AWS_REGION": "us-east-1",
+                    "RCLONE_CONFIG": os.path.join(self.dir, "rclone.conf"), "RCLONE_S3_PROVIDER": "Ceph",
+                    "RCLONE_S3_ENDPOINT": self.endpoint, "RCLONE_S3_ACCESS_KEY_ID": self.access,
+                    "RCLONE_S3_SECRET_ACCESS_KEY": self.secret, "RCLONE_S3_REGION": "us-east-1"}
+        open(self.env["RCLONE_CONFIG"], "w").close()
+        log(f"Ceph RGW (bluestore, {self.size / GiB:.0f} GiB sparse) at {self.endpoint}, started in {self.start_s} s")
+
+    def stop(self):
+        if not self.started:
+            return
+        # rgw_stop: TERM to each daemon whose pid file is under the directory (and whose command
+        # line names its ceph.conf), KILL after 30 s, then the directory is removed.
+        subprocess.run(["bash", "-c", '. "$1" && rgw_stop "$2"', "rgw", self.script, self.dir],
+                       stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
+        self.started = False
+        log("Ceph RGW stopped")
+
+    def full_env(self, base=None):
+        # Plain HTTP on loopback: no CA bundle (rclone's AWS SDK refuses AWS_CA_BUNDLE with its
+        # own transport), and no other AWS setting of this machine's environment.
+        env = {k: v for k, v in (base or os.environ).items()
+               if k not in ("AWS_CA_BUNDLE", "AWS_SESSION_TOKEN", "AWS_PROFILE", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3",
+                            "AWS_DEFAULT_REGION", "AWS_SHARED_CREDENTIALS_FILE", "AWS_CONFIG_FILE")}
+        return dict(env, **self.env)
+
+    def mark(self):
+        self.flush()
+        return os.path.getsize(self.log)
+
+    def flush(self):
+        subprocess.run(["timeout", "20", "ceph", "--admin-daemon", self.asok, "log", "flush"],
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    def requests_since(self, mark):
+        """(number of HTTP requests, bytes sent + received by radosgw) logged after mark."""
+        self.flush()
+        n = nbytes = 0
+        with open(self.log, "rb") as f:
+            f.seek(mark)
+            for line in f.read().decode(errors="replace").splitlines():
+                # beast: 0x7f..: 127.0.0.1 - test [date] "GET /bucket/key?x HTTP/1.1" 200 1234 - "ua" - latency=...
+                i = line.find(" beast: ")
+                if i < 0 or '" ' not in line[i:]:
+                    continue
+                rest = line[i:].split('" ', 1)[1].split()
+                if len(rest) >= 2 and rest[0].isdigit():
+                    n += 1
+                    nbytes += int(rest[1]) if rest[1].isdigit() else 0
+        return n, nbytes
+
+    def mkbucket(self, bucket):
+        run(["rclone", "mkdir", f":s3:{bucket}"], env=self.full_env())
+
+    def bucket_bytes(self, bucket):
+        out = run(["rclone", "size", "--json", f":s3:{bucket}"], env=self.full_env())
+        return json.loads(out)["bytes"]
+
+
+class RemoteTarget:
+    """Where one tool sends one data set: a directory or a bucket of the RGW."""
+    def __init__(self, kind, path=None, rgw=None, bucket=None):
+        self.kind, self.path, self.rgw, self.bucket = kind, path, rgw, bucket
+
+    def setup(self):
+        if self.kind == "dir":
+            os.makedirs(self.path, exist_ok=True)
+        else:
+            self.rgw.mkbucket(self.bucket)
+
+    def size(self):
+        return tree_bytes(self.path) if self.kind == "dir" else self.rgw.bucket_bytes(self.bucket)
+
+
+class RDvol:
+    """dvol: one store; a commit, then a push to each remote (so 'commit + push' is the commit's
+    time plus that remote's push). The clone goes into a fresh store."""
+    name = "dvol"
+
+    def __init__(self, ws, exe, targets, rgw):
+        self.ws, self.exe, self.targets, self.rgw = ws, exe, targets, rgw
+        self.store = os.path.join(ws, "store")
+        self.env = dict(os.environ, DVOL_ROOT=self.store)
+        if rgw:
+            self.env = rgw.full_env(self.env)
+        self.remote_names = {}
+
+    def cmd(self, *a):
+        return [self.exe, "--disable-docker-integration", *a]
+
+    def url(self, t):
+        return t.path if t.kind == "dir" else f"s3://{t.bucket}/vols"
+
+    def setup(self, state1):
+        run(self.cmd("init", "bench"), env=self.env)
+        self.src = run(self.cmd("path", "bench"), env=self.env).strip()
+        sync_into(state1, self.src)
+        for kind, t in self.targets.items():
+            t.setup()
+            extra = ["--endpoint", self.rgw.endpoint] if kind == "s3" else []
+            run(self.cmd("remote", "add", f"r{kind}", self.url(t), *extra), env=self.env)
+            self.remote_names[kind] = f"r{kind}"
+
+    def live_dirs(self):
+        return [self.src]
+
+    def commit(self, label):
+        return self.cmd("commit", "-m", label, "bench"), None, [self.src, self.store]
+
+    def transfer(self, op, kind, label):
+        t = self.targets[kind]
+        if op in ("push-initial", "push-nochange", "push-second"):
+            return self.cmd("push", "--json", self.remote_names[kind], "bench"), None, [self.store]
+        if op == "pull-nochange":
+            return self.cmd("pull", "--json", self.remote_names[kind], "bench"), None, [self.store]
+        if op == "clone":
+            dest = os.path.join(self.ws, "clone")
+            rmtree(dest)
+            extra = ["--endpoint", self.rgw.endpoint] if kind == "s3" else []
+            env = dict(self.env, DVOL_ROOT=dest)
+            return ([self.exe, "--disable-docker-integration", "clone", "--json", self.url(t), "bench", *extra], None,
+                    [t.path] if kind == "dir" else [], env)
+
+    def clone_cleanup(self):
+        rmtree(os.path.join(self.ws, "clone"))
+
+
+class RRclone(RDvol):
+    """A dvol store committed locally, then its directory (without the live data) copied to the
+    remote by rclone: what syncing the store with a generic tool would cost."""
+    name = "rclone"
+
+    def setup(self, state1):
+        run(self.cmd("init", "bench"), env=self.env)
+        self.src = run(self.cmd("path", "bench"), env=self.env).strip()
+        sync_into(state1, self.src)
+        for t in self.targets.values():
+            t.setup()
+
+    def transfer(self, op, kind, label):
+        if op not in ("push-initial", "push-nochange", "push-second"):
+            return None
+        t = self.targets[kind]
+        dst = os.path.join(t.path, "store") if kind == "dir" else f":s3:{t.bucket}/store"
+        return (["rclone", "copy", "--exclude", "/volumes/**", "--exclude", "/tmp/**", self.store, dst], None,
+                [self.store] + ([t.path] if kind == "dir" else []))
+
+
+class RRestic:
+    """restic backup straight from the source directory to the remote (its local and s3 backends);
+    the restore is a new machine's: an empty cache."""
+    name = "restic"
+
+    def __init__(self, ws, src, targets, rgw):
+        self.ws, self.src, self.targets, self.rgw = ws, src, targets, rgw
+        self.env = dict(os.environ, RESTIC_PASSWORD="bench", RESTIC_CACHE_DIR=os.path.join(ws, "cache"))
+        if rgw:
+            self.env = rgw.full_env(self.env)
+
+    def repo(self, kind):
+        t = self.targets[kind]
+        return t.path if kind == "dir" else f"s3:{self.rgw.endpoint}/{t.bucket}"
+
+    def setup(self, state1):
+        for kind, t in self.targets.items():
+            if kind == "s3":
+                t.setup()
+            run(["restic", "-r", self.repo(kind), "init", "--repository-version", "2"], env=self.env)
+
+    def live_dirs(self):
+        return []
+
+    def commit(self, label):
+        return None
+
+    def transfer(self, op, kind, label):
+        t = self.targets[kind]
+        if op in ("push-initial", "push-second"):
+            return (["restic", "-r", self.repo(kind), "backup", "-q", "--compression", "auto", "--tag", label, "."], self.src,
+                    [self.src, self.env["RESTIC_CACHE_DIR"]] + ([t.path] if kind == "dir" else []))
+        if op == "clone":
+            dest = os.path.join(self.ws, "restore")
+            rmtree(dest)
+            env = dict(self.env, RESTIC_CACHE_DIR=os.path.join(self.ws, "cache-clone"))
+            rmtree(env["RESTIC_CACHE_DIR"])
+            return (["restic", "-r", self.repo(kind), "restore", "-q", "latest", "--tag", "s2", "--target", dest], None,
+                    [t.path] if kind == "dir" else [], env)
+        return None
+
+    def clone_cleanup(self):
+        rmtree(os.path.join(self.ws, "restore"))
+        rmtree(os.path.join(self.ws, "cache-clone"))
+
+
+class RCp:
+    """cp -a of the whole directory into the directory remote, and back."""
+    name = "cp"
+
+    def __init__(self, ws, src, targets):
+        self.ws, self.src, self.targets = ws, src, {k: v for k, v in targets.items() if k == "dir"}
+        self.env = None
+
+    def setup(self, state1):
+        for t in self.targets.values():
+            t.setup()
+
+    def live_dirs(self):
+        return []
+
+    def commit(self, label):
+        return None
+
+    def transfer(self, op, kind, label):
+        if kind != "dir":
+            return None
+        t = self.targets[kind]
+        if op in ("push-initial", "push-second"):
+            return ["cp", "-a", self.src, os.path.join(t.path, label)], None, [self.src]
+        if op == "clone":
+            dest = os.path.join(self.ws, "restore")
+            rmtree(dest)
+            return ["cp", "-a", os.path.join(t.path, "s2"), dest], None, [os.path.join(t.path, "s2")], None
+        return None
+
+    def clone_cleanup(self):
+        rmtree(os.path.join(self.ws, "restore"))
+
+
+def remote_tools_for(ds):
+    return ["dvol", "restic", "rclone", "cp"] if ds == "remote-pg" else ["dvol"]
+
+
+def run_remote_dataset(name, d, tools, remotes, runs, bench_dir, dvol_exe, rgw, results):
+    s1, s2 = os.path.join(d, "s1"), os.path.join(d, "s2")
+    has_s2 = os.path.isdir(s2)
+    ops = ["push-initial", "push-nochange", "pull-nochange"] + (["push-second"] if has_s2 else []) + ["clone"]
+    for r in range(runs):
+        ws_root = os.path.join(bench_dir, "work")
+        rmtree(ws_root)
+        os.makedirs(ws_root)
+        remote_root = os.path.join(bench_dir, "remote")   # the directory remote: another directory of this disk
+        rmtree(remote_root)
+        src = os.path.join(ws_root, "src")   # restic's and cp's source (dvol has its live directory)
+        if any(t in ("restic", "cp") for t in tools):
+            sync_into(s1, src)
+        objs = []
+        for t in tools:
+            ws = os.path.join(ws_root, t)
+            os.makedirs(ws)
+            tg = {}
+            for kind in remotes:
+                if kind == "dir":
+                    tg[kind] = RemoteTarget("dir", path=os.path.join(remote_root, t))
+                else:
+                    tg[kind] = RemoteTarget("s3", rgw=rgw, bucket=f"b{int(time.time())}-{r}-{t}")
+            o = {"dvol": lambda: RDvol(ws, dvol_exe, tg, rgw), "rclone": lambda: RRclone(ws, dvol_exe, tg, rgw),
+                 "restic": lambda: RRestic(ws, src, tg, rgw), "cp": lambda: RCp(ws, src, tg)}[t]()
+            o.setup(s1)
+            objs.append(o)
+        order = objs[r % len(objs):] + objs[:r % len(objs)]
+        kinds = remotes[r % len(remotes):] + remotes[:r % len(remotes)]
+        for op in ops:
+            label = {"push-initial": "s1", "push-second": "s2"}.get(op)
+            if op == "push-second":
+                if src and os.path.isdir(src):
+                    sync_into(s2, src)
+                for o in objs:
+                    for live in o.live_dirs():
+                        sync_into(s2, live)
+            for o in order:
+                commit_wall = commit_rss = None
+                if op in ("push-initial", "push-second") and o.commit(label):
+                    cmd, cwd, warm_paths = o.commit(label)
+                    os.sync()
+                    warm(*warm_paths)
+                    commit_wall, commit_rss, _ = measure(cmd, cwd=cwd, env=o.env)
+                for kind in kinds:
+                    if kind not in o.targets:
+                        continue
+                    spec = o.transfer(op, kind, label)
+                    if spec is None:
+                        continue
+                    cmd, cwd, warm_paths = spec[:3]
+                    env = spec[3] if len(spec) > 3 and spec[3] is not None else o.env
+                    t = o.targets[kind]
+                    before = t.size() if op.startswith("push") else None
+                    os.sync()
+                    warm(*warm_paths)
+                    mark = rgw.mark() if kind == "s3" else None
+                    wall, rss, out = measure(cmd, cwd=cwd, env=env)
+                    reqs, rbytes = rgw.requests_since(mark) if kind == "s3" else (None, None)
+                    added = t.size() - before if before is not None else None
+                    info = {}
+                    if o.name == "dvol" and out.strip().startswith("{"):
+                        try:
+                            info = json.loads(out)
+                        except ValueError:
+                            info = {}
+                    if op == "clone" and o.name == "dvol":
+                        if kind == "s3":
+                            info["remote_packs"] = len(run(["rclone", "lsf", f":s3:{t.bucket}/vols/packs"],
+                                                           env=rgw.full_env()).split())
+                        else:
+                            info["remote_packs"] = len(os.listdir(os.path.join(t.path, "packs")))
+                    if op == "clone":
+                        o.clone_cleanup()
+                    rec = dict(wall=wall + (commit_wall or 0), transfer=wall, commit=commit_wall,
+                               rss=max(rss, commit_rss or 0), transfer_rss=rss, added=added, requests=reqs,
+                               rgw_bytes=rbytes, info=info)
+                    results.setdefault((name, op, o.name, kind), []).append(rec)
+                    extra = (f"  +{added / MiB:.1f} MiB" if added is not None else "") + \
+                        (f"  {reqs} requests, {rbytes / MiB:.1f} MiB over HTTP" if reqs is not None else "")
+                    log(f"[{name} run {r + 1}/{runs}] {op:13s} {REMOTE_TOOL_LABEL[o.name]:7s} {kind:3s} "
+                        f"{wall + (commit_wall or 0):9.3f} s" + (f" (commit {commit_wall:.3f})" if commit_wall else "") +
+                        f"  {max(rss, commit_rss or 0) / 1024:7.1f} MiB" + extra)
+        rmtree(ws_root)
+        rmtree(remote_root)
+
+
+def summarise_remote(results):
+    s = {}
+    for k, v in results.items():
+        if len(k) != 4:
+            continue
+
+        def med(f):
+            xs = [x[f] for x in v if x[f] is not None]
+            return statistics.median(xs) if xs else None
+        s[k] = dict(wall=med("wall"), transfer=med("transfer"), commit=med("commit"), rss=max(x["rss"] for x in v),
+                    transfer_rss=max(x["transfer_rss"] for x in v), added=med("added"), requests=med("requests"),
+                    requests_all=[x["requests"] for x in v], rgw_bytes=med("rgw_bytes"), info=v[-1]["info"], n=len(v))
+    return s
+
+
+def remote_tables(s, datasets, remotes, data_info):
+    out = []
+    titles = {"remote-pg": "Remotes: PostgreSQL data directory", "remote-synth": "Remotes: synthetic tree",
+              "remote-files": "Remotes: 100,000 small files"}
+    for ds in datasets:
+        out.append(f"### {titles[ds]} ({data_info.get(ds, '')})\n")
+        out.append("| operation | tool | remote | wall s (median) | of which transfer s | peak RSS MiB | "
+                   "bytes added to remote | HTTP requests | bytes over HTTP | time ÷ dvol |")
+        out.append("|---|---|---|---:|---:|---:|---:|---:|---:|---:|")
+        for op in REMOTE_OPS:
+            for kind in remotes:
+                dv = s.get((ds, op, "dvol", kind))
+                for t in ("dvol", "restic", "rclone", "cp"):
+                    x = s.get((ds, op, t, kind))
+                    if not x:
+                        continue
+                    ratio = f"{x['wall'] / dv['wall']:.1f}x" if dv and dv["wall"] > 0 else "–"
+                    req = "–" if x["requests"] is None else (
+                        f"{x['requests']:.0f}" if len(set(x["requests_all"])) == 1 else
+                        f"{x['requests']:.0f} ({min(x['requests_all'])}-{max(x['requests_all'])})")
+                    out.append(f"| {REMOTE_OPS[op]} | {REMOTE_TOOL_LABEL[t]} | {REMOTE_KIND_LABEL[kind]} | {x['wall']:.3f} | "
+                               f"{x['transfer']:.3f} | {x['rss'] / 1024:.1f} | {fmt_bytes(x['added'])} | {req} | "
+                               f"{fmt_bytes(x['rgw_bytes'])} | {ratio} |")
+        out.append("")
+    # Requests of each clone from the RGW against its bytes and chunks.
+    rows = []
+    for ds in datasets:
+        x = s.get((ds, "clone", "dvol", "s3"))
+        if not x:
+            continue
+        i = x["info"]
+        got = i.get("bytes") or 0
+        ranges = -(-got // RGW_RANGE)
+        rows.append((ds, i.get("objects"), got, i.get("remote_packs"), ranges, x["requests"], i.get("requests")))
+    if rows:
+        out.append("### Requests of a clone from the RGW against its size\n")
+        out.append("| data set | objects received | bytes received | packs on the remote | ⌈bytes ÷ 16 MiB⌉ | "
+                   "HTTP requests (RGW log) | dvol's count of its ranged reads |")
+        out.append("|---|---:|---:|---:|---:|---:|---:|")
+        for ds, objs, got, packs, ranges, reqs, own in rows:
+            out.append(f"| {ds} | {objs if objs is not None else '–'} | {fmt_bytes(got)} | {packs if packs is not None else '–'} | "
+                       f"{ranges} | {reqs:.0f} | {own if own is not None else '–'} |")
+        out.append("")
+    return "\n".join(out), rows
+
+
+HANDFUL = 5
+
+
+def remote_targets(s, rows_scale):
+    rows = []
+
+    def g(ds, op, t, kind, f="wall"):
+        x = s.get((ds, op, t, kind))
+        return x[f] if x else None
+
+    def ratio(desc, op, other, factor):
+        a, b = g("remote-pg", op, other, "s3"), g("remote-pg", op, "dvol", "s3")
+        if a is not None and b is not None:
+            rows.append((desc, f"{a / b:.1f}x ({REMOTE_TOOL_LABEL[other]} {a:.3f} s / dvol {b:.3f} s)", a / b >= factor))
+    ratio("PG commit + push to the RGW ≥ 2x faster than restic backup to it", "push-initial", "restic", 2)
+    ratio("PG second state: commit + push to the RGW ≥ 3x faster than restic backup", "push-second", "restic", 3)
+    a, b = g("remote-pg", "push-second", "restic", "s3", "added"), g("remote-pg", "push-second", "dvol", "s3", "added")
+    if a is not None and b is not None:
+        rows.append(("PG second state: uploads no more bytes than restic", f"dvol {fmt_bytes(b)}, restic {fmt_bytes(a)}", b <= a))
+    ratio("PG clone from the RGW ≥ 2x faster than restic restore from it", "clone", "restic", 2)
+    for ds in ("remote-pg", "remote-synth", "remote-files"):
+        for op, what in (("push-nochange", "push"), ("pull-nochange", "pull")):
+            b = g(ds, op, "dvol", "dir")
+            if b is not None:
+                rows.append((f"{ds}: {what} with nothing to send, directory remote < 100 ms", f"{b * 1000:.1f} ms", b < 0.100))
+            x = s.get((ds, op, "dvol", "s3"))
+            if x is not None:
+                worst = max(x["requests_all"])
+                rows.append((f"{ds}: {what} with nothing to send, at most a handful (≤ {HANDFUL}) of S3 requests",
+                             f"{worst} requests ({x['wall'] * 1000:.0f} ms)", worst <= HANDFUL))
+    if rows_scale:
+        # A clone reads each pack's index and its chunks in ranged reads of up to 16 MiB: its
+        # requests are bounded by a constant, the packs and the bytes, whatever the chunk count.
+        worst = []
+        ok = True
+        for ds, objs, got, packs, ranges, reqs, own in rows_scale:
+            bound = 10 + 2 * (packs or 0) + ranges
+            worst.append(f"{ds} {reqs:.0f} ≤ {bound}" + (f", {objs} objects" if objs else ""))
+            ok = ok and reqs <= bound
+        rows.append(("Clone requests scale with bytes ÷ pack size, not chunks (≤ 10 + 2 × packs + ⌈bytes ÷ 16 MiB⌉)",
+                     "; ".join(worst), ok))
+    for ds in ("remote-synth",):
+        for op, what in (("push-initial", "push"), ("clone", "clone")):
+            xs = [s.get((ds, op, "dvol", k)) for k in ("dir", "s3")]
+            xs = [x for x in xs if x]
+            if xs:
+                m = max(x["transfer_rss"] for x in xs)
+                rows.append((f"Synthetic set: peak RSS of {what} < 256 MiB", f"{m / 1024:.1f} MiB", m < 256 * 1024))
+    out = ["### Targets (remotes)\n", "| target | measured | result |", "|---|---|---|"]
+    for desc, meas, ok in rows:
+        out.append(f"| {desc} | {meas} | {'PASS' if ok else 'MISS'} |")
+    return "\n".join(out) + "\n", rows
+
+
 def fmt_bytes(b):
     if b is None:
         return "–"
@@ -573,7 +1050,14 @@ def targets(s, size):
     return "\n".join(out) + "\n", rows
 
 
-def machine_info():
+def ver_of(cmd):
+    try:
+        return subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True).stdout.splitlines()[0].strip()
+    except Exception:
+        return "?"
+
+
+def machine_info(dvol_exe):
     cpu = "?"
     with open("/proc/cpuinfo") as f:
         for line in f:
@@ -588,7 +1072,9 @@ def machine_info():
             return subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True).stdout.splitlines()[0].strip()
         except Exception:
             return "?"
-    top = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    # The commit of the tree the binary under test was built from (its build directory lies in
+    # that tree, which may be another worktree than this script's).
+    top = os.path.dirname(os.path.abspath(dvol_exe))
     rev = ver(["git", "-C", top, "rev-parse", "--short", "HEAD"])
     dirty = subprocess.run(["git", "-C", top, "status", "--porcelain", "--untracked-files=no"],
                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True).stdout.strip()
@@ -597,6 +1083,7 @@ def machine_info():
         "cpu": cpu, "nproc": os.cpu_count(), "memory": memline, "kernel": platform.release(),
         "borg": ver(["borg", "--version"]), "restic": ver(["restic", "version"]), "git": ver(["git", "--version"]),
         "postgresql": ver([f"{pg_bin()}/postgres", "--version"]),
+        "rclone": ver(["rclone", "version"]),
     }
 
 
@@ -605,51 +1092,91 @@ def main():
     ap.add_argument("--dvol", required=True)
     ap.add_argument("--size", choices=["small", "full"], default="small")
     ap.add_argument("--runs", type=int, default=3)
-    ap.add_argument("--only", default="pg,synth,files", help="comma-separated: pg, synth, files")
-    ap.add_argument("--tools", default=",".join(TOOLS_ALL))
+    ap.add_argument("--only", default="pg,synth,files",
+                    help="comma-separated: pg, synth, files, remote-pg, remote-synth, remote-files")
+    ap.add_argument("--tools", default=None,
+                    help=f"comma-separated (default all): {','.join(TOOLS_ALL)}; for remote-*: dvol,restic,rclone,cp")
+    ap.add_argument("--remote", default="dir,s3", help="for remote-*: dir (a directory remote), s3 (a Ceph RGW on 127.0.0.1)")
     ap.add_argument("--record", help="also write the report to this file")
     a = ap.parse_args()
     if a.runs < 1:
         ap.error("--runs must be at least 1")
     datasets = [x for x in a.only.split(",") if x]
     for x in datasets:
-        if x not in ("pg", "synth", "files"):
+        if x not in ("pg", "synth", "files", "remote-pg", "remote-synth", "remote-files"):
             ap.error(f"unknown data set {x}")
-    tools = [t for t in a.tools.split(",") if t]
+    remotes = [x for x in a.remote.split(",") if x]
+    for x in remotes:
+        if x not in ("dir", "s3"):
+            ap.error(f"unknown remote kind {x} (dir, s3)")
+    tools = [t for t in (a.tools or ",".join(TOOLS_ALL + ["rclone"])).split(",") if t]
     bench_dir = os.path.abspath(os.environ.get("BENCH_DIR", "/var/tmp/dvol-bench"))
     os.makedirs(bench_dir, exist_ok=True)
     dvol_exe = os.path.abspath(a.dvol)
     cfg = SIZES[a.size]
     started = datetime.datetime.now(datetime.timezone.utc)
-    load0 = os.getloadavg()[0]
-    info = machine_info()   # now, while the tree is what run.sh just built (edits may follow)
+    load0 = os.getloadavg()
+    info = machine_info(dvol_exe)   # now, while the tree is what run.sh just built (edits may follow)
     free = shutil.disk_usage(bench_dir).free
     log(f"bench dir {bench_dir}, {free / GiB:.0f} GiB free; size {a.size}, {a.runs} runs; data sets {datasets}")
-    results, data_info = {}, {}
-    for ds in datasets:
-        d = prepare(bench_dir, ds, a.size, cfg)
-        s1 = tree_bytes(os.path.join(d, "s1"))
-        nfiles = sum(len(f) for _, _, f in os.walk(os.path.join(d, "s1")))
-        data_info[ds] = f"{s1 / MiB:,.0f} MiB in {nfiles:,} files"
-        if ds == "pg":
-            data_info[ds] += f"; pgbench -i -s {cfg['pg_scale']}, then {PG_TRANSACTIONS} transactions"
-        if ds == "synth":
-            data_info[ds] += "; second state: 1 MiB changed in the largest file, 10 small files added"
-        ds_tools = [t for t in tools if t in (("dvol", "git") if ds == "files" else TOOLS_ALL)]
-        log(f"data set {ds}: {data_info[ds]}; tools {ds_tools}")
-        run_dataset(ds, d, ds_tools, a.runs, bench_dir, dvol_exe, results)
-    s = summarise(results)
+    results, data_info, loads = {}, {}, {}
+    rgw = None
+    remote_ds = [ds for ds in datasets if ds.startswith("remote-")]
+    try:
+        if remote_ds and "s3" in remotes:
+            rgw = Rgw(bench_dir, (48 if "remote-synth" in remote_ds and a.size == "full" else 20) * GiB)
+            rgw.start()
+            info["ceph"] = ver_of(["radosgw", "--version"])
+        for ds in datasets:
+            base = ds[len("remote-"):] if ds.startswith("remote-") else ds
+            d = prepare(bench_dir, base, a.size, cfg)
+            s1 = tree_bytes(os.path.join(d, "s1"))
+            nfiles = sum(len(f) for _, _, f in os.walk(os.path.join(d, "s1")))
+            data_info[ds] = f"{s1 / MiB:,.0f} MiB in {nfiles:,} files"
+            if base == "pg":
+                data_info[ds] += f"; pgbench -i -s {cfg['pg_scale']}, then {PG_TRANSACTIONS} transactions"
+            if base == "synth":
+                data_info[ds] += "; second state: 1 MiB changed in the largest file, 10 small files added"
+            l0 = os.getloadavg()[0]
+            if ds.startswith("remote-"):
+                ds_tools = [t for t in remote_tools_for(ds) if t in tools]
+                log(f"data set {ds}: {data_info[ds]}; tools {ds_tools}; remotes {remotes}")
+                run_remote_dataset(ds, d, ds_tools, remotes, a.runs, bench_dir, dvol_exe, rgw, results)
+            else:
+                ds_tools = [t for t in tools if t in (("dvol", "git") if ds == "files" else TOOLS_ALL)]
+                log(f"data set {ds}: {data_info[ds]}; tools {ds_tools}")
+                run_dataset(ds, d, ds_tools, a.runs, bench_dir, dvol_exe, results)
+            loads[ds] = (l0, os.getloadavg()[0])
+    finally:
+        if rgw:
+            rgw.stop()
+    local = {k: v for k, v in results.items() if len(k) == 3}
+    s = summarise(local)
+    rs = summarise_remote(results)
     cmdline = "bench/run.sh " + " ".join(sys.argv[3:]) if sys.argv[1] == "--dvol" else " ".join(sys.argv)
     hdr = [f"## {a.size} size, {started.strftime('%Y-%m-%d %H:%M UTC')}\n",
            f"Command: `{cmdline.strip()}` ({a.runs} runs; wall time is the median, peak RSS the largest of the runs, "
            "bytes added the median).\n",
-           f"dvol: commit {info['dvol']}, release build.\n",
+           f"dvol: commit {info['dvol']}, release build ({dvol_exe}).\n",
            f"Machine: {info['cpu']}, {info['nproc']} cores, {info['memory']} RAM, Linux {info['kernel']}; "
-           f"{info['borg']}, {info['restic']}, {info['git']}, {info['postgresql']}.\n"]
-    load1 = os.getloadavg()[0]
-    hdr.append(f"Load average (1 min) at the start {load0:.2f}, at the end {load1:.2f} "
-               f"(on {info['nproc']} cores; anything else running skews the times).\n")
-    report = "\n".join(hdr) + "\n" + tables(s, datasets, tools, data_info) + "\n" + targets(s, a.size)[0]
+           f"{info['borg']}, {info['restic']}, {info['git']}, {info['postgresql']}"
+           + (f", {info['rclone']}" if remote_ds else "") + (f", {info['ceph']}" if rgw else "") + ".\n"]
+    load1 = os.getloadavg()
+    hdr.append(f"Load average (1/5/15 min) at the start {load0[0]:.2f}/{load0[1]:.2f}/{load0[2]:.2f}, at the end "
+               f"{load1[0]:.2f}/{load1[1]:.2f}/{load1[2]:.2f}; 1 min at the start and end of each data set: "
+               + ", ".join(f"{ds} {x:.2f} to {y:.2f}" for ds, (x, y) in loads.items())
+               + f" (on {info['nproc']} cores; anything else running skews the times).\n")
+    if rgw:
+        hdr.append(f"Remotes: a directory on the same disk (`{bench_dir}/remote`), and a single-node Ceph RGW on "
+                   f"127.0.0.1 (tests/e2e/rgw.sh, bluestore in a sparse file on the same disk, started in {rgw.start_s} s); "
+                   "HTTP requests and bytes counted from radosgw's access log lines.\n")
+    report = "\n".join(hdr) + "\n"
+    local_ds = [ds for ds in datasets if not ds.startswith("remote-")]
+    if local_ds:
+        report += tables(s, local_ds, [t for t in tools if t in TOOLS_ALL], data_info) + "\n" + targets(s, a.size)[0]
+    if remote_ds:
+        rt, scale = remote_tables(rs, remote_ds, remotes, data_info)
+        report += ("\n" if local_ds else "") + rt + "\n" + remote_targets(rs, scale)[0]
     print(report)
     with open(os.path.join(bench_dir, f"results-{a.size}.md"), "w") as f:
         f.write(report)

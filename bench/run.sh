@@ -2,7 +2,12 @@
 # dvol benchmark: builds dvol in release mode, installs the peer tools from Debian, prepares the
 # data sets and runs every tool on the same data in alternation; prints a markdown table.
 #
-#   bench/run.sh [--size small|full] [--runs N] [--only pg|synth|files[,...]] [--keep-data]
+#   bench/run.sh [--size small|full] [--runs N] [--only pg|synth|files|remote-pg|remote-synth|remote-files[,...]]
+#                [--remote dir,s3] [--tools ...] [--record FILE]
+#
+# The remote-* sets push to and clone from a directory and a single-node Ceph RGW on 127.0.0.1,
+# which bench.py starts from tests/e2e/rgw.sh (installing Ceph's packages when missing) and stops
+# by its pid files at the end.
 #
 # BENCH_DIR (default /var/tmp/dvol-bench) holds the data sets and the stores; the data sets are
 # kept between runs (they are generated from fixed seeds), the stores are not.
@@ -20,6 +25,7 @@ fi
 need=()
 command -v borg >/dev/null || need+=(borgbackup)
 command -v restic >/dev/null || need+=(restic)
+command -v rclone >/dev/null || need+=(rclone)
 command -v git >/dev/null || need+=(git)
 command -v rsync >/dev/null || need+=(rsync)
 [ -x /usr/bin/time ] || need+=(time)
@@ -27,9 +33,7 @@ ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql)
 ls /usr/lib/postgresql/*/bin/pgbench >/dev/null 2>&1 || need+=(postgresql-contrib)
 command -v python3 >/dev/null || need+=(python3)
 if [ ${#need[@]} -gt 0 ]; then
-    echo "== installing ${need[*]}" >&2
-    apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" >&2
+    "$top/scripts/apt-install.sh" --what "the benchmark's tools and data sets" "${need[@]}" >&2
 fi
 
 # dvol's build dependencies: the same list as the README's set-up.

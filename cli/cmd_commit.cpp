@@ -10,10 +10,10 @@ void add_commit(CLI::App& app, Context& ctx) {
     auto* cmd = app.add_subcommand("commit", "Record the live directory's state as a new commit on the active branch");
     auto message = std::make_shared<std::string>();
     auto volume = std::make_shared<std::optional<std::string>>();
-    cmd->add_option("-m,--message", *message, "Commit message");
+    cmd->add_option("-m,--message", *message, "Commit message (required)");
     add_volume_arg(*cmd, *volume);
     cmd->callback([&ctx, message, volume] {
-        if (message->empty()) return ctx.fail(make_error(Errc::invalid_argument, "You must provide a commit message"));
+        if (message->empty()) return ctx.usage("You must provide a commit message");
         std::string vol;
         auto* repo = ctx.repo_for(*volume, vol);
         if (!repo) return;

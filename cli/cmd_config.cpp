@@ -13,17 +13,27 @@ void add_config(CLI::App& app, Context& ctx) {
     cmd->callback([&ctx, key, value] {
         if (*key != "user.name" && *key != "user.email")
             return ctx.usage(fmt::format("unknown configuration key '{}' (known: user.name, user.email)", *key));
-        auto* repo = ctx.repo();
-        if (!repo) return;
-        if (*value) {
-            if ((*value)->empty() || (*value)->find_first_of("<>\n") != std::string::npos)
-                return ctx.fail(make_error(Errc::invalid_argument, fmt::format("{} must be non-empty, without '<', '>' or newlines", *key)));
-            if (auto st = repo->config_set(*key, **value); !st) return ctx.fail(st.error());
+        if (!*value) {
+            // The value in effect, also where there is no store yet (the fallback identity).
+            auto r = Repository::open(ctx.store_dir, false);
+            Identity id;
+            if (r) {
+                auto got = (*r)->identity();
+                if (!got) return ctx.fail(got.error());
+                id = *got;
+            } else if (r.error().code == Errc::not_found) {
+                id = default_identity();
+            } else {
+                return ctx.fail(r.error());
+            }
+            fmt::print("{}\n", *key == "user.name" ? id.name : id.email);
             return;
         }
-        auto id = repo->identity();
-        if (!id) return ctx.fail(id.error());
-        fmt::print("{}\n", *key == "user.name" ? id->name : id->email);
+        if ((*value)->empty() || (*value)->find_first_of("<>\n") != std::string::npos)
+            return ctx.fail(make_error(Errc::invalid_argument, fmt::format("{} must be non-empty, without '<', '>' or newlines", *key)));
+        auto* repo = ctx.repo(true);
+        if (!repo) return;
+        if (auto st = repo->config_set(*key, **value); !st) return ctx.fail(st.error());
     });
 }
 

@@ -9,7 +9,7 @@ void add_init(CLI::App& app, Context& ctx) {
     auto name = std::make_shared<std::string>();
     cmd->add_option("volume", *name, "Name of the new volume")->required();
     cmd->callback([&ctx, name] {
-        auto* repo = ctx.repo();
+        auto* repo = ctx.repo(true);
         if (!repo) return;
         if (auto st = repo->create_volume(*name); !st) return ctx.fail(st.error());
         fmt::print("Created volume {}\nCreated branch {}/master\n", *name, *name);

@@ -35,14 +35,23 @@ std::string iso_date(const Commit& c) {
 void add_log(CLI::App& app, Context& ctx) {
     auto* cmd = app.add_subcommand("log", "Show the commits of the active branch, newest first");
     auto volume = std::make_shared<std::optional<std::string>>();
+    auto max = std::make_shared<std::optional<int64_t>>();
+    auto oneline = std::make_shared<bool>(false);
+    cmd->add_option("-n,--max-count", *max, "Show at most N commits")->type_name("N")->check(CLI::NonNegativeNumber);
+    cmd->add_flag("--oneline", *oneline, "One line per commit: the short id and the message's first line");
     add_json_flag(*cmd, ctx);
     add_volume_arg(*cmd, *volume);
-    cmd->callback([&ctx, volume] {
+    cmd->callback([&ctx, volume, max, oneline] {
         std::string vol;
         auto* repo = ctx.repo_for(*volume, vol);
         if (!repo) return;
         auto entries = repo->log(vol);
         if (!entries) return ctx.fail(entries.error());
+        if (*max && entries->size() > static_cast<uint64_t>(**max)) entries->resize(static_cast<size_t>(**max));
+        if (*oneline && !ctx.json) {
+            for (const auto& e : *entries) fmt::print("{} {}\n", short_id(e.id), first_line(e.commit.message));
+            return;
+        }
         if (ctx.json) {
             auto arr = nlohmann::json::array();
             for (const auto& e : *entries) {

@@ -43,10 +43,12 @@ void add_rm(CLI::App& app, Context& ctx) {
             fmt::print("This deletes volume '{}' with all its branches, commits and data. Are you sure? [y/N] ", *name);
             std::fflush(stdout);
             std::string answer;
-            if (!std::getline(std::cin, answer) || (answer != "y" && answer != "Y" && answer != "yes")) {
-                fmt::print("\n");
+            bool answered = static_cast<bool>(std::getline(std::cin, answer));
+            // From a terminal the answer ends the prompt's line; from a pipe nothing does.
+            if (!answered || ::isatty(STDIN_FILENO) != 1) fmt::print("\n");
+            std::fflush(stdout);
+            if (!answered || (answer != "y" && answer != "Y" && answer != "yes"))
                 return ctx.fail(make_error(Errc::conflict, fmt::format("not deleting volume '{}' (answer y, or use -f)", *name)));
-            }
         }
         for (const auto& c : users) {
             fmt::print("Removing container {}\n", c.name);

@@ -9,7 +9,8 @@ namespace dvol::cli {
 Result<docker::Engine*> docker_for(Context& ctx, const std::string& volume, const char* not_done) {
     std::string why_not;
     DVOL_TRY(docker::Engine* engine, ctx.docker(why_not));
-    if (!engine && !ctx.disable_docker) fmt::print(stderr, "note: {}; containers using {} were not {}\n", why_not, volume, not_done);
+    if (!engine && !ctx.disable_docker && !why_not.empty())
+        fmt::print(stderr, "note: {}; containers using {} were not {}\n", why_not, volume, not_done);
     return engine;
 }
 

@@ -1,14 +1,24 @@
 #include "context.h"
 
 #include <cctype>
+#include <filesystem>
 
 #include <fmt/format.h>
 
+#include "base/fs.h"
+
 namespace dvol::cli {
 
-Repository* Context::repo() {
+Repository* Context::repo(bool create) {
     if (repo_) return repo_.get();
-    auto r = Repository::open(store_dir);
+    // Always absolute: `dvol path` prints paths under it, for containers and scripts.
+    std::error_code ec;
+    auto abs = std::filesystem::absolute(store_dir, ec).lexically_normal().string();
+    if (!ec && !abs.empty()) {
+        while (abs.size() > 1 && abs.back() == '/') abs.pop_back();
+        store_dir = abs;
+    }
+    auto r = Repository::open(store_dir, create);
     if (!r) {
         fail(r.error());
         return nullptr;
@@ -57,7 +67,9 @@ Result<docker::Engine*> Context::docker(std::string& why_not) {
         } else if (auto e = docker::Engine::connect(*sock)) {
             docker_ = std::move(*e);
         } else if (e.error().code == Errc::not_found) {
-            docker_absent_ = fmt::format("no Docker daemon answers at {}", *sock);
+            // Without a socket there is no Docker here to speak of: quiet. A socket nobody
+            // answers on is a Docker that is down: worth a note where containers mattered.
+            docker_absent_ = path_exists(*sock) ? fmt::format("no Docker daemon answers at {}", *sock) : std::string();
         } else {
             docker_error_ = e.error();
         }

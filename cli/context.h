@@ -26,10 +26,11 @@ struct Context {
     std::vector<std::string> paths;  // arguments after "--"
     int exit_code = kExitOk;
 
-    // Opens the store on first use; on failure reports and returns null.
-    Repository* repo();
-    // The store and the volume a command works on (`arg`, else the active one), its name in
-    // `name`; on failure reports and returns null.
+    // Opens the store on first use; on failure reports and returns null. Only commands that
+    // write make a store where there is none (`create`); the others say there is none.
+    Repository* repo(bool create = false);
+    // The store (which must exist) and the volume a command works on (`arg`, else the active
+    // one), its name in `name`; on failure reports and returns null.
     Repository* repo_for(const std::optional<std::string>& arg, std::string& name);
     // Prints the error on stderr (one line, "Error: " and the message) and sets the exit code.
     void fail(const Error& e);
@@ -69,6 +70,12 @@ void add_config(CLI::App& app, Context& ctx);
 void add_fsck(CLI::App& app, Context& ctx);
 void add_gc(CLI::App& app, Context& ctx);
 void add_reflog(CLI::App& app, Context& ctx);
+void add_remote(CLI::App& app, Context& ctx);
+void add_push(CLI::App& app, Context& ctx);
+void add_fetch(CLI::App& app, Context& ctx);
+void add_pull(CLI::App& app, Context& ctx);
+void add_clone(CLI::App& app, Context& ctx);
+void add_remote_serve(CLI::App& app, Context& ctx);
 
 // Adds the optional trailing VOLUME positional shared by most commands.
 CLI::Option* add_volume_arg(CLI::App& cmd, std::optional<std::string>& volume);

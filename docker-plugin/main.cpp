@@ -188,7 +188,8 @@ int main(int argc, char** argv) {
         fmt::print(stderr, "Error: {}\n", repo.error().message);
         return 1;
     }
-    VolumeDriver driver(**repo);
+    dvol::plugin::ThreadClones clones(store_dir, log_line);
+    VolumeDriver driver(**repo, &clones);
 
     std::string err;
     int fd = listen_unix(socket_path, err);
@@ -207,7 +208,9 @@ int main(int argc, char** argv) {
     ::signal(SIGPIPE, SIG_IGN);
 
     MHD_Daemon* daemon = MHD_start_daemon(
-        MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG, 0, nullptr, nullptr, &on_request, &driver,
+        // A thread per connection: a Mount waiting for a clone must not hold up Get and List
+        // (VolumeDriver serialises the rest).
+        MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION | MHD_USE_ERROR_LOG, 0, nullptr, nullptr, &on_request, &driver,
         MHD_OPTION_LISTEN_SOCKET, fd, MHD_OPTION_NOTIFY_COMPLETED, &on_completed, nullptr,
         MHD_OPTION_CONNECTION_TIMEOUT, 60u, MHD_OPTION_CONNECTION_LIMIT, 64u, MHD_OPTION_END);
     if (!daemon) {

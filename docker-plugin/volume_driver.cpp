@@ -2,6 +2,7 @@
 
 #include <map>
 #include <optional>
+#include <thread>
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
@@ -66,9 +67,43 @@ Result<std::string> mount_id(const json& j) {
     return id;
 }
 
+constexpr const char* kFromOption = "from";
+constexpr const char* kCloningOption = "clone-incomplete";  // set by Repository::clone until it is done
+
+struct From {
+    std::string remote;  // a configured remote's name
+    std::string volume;
+    std::optional<std::string> branch;
+};
+
+// "REMOTE/VOLUME[/BRANCH]", REMOTE a remote configured with `dvol remote add`.
+Result<From> parse_from(const std::string& v) {
+    From f;
+    std::vector<std::string> parts;
+    size_t start = 0;
+    for (;;) {
+        size_t slash = v.find('/', start);
+        parts.push_back(v.substr(start, slash == std::string::npos ? std::string::npos : slash - start));
+        if (slash == std::string::npos) break;
+        start = slash + 1;
+    }
+    auto bad = [&] {
+        return make_error(Errc::invalid_argument, fmt::format("option from must be REMOTE/VOLUME or REMOTE/VOLUME/BRANCH, REMOTE a remote "
+                                                              "added with 'dvol remote add', not '{}'", v));
+    };
+    if (parts.size() < 2 || parts.size() > 3) return bad();
+    for (const auto& p : parts)
+        if (!valid_name(p)) return bad();
+    f.remote = parts[0];
+    f.volume = parts[1];
+    if (parts.size() == 3) f.branch = parts[2];
+    return f;
+}
+
 struct CreateOptions {
     std::optional<std::string> branch;
     std::optional<bool> exclusive;
+    std::optional<std::string> from;  // as given
 };
 
 Result<CreateOptions> create_options(const json& j) {
@@ -85,8 +120,12 @@ Result<CreateOptions> create_options(const json& j) {
             if (v != "true" && v != "false")
                 return make_error(Errc::invalid_argument, fmt::format("option exclusive must be true or false, not '{}'", v));
             o.exclusive = v == "true";
+        } else if (key == kFromOption) {
+            DVOL_TRY(auto parsed, parse_from(v));
+            (void)parsed;
+            o.from = v;
         } else {
-            return make_error(Errc::invalid_argument, fmt::format("unknown option '{}' (dvol knows branch= and exclusive=)", key));
+            return make_error(Errc::invalid_argument, fmt::format("unknown option '{}' (dvol knows branch=, exclusive= and from=)", key));
         }
     }
     return o;
@@ -124,11 +163,52 @@ Status use_branch(Repository& repo, const std::string& name, const std::string& 
     return {};
 }
 
-Status create(Repository& repo, const json& j, std::string& name) {
+// The clone job of a volume made with from=, from its options.
+Result<CloneJob> clone_job(Repository& repo, const std::string& name) {
+    DVOL_TRY(auto from, repo.volume_option(name, kFromOption));
+    if (!from) return make_error(Errc::corrupt, fmt::format("volume {} is an unfinished clone without its from= option", name));
+    DVOL_TRY(auto f, parse_from(*from));
+    return CloneJob{name, RemoteSpec{f.remote, ""}, f.volume, f.branch};
+}
+
+Status create(Repository& repo, Clones* clones, const json& j, std::string& name) {
     if (j.contains("Name") && j["Name"].is_string()) name = j["Name"].get<std::string>().substr(0, 128);
     DVOL_TRY(name, volume_name(j));
     DVOL_TRY(auto opts, create_options(j));
     DVOL_TRY(bool existed, volume_exists(repo, name));
+    if (opts.from) {
+        if (!clones) return make_error(Errc::unsupported, "this plugin does not clone (option from=)");
+        DVOL_TRY(auto f, parse_from(*opts.from));
+        if (opts.branch && f.branch && *opts.branch != *f.branch)
+            return make_error(Errc::invalid_argument, "options branch= and from=REMOTE/VOLUME/BRANCH name different branches");
+        if (opts.branch) f.branch = opts.branch;
+        if (existed) {
+            // Docker creates a volume again when a container names it: the same from= is fine.
+            DVOL_TRY(auto before, repo.volume_option(name, kFromOption));
+            if (!before || *before != *opts.from)
+                return make_error(Errc::already_exists, fmt::format("volume {} already exists; from= applies only when it is created", name));
+            return {};
+        }
+        // The remote is asked here whether it holds the volume (so that a mistake is refused
+        // now); the data comes in the background.
+        CloneOptions prepare;
+        prepare.name = name;
+        prepare.branch = f.branch;
+        prepare.prepare_only = true;
+        DVOL_TRY(auto made, repo.clone(RemoteSpec{f.remote, ""}, f.volume, prepare));
+        (void)made;
+        auto configure = [&]() -> Status {
+            DVOL_CHECK(repo.set_volume_option(name, kFromOption, *opts.from));
+            if (opts.exclusive) DVOL_CHECK(repo.set_volume_option(name, "exclusive", *opts.exclusive ? "true" : "false"));
+            return {};
+        };
+        if (auto st = configure(); !st) {
+            (void)repo.remove_volume(name);
+            return st;
+        }
+        clones->start(CloneJob{name, RemoteSpec{f.remote, ""}, f.volume, f.branch});
+        return {};
+    }
     if (!existed) DVOL_CHECK(repo.create_volume(name, false));
     auto configure = [&]() -> Status {
         if (opts.branch) DVOL_CHECK(use_branch(repo, name, *opts.branch));
@@ -140,16 +220,59 @@ Status create(Repository& repo, const json& j, std::string& name) {
     return st;
 }
 
-json volume_json(Repository& repo, const std::string& name, bool with_status) {
+json volume_json(Repository& repo, Clones* clones, const std::string& name, bool with_status) {
     json v{{"Name", name}, {"Mountpoint", repo.live_dir(name)}};
     if (with_status) {
         json status = json::object();
         if (auto b = repo.active_branch(name)) status["branch"] = *b;
         if (auto n = mount_count(repo, name)) status["mounts"] = *n;
         if (auto e = repo.volume_option(name, "exclusive"); e && *e) status["exclusive"] = **e == "true";
+        if (auto f = repo.volume_option(name, kFromOption); f && *f) status["from"] = **f;
+        if (auto c = repo.volume_option(name, kCloningOption); c && *c) {
+            json cloning{{"done", false}};
+            if (clones) {
+                auto s = clones->state(name);
+                if (s.kind == CloneState::Kind::running) {
+                    cloning["bytes"] = s.bytes;
+                    cloning["total"] = s.total;
+                }
+                if (s.kind == CloneState::Kind::failed) cloning["error"] = s.error;
+            }
+            status["clone"] = cloning;
+        }
         v["Status"] = status;
     }
     return v;
+}
+
+// Waits (releasing `lock` meanwhile) until volume `name`, made with from=, is cloned: Ok when
+// it is (or never was a clone); the clone's error when it failed (it is started again by the
+// next Mount); "not done yet" after `limit`.
+Status wait_for_clone(Repository& repo, Clones* clones, const std::string& name, std::unique_lock<std::mutex>& lock,
+                      std::chrono::milliseconds limit) {
+    auto deadline = std::chrono::steady_clock::now() + limit;
+    bool started = false;
+    for (;;) {
+        DVOL_TRY(auto marker, repo.volume_option(name, kCloningOption));
+        if (!marker) return {};
+        if (!clones) return make_error(Errc::unsupported, fmt::format("volume {} is an unfinished clone and this plugin does not clone", name));
+        auto s = clones->state(name);
+        if (s.kind == CloneState::Kind::failed && started)
+            return make_error(Errc::io, fmt::format("volume {} could not be cloned: {}", name, s.error));
+        if (s.kind != CloneState::Kind::running) {
+            // Not running: the plugin restarted since, or the last try failed. Try (again).
+            DVOL_TRY(auto job, clone_job(repo, name));
+            clones->start(job);
+            started = true;
+            continue;
+        }
+        if (std::chrono::steady_clock::now() >= deadline)
+            return make_error(Errc::busy, fmt::format("volume {} is still being cloned ({:.1f} of {:.1f} MiB); try again shortly", name,
+                                                      static_cast<double>(s.bytes) / (1 << 20), static_cast<double>(s.total) / (1 << 20)));
+        lock.unlock();
+        std::this_thread::sleep_for(std::chrono::milliseconds(100));
+        lock.lock();
+    }
 }
 
 Reply unknown_endpoint(std::string_view endpoint) {
@@ -164,7 +287,8 @@ bool known_endpoint(std::string_view e) {
     return false;
 }
 
-Reply dispatch(Repository& repo, std::string_view endpoint, const json& j) {
+Reply dispatch(Repository& repo, Clones* clones, std::chrono::milliseconds mount_wait, std::unique_lock<std::mutex>& lock,
+               std::string_view endpoint, const json& j) {
     std::string what(endpoint);
     auto fail = [&](const Error& e) { return err_reply(what, e.message); };
     if (!known_endpoint(endpoint))
@@ -177,12 +301,12 @@ Reply dispatch(Repository& repo, std::string_view endpoint, const json& j) {
         auto vols = repo.list_volumes();
         if (!vols) return fail(vols.error());
         json arr = json::array();
-        for (const auto& v : *vols) arr.push_back(volume_json(repo, v.name, false));
+        for (const auto& v : *vols) arr.push_back(volume_json(repo, clones, v.name, false));
         return ok_reply(json{{"Volumes", arr}}, fmt::format("{} -> ok, {} volume(s)", what, vols->size()));
     }
     if (endpoint == "VolumeDriver.Create") {
         std::string name;
-        if (auto st = create(repo, j, name); !st) return err_reply(fmt::format("{} name={}", what, name), st.error().message);
+        if (auto st = create(repo, clones, j, name); !st) return err_reply(fmt::format("{} name={}", what, name), st.error().message);
         return ok_reply(json::object(), fmt::format("{} name={} -> ok", what, name));
     }
 
@@ -192,7 +316,7 @@ Reply dispatch(Repository& repo, std::string_view endpoint, const json& j) {
     if (auto st = require_volume(repo, *name); !st) return fail(st.error());
 
     if (endpoint == "VolumeDriver.Get")
-        return ok_reply(json{{"Volume", volume_json(repo, *name, true)}}, what + " -> ok");
+        return ok_reply(json{{"Volume", volume_json(repo, clones, *name, true)}}, what + " -> ok");
     if (endpoint == "VolumeDriver.Path")
         return ok_reply(json{{"Mountpoint", repo.live_dir(*name)}}, what + " -> ok");
     if (endpoint == "VolumeDriver.Remove") {
@@ -200,6 +324,8 @@ Reply dispatch(Repository& repo, std::string_view endpoint, const json& j) {
         if (!n) return fail(n.error());
         if (*n > 0)
             return err_reply(what, fmt::format("volume {} is mounted ({} mount(s)); stop the containers using it first", *name, *n));
+        if (clones && clones->state(*name).kind == CloneState::Kind::running)
+            return err_reply(what, fmt::format("volume {} is being cloned; remove it when that is done", *name));
         if (auto st = repo.remove_volume(*name); !st) return fail(st.error());
         return ok_reply(json::object(), what + " -> ok");
     }
@@ -212,6 +338,7 @@ Reply dispatch(Repository& repo, std::string_view endpoint, const json& j) {
             if (!removed) return fail(removed.error());
             return ok_reply(json::object(), what + (*removed ? " -> ok" : " -> ok (that ID held no mount)"));
         }
+        if (auto st = wait_for_clone(repo, clones, *name, lock, mount_wait); !st) return fail(st.error());
         if (auto st = repo.add_docker_mount(*name, *id); !st) return fail(st.error());
         std::string mp = repo.live_dir(*name);
         return ok_reply(json{{"Mountpoint", mp}}, fmt::format("{} -> ok {}", what, mp));
@@ -227,7 +354,8 @@ Reply VolumeDriver::handle(std::string_view endpoint, std::string_view body) {
         std::string err;
         auto j = parse_body(body, err);
         if (!j) return err_reply(what, err);
-        return dispatch(repo_, endpoint, *j);
+        std::unique_lock lock(mu_);
+        return dispatch(repo_, clones_, mount_wait_, lock, endpoint, *j);
     } catch (const std::exception& e) {
         // nlohmann::json or the standard library refused something not caught above; the
         // request fails, the plugin goes on.

@@ -7,10 +7,13 @@
 // options, mount counts per mount ID) lives in the store, so a restarted plugin loses nothing.
 #pragma once
 
+#include <chrono>
 #include <cstddef>
+#include <mutex>
 #include <string>
 #include <string_view>
 
+#include "clones.h"
 #include "repo/repository.h"
 
 namespace dvol::plugin {
@@ -26,8 +29,12 @@ struct Reply {
 
 class VolumeDriver {
 public:
-    // Borrows `repo` for the driver's lifetime. Not thread-safe: one request at a time.
-    explicit VolumeDriver(Repository& repo) : repo_(repo) {}
+    // Borrows `repo` and `clones` (null: the option from= is refused) for the driver's
+    // lifetime. Thread-safe: requests are served one at a time, except that a Mount waiting
+    // for a volume's clone lets the others through. A Mount waits at most `mount_wait` (under
+    // Docker's two minutes) for the clone, then answers that it is not done yet.
+    explicit VolumeDriver(Repository& repo, Clones* clones = nullptr, std::chrono::milliseconds mount_wait = std::chrono::seconds(100))
+        : repo_(repo), clones_(clones), mount_wait_(mount_wait) {}
 
     // `endpoint` is the request path without its leading '/', e.g. "VolumeDriver.Mount".
     Reply handle(std::string_view endpoint, std::string_view body);
@@ -36,6 +43,9 @@ public:
 
 private:
     Repository& repo_;
+    Clones* clones_;
+    std::chrono::milliseconds mount_wait_;
+    std::mutex mu_;
 };
 
 }  // namespace dvol::plugin

@@ -19,6 +19,16 @@ if [ ! -x "$DVOL" ]; then
     echo "seed-walkthrough: $DVOL not found; build dvol first (./scripts/setup.sh)" >&2
     exit 1
 fi
+# The default store belongs to root: another user needs a store of their own.
+if [ -z "${DVOL_ROOT:-}" ] && [ "$(id -u)" -ne 0 ]; then
+    store=/var/lib/dvol
+    if { [ -e "$store" ] && ! [ -w "$store" ]; } || { [ -e "$store/dvol.db" ] && ! [ -w "$store/dvol.db" ]; } ||
+        { ! [ -e "$store" ] && ! [ -w "$(dirname "$store")" ]; }; then
+        echo "seed-walkthrough: the default store $store is root's; as $(id -un), run the tour on a store of your own:" >&2
+        echo "  DVOL_ROOT=\$HOME/dvol-store $0" >&2
+        exit 1
+    fi
+fi
 
 # Show each command like a tutorial, then run it.
 quote() {

@@ -123,13 +123,37 @@ Status Refs::swap_tip(int64_t volume_id, const std::string& branch, const std::o
 
 Result<std::vector<std::pair<int64_t, ObjectId>>> Refs::tips() {
     std::vector<std::pair<int64_t, ObjectId>> out;
-    DVOL_TRY(auto q, db_.prepare("SELECT volume_id, tip FROM branches WHERE tip IS NOT NULL"));
+    DVOL_TRY(auto q, db_.prepare("SELECT volume_id, tip FROM branches WHERE tip IS NOT NULL "
+                                 "UNION ALL SELECT volume_id, tip FROM remote_branches"));
     for (;;) {
         DVOL_TRY(bool row, q.step());
         if (!row) break;
         if (q.blob_view(1).size() == ObjectId::size) out.emplace_back(q.int64(0), ObjectId::from_bytes(q.blob_view(1)));
     }
     return out;
+}
+
+Result<std::vector<TrackingRow>> Refs::tracking(int64_t volume_id) {
+    std::vector<TrackingRow> out;
+    DVOL_TRY(auto q, db_.prepare("SELECT t.remote_id, r.url, t.branch, t.tip FROM remote_branches t JOIN remotes r ON r.id = t.remote_id "
+                                 "WHERE t.volume_id = ? ORDER BY r.url, t.branch"));
+    q.bind(1, volume_id);
+    for (;;) {
+        DVOL_TRY(bool row, q.step());
+        if (!row) break;
+        if (q.blob_view(3).size() != ObjectId::size) continue;
+        out.push_back(TrackingRow{q.int64(0), q.text(1), q.text(2), ObjectId::from_bytes(q.blob_view(3))});
+    }
+    return out;
+}
+
+Status Refs::set_tracking(int64_t volume_id, int64_t remote_id, const std::string& branch, const std::optional<ObjectId>& tip) {
+    if (!tip) {
+        DVOL_TRY(auto del, db_.prepare("DELETE FROM remote_branches WHERE volume_id = ? AND remote_id = ? AND branch = ?"));
+        return del.bind(1, volume_id).bind(2, remote_id).bind(3, branch).run();
+    }
+    DVOL_TRY(auto up, db_.prepare("INSERT OR REPLACE INTO remote_branches(volume_id, remote_id, branch, tip) VALUES(?, ?, ?, ?)"));
+    return up.bind(1, volume_id).bind(2, remote_id).bind(3, branch).bind_blob(4, tip->as_span()).run();
 }
 
 Result<std::vector<std::pair<std::string, std::string>>> Refs::dangling_branches(int64_t volume_id) {
@@ -149,6 +173,12 @@ Status Refs::add_commit(int64_t volume_id, const ObjectId& id, const ObjectId& t
                         std::span<const std::byte> encoded) {
     DVOL_TRY(auto ins, db_.prepare("INSERT OR IGNORE INTO commits(id, volume_id, tree, time, encoded) VALUES(?, ?, ?, ?, ?)"));
     return ins.bind_blob(1, id.as_span()).bind(2, volume_id).bind_blob(3, tree.as_span()).bind(4, time).bind_blob(5, encoded).run();
+}
+
+Result<bool> Refs::has_commit(int64_t volume_id, const ObjectId& id) {
+    DVOL_TRY(auto q, db_.prepare("SELECT 1 FROM commits WHERE volume_id = ? AND id = ?"));
+    q.bind(1, volume_id).bind_blob(2, id.as_span());
+    return q.step();
 }
 
 Result<std::optional<std::vector<std::byte>>> Refs::commit(const ObjectId& id) {
@@ -246,6 +276,24 @@ Status Refs::unset_config_if(const std::string& key, const std::string& value) {
     return q.bind(1, key).bind(2, value).run();
 }
 
+Status Refs::unset_config(const std::string& key) {
+    DVOL_TRY(auto q, db_.prepare("DELETE FROM config WHERE key = ?"));
+    return q.bind(1, key).run();
+}
+
+Result<std::vector<std::pair<std::string, std::string>>> Refs::config_with_prefix(const std::string& prefix) {
+    std::vector<std::pair<std::string, std::string>> out;
+    // Keys in [prefix, prefix + U+FFFF): every key that starts with it, by the index.
+    DVOL_TRY(auto q, db_.prepare("SELECT key, value FROM config WHERE key >= ? AND key < ? ORDER BY key"));
+    q.bind(1, prefix).bind(2, prefix + "\xff");
+    for (;;) {
+        DVOL_TRY(bool row, q.step());
+        if (!row) break;
+        out.emplace_back(q.text(0), q.text(1));
+    }
+    return out;
+}
+
 Result<std::optional<std::string>> Refs::volume_option(int64_t volume_id, const std::string& key) {
     DVOL_TRY(auto q, db_.prepare("SELECT value FROM volume_options WHERE volume_id = ? AND key = ?"));
     q.bind(1, volume_id).bind(2, key);
@@ -257,6 +305,11 @@ Result<std::optional<std::string>> Refs::volume_option(int64_t volume_id, const 
 Status Refs::set_volume_option(int64_t volume_id, const std::string& key, const std::string& value) {
     DVOL_TRY(auto q, db_.prepare("INSERT OR REPLACE INTO volume_options(volume_id, key, value) VALUES(?, ?, ?)"));
     return q.bind(1, volume_id).bind(2, key).bind(3, value).run();
+}
+
+Status Refs::unset_volume_option(int64_t volume_id, const std::string& key) {
+    DVOL_TRY(auto q, db_.prepare("DELETE FROM volume_options WHERE volume_id = ? AND key = ?"));
+    return q.bind(1, volume_id).bind(2, key).run();
 }
 
 Result<std::vector<DockerMount>> Refs::docker_mounts(int64_t volume_id) {

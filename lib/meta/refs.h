@@ -55,6 +55,15 @@ struct BranchRow {
     std::optional<ObjectId> tip;  // none before the branch's first commit
 };
 
+// A remote-tracking branch: the tip of a remote's branch of the volume as last pushed or
+// fetched.
+struct TrackingRow {
+    int64_t remote_id = 0;
+    std::string url;  // the remote's
+    std::string branch;
+    ObjectId tip;
+};
+
 // A commit row: the encoded commit (docs/FORMAT.md, "Commits") as recorded for a volume.
 struct CommitRow {
     int64_t volume_id = 0;
@@ -90,8 +99,14 @@ public:
     // else; Errc::not_found when there is no such branch.
     Status swap_tip(int64_t volume_id, const std::string& branch, const std::optional<ObjectId>& expected,
                     const ObjectId& tip, const std::string& action);
-    // Every (volume id, tip) of a branch with commits.
+    // Every (volume id, tip) of a branch with commits, remote-tracking branches included (what
+    // gc keeps).
     Result<std::vector<std::pair<int64_t, ObjectId>>> tips();
+
+    // Remote-tracking branches of a volume, by remote and branch.
+    Result<std::vector<TrackingRow>> tracking(int64_t volume_id);
+    // Sets (or, with nullopt, drops) the tracking branch `branch` of remote `remote_id`.
+    Status set_tracking(int64_t volume_id, int64_t remote_id, const std::string& branch, const std::optional<ObjectId>& tip);
     // The branches of a volume whose tip names no commit row of the volume: (name, tip hex or
     // "(malformed)").
     Result<std::vector<std::pair<std::string, std::string>>> dangling_branches(int64_t volume_id);
@@ -100,6 +115,8 @@ public:
     // Records an encoded commit for the volume (a row already there stays).
     Status add_commit(int64_t volume_id, const ObjectId& id, const ObjectId& tree, int64_t time,
                       std::span<const std::byte> encoded);
+    // Whether the volume has a row for commit `id`.
+    Result<bool> has_commit(int64_t volume_id, const ObjectId& id);
     // The encoding of commit `id` (from any volume), or nullopt.
     Result<std::optional<std::vector<std::byte>>> commit(const ObjectId& id);
     // The volume's commits whose id lies in [lo, hi], at most `limit`.
@@ -121,10 +138,14 @@ public:
     Status set_config(const std::string& key, const std::string& value);
     // Removes `key` if it holds `value`.
     Status unset_config_if(const std::string& key, const std::string& value);
+    Status unset_config(const std::string& key);
+    // Every (key, value) whose key starts with `prefix`, by key.
+    Result<std::vector<std::pair<std::string, std::string>>> config_with_prefix(const std::string& prefix);
 
     // Volume options (key=value given at creation, e.g. exclusive=true).
     Result<std::optional<std::string>> volume_option(int64_t volume_id, const std::string& key);
     Status set_volume_option(int64_t volume_id, const std::string& key, const std::string& value);
+    Status unset_volume_option(int64_t volume_id, const std::string& key);
 
     // Docker's mounts of a volume, counted per mount ID.
     Result<std::vector<DockerMount>> docker_mounts(int64_t volume_id);  // oldest first

@@ -79,6 +79,36 @@ CREATE TABLE IF NOT EXISTS mounts(
   count INTEGER NOT NULL,
   time INTEGER NOT NULL,
   PRIMARY KEY(volume_id, mount_id)) WITHOUT ROWID;
+-- Remotes this store has talked to, by URL (their names are config keys remote.<name>.url).
+CREATE TABLE IF NOT EXISTS remotes(
+  id INTEGER PRIMARY KEY,
+  url TEXT NOT NULL UNIQUE);
+-- What this store knows of each remote's packs, from the pack indexes it wrote there or read
+-- from there: which objects the remote holds and where, so that a push sends only what the
+-- remote lacks and a fetch reads one record with one ranged request.
+CREATE TABLE IF NOT EXISTS remote_packs(
+  id INTEGER PRIMARY KEY,
+  remote_id INTEGER NOT NULL REFERENCES remotes(id) ON DELETE CASCADE,
+  name TEXT NOT NULL,
+  kind INTEGER NOT NULL,
+  size INTEGER NOT NULL,
+  UNIQUE(remote_id, name));
+CREATE TABLE IF NOT EXISTS remote_objects(
+  remote_id INTEGER NOT NULL REFERENCES remotes(id) ON DELETE CASCADE,
+  id BLOB NOT NULL,
+  pack_id INTEGER NOT NULL REFERENCES remote_packs(id) ON DELETE CASCADE,
+  offset INTEGER NOT NULL,
+  stored_len INTEGER NOT NULL,
+  raw_len INTEGER NOT NULL,
+  PRIMARY KEY(remote_id, id)) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS remote_objects_by_pack ON remote_objects(pack_id);
+-- Remote-tracking branches: a remote branch's tip as last pushed or fetched, for a local volume.
+CREATE TABLE IF NOT EXISTS remote_branches(
+  volume_id INTEGER NOT NULL REFERENCES volumes(id) ON DELETE CASCADE,
+  remote_id INTEGER NOT NULL REFERENCES remotes(id) ON DELETE CASCADE,
+  branch TEXT NOT NULL,
+  tip BLOB NOT NULL,
+  PRIMARY KEY(volume_id, remote_id, branch)) WITHOUT ROWID;
 )sql";
 
 }  // namespace
@@ -101,9 +131,9 @@ Status init_schema(Db& db) {
     if (!row) {
         DVOL_TRY(auto ins, db.prepare("INSERT INTO meta(key, value) VALUES('schema_version', ?)"));
         DVOL_CHECK(ins.bind(1, std::to_string(kSchemaVersion)).run());
-    } else if (q.text(0) == "1" || q.text(0) == "2") {
-        // v1 -> v2 -> v3: kSchema above created the reflog, volume_options and mounts tables;
-        // nothing else changed.
+    } else if (q.text(0) == "1" || q.text(0) == "2" || q.text(0) == "3") {
+        // v1 -> v2 -> v3 -> v4: kSchema above created the reflog, volume_options and mounts
+        // tables, and the remotes' tables; nothing else changed.
         DVOL_TRY(auto up, db.prepare("UPDATE meta SET value = ? WHERE key = 'schema_version'"));
         DVOL_CHECK(up.bind(1, std::to_string(kSchemaVersion)).run());
     } else if (q.text(0) != std::to_string(kSchemaVersion)) {

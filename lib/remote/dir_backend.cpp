@@ -246,7 +246,36 @@ Result<DirBackend::TempFile> DirBackend::new_temp() {
     std::string path = dir + "/" + name;
     int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
     if (fd < 0) return fail("create", std::string(kTempDir) + "/" + name, errno);
-    return TempFile(std::move(path), std::move(name), UniqueFd(fd));
+    TempFile temp(std::move(path), std::move(name), UniqueFd(fd));
+    // Once per backend: what writers that died left here (a killed push's partial pack).
+    if (!swept_temps_) {
+        swept_temps_ = true;
+        struct stat st {};
+        int dir_fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (dir_fd >= 0) {
+            UniqueFd guard(dir_fd);
+            if (::fstat(temp.fd(), &st) == 0) sweep_temps(dir_fd, ns_of(st.st_mtim), temp.name());
+        }
+    }
+    return temp;
+}
+
+void DirBackend::sweep_temps(int dir_fd, int64_t now_ns, const std::string& own) {
+    int fd = ::dup(dir_fd);
+    if (fd < 0) return;
+    std::unique_ptr<DIR, int (*)(DIR*)> d(::fdopendir(fd), ::closedir);
+    if (!d) {
+        ::close(fd);
+        return;
+    }
+    const int64_t limit_ns = now_ns - std::chrono::duration_cast<std::chrono::nanoseconds>(options_.stale_temp_age).count();
+    while (dirent* e = ::readdir(d.get())) {
+        std::string_view name(e->d_name);
+        if (name == "." || name == ".." || name == own) continue;
+        struct stat st {};
+        if (::fstatat(dir_fd, e->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0 || !S_ISREG(st.st_mode)) continue;
+        if (ns_of(st.st_mtim) < limit_ns) (void)::unlinkat(dir_fd, e->d_name, 0);
+    }
 }
 
 Result<DirBackend::TempFile> DirBackend::temp_holding(std::string_view key, std::span<const std::byte> data) {

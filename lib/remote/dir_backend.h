@@ -5,8 +5,8 @@
 // Besides the keys, the directory holds entries whose names cannot be keys (they contain '~'),
 // which listings never show:
 // - <root>/tmp~/: files being written, under names unique to their writer. A writer that
-//   crashed leaves its file there; nothing ever reads it, and it may be deleted once its
-//   writer is gone.
+//   crashed leaves its file there; nothing ever reads it. The first write of each DirBackend
+//   deletes the files there not modified for DirOptions::stale_temp_age, by the remote's clock.
 // - <dir>/<name>~lock: the lock of ref <dir>/<name> while an update_ref() holds it, made by
 //   link(2) of a complete file naming its holder (host, machine, pid, time, token; the text
 //   is in docs/FORMAT.md, "Remotes"). A lock whose process is gone (same machine, kill(pid,
@@ -56,6 +56,10 @@ struct DirOptions {
     // Age from which a ref's lock is stale whoever holds it: far longer than an update takes
     // (milliseconds), to cover clock skew and a slow server.
     std::chrono::seconds stale_lock_age{60};
+    // Age from which a file in tmp~ is a dead writer's (by the remote's clock: its mtime
+    // against that of a file just made there): far longer than writing one object takes, since
+    // a live writer whose file is deleted under it fails its write.
+    std::chrono::seconds stale_temp_age{3600};
 };
 
 class DirBackend final : public Backend {
@@ -95,6 +99,9 @@ private:
     Error fail(std::string_view what, std::string_view key, int err) const;
 
     Result<TempFile> new_temp();
+    // Deletes the files of tmp~ (open as `dir_fd`) older than stale_temp_age before `now_ns`,
+    // but `own`; best effort.
+    void sweep_temps(int dir_fd, int64_t now_ns, const std::string& own);
     Result<TempFile> temp_holding(std::string_view key, std::span<const std::byte> data);
     Status copy_into(int out, int in, uint64_t size, std::string_view key);
     Result<bool> holds(const std::string& key, uint64_t size);
@@ -110,6 +117,7 @@ private:
     std::string location_;
     std::string root_;
     DirOptions options_;
+    bool swept_temps_ = false;
 };
 
 }  // namespace dvol::remote

@@ -5,6 +5,7 @@
 #include "remote/dir_backend.h"
 #include "remote/retry.h"
 #include "remote/s3_backend.h"
+#include "remote/ssh_backend.h"
 
 namespace dvol::remote {
 
@@ -23,8 +24,12 @@ Result<std::unique_ptr<Backend>> open_backend(const std::string& url, const Back
         DVOL_TRY(auto backend, S3Backend::open(url, s3));
         return std::unique_ptr<Backend>(std::make_unique<RetryingBackend>(std::move(backend)));
     }
-    if (scheme == "ssh")
-        return make_error(Errc::unsupported, fmt::format("{}:// remotes are not supported yet", scheme));
+    if (scheme == "ssh") {
+        // A dropped connection or a server that restarts is worth the retries; each retry
+        // starts a new ssh.
+        DVOL_TRY(auto ssh, SshBackend::open(url, options));
+        return std::unique_ptr<Backend>(std::make_unique<RetryingBackend>(std::move(ssh)));
+    }
     return make_error(Errc::invalid_argument,
                       fmt::format("unknown remote URL scheme '{}': a remote is a directory (a path or file:///path), "
                                   "s3://bucket/prefix or ssh://host/path",

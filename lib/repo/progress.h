@@ -9,10 +9,12 @@ namespace dvol {
 
 using WarnFn = std::function<void(const std::string&)>;
 
-// Progress of long work: files visited and bytes read or written so far.
+// Progress of long work: files (or objects) visited and bytes read, written or sent so far,
+// and the bytes expected in all when known (0: unknown).
 struct Progress {
     uint64_t files = 0;
     uint64_t bytes = 0;
+    uint64_t total = 0;
 };
 using ProgressFn = std::function<void(const Progress&)>;
 

@@ -14,6 +14,25 @@ Result<Tree> load_tree(ObjectSource& source, const TreeOverlay* overlay, const O
     return tree;
 }
 
+Result<bool> path_in_tree(ObjectSource& source, const TreeOverlay* overlay, const ObjectId& top, const std::string& path) {
+    DVOL_TRY(Tree t, load_tree(source, overlay, top));
+    const TreeEntry* root = t.find(kRootEntryName);
+    if (!root || root->type != EntryType::dir) return false;
+    ObjectId dir = root->subtree;
+    size_t start = 0;
+    for (;;) {
+        size_t slash = path.find('/', start);
+        std::string name = path.substr(start, slash == std::string::npos ? std::string::npos : slash - start);
+        DVOL_TRY(Tree here, load_tree(source, overlay, dir));
+        const TreeEntry* e = here.find(name);
+        if (!e) return false;
+        if (slash == std::string::npos) return true;
+        if (e->type != EntryType::dir) return false;
+        dir = e->subtree;
+        start = slash + 1;
+    }
+}
+
 Result<std::optional<Extent>> ExtentCursor::next() {
     const std::vector<Extent>* v = content_.indirect ? &list_ : &content_.extents;
     while (pos_ >= v->size()) {

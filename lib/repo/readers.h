@@ -23,6 +23,10 @@ using TreeOverlay = std::unordered_map<ObjectId, Tree, ObjectIdHash>;
 // Tree `id`, from `overlay` (may be null) or `source`; a tree that does not decode is corrupt.
 Result<Tree> load_tree(ObjectSource& source, const TreeOverlay* overlay, const ObjectId& id);
 
+// Whether the volume state with top tree `top` has an entry at `path` (relative to the live
+// directory, '/'-separated).
+Result<bool> path_in_tree(ObjectSource& source, const TreeOverlay* overlay, const ObjectId& top, const std::string& path);
+
 // Streams a FileContent's extents with their file offsets. Borrows both arguments. Besides
 // what the decoders check, it checks what only the lists together show: each list has the count
 // and covers the bytes its reference gives, and no list starts with a hole after a hole.

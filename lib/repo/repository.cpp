@@ -1,6 +1,7 @@
 #include "repo/repository.h"
 
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <pwd.h>
 #include <unistd.h>
 
@@ -13,9 +14,11 @@
 
 #include "diff/text_diff.h"
 #include "meta/db.h"
+#include "meta/remote_index.h"
 #include "meta/schema.h"
 #include "repo/content.h"
 #include "repo/locks.h"
+#include "repo/quiesced.h"
 #include "repo/restore.h"
 #include "repo/scan.h"
 #include "repo/stat_cache.h"
@@ -37,26 +40,6 @@ std::string lower(std::string s) {
     for (auto& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
     return s;
 }
-
-// Quiesces on construction (LiveDataHooks::quiesce) and resumes when it goes, if it did.
-class Quiesced {
-public:
-    explicit Quiesced(const LiveDataHooks& hooks) : hooks_(hooks) {}
-    Status start() {
-        if (hooks_.quiesce) DVOL_CHECK(hooks_.quiesce());
-        started_ = true;
-        return {};
-    }
-    ~Quiesced() {
-        if (started_ && hooks_.resume) hooks_.resume();
-    }
-    Quiesced(const Quiesced&) = delete;
-    Quiesced& operator=(const Quiesced&) = delete;
-
-private:
-    const LiveDataHooks& hooks_;
-    bool started_ = false;
-};
 
 // A failure of a reset or checkout after the branch moved (or became the active one). The
 // contract is git's (docs/DECISIONS.md, "The reset contract"): everything that can be refused is
@@ -85,14 +68,32 @@ std::string invalid_name_message(std::string_view name, std::string_view what) {
 
 Repository::~Repository() = default;
 
-Result<std::unique_ptr<Repository>> Repository::open(const std::string& dir) {
+Result<std::unique_ptr<Repository>> Repository::open(const std::string& dir, bool create) {
     std::unique_ptr<Repository> r(new Repository());
     r->paths_ = std::make_unique<StorePaths>(dir);
+    std::string db = r->paths_->db();
+    if (!path_exists(db)) {
+        if (!create)
+            return make_error(Errc::not_found, fmt::format("no dvol store at {} ('dvol init VOLUME' makes one there; -p DIR or DVOL_ROOT=DIR "
+                                                           "name another)", dir));
+    } else if (::access(dir.c_str(), W_OK) != 0 || ::access(db.c_str(), W_OK) != 0) {
+        // SQLite would open the database read-only and fail at its first write with "attempt
+        // to write a readonly database": say what is wrong instead.
+        struct stat st{};
+        std::string owner = "another user";
+        if (::stat(db.c_str(), &st) == 0) {
+            if (const passwd* pw = ::getpwuid(st.st_uid)) owner = pw->pw_name;
+        }
+        return make_error(Errc::denied, fmt::format("the dvol store at {} is not writable by you (it belongs to {}): run dvol as {}, "
+                                                    "or use -p DIR or DVOL_ROOT=DIR for a store of your own",
+                                                    dir, owner, owner));
+    }
     auto made = make_dirs(r->paths_->volumes_dir());
     if (!made) return make_error(made.error().code, fmt::format("cannot use {} as the dvol store: {}", dir, made.error().message));
-    DVOL_TRY(r->db_, meta::Db::open(r->paths_->db()));
+    DVOL_TRY(r->db_, meta::Db::open(db));
     DVOL_CHECK(meta::init_schema(*r->db_));
     r->refs_ = std::make_unique<meta::Refs>(*r->db_);
+    r->remote_index_ = std::make_unique<meta::RemoteIndex>(*r->db_);
     DVOL_TRY(r->store_, ObjectStore::open(*r->paths_, *r->db_));
     return r;
 }
@@ -110,7 +111,7 @@ std::string Repository::live_dir(const std::string& volume) const { return paths
 Result<Repository::Volume> Repository::find_volume(const std::string& name) {
     if (!valid_name(name)) return make_error(Errc::invalid_argument, invalid_name_message(name, "name"));
     DVOL_TRY(auto v, refs_->volume(name));
-    if (!v) return make_error(Errc::not_found, fmt::format("{} does not exist", name));
+    if (!v) return make_error(Errc::not_found, fmt::format("volume '{}' does not exist", name));
     return std::move(*v);
 }
 
@@ -120,7 +121,8 @@ Result<std::optional<ObjectId>> Repository::head(const Volume& v) {
     return b->tip;
 }
 
-Status Repository::create_volume(const std::string& name, bool make_active) {
+Status Repository::create_volume(const std::string& name, bool make_active,
+                                 const std::vector<std::pair<std::string, std::string>>& options) {
     if (!valid_name(name)) return make_error(Errc::invalid_argument, invalid_name_message(name, "name"));
     auto exists = [&] { return make_error(Errc::already_exists, fmt::format("volume {} already exists", name)); };
     {
@@ -136,6 +138,7 @@ Status Repository::create_volume(const std::string& name, bool make_active) {
     DVOL_TRY(auto txn, meta::Db::Transaction::begin(*db_));
     auto added = refs_->add_volume(name, "master", now_ns());
     if (!added) return added.error().code == Errc::already_exists ? exists() : std::move(added).error();
+    for (const auto& [key, value] : options) DVOL_CHECK(refs_->set_volume_option(*added, key, value));
     if (make_active) DVOL_CHECK(refs_->set_config(kActiveVolumeKey, name));
     DVOL_CHECK(txn.commit());
     return fsync_dir(paths_->volumes_dir());
@@ -219,9 +222,9 @@ Result<ObjectId> Repository::commit_tree(const ObjectId& commit) {
     return c.tree;
 }
 
-Result<Identity> Repository::identity() {
-    DVOL_TRY(auto name, config_get("user.name"));
-    DVOL_TRY(auto email, config_get("user.email"));
+int store_schema_version() { return meta::kSchemaVersion; }
+
+Identity default_identity(std::optional<std::string> name, std::optional<std::string> email) {
     if (!name || !email) {
         auto git = git_identity();
         if (!name) name = git.name;
@@ -237,6 +240,12 @@ Result<Identity> Repository::identity() {
         email = fmt::format("{}@{}", user, host[0] ? host : "localhost");
     }
     return Identity{*name, *email};
+}
+
+Result<Identity> Repository::identity() {
+    DVOL_TRY(auto name, config_get("user.name"));
+    DVOL_TRY(auto email, config_get("user.email"));
+    return default_identity(std::move(name), std::move(email));
 }
 
 Result<CommitOutcome> Repository::commit(const std::string& volume, const std::string& message, const WarnFn& warn,
@@ -507,6 +516,13 @@ Result<std::vector<Change>> Repository::live_changes(const Volume& v, const Warn
     return diff_trees(*store_, &scanner.overlay(), head_tree ? &*head_tree : nullptr, &live_top);
 }
 
+Status Repository::refuse_uncommitted(const Volume& v, std::string_view otherwise) {
+    DVOL_TRY(auto changes, live_changes(v, nullptr));
+    if (changes.empty()) return {};
+    return make_error(Errc::conflict, fmt::format("{} has uncommitted changes ({} path(s)); commit them, or {}", v.name,
+                                                  changes.size(), otherwise));
+}
+
 Result<std::vector<Change>> Repository::status(const std::string& volume, const WarnFn& warn) {
     DVOL_TRY(auto v, find_volume(volume));
     DVOL_TRY(auto store_lock, StoreLock::acquire(*paths_, false, wait_notice_));
@@ -540,18 +556,16 @@ Result<CheckoutOutcome> Repository::checkout(const std::string& volume, const st
         out.restore.id = tip.value_or(ObjectId{});
         return out;
     }
-    if (!force) {
-        DVOL_TRY(auto changes, live_changes(v, nullptr));
-        if (!changes.empty())
-            return make_error(Errc::conflict, fmt::format("{} has uncommitted changes ({} path(s)); commit them, or use --force to discard them",
-                                                          volume, changes.size()));
-    }
+    if (!force) DVOL_CHECK(refuse_uncommitted(v, "use --force to discard them"));
     DVOL_CHECK(prepare_write());
     std::optional<ObjectId> tree;
     if (target->tip) { DVOL_TRY(tree, commit_tree(*target->tip)); }
     DVOL_TRY(auto verified, verify_restore(v, tree ? &*tree : nullptr));
     Quiesced quiet(hooks);
     DVOL_CHECK(quiet.start());
+    // Checked again now that nothing writes: what changed between the first look and the
+    // quiesce would otherwise be lost.
+    if (!force) DVOL_CHECK(refuse_uncommitted(v, "use --force to discard them"));
     {
         DVOL_TRY(auto txn, meta::Db::Transaction::begin(*db_));
         DVOL_CHECK(refs_->set_active_branch(v.id, branch));
@@ -593,6 +607,17 @@ Result<std::vector<FileDiff>> Repository::diff(const std::string& volume, const 
     while (!prefix.empty() && prefix.back() == '/') prefix.pop_back();
     if (prefix == ".") prefix.clear();
     DVOL_TRY(auto changes, diff_trees(*store_, &overlay, from_tree ? &*from_tree : nullptr, &*to_tree, prefix));
+    if (changes.empty() && !prefix.empty()) {
+        // Nothing changed there, or nothing is there: say which (as git does for a path that
+        // matches no file).
+        bool found = false;
+        for (const auto* top : {from_tree ? &*from_tree : nullptr, &*to_tree}) {
+            if (!top || found) continue;
+            DVOL_TRY(found, path_in_tree(*store_, &overlay, *top, prefix));
+        }
+        if (!found) return make_error(Errc::not_found, fmt::format("path '{}' matches nothing in {} or {}", path, from.value_or("HEAD"),
+                                                                   to.value_or("the live directory")));
+    }
 
     std::vector<FileDiff> out;
     for (auto& ch : changes) {

@@ -17,6 +17,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "base/error.h"
@@ -30,6 +31,10 @@ namespace dvol {
 
 namespace meta {
 class Db;
+class RemoteIndex;
+}
+namespace remote {
+class Backend;
 }
 class ObjectStore;
 class StorePaths;
@@ -107,6 +112,86 @@ struct FileDiff {
     std::string patch;  // unified diff, or a one-line summary for binary or large files
 };
 
+// A remote as configured: `dvol remote add NAME URL`.
+struct RemoteConfig {
+    std::string name;
+    std::string url;
+    std::string endpoint;  // s3: the service's URL, when not AWS
+};
+
+// How a command reaches a remote: a configured name or a URL, and an endpoint that overrides
+// the configured one (s3, --endpoint).
+struct RemoteSpec {
+    std::string remote;
+    std::string endpoint;
+};
+
+// One branch of a volume on a remote.
+struct RemoteBranch {
+    std::string volume;
+    std::string branch;
+    ObjectId tip;
+    bool head = false;  // the branch a clone checks out
+};
+
+// What moved over the wire.
+struct TransferStats {
+    uint64_t objects = 0;
+    uint64_t bytes = 0;     // pack bytes sent or received
+    uint64_t packs = 0;     // packs written (push)
+    uint64_t requests = 0;  // requests to the remote for objects and indexes (fetch)
+};
+
+struct PushOutcome {
+    enum class Kind { up_to_date, created, fast_forward, forced, deleted } kind = Kind::up_to_date;
+    std::string remote_volume;
+    std::string branch;
+    std::optional<ObjectId> old_tip;  // the remote's, before
+    std::optional<ObjectId> new_tip;  // none after a delete
+    TransferStats sent;
+};
+
+struct PushOptions {
+    bool force = false;   // also when the remote's tip is not in the local branch's history
+    bool remove = false;  // delete the remote branch (push --delete)
+};
+
+struct FetchOutcome {
+    std::string remote_volume;
+    struct Update {
+        std::string branch;
+        std::optional<ObjectId> old_tip;  // the remote-tracking branch before (none: new)
+        ObjectId new_tip;
+    };
+    std::vector<Update> updates;  // branches whose tip changed
+    std::optional<std::string> head;  // the remote's HEAD branch
+    TransferStats received;
+};
+
+struct PullOutcome {
+    enum class Kind { up_to_date, fast_forward } kind = Kind::up_to_date;
+    std::string branch;
+    std::optional<ObjectId> old_tip;
+    ObjectId new_tip;
+    FetchOutcome fetched;
+    ResetOutcome restore;  // what the fast-forward wrote (the active branch only)
+};
+
+struct CloneOptions {
+    std::optional<std::string> name;    // of the new volume
+    std::optional<std::string> branch;  // to check out
+    bool prepare_only = false;
+};
+
+struct CloneOutcome {
+    std::string volume;  // the local volume
+    std::string branch;  // the active branch checked out
+    bool resumed = false;   // an interrupted clone was finished
+    bool prepared = false;  // prepare_only: made, not yet fetched
+    FetchOutcome fetched;
+    ResetOutcome restore;
+};
+
 // What a front end does around a change of a volume's live data (the CLI pauses or stops the
 // Docker containers using the volume, and starts them again).
 struct LiveDataHooks {
@@ -130,6 +215,13 @@ struct CheckoutOutcome {
     ResetOutcome restore;  // what switching wrote (nothing when created or already on it)
 };
 
+// The version of the store's database schema this dvol writes (docs/FORMAT.md, "SQLite").
+int store_schema_version();
+
+// The commit author when the store's configuration lacks user.name or user.email: the user's
+// git identity, else the login name and host.
+Identity default_identity(std::optional<std::string> name = {}, std::optional<std::string> email = {});
+
 // Names of volumes and branches: Docker's rule [A-Za-z0-9][A-Za-z0-9_.-]*, 1..128 characters,
 // and never ".." anywhere (docs/ARCHITECTURE.md, "Data model").
 bool valid_name(std::string_view name);
@@ -137,8 +229,10 @@ std::string invalid_name_message(std::string_view name, std::string_view what);
 
 class Repository {
 public:
-    // Opens the store in directory `dir`, creating its layout on first use.
-    static Result<std::unique_ptr<Repository>> open(const std::string& dir);
+    // Opens the store in directory `dir`. Without one there, `create` makes it, else it is
+    // Errc::not_found ("no dvol store at DIR"). A store this user cannot write is Errc::denied,
+    // saying whose it is and what to do.
+    static Result<std::unique_ptr<Repository>> open(const std::string& dir, bool create = true);
     ~Repository();
 
     // The store's directory.
@@ -151,8 +245,10 @@ public:
 
     // Volumes.
     // With branch master; becomes the active volume when `make_active` (dvol init does, the
-    // Docker plugin does not).
-    Status create_volume(const std::string& name, bool make_active = true);
+    // Docker plugin does not). `options` (key, value) are set in the transaction that creates
+    // the volume's row, so that no crash leaves the volume without them.
+    Status create_volume(const std::string& name, bool make_active = true,
+                         const std::vector<std::pair<std::string, std::string>>& options = {});
     Result<std::vector<VolumeInfo>> list_volumes();
     Result<std::optional<std::string>> active_volume();
     Status switch_volume(const std::string& name);
@@ -211,6 +307,41 @@ public:
     // changes).
     Result<bool> remove_docker_mount(const std::string& volume, const std::string& mount_id);
 
+    // Remotes (repo/transfer.cpp). Names follow the volume name rule; a URL is a path or
+    // file:///path, s3://bucket/prefix, or ssh://[user@]host[:port]/path.
+    Result<std::vector<RemoteConfig>> remotes();
+    Status add_remote(const std::string& name, const std::string& url, const std::string& endpoint = "");
+    Status remove_remote(const std::string& name);
+    // Every branch of every volume the remote holds (deleted branches left out).
+    Result<std::vector<RemoteBranch>> show_remote(const RemoteSpec& remote);
+    // Sends `branch` (default: the active one) of `volume` to the remote: the objects the
+    // remote lacks (packs and their indexes), then the branch's ref by compare-and-swap.
+    // Fast-forward only unless options.force; a rejected push changes nothing on the remote.
+    Result<PushOutcome> push(const RemoteSpec& remote, const std::string& volume, const std::optional<std::string>& branch,
+                             const PushOptions& options = {}, const ProgressFn& progress = {});
+    // Brings the remote's branches of `volume` (and the objects this store lacks) into its
+    // remote-tracking branches; the live directory and local branches are not touched.
+    Result<FetchOutcome> fetch(const RemoteSpec& remote, const std::string& volume, const ProgressFn& progress = {});
+    // fetch, then fast-forwards `branch` (default: the active one) to the remote's; the live
+    // directory follows when it is the active branch (refusing uncommitted changes, as
+    // checkout does). A branch that has diverged from the remote's is refused; a branch the
+    // volume lacks is made at the remote's tip.
+    Result<PullOutcome> pull(const RemoteSpec& remote, const std::string& volume, const std::optional<std::string>& branch,
+                             const ProgressFn& progress = {}, const LiveDataHooks& hooks = {});
+    // Makes volume `options.name` (default: `remote_volume`) from the remote's `remote_volume`:
+    // all its branches, checking out `options.branch` (default: the remote's HEAD branch). The
+    // volume exists from the start, marked unfinished (volume option clone-incomplete) until
+    // its branch is checked out; running the same clone again finishes an interrupted one.
+    // With options.prepare_only, only checks that the remote holds the volume and makes the
+    // marked volume (what the Docker plugin's Create does before cloning in the background).
+    Result<CloneOutcome> clone(const RemoteSpec& remote, const std::string& remote_volume, const CloneOptions& options = {},
+                               const ProgressFn& progress = {});
+
+    // Wraps every Backend this Repository opens to reach a remote, once open_backend() has
+    // made it: what the transfer tests use to count requests and to interrupt a transfer.
+    using BackendWrapper = std::function<std::unique_ptr<remote::Backend>(std::unique_ptr<remote::Backend>)>;
+    void set_backend_wrapper(BackendWrapper fn) { backend_wrapper_ = std::move(fn); }
+
     // Configuration (user.name, user.email).
     Result<std::optional<std::string>> config_get(const std::string& key);
     Status config_set(const std::string& key, const std::string& value);
@@ -230,6 +361,9 @@ private:
     Status check_stat_cache(FsckReport& report);
     Result<ObjectId> commit_tree(const ObjectId& commit);
     Result<std::vector<Change>> live_changes(const Volume& v, const WarnFn& warn);
+    // Errc::conflict when the live directory differs from the active branch's tip ("commit
+    // them, or `otherwise`").
+    Status refuse_uncommitted(const Volume& v, std::string_view otherwise);
     Status prepare_write();
     // Verifies every object a restore of `tree` into the volume would read (see Restorer::verify).
     // Returns the chunks it verified, for materialise() to trust.
@@ -239,10 +373,19 @@ private:
     Result<ResetOutcome> materialise(const Volume& v, const ObjectId* tree, const ObjectId& commit, ObjectIdSet verified,
                                      const ProgressFn& progress);
 
+    // Transfers (repo/transfer.cpp).
+    struct Remote;
+    // `for_push`: the remote may not exist yet (a directory over ssh is made by the first write).
+    Result<Remote> open_remote(const RemoteSpec& spec, bool for_push = false);
+    Result<bool> is_ancestor(const ObjectId& ancestor, const ObjectId& tip);
+    Result<FetchOutcome> fetch_into(Remote& r, const Volume& v, const std::string& remote_volume, const ProgressFn& progress);
+    Result<std::string> remote_volume_of(const Volume& v);
+
     std::unique_ptr<StorePaths> paths_;
     std::unique_ptr<meta::Db> db_;
     std::unique_ptr<meta::Refs> refs_;
     std::unique_ptr<ObjectStore> store_;
+    std::unique_ptr<meta::RemoteIndex> remote_index_;
     bool cleaned_ = false;
     WarnFn wait_notice_;
     WarnFn warn_;
@@ -254,6 +397,7 @@ private:
             warned_cache_ = true;
         };
     }
+    BackendWrapper backend_wrapper_;
 };
 
 }  // namespace dvol

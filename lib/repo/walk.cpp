@@ -30,6 +30,7 @@ Status walk_content(ObjectSource& source, const FileContent& c, const std::strin
             continue;
         }
         DVOL_CHECK(chunks(*list));
+        if (w.leave) DVOL_CHECK(w.leave(ref.id, ObjectKind::extent_list));
     }
     return {};
 }
@@ -83,6 +84,7 @@ Status walk_tree(ObjectSource& source, const ObjectId& id, const std::string& pa
             DVOL_CHECK(open(sub, false));
         }
     }
+    if (w.leave) DVOL_CHECK(w.leave(id, ObjectKind::tree));
     return {};
 }
 

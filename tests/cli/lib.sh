@@ -17,6 +17,12 @@
 #   expect_eq WHAT EXPECTED ACTUAL
 #   check WHAT CMD...             CMD (any shell command or test) succeeds
 #   finish                        prints "N checks passed" (or the failures) and exits
+#   section NAME                  starts a named part of the test: prints "== NAME" and, for the
+#                                 part before, how long it took (to see where the time goes;
+#                                 never checked)
+#   run_cases NAME...             runs the functions case_NAME side by side, each on its own copy
+#                                 of the store (see "Cases run side by side" below)
+#   long_or SHORT LONG            SHORT, or LONG when DVOL_TEST_LONG=1 (loop counts)
 #
 # A failed check prints "FAIL: ..." with the command, exit code and output, and the test goes
 # on so that one run shows every failure; `finish` then exits 1. Where nothing sensible can
@@ -38,12 +44,17 @@ if [ ! -x "$DVOL" ]; then
 fi
 
 TEST_NAME=$(basename "$0" .sh)
+declare -A CASE_PID=() CASE_START=()  # run_cases: the running cases' pids and start times
 CHECKS=0
 FAILURES=0
 FAILED_CHECKS=()
 
 TEST_TMP=$(mktemp -d "${TMPDIR:-/tmp}/dvol-$TEST_NAME.XXXXXX")
 cleanup() {
+    # Cases of run_cases still running (the test was interrupted): they go first.
+    local pid
+    for pid in "${CASE_PID[@]}"; do kill "$pid" 2>/dev/null; done
+    for pid in "${CASE_PID[@]}"; do wait "$pid" 2>/dev/null; done
     # Restore permissions a test may have taken away so that rm can descend everywhere.
     chmod -R u+rwX "$TEST_TMP" 2>/dev/null
     rm -rf "$TEST_TMP"
@@ -58,6 +69,13 @@ export XDG_CONFIG_HOME="$TEST_TMP/home/.config"
 export LC_ALL=C
 export TZ=UTC
 unset DOCKER_HOST
+
+# python3 (for reading dvol's JSON) is Debian's, which scripts/setup.sh installs, when it is there:
+# a python3 found first on PATH may be a version manager's shim that costs several times the
+# interpreter's own start-up, and the tests start python3 thousands of times.
+if [ -x /usr/bin/python3 ]; then
+    python3() { /usr/bin/python3 "$@"; }
+fi
 
 OUT_FILE="$TEST_TMP/.stdout"
 ERR_FILE="$TEST_TMP/.stderr"
@@ -83,20 +101,15 @@ manifest() {
     )
 }
 
-# apt_install PKG...: installs Debian packages with apt-get (an update and a retry when the
-# first try fails), without letting their services start (policy-rc.d): the e2e tests run their
-# own servers. Output goes to $APT_LOG; the callers check for what they need afterwards.
+# apt_install PKG...: installs Debian packages with scripts/apt-install.sh (as every script of the
+# project does: no recommended packages, non-interactive, an update and a retry when the first try
+# fails), without letting their services start: the e2e tests run their own servers. Its output
+# goes to $APT_LOG, whose end it prints when the install fails; the callers check for what they
+# need afterwards.
 APT_LOG="$TEST_TMP/apt.log"
+APT_INSTALL="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)/scripts/apt-install.sh"
 apt_install() {
-    local policy=/usr/sbin/policy-rc.d added=0
-    if [ ! -e "$policy" ]; then
-        printf '#!/bin/sh\nexit 101\n' >"$policy" && chmod 0755 "$policy" && added=1
-    fi
-    if ! DEBIAN_FRONTEND=noninteractive apt-get install -y "$@" >"$APT_LOG" 2>&1; then
-        DEBIAN_FRONTEND=noninteractive apt-get update >>"$APT_LOG" 2>&1
-        DEBIAN_FRONTEND=noninteractive apt-get install -y "$@" >>"$APT_LOG" 2>&1
-    fi
-    [ "$added" = 1 ] && rm -f "$policy"
+    "$APT_INSTALL" --no-start --log "$APT_LOG" --what "for $TEST_NAME" "$@"
     return 0
 }
 
@@ -308,6 +321,14 @@ pool_state() {
 }
 
 finish() {
+    if [ -n "${CASE:-}" ]; then  # the end of one case of run_cases: hand its counts back
+        {
+            echo "$CHECKS $FAILURES"
+            [ "$FAILURES" -gt 0 ] && printf '%s\n' "${FAILED_CHECKS[@]}"
+        } >"$TEST_TMP/.result"
+        exit $((FAILURES > 0))
+    fi
+    section_end
     if [ "$FAILURES" -gt 0 ]; then
         echo "$TEST_NAME: $FAILURES of $CHECKS checks FAILED:"
         local f
@@ -321,4 +342,132 @@ finish() {
 # Writes N bytes of random data to FILE.
 random_file() {
     head -c "$2" /dev/urandom >"$1"
+}
+
+# --- timing -----------------------------------------------------------------------------------------
+# section NAME: "== NAME" on stdout; the part before it gets a line with its wall time. Only for
+# reading a test's log (where did the time go?): no check ever depends on it.
+SECTION="" SECTION_START=$EPOCHREALTIME
+section_end() {
+    [ -n "$SECTION" ] || return 0
+    local ms=$(((${EPOCHREALTIME/./} - ${SECTION_START/./}) / 1000))
+    printf '   (%s: %d.%01d s)\n' "$SECTION" $((ms / 1000)) $((ms % 1000 / 100))
+}
+section() {
+    section_end
+    SECTION=$1 SECTION_START=$EPOCHREALTIME
+    echo "== $1"
+}
+
+# long_or SHORT LONG: loop counts. CI runs the short form; DVOL_TEST_LONG=1 gives the long one
+# (what the test ran before it was cut down for CI), for a thorough run by hand.
+long_or() { if [ "${DVOL_TEST_LONG:-0}" = 1 ]; then echo "$2"; else echo "$1"; fi; }
+
+# --- cases run side by side -----------------------------------------------------------------------
+# run_cases NAME...: runs the functions case_NAME at the same time, at most $DVOL_TEST_JOBS at once
+# (default: the number of CPUs plus one, at least 3: the cases wait on fsync and on each other's
+# processes as much as they compute), and returns when all have ended.
+#
+# Each case runs in a subshell of its own, in the background, with
+#   - its own copy of the store as it is when run_cases is called: what the script set up before
+#     is shared, not made again, and cases cannot see each other's changes;
+#   - its own $TEST_TMP ($TEST_TMP/case.NAME), holding that store as $DVOL_ROOT, its $OUT/$ERR
+#     files and a work/ directory; paths computed before run_cases point into the shared store,
+#     so a case computes its own (V1=$DVOL_ROOT/volumes/..., $(dvol path VOL));
+#   - CASE=NAME, its own check counts, and `finish` (or `abort`) ending just the case;
+#   - after case_NAME returns, the function case_done, when the script defines one.
+# The output of each case is kept and printed whole when the case ends, between "=== case NAME"
+# and "=== case NAME: N checks passed|FAILED ..., T s" lines, so that the log reads as if the
+# cases had run one after the other, and a failure names its case ([NAME] in the summary).
+DVOL_TEST_JOBS=${DVOL_TEST_JOBS:-$(($(nproc 2>/dev/null || echo 2) + 1))}
+[ "$DVOL_TEST_JOBS" -ge 3 ] 2>/dev/null || DVOL_TEST_JOBS=3
+
+# shellcheck disable=SC2030,SC2031  # the case's own counts and paths live in its subshell on purpose
+start_case() {
+    local name=$1 dir="$TEST_TMP/case.$1"
+    rm -rf "$dir"
+    mkdir -p "$dir/work"
+    cp -a "$DVOL_ROOT" "$dir/pool"
+    (
+        CASE=$name
+        TEST_TMP=$dir
+        DVOL_ROOT=$dir/pool
+        export DVOL_ROOT
+        OUT_FILE="$dir/.stdout" ERR_FILE="$dir/.stderr" APT_LOG="$dir/apt.log"
+        CHECKS=0 FAILURES=0 FAILED_CHECKS=()
+        SECTION="" SECTION_START=$EPOCHREALTIME
+        "case_$name"
+        if declare -F case_done >/dev/null; then case_done; fi
+        section_end
+        finish
+    ) >"$dir/.log" 2>&1 </dev/null &
+    CASE_PID[$name]=$!
+    CASE_START[$name]=$EPOCHREALTIME
+}
+
+# Prints a finished case's output and adds its counts to the test's.
+# shellcheck disable=SC2031
+end_case() {
+    local name=$1 status=$2 dir="$TEST_TMP/case.$1" ms checks=0 failures=0 line first=1
+    ms=$(((${EPOCHREALTIME/./} - ${CASE_START[$name]/./}) / 1000))
+    echo "=== case $name"
+    cat "$dir/.log"
+    if [ -f "$dir/.result" ]; then
+        while IFS= read -r line; do
+            if [ "$first" = 1 ]; then
+                read -r checks failures <<<"$line"
+                first=0
+            else
+                FAILED_CHECKS+=("[$name] $line")
+            fi
+        done <"$dir/.result"
+    else
+        checks=1 failures=1
+        FAILED_CHECKS+=("[$name] the case ended (exit status $status) without reaching its end")
+    fi
+    CHECKS=$((CHECKS + checks))
+    FAILURES=$((FAILURES + failures))
+    if [ "$failures" -gt 0 ]; then
+        echo "=== case $name: $failures of $checks checks FAILED, $((ms / 1000)).$((ms % 1000 / 100)) s"
+    else
+        echo "=== case $name: $checks checks passed, $((ms / 1000)).$((ms % 1000 / 100)) s"
+    fi
+    # Its store goes now: the cases' copies would add up.
+    chmod -R u+rwX "$dir" 2>/dev/null
+    rm -rf "$dir"
+}
+
+run_cases() {
+    local -a queue=("$@")
+    local name ended status
+    section_end
+    SECTION=""
+    for name in "$@"; do
+        if ! declare -F "case_$name" >/dev/null; then
+            fail "run_cases: there is no function case_$name"
+            return 1
+        fi
+    done
+    while [ ${#queue[@]} -gt 0 ] || [ ${#CASE_PID[@]} -gt 0 ]; do
+        while [ ${#queue[@]} -gt 0 ] && [ ${#CASE_PID[@]} -lt "$DVOL_TEST_JOBS" ]; do
+            start_case "${queue[0]}"
+            queue=("${queue[@]:1}")
+        done
+        # A poll, not `wait -n`: bash's wait -n misses a job that ended before it was called.
+        ended=""
+        for name in "${!CASE_PID[@]}"; do
+            if ! kill -0 "${CASE_PID[$name]}" 2>/dev/null; then
+                ended=$name
+                break
+            fi
+        done
+        if [ -z "$ended" ]; then
+            sleep 0.1
+            continue
+        fi
+        wait "${CASE_PID[$ended]}"
+        status=$?
+        unset "CASE_PID[$ended]"
+        end_case "$ended" "$status"
+    done
 }

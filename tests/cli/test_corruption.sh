@@ -168,7 +168,7 @@ after_damage() {
 }
 
 # --- a flipped byte inside a chunk of b.bin ---------------------------------------------------------
-echo "== flipped byte"
+section "flipped byte"
 setup flip
 # The chunks of b.bin are the records of PACK2 that are big (random data is stored raw); pick the
 # first one of at least 16 KiB, flip a byte in the middle of its stored bytes.
@@ -193,7 +193,7 @@ expect_stdout_contains "affects volume $VOL commit ${C2:0:12} path b.bin"
 after_damage "$FLIP_ID" corrupt-object
 
 # --- a truncated pack -----------------------------------------------------------------------------
-echo "== truncated pack"
+section "truncated pack"
 setup trunc
 size=$(stat -c %s "$PACK2")
 cut=$((size / 2))
@@ -204,14 +204,14 @@ truncate -s "$cut" "$PACK2"
 after_damage "$TRUNC_IDS" corrupt-object,missing-object
 
 # --- a deleted pack ---------------------------------------------------------------------------------
-echo "== deleted pack"
+section "deleted pack"
 setup gone
 GONE_IDS=$(pack_records "$PACK2" | awk '{ print $4 }')
 rm -f "$PACK2"
 after_damage "$GONE_IDS" corrupt-object,missing-object
 
 # --- a damaged record header (its stored length) ------------------------------------------------
-echo "== damaged record header"
+section "damaged record header"
 setup header
 read -r off _ stored HDR_ID < <(pack_records "$PACK2" | tail -n1)
 # Overwrite the record's length fields with a huge stored length.

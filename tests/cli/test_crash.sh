@@ -8,16 +8,19 @@
 # them at the end) restore exactly. A killed commit may or may not land; if it did, it holds
 # what the live directory held when it started.
 #
-# DVOL_CRASH_SEED=N replays a run's choices (the seed is printed first; timing still varies);
-# DVOL_CRASH_ITERATIONS=N changes the number of iterations (default 60).
-# shellcheck source=tests/cli/lib.sh disable=SC2016  # checks eval single-quoted tests on purpose
+# After a shared set-up, DVOL_CRASH_RUNS (default 2) runs of the iterations go side by side, each on
+# its own copy of the store (run_cases in lib.sh) and with its own random choices: per run
+# DVOL_CRASH_ITERATIONS iterations, by default 12 (30 with DVOL_TEST_LONG=1, the 60 iterations in
+# all this test used to make in CI). DVOL_CRASH_SEED=N replays the set-up's and every run's
+# choices (the seed is printed first; timing still varies, so the kills land elsewhere).
+# shellcheck source=tests/cli/lib.sh disable=SC2016,SC2317,SC2031  # eval-ed single-quoted checks; case_* run by run_cases, in subshells
 . "$(dirname "$0")/lib.sh"
 
 SEED=${DVOL_CRASH_SEED:-$(( ($(date +%s%N) / 1000) % 32768 ))}
-ITERATIONS=${DVOL_CRASH_ITERATIONS:-60}
-echo "seed: $SEED (replay with DVOL_CRASH_SEED=$SEED), $ITERATIONS iterations"
+RUNS=${DVOL_CRASH_RUNS:-2}
+ITERATIONS=${DVOL_CRASH_ITERATIONS:-$(long_or 12 30)}
+echo "seed: $SEED (replay with DVOL_CRASH_SEED=$SEED), $RUNS runs of $ITERATIONS iterations side by side"
 RANDOM=$SEED
-STARTED=$(date +%s)
 
 KIB=1024
 VOL=crash
@@ -269,6 +272,7 @@ verify() {
 }
 
 # --- setup ---------------------------------------------------------------------------------------------
+section "set-up"
 expect_ok tdvol init "$VOL" || abort
 LIVE=$(tdvol path "$VOL")
 for d in $(seq 0 9); do
@@ -292,151 +296,162 @@ verify "setup"
 verify_twin "setup"
 
 # --- the iterations -------------------------------------------------------------------------------------
-declare -A OPS
-for ((it = 1; it <= ITERATIONS; it++)); do
-    read_state
-    PRE_HEAD=$HEAD PRE_ACTIVE=$ACTIVE
-    OTHER=$(other_branch)
-    rnd 100
-    if [ "$R" -lt 35 ]; then op=commit
-    elif [ "$R" -lt 55 ]; then op=reset
-    elif [ "$R" -lt 75 ]; then op=checkout
-    elif [ "$R" -lt 88 ]; then op=gc
-    elif [ "$R" -lt 96 ]; then op=branch
-    else op="rm"
-    fi
-    [ "$op" = checkout ] && [ -z "${TIPS[$OTHER]:-}" ] && op=branch
+# crash_run N: one run of the iterations and the checks at the end, as case run_N of run_cases,
+# on its own copy of the set-up store, seeded with SEED + N.
+crash_run() {
+    local run=$1 STARTED
+    STARTED=$(date +%s)
+    RANDOM=$((SEED + run))
+    # What the set-up recorded, into this case's own directory; the live directory of its store.
+    cp -a "$MAN" "$TEST_TMP/manifests"
+    MAN="$TEST_TMP/manifests"
+    LIVE=$(tdvol path "$VOL")
+    section "iterations"
+    declare -A OPS
+    for ((it = 1; it <= ITERATIONS; it++)); do
+        read_state
+        PRE_HEAD=$HEAD PRE_ACTIVE=$ACTIVE
+        OTHER=$(other_branch)
+        rnd 100
+        if [ "$R" -lt 35 ]; then op=commit
+        elif [ "$R" -lt 55 ]; then op=reset
+        elif [ "$R" -lt 75 ]; then op=checkout
+        elif [ "$R" -lt 88 ]; then op=gc
+        elif [ "$R" -lt 96 ]; then op=branch
+        else op="rm"
+        fi
+        [ "$op" = checkout ] && [ -z "${TIPS[$OTHER]:-}" ] && op=branch
 
-    case $op in
-        commit)
-            random_changes
-            manifest "$LIVE" >"$TEST_TMP/pending"
-            killrun commit -m "iteration $it" "$VOL"
-            finished_ok
-            read_state
-            if [ "$KILLED" = 0 ] && [ "$RC" = 0 ]; then
-                expect_eq "the commit's printed id is the new HEAD" "$OUT" "$HEAD"
-                cp "$TEST_TMP/pending" "$MAN/$OUT"
-                what="commit finished"
-            elif [ "$HEAD" = "$PRE_HEAD" ]; then
-                what="commit killed, did not land"
-            else
-                # It landed: on top of the previous HEAD, with the content it started with.
-                expect_ok tdvol log --json "$VOL"
-                json_check "a killed commit that landed sits on the previous HEAD" "d[0]['id'] == '$HEAD' and d[0]['parents'] == ['$PRE_HEAD']"
-                check "a killed commit that landed is new" test ! -f "$MAN/$HEAD"
-                cp "$TEST_TMP/pending" "$MAN/$HEAD"
-                what="commit killed, landed"
-            fi ;;
-        reset)
-            read_log
-            rnd 10
-            if [ "$R" -lt 3 ] && [ ${#LOG[@]} -gt 1 ]; then ref=HEAD~1 target=${LOG[1]}
-            elif [ "$R" -lt 5 ]; then ref=HEAD target=$HEAD
-            elif [ "$R" -lt 9 ]; then rnd ${#LOG[@]}; target=${LOG[$R]} ref=$target
-            else
-                # Any commit ever made here; one that gc already removed is an unknown revision.
-                mapfile -t ALL < <(ls "$MAN")
-                rnd ${#ALL[@]}
-                target=${ALL[$R]} ref=$target
+        case $op in
+            commit)
+                random_changes
+                manifest "$LIVE" >"$TEST_TMP/pending"
+                killrun commit -m "iteration $it" "$VOL"
+                finished_ok
+                read_state
+                if [ "$KILLED" = 0 ] && [ "$RC" = 0 ]; then
+                    expect_eq "the commit's printed id is the new HEAD" "$OUT" "$HEAD"
+                    cp "$TEST_TMP/pending" "$MAN/$OUT"
+                    what="commit finished"
+                elif [ "$HEAD" = "$PRE_HEAD" ]; then
+                    what="commit killed, did not land"
+                else
+                    # It landed: on top of the previous HEAD, with the content it started with.
+                    expect_ok tdvol log --json "$VOL"
+                    json_check "a killed commit that landed sits on the previous HEAD" "d[0]['id'] == '$HEAD' and d[0]['parents'] == ['$PRE_HEAD']"
+                    check "a killed commit that landed is new" test ! -f "$MAN/$HEAD"
+                    cp "$TEST_TMP/pending" "$MAN/$HEAD"
+                    what="commit killed, landed"
+                fi ;;
+            reset)
+                read_log
+                rnd 10
+                if [ "$R" -lt 3 ] && [ ${#LOG[@]} -gt 1 ]; then ref=HEAD~1 target=${LOG[1]}
+                elif [ "$R" -lt 5 ]; then ref=HEAD target=$HEAD
+                elif [ "$R" -lt 9 ]; then rnd ${#LOG[@]}; target=${LOG[$R]} ref=$target
+                else
+                    # Any commit ever made here; one that gc already removed is an unknown revision.
+                    mapfile -t ALL < <(ls "$MAN")
+                    rnd ${#ALL[@]}
+                    target=${ALL[$R]} ref=$target
+                    rnd 2
+                    [ "$R" = 0 ] && ref=${target:0:12}
+                fi
+                # Uncommitted changes are discarded by a reset; make some.
                 rnd 2
-                [ "$R" = 0 ] && ref=${target:0:12}
-            fi
-            # Uncommitted changes are discarded by a reset; make some.
-            rnd 2
-            [ "$R" = 0 ] && random_changes
-            killrun reset --hard "$ref" "$VOL"
-            if [ "$KILLED" = 0 ] && [ "$RC" = 1 ] && [[ "$ERR" == *"unknown revision"* ]] && [ "$ref" != HEAD ] && [ "$ref" != HEAD~1 ]; then
-                what="reset to a removed commit refused"
-                pass
-            else
+                [ "$R" = 0 ] && random_changes
+                killrun reset --hard "$ref" "$VOL"
+                if [ "$KILLED" = 0 ] && [ "$RC" = 1 ] && [[ "$ERR" == *"unknown revision"* ]] && [ "$ref" != HEAD ] && [ "$ref" != HEAD~1 ]; then
+                    what="reset to a removed commit refused"
+                    pass
+                else
+                    finished_ok
+                    what="reset --hard $ref"
+                fi
+                read_state
+                check "after a reset the branch is where it was or at the target (${HEAD:0:12})" \
+                    test "$HEAD" = "$PRE_HEAD" -o "$HEAD" = "$target"
+                [ "$KILLED" = 0 ] && [ "$RC" = 0 ] && expect_eq "a finished reset moved the branch to its target" "$target" "$HEAD"
+                ;;
+            checkout)
+                killrun checkout "$OTHER" "$VOL"
                 finished_ok
-                what="reset --hard $ref"
-            fi
-            read_state
-            check "after a reset the branch is where it was or at the target (${HEAD:0:12})" \
-                test "$HEAD" = "$PRE_HEAD" -o "$HEAD" = "$target"
-            [ "$KILLED" = 0 ] && [ "$RC" = 0 ] && expect_eq "a finished reset moved the branch to its target" "$target" "$HEAD"
-            ;;
-        checkout)
-            killrun checkout "$OTHER" "$VOL"
-            finished_ok
-            read_state
-            check "after a checkout the active branch is the old or the new one ($ACTIVE)" \
-                test "$ACTIVE" = "$PRE_ACTIVE" -o "$ACTIVE" = "$OTHER"
-            [ "$KILLED" = 0 ] && expect_eq "a finished checkout switched" "$OTHER" "$ACTIVE"
-            what="checkout $OTHER" ;;
-        gc)
-            killrun gc
-            finished_ok
-            [ "$KILLED" = 0 ] && [ "$RC" = 0 ] && [[ ! "$OUT" =~ ^Removed\ [0-9]+\ commit ]] && fail "gc's summary: $OUT"
-            what="gc" ;;
-        rm)
-            killrun rm -f "$TWIN"
-            finished_ok
-            if twin_exists; then
-                check "a finished rm removed the volume" test "$KILLED" = 1
-                verify_twin "rm -f $TWIN killed"
-                what="rm -f $TWIN killed before it removed the volume"
-            else
-                # Removed (perhaps half-way): a new volume of that name starts empty.
-                expect_ok tdvol init "$TWIN"
-                check "a volume made again after rm starts empty" test -z "$(ls -A "$(tdvol path "$TWIN")")"
-                make_twin
-                verify_twin "rm -f $TWIN, init again"
-                what="rm -f $TWIN"
-            fi ;;
-        branch)
-            if [ -n "${TIPS[$OTHER]:-}" ]; then
-                killrun branch -D "$OTHER" "$VOL"
+                read_state
+                check "after a checkout the active branch is the old or the new one ($ACTIVE)" \
+                    test "$ACTIVE" = "$PRE_ACTIVE" -o "$ACTIVE" = "$OTHER"
+                [ "$KILLED" = 0 ] && expect_eq "a finished checkout switched" "$OTHER" "$ACTIVE"
+                what="checkout $OTHER" ;;
+            gc)
+                killrun gc
                 finished_ok
-                what="branch -D $OTHER"
-            else
-                killrun checkout -b "$OTHER" "$VOL"
+                [ "$KILLED" = 0 ] && [ "$RC" = 0 ] && [[ ! "$OUT" =~ ^Removed\ [0-9]+\ commit ]] && fail "gc's summary: $OUT"
+                what="gc" ;;
+            rm)
+                killrun rm -f "$TWIN"
                 finished_ok
-                what="checkout -b $OTHER"
-            fi ;;
-    esac
-    [ "$KILLED" = 1 ] && what="$what (killed after ${DELAY} ms)"
-    [ "$KILLED" = 0 ] && [ "$DELAY" != none ] && what="$what (finished before the kill at ${DELAY} ms)"
-    OPS[$op]=$((${OPS[$op]:-0} + 1))
-    echo "iteration $it: $what"
-    verify "iteration $it: $what"
-done
-
-# --- at the end: every commit reachable from a branch restores exactly --------------------------------
-echo "== every reachable commit"
-final_check() {
-    local label=$1 b id
-    read_state
-    local -A tips=()
-    for b in "${!TIPS[@]}"; do tips[$b]=${TIPS[$b]}; done
-    for b in "${!tips[@]}"; do
-        [ "${tips[$b]}" = - ] && continue
-        expect_ok tdvol checkout --force "$b" "$VOL" || continue
-        read_log
-        echo "$label: branch $b, ${#LOG[@]} commit(s)"
-        for id in "${LOG[@]}"; do restores "$id" "$label: commit of branch $b"; done
-        restores "${tips[$b]}" "$label: back to the tip of $b"
+                if twin_exists; then
+                    check "a finished rm removed the volume" test "$KILLED" = 1
+                    verify_twin "rm -f $TWIN killed"
+                    what="rm -f $TWIN killed before it removed the volume"
+                else
+                    # Removed (perhaps half-way): a new volume of that name starts empty.
+                    expect_ok tdvol init "$TWIN"
+                    check "a volume made again after rm starts empty" test -z "$(ls -A "$(tdvol path "$TWIN")")"
+                    make_twin
+                    verify_twin "rm -f $TWIN, init again"
+                    what="rm -f $TWIN"
+                fi ;;
+            branch)
+                if [ -n "${TIPS[$OTHER]:-}" ]; then
+                    killrun branch -D "$OTHER" "$VOL"
+                    finished_ok
+                    what="branch -D $OTHER"
+                else
+                    killrun checkout -b "$OTHER" "$VOL"
+                    finished_ok
+                    what="checkout -b $OTHER"
+                fi ;;
+        esac
+        [ "$KILLED" = 1 ] && what="$what (killed after ${DELAY} ms)"
+        [ "$KILLED" = 0 ] && [ "$DELAY" != none ] && what="$what (finished before the kill at ${DELAY} ms)"
+        OPS[$op]=$((${OPS[$op]:-0} + 1))
+        echo "iteration $it: $what"
+        verify "iteration $it: $what"
     done
-}
-final_check "before gc"
-verify_twin "the end, before gc"
-expect_ok tdvol fsck
-expect_ok tdvol gc
-echo "gc: $OUT"
-expect_ok tdvol fsck
-final_check "after gc"
-verify_twin "the end, after gc"
 
-# Leftovers of killed writers: once old enough, the next writing command removes them, and every
-# pack file left is registered.
-find "$DVOL_ROOT/tmp" -mindepth 1 -maxdepth 1 -exec touch -h -d "5 minutes ago" {} +
-echo "leftovers in tmp/: $(find "$DVOL_ROOT/tmp" -mindepth 1 -maxdepth 1 | wc -l)"
-expect_ok tdvol commit -m "after the leftovers aged" "$VOL"
-LEFT=$(find "$DVOL_ROOT/tmp" -mindepth 1 -maxdepth 1 -printf '%f\n')
-check "the next writing command removed the aged leftovers in tmp/: $LEFT" test -z "$LEFT"
-unregistered=$(python3 - "$DVOL_ROOT" <<'EOF'
+    # --- at the end: every commit reachable from a branch restores exactly --------------------------------
+    section "every reachable commit"
+    final_check() {
+        local label=$1 b id
+        read_state
+        local -A tips=()
+        for b in "${!TIPS[@]}"; do tips[$b]=${TIPS[$b]}; done
+        for b in "${!tips[@]}"; do
+            [ "${tips[$b]}" = - ] && continue
+            expect_ok tdvol checkout --force "$b" "$VOL" || continue
+            read_log
+            echo "$label: branch $b, ${#LOG[@]} commit(s)"
+            for id in "${LOG[@]}"; do restores "$id" "$label: commit of branch $b"; done
+            restores "${tips[$b]}" "$label: back to the tip of $b"
+        done
+    }
+    final_check "before gc"
+    verify_twin "the end, before gc"
+    expect_ok tdvol fsck
+    expect_ok tdvol gc
+    echo "gc: $OUT"
+    expect_ok tdvol fsck
+    final_check "after gc"
+    verify_twin "the end, after gc"
+
+    # Leftovers of killed writers: once old enough, the next writing command removes them, and every
+    # pack file left is registered.
+    find "$DVOL_ROOT/tmp" -mindepth 1 -maxdepth 1 -exec touch -h -d "5 minutes ago" {} +
+    echo "leftovers in tmp/: $(find "$DVOL_ROOT/tmp" -mindepth 1 -maxdepth 1 | wc -l)"
+    expect_ok tdvol commit -m "after the leftovers aged" "$VOL"
+    LEFT=$(find "$DVOL_ROOT/tmp" -mindepth 1 -maxdepth 1 -printf '%f\n')
+    check "the next writing command removed the aged leftovers in tmp/: $LEFT" test -z "$LEFT"
+    unregistered=$(python3 - "$DVOL_ROOT" <<'EOF'
 import os, sqlite3, sys
 root = sys.argv[1]
 db = sqlite3.connect('file:%s/dvol.db?mode=ro' % root, uri=True)
@@ -444,11 +459,16 @@ registered = {r[0] for r in db.execute('SELECT name FROM packs')}
 files = {f[:-5] for f in os.listdir(root + '/objects/packs') if f.endswith('.pack')}
 print(' '.join(sorted(files - registered)), '|', ' '.join(sorted(registered - files)))
 EOF
-)
-expect_eq "every pack file is registered and every registered pack exists" " | " "$unregistered"
-expect_ok tdvol fsck
+    )
+    expect_eq "every pack file is registered and every registered pack exists" " | " "$unregistered"
+    expect_ok tdvol fsck
 
-ops=""
-for op in "${!OPS[@]}"; do ops+="$op ${OPS[$op]}, "; done
-echo "seed $SEED: $ITERATIONS iterations (${ops%, }); $KILLS killed, $FINISHED finished; $(($(date +%s) - STARTED)) s"
+    ops=""
+    for op in "${!OPS[@]}"; do ops+="$op ${OPS[$op]}, "; done
+    echo "run $run (seed $SEED + $run): $ITERATIONS iterations (${ops%, }); $KILLS killed, $FINISHED finished; $(($(date +%s) - STARTED)) s"
+}
+for ((r = 1; r <= RUNS; r++)); do eval "case_run_$r() { crash_run $r; }"; done
+mapfile -t RUN_CASES < <(seq -f 'run_%g' 1 "$RUNS")
+run_cases "${RUN_CASES[@]}"
+
 finish

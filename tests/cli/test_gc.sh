@@ -59,8 +59,15 @@ shrank_by() {
 }
 
 # --- gc on an empty store ---------------------------------------------------------------------------
-echo "== empty store"
+section "empty store"
 EMPTY_SUMMARY="Removed 0 commit(s) and 0 object(s); deleted 0 pack(s), rewrote 0; reclaimed 0 bytes (0 bytes)"
+# Where there is no store, gc says so and makes none.
+expect_fail 1 tdvol -p "$TEST_TMP/fresh" gc
+expect_stderr_contains "no dvol store at $TEST_TMP/fresh"
+check "gc makes no store where there is none" test ! -e "$TEST_TMP/fresh/dvol.db"
+# A store whose only volume was removed.
+expect_ok tdvol -p "$TEST_TMP/fresh" init gone
+expect_ok tdvol -p "$TEST_TMP/fresh" rm -f gone
 expect_ok tdvol -p "$TEST_TMP/fresh" gc
 expect_stdout_eq "$EMPTY_SUMMARY"
 expect_ok tdvol -p "$TEST_TMP/fresh" gc
@@ -75,7 +82,7 @@ expect_eq "gc leaves uncommitted data alone" "data" "$(cat "$TEST_TMP/fresh/volu
 expect_ok tdvol -p "$TEST_TMP/fresh" fsck
 
 # --- a commit dropped by reset: reflog, restore by id, then gc ---------------------------------------
-echo "== dropped commit"
+section "dropped commit"
 expect_ok tdvol init g || abort
 G=$(tdvol path g)
 mkdir -p "$G/db/sub"
@@ -139,7 +146,7 @@ run_gc
 expect_stdout_eq "$EMPTY_SUMMARY"
 
 # --- a dropped commit that shares most of its data with the kept one -------------------------------
-echo "== dropped commit sharing chunks"
+section "dropped commit sharing chunks"
 head -c "$MIB" /dev/urandom | dd of="$G/db/base.bin" bs="$MIB" seek=16 conv=notrunc status=none
 expect_ok tdvol commit -m "1 MiB changed" g || abort
 C3=$OUT
@@ -154,7 +161,7 @@ expect_fail 1 tdvol reset --hard "$C3" g
 expect_stderr_contains "unknown revision"
 
 # --- a deleted branch holding unique data ------------------------------------------------------------
-echo "== deleted branch"
+section "deleted branch"
 expect_ok tdvol checkout -b tmp g || abort
 random_file "$G/db/branch30.bin" $((30 * MIB))
 expect_ok tdvol commit -m "branch data" g || abort
@@ -182,7 +189,7 @@ restores g HEAD "$M1" "the remaining branch 'same'"
 expect_ok tdvol checkout master g
 
 # --- a removed volume whose data no other volume shares ---------------------------------------------
-echo "== removed volume"
+section "removed volume"
 expect_ok tdvol init r || abort
 R=$(tdvol path r)
 random_file "$R/own20.bin" $((20 * MIB))
@@ -200,7 +207,7 @@ expect_ok tdvol fsck
 restores g HEAD "$M1" "volume g after another volume was removed"
 
 # --- two volumes sharing content: remove one, the other keeps everything ---------------------------
-echo "== shared content"
+section "shared content"
 random_file "$TEST_TMP/work/shared20" $((20 * MIB))
 random_file "$TEST_TMP/work/shared8" $((8 * MIB))
 expect_ok tdvol init s1 || abort
@@ -238,7 +245,7 @@ expect_ok tdvol log --json s2
 json_check "s2's history is intact" "[e['id'] for e in d] == ['$SB', '$SA']"
 
 # --- a pack that is mostly garbage is rewritten --------------------------------------------------------
-echo "== mostly garbage pack"
+section "mostly garbage pack"
 random_file "$TEST_TMP/work/keep4" $((4 * MIB))
 expect_ok tdvol init m1 || abort
 expect_ok tdvol init m2 || abort
@@ -271,7 +278,7 @@ expect_stdout_eq "$EMPTY_SUMMARY"
 # directory still holds files of the commit the branch left, with their stat-cache rows. gc then
 # removes that commit's unique chunks; the next commit must store those files again, not reuse
 # chunks that are gone.
-echo "== gc after an interrupted reset"
+section "gc after an interrupted reset"
 expect_ok tdvol init k || abort
 K=$(tdvol path k)
 mkdir -p "$K/a" "$K/z"
@@ -322,7 +329,7 @@ else
 fi
 
 # --- everything still reachable restores, and the store is clean --------------------------------------
-echo "== final"
+section "final"
 expect_ok tdvol fsck
 restores g HEAD "$M1" "volume g at the end"
 restores s2 HEAD "$MSB" "volume s2 at the end"

@@ -10,6 +10,10 @@
 #   ... use $RGW_ENDPOINT, $RGW_ACCESS_KEY, $RGW_SECRET_KEY ...
 #   rgw_stop DIR
 #
+#   rgw_signal DIR STOP|CONT     # freeze / thaw the gateway
+#   rgw_gateway_stop DIR         # stop the gateway alone (the objects stay in the OSD)
+#   rgw_gateway_start DIR        # and start it again, on the same port
+#
 #   tests/e2e/rgw.sh start DIR   # prints RGW_* assignments for eval; exit 77 when it cannot
 #   tests/e2e/rgw.sh stop DIR
 #
@@ -298,6 +302,39 @@ rgw_signal() { # DIR SIG
     local pid
     pid=$(_rgw_our_pid "$1/run/client.rgw.a.pid" "$1/ceph.conf") || return 1
     kill "-$2" "$pid"
+}
+
+# Stops the cluster's radosgw alone (TERM, KILL after 30 s), leaving the monitor and the OSD,
+# which keep the objects: for tests of a gateway that goes away. 1 when it was not running.
+rgw_gateway_stop() { # DIR
+    local pid _
+    pid=$(_rgw_our_pid "$1/run/client.rgw.a.pid" "$1/ceph.conf") || return 1
+    kill -CONT "$pid" 2>/dev/null  # a stopped process cannot act on TERM
+    kill -TERM "$pid" 2>/dev/null
+    for _ in $(seq 1 300); do
+        kill -0 "$pid" 2>/dev/null || return 0
+        sleep 0.1
+    done
+    kill -KILL "$pid" 2>/dev/null
+    return 0
+}
+
+# Starts the radosgw of the cluster in DIR again, on the same port, after rgw_gateway_stop;
+# 0 once it answers, else 1 with RGW_SKIP_REASON.
+rgw_gateway_start() { # DIR
+    local dir=$1 port code=000 i
+    port=${RGW_ENDPOINT##*:}
+    radosgw -c "$dir/ceph.conf" -n client.rgw.a >>"$dir/log/setup.log" 2>&1 ||
+        { RGW_SKIP_REASON="radosgw did not start again: $(_rgw_tail "$dir/log/client.rgw.a.log")"; return 1; }
+    for i in $(seq 1 480); do
+        code=$(curl -s -o /dev/null -w '%{http_code}' --max-time 5 "http://127.0.0.1:$port/" 2>/dev/null)
+        [ "$code" != 000 ] && return 0
+        [ -n "$(_rgw_our_pid "$dir/run/client.rgw.a.pid" "$dir/ceph.conf")" ] || [ "$i" -lt 20 ] ||
+            { RGW_SKIP_REASON="radosgw exited: $(_rgw_tail "$dir/log/client.rgw.a.log")"; return 1; }
+        sleep 0.25
+    done
+    RGW_SKIP_REASON="radosgw does not answer on 127.0.0.1:$port after 120 s"
+    return 1
 }
 
 rgw_stop() { # DIR

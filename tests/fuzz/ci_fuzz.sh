@@ -20,22 +20,15 @@ can_fuzz() {
 }
 
 if ! can_fuzz; then
-  SUDO=""
-  if [ "$(id -u)" -ne 0 ]; then
-    if command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then
-      SUDO="sudo -n"
-    else
-      echo "ci_fuzz: SKIP: $CXX_FUZZ with libFuzzer is missing and cannot install clang-14 libclang-rt-14-dev without root"
-      exit 0
-    fi
+  if [ "$(id -u)" -ne 0 ] && ! { command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; }; then
+    echo "ci_fuzz: SKIP: $CXX_FUZZ with libFuzzer is missing and cannot install clang-14 libclang-rt-14-dev without root"
+    exit 0
   fi
   if ! command -v apt-get >/dev/null 2>&1; then
     echo "ci_fuzz: SKIP: $CXX_FUZZ with libFuzzer is missing and there is no apt-get to install it"
     exit 0
   fi
-  echo "ci_fuzz: installing clang-14 libclang-rt-14-dev"
-  $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends clang-14 libclang-rt-14-dev
+  ./scripts/apt-install.sh --what "the fuzz targets" clang-14 libclang-rt-14-dev
   command -v "$CXX_FUZZ" >/dev/null 2>&1 || CXX_FUZZ=clang++-14
   if ! can_fuzz; then
     echo "ci_fuzz: $CXX_FUZZ still cannot build a libFuzzer target after installing clang-14 libclang-rt-14-dev" >&2

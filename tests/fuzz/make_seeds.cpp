@@ -12,6 +12,7 @@
 #include "object/commit.h"
 #include "object/tree.h"
 #include "store/codec.h"
+#include "store/hash.h"
 
 namespace fs = std::filesystem;
 using namespace dvol;

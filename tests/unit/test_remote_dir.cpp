@@ -20,6 +20,7 @@
 #include "remote/dir_backend.h"
 #include "remote/open.h"
 #include "remote/retry.h"
+#include "remote/ssh_backend.h"
 #include "remote_support.h"
 #include "support.h"
 
@@ -164,13 +165,21 @@ TEST_CASE("open_backend picks the backend from the URL", "[remote_dir]") {
     // An S3 remote is opened without a request: only its settings are read.
     ::setenv("AWS_ACCESS_KEY_ID", "AKIATESTTESTTEST", 1);
     ::setenv("AWS_SECRET_ACCESS_KEY", "not-a-real-secret", 1);
-    auto s3 = remote::open_backend("s3://bucket/prefix", {.endpoint = "http://127.0.0.1:9", .ssh_command = ""});
+    remote::BackendOptions s3_options;
+    s3_options.endpoint = "http://127.0.0.1:9";
+    auto s3 = remote::open_backend("s3://bucket/prefix", s3_options);
     ::unsetenv("AWS_ACCESS_KEY_ID");
     ::unsetenv("AWS_SECRET_ACCESS_KEY");
     REQUIRE(s3.ok());
     CHECK((*s3)->location() == "s3://bucket/prefix");
     CHECK(dynamic_cast<remote::RetryingBackend*>(s3->get()) != nullptr);
-    CHECK(remote::open_backend("ssh://host/srv/remote").error().code == Errc::unsupported);
+    auto ssh = remote::open_backend("ssh://host/srv/remote");  // connects at its first call
+    REQUIRE(ssh.ok());
+    auto* retrying = dynamic_cast<remote::RetryingBackend*>(ssh->get());
+    REQUIRE(retrying);
+    CHECK(dynamic_cast<remote::SshBackend*>(&retrying->inner()) != nullptr);
+    CHECK((*ssh)->location() == "ssh://host/srv/remote");
+    CHECK(remote::open_backend("ssh://host").error().code == Errc::invalid_argument);
     auto other = remote::open_backend("ftp://user:secret@host/x");
     CHECK(other.error().code == Errc::invalid_argument);
     CHECK(other.error().message.find("secret") == std::string::npos);

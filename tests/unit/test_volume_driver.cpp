@@ -124,3 +124,113 @@ TEST_CASE("malformed requests get an Err and change nothing", "[volume_driver]")
     CHECK(json::parse(VolumeDriver::too_large("VolumeDriver.Create").body)["Err"].get<std::string>().find("larger") !=
           std::string::npos);
 }
+
+namespace {
+
+// Clones the test runs by hand: start() is only recorded.
+struct FakeClones : plugin::Clones {
+    std::vector<plugin::CloneJob> started;
+    plugin::CloneState now;
+    void start(const plugin::CloneJob& job) override {
+        started.push_back(job);
+        now = plugin::CloneState{plugin::CloneState::Kind::running, {}, 1, 2};
+    }
+    plugin::CloneState state(const std::string&) override { return now; }
+};
+
+// A store that pushed volume "pg" (branches master and dev) to a directory remote, and a
+// plugin on another store with that remote added as "team".
+struct FromFixture {
+    TempDir remote_dir, source_dir, dir;
+    std::unique_ptr<Repository> source, repo;
+    FakeClones clones;
+    std::unique_ptr<VolumeDriver> driver;
+
+    FromFixture() {
+        auto s = Repository::open(source_dir.path());
+        REQUIRE(s.ok());
+        source = std::move(*s);
+        REQUIRE(source->config_set("user.name", "T"));
+        REQUIRE(source->config_set("user.email", "t@example.com"));
+        REQUIRE(source->create_volume("pg"));
+        test::write_file(source->live_dir("pg") + "/table", "rows");
+        REQUIRE(source->commit("pg", "m", nullptr));
+        REQUIRE(source->checkout("pg", "dev", CheckoutMode::create, false));
+        test::write_file(source->live_dir("pg") + "/table", "dev rows");
+        REQUIRE(source->commit("pg", "d", nullptr));
+        REQUIRE(source->push(RemoteSpec{remote_dir.path(), ""}, "pg", std::string("master")));
+        REQUIRE(source->push(RemoteSpec{remote_dir.path(), ""}, "pg", std::string("dev")));
+        auto r = Repository::open(dir.path());
+        REQUIRE(r.ok());
+        repo = std::move(*r);
+        REQUIRE(repo->add_remote("team", remote_dir.path()));
+        driver = std::make_unique<VolumeDriver>(*repo, &clones, std::chrono::milliseconds(300));
+    }
+    json call(std::string_view endpoint, std::string_view body) {
+        json j = json::parse(driver->handle(endpoint, body).body, nullptr, false);
+        REQUIRE(j.is_object());
+        return j;
+    }
+    std::string err(std::string_view endpoint, std::string_view body) { return call(endpoint, body)["Err"].get<std::string>(); }
+};
+
+}  // namespace
+
+TEST_CASE("from=: Create answers at once, Mount waits for the clone", "[volume_driver]") {
+    FromFixture f;
+    CHECK(f.err("VolumeDriver.Create", R"({"Name":"db","Opts":{"from":"team/pg/dev"}})").empty());
+    REQUIRE(f.clones.started.size() == 1);
+    CHECK(f.clones.started[0].volume == "db");
+    CHECK(f.clones.started[0].remote_volume == "pg");
+    CHECK(f.clones.started[0].branch == std::optional<std::string>("dev"));
+    // Get and List answer from the store while the clone runs.
+    auto g = f.call("VolumeDriver.Get", R"({"Name":"db"})");
+    CHECK(g["Err"] == "");
+    CHECK(g["Volume"]["Status"]["from"] == "team/pg/dev");
+    CHECK(g["Volume"]["Status"]["clone"]["done"] == false);
+    CHECK(f.call("VolumeDriver.List", "{}")["Volumes"].size() == 1);
+    // Creating it again with the same from= is fine; another source is not.
+    CHECK(f.err("VolumeDriver.Create", R"({"Name":"db","Opts":{"from":"team/pg/dev"}})").empty());
+    CHECK_FALSE(f.err("VolumeDriver.Create", R"({"Name":"db","Opts":{"from":"team/other"}})").empty());
+    // Not removed while it is being cloned; a Mount gives up after its wait, naming progress.
+    CHECK(f.err("VolumeDriver.Remove", R"({"Name":"db"})").find("being cloned") != std::string::npos);
+    CHECK(f.err("VolumeDriver.Mount", R"({"Name":"db","ID":"c1"})").find("still being cloned") != std::string::npos);
+    CHECK(f.repo->docker_mounts("db")->empty());
+
+    // The clone (run here as the plugin's thread would) finishes it; Mount then succeeds.
+    CloneOptions options;
+    options.name = "db";
+    options.branch = "dev";
+    auto done = f.repo->clone(RemoteSpec{"team", ""}, "pg", options);
+    REQUIRE(done);
+    CHECK(done->resumed);
+    f.clones.now = plugin::CloneState{};
+    auto m = f.call("VolumeDriver.Mount", R"({"Name":"db","ID":"c1"})");
+    CHECK(m["Err"] == "");
+    CHECK(test::read_file(f.repo->live_dir("db") + "/table") == "dev rows");
+    CHECK(*f.repo->active_branch("db") == "dev");
+    CHECK_FALSE(f.call("VolumeDriver.Get", R"({"Name":"db"})")["Volume"]["Status"].contains("clone"));
+}
+
+TEST_CASE("from=: a failed clone is reported by Mount and started again", "[volume_driver]") {
+    FromFixture f;
+    REQUIRE(f.err("VolumeDriver.Create", R"({"Name":"db","Opts":{"from":"team/pg"}})").empty());
+    f.clones.now = plugin::CloneState{plugin::CloneState::Kind::failed, "the remote went away", 0, 0};
+    // Mount starts it again (the fake then says running, and the wait runs out).
+    CHECK_FALSE(f.err("VolumeDriver.Mount", R"({"Name":"db","ID":"c1"})").empty());
+    CHECK(f.clones.started.size() == 2);
+}
+
+TEST_CASE("from=: bad values and unknown remotes create nothing", "[volume_driver]") {
+    FromFixture f;
+    for (const char* v : {"team", "team/", "/pg", "team/pg/dev/x", "team/../pg", "a b/pg"}) {
+        INFO(v);
+        CHECK(f.err("VolumeDriver.Create", json{{"Name", "db"}, {"Opts", {{"from", v}}}}.dump()).find("option from") != std::string::npos);
+    }
+    CHECK(f.err("VolumeDriver.Create", R"({"Name":"db","Opts":{"from":"nosuch/pg"}})").find("no remote named nosuch") != std::string::npos);
+    CHECK(f.err("VolumeDriver.Create", R"({"Name":"db","Opts":{"from":"team/missing"}})").find("no volume missing") != std::string::npos);
+    CHECK(f.err("VolumeDriver.Create", R"({"Name":"db","Opts":{"from":"team/pg/nob"}})").find("no branch") != std::string::npos);
+    CHECK_FALSE(f.err("VolumeDriver.Create", R"({"Name":"db","Opts":{"from":"team/pg/dev","branch":"master"}})").empty());
+    CHECK(f.repo->list_volumes()->empty());
+    CHECK(f.clones.started.empty());
+}
