@@ -44,6 +44,7 @@ Status walk_tree(ObjectSource& source, const ObjectId& id, const std::string& pa
         size_t next = 0;
         size_t path_len = 0;  // of `cur` for this tree's directory
         bool top = false;
+        ObjectId id;
     };
     std::vector<Frame> frames;
     std::string cur = path;
@@ -61,14 +62,17 @@ Status walk_tree(ObjectSource& source, const ObjectId& id, const std::string& pa
             w.unreadable(tid, cur, make_error(Errc::corrupt, fmt::format("tree {}: {}", tid.hex(), tree.error().message)));
             return {};
         }
-        frames.push_back(Frame{std::move(*tree), 0, cur.size(), is_top});
+        frames.push_back(Frame{std::move(*tree), 0, cur.size(), is_top, tid});
         return {};
     };
     DVOL_CHECK(open(id, top));
     while (!frames.empty()) {
         Frame& f = frames.back();
         if (f.next == f.tree.entries.size()) {
+            // Post-order: a tree is left once everything below it has been (walk.h).
+            ObjectId done = f.id;
             frames.pop_back();
+            if (w.leave) DVOL_CHECK(w.leave(done, ObjectKind::tree));
             continue;
         }
         const TreeEntry& e = f.tree.entries[f.next++];
@@ -84,7 +88,6 @@ Status walk_tree(ObjectSource& source, const ObjectId& id, const std::string& pa
             DVOL_CHECK(open(sub, false));
         }
     }
-    if (w.leave) DVOL_CHECK(w.leave(id, ObjectKind::tree));
     return {};
 }
 
