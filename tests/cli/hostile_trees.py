@@ -472,7 +472,7 @@ def main():
     # Every hostile mutation once, then random valid trees and random mutations.
     plan = list(HOSTILE) + [None] * 6
     while len(plan) < NCASES:
-        plan.append(rng.choice(HOSTILE + [None]))
+        plan.append(None if rng.random() < 0.5 else rng.choice(HOSTILE))  # half valid
     for mutate in plan:
         n += 1
         for f in one_case(n, rng, mutate):
