@@ -28,6 +28,7 @@ void add_gc(CLI::App& app, Context& ctx) {
         uint64_t reclaimed = r->bytes_before > r->bytes_after ? r->bytes_before - r->bytes_after : 0;
         fmt::print("Removed {} commit(s) and {} object(s); deleted {} pack(s), rewrote {}; reclaimed {} ({} bytes)\n", r->commits_removed,
                    r->objects_removed, r->packs_deleted, r->packs_rewritten, human(reclaimed), reclaimed);
+        if (r->pinned > 0) fmt::print(stderr, "note: kept everything {} mounted commit(s) use (dvol mount)\n", r->pinned);
     });
 }
 

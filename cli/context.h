@@ -76,6 +76,8 @@ void add_fetch(CLI::App& app, Context& ctx);
 void add_pull(CLI::App& app, Context& ctx);
 void add_clone(CLI::App& app, Context& ctx);
 void add_remote_serve(CLI::App& app, Context& ctx);
+void add_mount(CLI::App& app, Context& ctx);
+void add_umount(CLI::App& app, Context& ctx);
 
 // Adds the optional trailing VOLUME positional shared by most commands.
 CLI::Option* add_volume_arg(CLI::App& cmd, std::optional<std::string>& volume);

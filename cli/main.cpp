@@ -65,7 +65,8 @@ int main(int argc, char** argv) {
     }
 
     CLI::App app{"dvol: version control for Docker volumes and data directories.\n"
-                 "Commit, branch, reset and diff the data of a volume's live directory, and share it through remotes.",
+                 "Commit, branch, reset and diff the data of a volume's live directory, share it through remotes, and mount any\n"
+                 "commit read-only.",
                  "dvol"};
     app.set_version_flag("--version", version_line());
     app.require_subcommand(1);
@@ -98,6 +99,8 @@ int main(int argc, char** argv) {
     add_pull(app, ctx);
     add_clone(app, ctx);
     add_remote_serve(app, ctx);
+    add_mount(app, ctx);
+    add_umount(app, ctx);
 
     // dvol help [COMMAND] and dvol version, as in git and docker.
     auto* help = app.add_subcommand("help", "Show the commands, or one command's options");

@@ -1,6 +1,6 @@
 #!/bin/sh
 # Installs dvol's build dependencies from Debian 12's packages and builds the programs - the dvol
-# command and its Docker volume plugin - into ./build. Safe to run again.
+# command (with dvol mount, FUSE) and its Docker volume plugin - into ./build. Safe to run again.
 #
 #   scripts/setup.sh              packages, configure ./build, build the programs only
 #   scripts/setup.sh --deps-only  packages only (bench/run.sh builds its own way)
@@ -17,7 +17,7 @@ cd "$(dirname "$0")/.."
 
 PACKAGES="build-essential meson ninja-build pkg-config git ca-certificates \
   libgit2-dev libzstd-dev libsqlite3-dev libssl-dev libcli11-dev libfmt-dev \
-  nlohmann-json3-dev libcurl4-openssl-dev libmicrohttpd-dev catch2 python3 man-db"
+  nlohmann-json3-dev libcurl4-openssl-dev libmicrohttpd-dev libfuse3-dev fuse3 catch2 python3 man-db"
 
 # shellcheck disable=SC2086  # a list of package names
 ./scripts/apt-install.sh --what "dvol's build dependencies" $PACKAGES

@@ -483,6 +483,11 @@ Result<GcReport> Repository::gc(const ProgressFn& progress) {
             todo.insert(todo.end(), c->parents.begin(), c->parents.end());
         }
     }
+    // Commits pinned by running processes (dvol mount) are roots too: their trees are kept
+    // whether or not a branch still reaches them. Dead pins' files go.
+    DVOL_TRY(auto pins, scan_pins(true));
+    for (const auto& pin : pins) DVOL_CHECK(walk_tree(*store_, pin.tree, "", walker, true));
+    report.pinned = pins.size();
     DVOL_CHECK(marks.end_marking());
     if (unreadable) return *unreadable;
 

@@ -21,6 +21,7 @@
 #include <vector>
 
 #include "base/error.h"
+#include "base/fs.h"
 #include "base/object_id.h"
 #include "meta/refs.h"
 #include "object/commit.h"
@@ -36,6 +37,7 @@ class RemoteIndex;
 namespace remote {
 class Backend;
 }
+class ObjectSource;
 class ObjectStore;
 class StorePaths;
 
@@ -103,6 +105,7 @@ struct GcReport {
     uint64_t packs_deleted = 0;
     uint64_t packs_rewritten = 0;
     uint64_t cache_rows_dropped = 0;
+    uint64_t pinned = 0;  // commits kept for running mounts (pins)
     uint64_t bytes_before = 0;
     uint64_t bytes_after = 0;
 };
@@ -215,6 +218,43 @@ struct CheckoutOutcome {
     ResetOutcome restore;  // what switching wrote (nothing when created or already on it)
 };
 
+// A commit held for a process that serves it for a while (dvol mount): as long as the pin lives,
+// gc keeps everything the commit's tree reaches, even once no branch reaches the commit (its row
+// may go; its tree stays). A pin is a file under <store>/pins/ (docs/FORMAT.md, "Pins") that its
+// process holds flock()ed: it dies with the process, and gc deletes the files of dead pins.
+// Move-only; destroying it removes the file.
+class CommitPin {
+public:
+    CommitPin(CommitPin&&) noexcept = default;
+    CommitPin& operator=(CommitPin&&) noexcept = default;
+    CommitPin(const CommitPin&) = delete;
+    CommitPin& operator=(const CommitPin&) = delete;
+    ~CommitPin();
+
+    const std::string& volume() const { return volume_; }
+    const ObjectId& commit() const { return commit_; }
+    const ObjectId& tree() const { return tree_; }  // the commit's top tree
+
+private:
+    friend class Repository;
+    CommitPin() = default;
+    UniqueFd fd_;      // holds the lock
+    std::string path_;  // the pin file, removed on destruction
+    std::string volume_;
+    ObjectId commit_;
+    ObjectId tree_;
+};
+
+// A live pin as another process sees it (dvol umount finds a mount's process by it).
+struct PinInfo {
+    std::string volume;
+    ObjectId commit;
+    ObjectId tree;
+    int64_t pid = 0;     // the process holding it
+    std::string holder;  // what the pin is for: a mount's directory
+    std::string file;    // the pin file
+};
+
 // The version of the store's database schema this dvol writes (docs/FORMAT.md, "SQLite").
 int store_schema_version();
 
@@ -267,6 +307,16 @@ public:
                                     const LiveDataHooks& hooks = {});
     Result<Commit> load_commit(const ObjectId& id);
 
+    // Serving a commit (the FUSE mount).
+    // Resolves `ref` of `volume` (as reset_hard does) under the store lock, so that no gc runs
+    // in between, and pins the commit for `holder` (a description, e.g. a mount's directory).
+    Result<CommitPin> pin_commit(const std::string& volume, const std::string& ref, const std::string& holder);
+    // The pins of live processes, in no particular order.
+    Result<std::vector<PinInfo>> pins();
+    // A new reader of the store's objects with its own SQLite connection, for use on another
+    // thread, without the store lock, beside a running gc (repo/object_reader.h).
+    Result<std::unique_ptr<ObjectSource>> open_object_reader();
+
     // Branches.
     Result<std::vector<BranchInfo>> branches(const std::string& volume);
     Result<std::string> active_branch(const std::string& volume);
@@ -286,8 +336,8 @@ public:
                                        const std::optional<std::string>& to, const std::string& path, const WarnFn& warn);
 
     // Maintenance. fsck re-reads and re-hashes every object and checks every commit, tree and
-    // branch; gc removes what no branch of any volume reaches (dropped commits, deleted
-    // branches and volumes) and rewrites packs that are mostly garbage. gc holds the store
+    // branch; gc removes what no branch of any volume and no pin reaches (dropped commits,
+    // deleted branches and volumes) and rewrites packs that are mostly garbage. gc holds the store
     // exclusively: it waits for running commands and makes new ones wait.
     // With `repair`, the stat cache (the one part of a store dvol can rebuild) is emptied first.
     Result<FsckReport> fsck(const ProgressFn& progress = {}, bool repair = false);
@@ -360,6 +410,9 @@ private:
     Status fsck_objects(FsckReport& report, const ProgressFn& progress);
     Status check_stat_cache(FsckReport& report);
     Result<ObjectId> commit_tree(const ObjectId& commit);
+    // The live pins; with `remove_dead` (gc, under the exclusive store lock), deletes the files of
+    // dead ones.
+    Result<std::vector<PinInfo>> scan_pins(bool remove_dead);
     Result<std::vector<Change>> live_changes(const Volume& v, const WarnFn& warn);
     // Errc::conflict when the live directory differs from the active branch's tip ("commit
     // them, or `otherwise`").

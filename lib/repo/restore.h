@@ -131,7 +131,8 @@ private:
     std::vector<Write> writes_;
     // A batch of records for the two threads, at most 64 or 64 MiB (bounded memory whatever
     // the chunk sizes).
-    bool batch_full() const { return pending_count_ == 64 || pending_bytes_ >= (64u << 20); }
+    static constexpr size_t kBatchBytes = size_t{64} << 20;
+    bool batch_full() const { return pending_count_ == 64 || pending_bytes_ >= kBatchBytes; }
     std::vector<std::byte> decode_bufs_[2];   // per worker
     std::vector<std::byte> current_bufs_[2];  // per worker: what a file held (write_changed)
     ParallelFor pool_;

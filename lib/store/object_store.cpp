@@ -179,6 +179,13 @@ Result<int> ObjectStore::pack_fd(int64_t pack_id, std::string& name) {
     return raw;
 }
 
+void ObjectStore::close_deleted_packs() {
+    std::erase_if(packs_, [](const auto& p) {
+        struct stat st;
+        return ::fstat(p.second.first.get(), &st) == 0 && st.st_nlink == 0;
+    });
+}
+
 Status ObjectStore::read_stored(const ObjectId& id, StoredObject& out) {
     Location loc;
     DVOL_TRY(bool found, lookup(id, loc));

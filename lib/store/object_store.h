@@ -103,6 +103,13 @@ public:
     // Makes every object put so far durable and visible to other processes.
     Status flush();
 
+    // For a reader that does not hold the store lock (repo/object_reader.h), which gc may
+    // change the packs under: forget every open pack, so that the next read looks the record
+    // up and opens its pack afresh (after a gc moved it, or reused a deleted pack's id).
+    void close_packs() { packs_.clear(); }
+    // Closes the packs whose file has been deleted (by a gc), giving their space back.
+    void close_deleted_packs();
+
     // Deletes pack files that no registered pack names (leftovers of crashed writers) and
     // stale staging files whose writer is gone.
     Status cleanup();

@@ -1,5 +1,5 @@
 // Where everything lives under a store directory (dvol.db, store.lock, objects/packs/, tmp/,
-// volumes/<volume>/data and lock): the one place that spells the store's file and directory
+// pins/, volumes/<volume>/data and lock): the one place that spells the store's file and directory
 // names. What each holds: docs/FORMAT.md, "The store directory".
 #pragma once
 
@@ -19,6 +19,10 @@ public:
     std::string tmp_dir() const { return dir_ + "/tmp"; }
     std::string staging_pack(const std::string& name) const { return tmp_dir() + "/" + name + ".pack"; }
     std::string trash(const std::string& name) const { return tmp_dir() + "/rm-" + name; }
+    // Commits pinned by running readers (dvol mount): gc keeps what they reach.
+    std::string pins_dir() const { return dir_ + "/pins"; }
+    std::string pin(const std::string& name) const { return pins_dir() + "/" + name + ".pin"; }
+    std::string pin_staging(const std::string& name) const { return pins_dir() + "/" + name + ".tmp"; }
     std::string volumes_dir() const { return dir_ + "/volumes"; }
     std::string volume_dir(const std::string& volume) const { return volumes_dir() + "/" + volume; }
     std::string live_dir(const std::string& volume) const { return volume_dir(volume) + "/data"; }

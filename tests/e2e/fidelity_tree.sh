@@ -1,5 +1,5 @@
 # The fidelity tree: a directory tree holding everything a dvol commit records, and two ways of
-# changing it. Sourced by test_fidelity.sh and test_remotes.sh (after tests/cli/lib.sh).
+# changing it. Sourced by test_fidelity.sh, test_remotes.sh and test_mount.sh (after tests/cli/lib.sh).
 #
 #   fidelity_probe          what this file system and user can do, tried in $P: sets XATTR_OK,
 #                           ACL_OK, MKNOD_OK (and IS_ROOT, set on sourcing) to 0 or 1, and says

@@ -17,7 +17,9 @@
 
 #include "diff/text_diff.h"
 #include "meta/db.h"
+#include "repo/readers.h"
 #include "repo/repository.h"
+#include "store/object_source.h"
 #include "support.h"
 
 using namespace dvol;
@@ -1228,4 +1230,106 @@ TEST_CASE("opening a pool on a regular file fails cleanly", "[repo]") {
     auto r = Repository::open(d / "file");
     REQUIRE_FALSE(r);
     CHECK(r.error().message.find(d / "file") != std::string::npos);
+}
+
+namespace {
+
+// The bytes of `name` in the live directory of the commit whose top tree is `top`, read through
+// `source` alone.
+std::string committed_file(ObjectSource& source, const ObjectId& top, const std::string& name) {
+    auto t = load_tree(source, nullptr, top);
+    REQUIRE(t);
+    auto root = load_tree(source, nullptr, t->entries.at(0).subtree);
+    REQUIRE(root);
+    const TreeEntry* e = root->find(name);
+    REQUIRE(e);
+    auto data = read_content(source, e->content, e->size, 1u << 30);
+    REQUIRE(data);
+    REQUIRE(*data);
+    return **data;
+}
+
+}  // namespace
+
+TEST_CASE("a pin keeps its commit's objects through gc while its holder lives", "[repo]") {
+    RepoFixture f;
+    auto big = random_bytes(2'000'000, 7);
+    write_file(f.at("big"), big);
+    ObjectId c = f.commit("one");
+    auto pin = f.repo->pin_commit(f.vol, "HEAD", "mount /some dir\nwith a newline");
+    REQUIRE(pin);
+    CHECK(pin->commit() == c);
+    CHECK(pin->volume() == f.vol);
+    ObjectId top = pin->tree();
+    auto pins = f.repo->pins();
+    REQUIRE(pins);
+    REQUIRE(pins->size() == 1);
+    CHECK((*pins)[0].holder == "mount /some dir\nwith a newline");
+    CHECK((*pins)[0].pid == ::getpid());
+    CHECK((*pins)[0].commit == c);
+    CHECK((*pins)[0].tree == top);
+
+    // No branch reaches the commit any more; the pin alone keeps it.
+    REQUIRE(f.repo->remove_volume(f.vol));
+    auto gc = f.repo->gc();
+    REQUIRE(gc);
+    CHECK(gc->pinned == 1);
+    CHECK(gc->objects_removed == 0);
+    auto reader = f.repo->open_object_reader();
+    REQUIRE(reader);
+    CHECK(committed_file(**reader, top, "big") == dvol::test::string_of(big));
+
+    // The pin goes: so do the objects.
+    std::string pin_file = (*pins)[0].file;
+    { CommitPin gone = std::move(*pin); }
+    CHECK(!path_exists(pin_file));
+    pins = f.repo->pins();
+    REQUIRE(pins);
+    CHECK(pins->empty());
+    gc = f.repo->gc();
+    REQUIRE(gc);
+    CHECK(gc->pinned == 0);
+    CHECK(gc->objects_removed > 0);
+    auto has = (*reader)->has(top);
+    REQUIRE(has);
+    CHECK(!*has);
+}
+
+TEST_CASE("a pin file nobody holds is a dead pin: not listed, deleted by gc", "[repo]") {
+    RepoFixture f;
+    write_file(f.at("a"), "a");
+    ObjectId c = f.commit("one");
+    REQUIRE(make_dirs(f.pool / "pins"));
+    std::string dead = f.pool / "pins/0123456789abcdef0123456789abcdef.pin";
+    write_file(dead, fmt::format("dvol pin 1\nvolume=vol\ncommit={}\ntree={}\npid=1\nholder=mount /gone\n", c.hex(), c.hex()));
+    auto pins = f.repo->pins();
+    REQUIRE(pins);
+    CHECK(pins->empty());
+    REQUIRE(f.repo->gc());
+    CHECK(!path_exists(dead));
+}
+
+TEST_CASE("an object reader reads on while gc moves records into a new pack", "[repo]") {
+    RepoFixture f;
+    auto x = random_bytes(400'000, 11), y = random_bytes(400'000, 12);
+    write_file(f.at("x"), x);
+    write_file(f.at("y"), y);
+    write_file(f.at("d"), random_bytes(4'000'000, 13));
+    f.commit("x, y and d in one pack");
+    REQUIRE(f.repo->create_volume("other", false));
+    write_file(f.repo->live_dir("other") + "/x", x);
+    write_file(f.repo->live_dir("other") + "/y", y);
+    REQUIRE(f.repo->commit("other", "x and y again", kNoWarn));
+    auto pin = f.repo->pin_commit("other", "HEAD", "test");
+    REQUIRE(pin);
+
+    auto reader = f.repo->open_object_reader();
+    REQUIRE(reader);
+    CHECK(committed_file(**reader, pin->tree(), "x") == dvol::test::string_of(x));  // its pack is open now
+    REQUIRE(f.repo->remove_volume(f.vol));
+    auto gc = f.repo->gc();
+    REQUIRE(gc);
+    CHECK(gc->packs_rewritten >= 1);
+    CHECK(committed_file(**reader, pin->tree(), "y") == dvol::test::string_of(y));
+    CHECK(committed_file(**reader, pin->tree(), "x") == dvol::test::string_of(x));
 }
