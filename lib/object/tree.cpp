@@ -80,9 +80,9 @@ bool get_content(Decoder& d, FileContent& c, uint64_t& total) {
         return get_extents(d, c.extents, total);
     }
     if (form == 1) {
-        // Only a file of more than 4096 extents is indirect, split into lists of 4096 but the
-        // last: so at least two lists, all full but the last.
-        if (n < 2 || n > d.remaining()) return false;
+        // Writers make a file of more than 4096 extents indirect, in lists of 4096 but the last;
+        // readers accept any split (each list is checked against its reference).
+        if (n > d.remaining()) return false;
         c.indirect = true;
         c.lists.resize(n);
         for (size_t i = 0; i < n; ++i) {
@@ -92,7 +92,6 @@ bool get_content(Decoder& d, FileContent& c, uint64_t& total) {
             l.count = d.varint();
             if (!d.ok() || l.count == 0 || l.count > kMaxExtentsPerList || l.length == 0 || l.length > UINT64_MAX - total)
                 return false;
-            if (i + 1 < n && l.count != kMaxExtentsPerList) return false;
             total += l.length;
         }
         return true;

@@ -332,11 +332,10 @@ def m_missing_chunk(rng, top):
     return True
 
 
-def m_one_list(rng, top):
-    # Indirect content of one list: a file of at most 4096 extents is inline, so this is a
-    # second encoding of the same file.
+def m_list_wrong_count(rng, top):
+    # An extent list holding another number of extents than its reference says.
     top["entries"] = [e for e in top["entries"] if e["name"] != b"z"]
-    top["entries"].append(dict(name=b"z", type=FILE, mode=0o644, mtime=0, lists=[([(b"abc", 3)], 1, 3)], extents=[(b"abc", 3)], size=3))
+    top["entries"].append(dict(name=b"z", type=FILE, mode=0o644, mtime=0, lists=[([(b"abc", 3)], 2, 3)], extents=[(b"abc", 3)], size=3))
     return True
 
 
@@ -349,7 +348,7 @@ def m_list_wrong_cover(rng, top):
 
 
 HOSTILE = [m_link_later, m_link_missing, m_link_to_dir, m_extent_too_long, m_extent_too_short, m_two_holes, m_size_mismatch,
-           m_symlink_size, m_fifo_size, m_unsorted, m_dotdot, m_missing_chunk, m_one_list, m_list_wrong_cover]
+           m_symlink_size, m_fifo_size, m_unsorted, m_dotdot, m_missing_chunk, m_list_wrong_count, m_list_wrong_cover]
 
 
 def sort_all(d):

@@ -380,21 +380,6 @@ TEST_CASE("decode_tree rejects indirect lengths that overflow when summed", "[tr
     require_rejected(encode_tree(t), "overflowing list lengths");
 }
 
-TEST_CASE("decode_tree accepts indirect content only in the shape writers give it", "[tree]") {
-    // More than 4096 extents, in lists of 4096 but the last: at least two lists, all full but
-    // the last. Any other split would give the same bytes a second encoding, so a second id.
-    Tree t;
-    t.entries = {indirect_file("g")};
-    CHECK(decode_tree(encode_tree(t)));
-    auto& c = t.entries[0].content;
-    c.lists.push_back(ExtentListRef{id_of("l3"), 1, 1});
-    t.entries[0].size += 1;
-    require_rejected(encode_tree(t), "a list that is not full before the last");
-    c.lists = {ExtentListRef{id_of("l1"), 10, kMaxExtentsPerList}};
-    t.entries[0].size = 10;
-    require_rejected(encode_tree(t), "one list alone (that file fits inline)");
-}
-
 TEST_CASE("decode_extent_list rejects two holes in a row", "[tree]") {
     std::vector<Extent> xs{Extent{{}, 5, true}, Extent{id_of("c"), 3, false}, Extent{{}, 2, true}};
     CHECK(decode_extent_list(encode_extent_list(xs)));
