@@ -10,13 +10,17 @@ namespace dvol::cli {
 void add_fsck(CLI::App& app, Context& ctx) {
     auto* cmd = app.add_subcommand("fsck", "Verify the store: re-hash every object, check every commit, tree and branch");
     add_json_flag(*cmd, ctx);
+    static bool repair = false;
+    cmd->add_flag("--repair", repair,
+                  "First empty the stat cache, the one part of a store dvol can rebuild (the next commit of each volume reads every file)");
     cmd->callback([&ctx] {
         auto* repo = ctx.repo();
         if (!repo) return;
         ProgressLine progress("Checking", "object");
-        auto report = repo->fsck(progress.callback());
+        auto report = repo->fsck(progress.callback(), repair);
         progress.finish();
         if (!report) return ctx.fail(report.error());
+        if (report->repaired) fmt::print(stderr, "note: the stat cache was emptied; the next commit of each volume reads every file again\n");
         if (ctx.json) {
             auto problems = nlohmann::json::array();
             for (const auto& p : report->problems) {
@@ -31,6 +35,7 @@ void add_fsck(CLI::App& app, Context& ctx) {
             nlohmann::json j = {{"ok", report->problems.empty()},
                                 {"objects_checked", report->objects},
                                 {"commits_checked", report->commits},
+                                {"repaired", report->repaired},
                                 {"problems", problems}};
             print_json(j);
         } else {

@@ -25,6 +25,7 @@ Repository* Context::repo(bool create) {
     }
     repo_ = std::move(*r);
     repo_->set_wait_notice([](const std::string& m) { fmt::print(stderr, "{}...\n", m); });
+    repo_->set_warn([](const std::string& m) { Context::warn(m); });
     return repo_.get();
 }
 

@@ -7,6 +7,7 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "base/error.h"
 
@@ -38,6 +39,23 @@ Error errno_error(std::string_view what, std::string_view path);
 
 Result<UniqueFd> open_file(const std::string& path, int flags, unsigned mode = 0644);
 Result<UniqueFd> open_at(int dirfd, const std::string& name, int flags, unsigned mode = 0644);
+// Opens the entry `name` (one path component) of `dirfd` without following a symlink and
+// without crossing into another mount, not even a bind mount of the same file system (the
+// entry being a mount point is an Errc::busy error naming `path`, a symlink an Errc::io one);
+// as `rm --one-file-system` and more. openat2(RESOLVE_NO_XDEV | RESOLVE_NO_SYMLINKS) where
+// the kernel has it (Linux 5.6), else openat(O_NOFOLLOW) and a comparison of mount ids
+// (statx, Linux 5.8) or devices. `path` is for messages.
+Result<UniqueFd> open_beneath(int dirfd, const std::string& name, int flags, const std::string& path, unsigned mode = 0644);
+// The same for a relative path of several components, none of them a symlink, a mount point
+// or "..".
+Result<UniqueFd> open_path_beneath(int dirfd, const std::string& rel, int flags, const std::string& path);
+// Opens the directory `path` for reading, following symlinks in its parents but not in its
+// last component: a symlink there (or anything but a directory) is refused with an Errc::io
+// error that says so. For a volume's live directory, which must be a directory of its own.
+Result<UniqueFd> open_dir_nofollow(const std::string& path);
+
+// The names in the directory `dirfd` (not "." and ".."), in the order the file system gives.
+Result<std::vector<std::string>> list_dir(int dirfd, const std::string& path);
 
 // Write all of `data` (retrying short writes and EINTR).
 Status write_all(int fd, std::span<const std::byte> data, std::string_view path);
@@ -59,13 +77,64 @@ Status fsync_dir(const std::string& dir);
 
 // mkdir -p; existing directories are fine.
 Status make_dirs(const std::string& path, unsigned mode = 0755);
-// rm -rf without following symlinks. A missing path is fine.
+// rm -rf --one-file-system without following symlinks, of any depth (no recursion on the
+// stack): a mount point met below `path` stops the removal with an Errc::busy error naming it,
+// and nothing inside the mount is touched (what was removed before it stays removed; callers
+// that must change nothing look for mounts first, mounts_at_or_below). A missing path is fine.
 Status remove_tree(const std::string& path);
-// Remove everything inside the directory `dirfd` (not the directory itself), never following
-// symlinks. `path` is only for messages.
+// Remove everything inside the directory `dirfd` (not the directory itself), as remove_tree.
+// `path` is only for messages.
 Status remove_children_at(int dirfd, const std::string& path);
-// Remove the entry `name` in `dirfd`, recursively if it is a directory.
+// Remove the entry `name` in `dirfd`, and everything below it if it is a directory, as
+// remove_tree.
 Status remove_entry_at(int dirfd, const std::string& name, const std::string& path);
+
+// A mount point, as /proc/self/mountinfo shows it.
+struct MountPoint {
+    std::string path;     // absolute, in this process's mount namespace
+    std::string fs_type;  // "tmpfs", "ext4", "fuse.sshfs", ...
+    bool is_dir_itself = false;  // the directory asked about is this mount's root
+};
+// The mount points at the directory `dirfd` (when it is one itself) and below it, as this
+// process's mount namespace sees them; `path` (the directory's name, for messages) is not
+// trusted: the directory's real path is read back from the fd. Empty when /proc is not
+// mounted (open_beneath still refuses to cross a mount during a walk).
+Result<std::vector<MountPoint>> mounts_at_or_below(int dirfd, const std::string& path);
+// The directory's real path as the kernel gives it (/proc/self/fd), or `fallback`.
+std::string real_path_of(int fd, const std::string& fallback);
+
+// Walks a directory tree of any depth one level at a time without recursion: the stack of
+// the directories entered, from a root the caller keeps open. Only the deepest kKeepOpen levels
+// (and the root) keep their fds, so depth never exhausts the process's fds; a level let go is
+// opened again through ".." from its child on the way up, and must be the very directory it
+// was (device and inode), or the walk fails with Errc::conflict (the tree moved meanwhile).
+class DirStack {
+public:
+    static constexpr size_t kKeepOpen = 32;
+    // `same_mount`: entering a mount point is an Errc::busy error (open_beneath); otherwise
+    // only symlinks are refused.
+    static Result<DirStack> begin(int root_fd, const std::string& root_path, bool same_mount);
+    DirStack(DirStack&&) noexcept = default;
+    DirStack& operator=(DirStack&&) noexcept = default;
+
+    int fd() const;                              // the current directory
+    size_t depth() const { return levels_.size() - 1; }  // 0 at the root
+    // Enters the subdirectory `name` of the current directory; `path` is for messages.
+    Status enter(const std::string& name, const std::string& path);
+    // Back to the parent of the current directory (never above the root).
+    Status leave(const std::string& path);
+
+private:
+    struct Level {
+        UniqueFd fd;  // invalid for the root (borrowed) and for levels let go
+        uint64_t dev = 0;
+        uint64_t ino = 0;
+    };
+    DirStack() = default;
+    int root_fd_ = -1;
+    bool same_mount_ = false;
+    std::vector<Level> levels_;
+};
 
 bool path_exists(const std::string& path);
 // 32 random hex digits: names of packs, staging files and trash directories.

@@ -132,6 +132,7 @@ Error Db::last_error(std::string_view what) const {
     if ((code & 0xff) == SQLITE_CONSTRAINT) errc = Errc::already_exists;
     std::string msg = fmt::format("cannot {} {}: {}", what, path_, sqlite3_errmsg(db_));
     if (errc == Errc::busy) msg += " (another dvol process holds the store; try again)";
+    if (errc == Errc::corrupt) msg += " (run dvol fsck)";
     return make_error(errc, msg);
 }
 

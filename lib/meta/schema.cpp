@@ -1,5 +1,8 @@
 #include "meta/schema.h"
 
+#include <cstdlib>
+#include <map>
+
 #include <fmt/format.h>
 
 namespace dvol::meta {
@@ -138,6 +141,113 @@ Status init_schema(Db& db) {
                                                          q.text(0), kSchemaVersion));
     }
     return txn.commit();
+}
+
+Status rebuild_stat_cache(Db& db) {
+    auto sound = [&]() -> bool {
+        auto q = db.prepare("PRAGMA quick_check");
+        if (!q) return false;
+        auto row = q->step();
+        return row && *row && q->text(0) == "ok";
+    };
+    {
+        DVOL_TRY(auto txn, Db::Transaction::begin(db));
+        if (db.exec("DELETE FROM stat_cache") && txn.commit() && sound()) return {};
+    }
+    // Pages too damaged for SQLite to walk (or to free): the table is taken out of the schema
+    // by hand, its pages left unused, and VACUUM writes the database again without them.
+    {
+        DVOL_TRY(auto txn, Db::Transaction::begin(db));
+        DVOL_CHECK(db.exec("PRAGMA writable_schema = ON"));
+        Status st = db.exec("DELETE FROM sqlite_master WHERE tbl_name = 'stat_cache'");
+        if (st) st = txn.commit();
+        (void)db.exec("PRAGMA writable_schema = OFF");
+        DVOL_CHECK(st);
+    }
+    DVOL_CHECK(db.exec("VACUUM"));
+    DVOL_TRY(auto txn, Db::Transaction::begin(db));
+    DVOL_CHECK(db.exec(kSchema));
+    return txn.commit();
+}
+
+namespace {
+
+// SQLite's own words in one of Db's error messages ("cannot run a query on PATH: WORDS (hint)").
+std::string sqlite_words(std::string m) {
+    if (auto hint = m.rfind(" ("); hint != std::string::npos && m.ends_with(")")) m.resize(hint);
+    if (auto colon = m.rfind(": "); colon != std::string::npos) m.erase(0, colon + 2);
+    return m;
+}
+
+}  // namespace
+
+Result<std::vector<DbDamage>> check_integrity(Db& db) {
+    // The whole check; when SQLite cannot even run it, one check per table, so the damaged
+    // ones can still be named.
+    auto run_check = [&](const std::string& sql, std::vector<std::string>& into) -> Status {
+        DVOL_TRY(auto q, db.prepare(sql));
+        for (;;) {
+            DVOL_TRY(bool row, q.step());
+            if (!row) return {};
+            into.push_back(q.text(0));
+        }
+    };
+    std::vector<std::string> messages;
+    std::vector<DbDamage> per_table;
+    if (auto whole = run_check("PRAGMA integrity_check", messages); !whole) {
+        messages.clear();
+        std::vector<std::string> tables;
+        {
+            DVOL_TRY(auto q, db.prepare("SELECT name FROM sqlite_master WHERE type = 'table'"));
+            for (;;) {
+                DVOL_TRY(bool row, q.step());
+                if (!row) break;
+                tables.push_back(q.text(0));
+            }
+        }
+        for (const auto& t : tables) {
+            std::vector<std::string> mine;
+            auto st = run_check(fmt::format("PRAGMA integrity_check(\"{}\")", t), mine);
+            if (!st) per_table.push_back(DbDamage{t, sqlite_words(st.error().message)});
+            for (auto& m : mine)
+                if (m != "ok") per_table.push_back(DbDamage{t, m});
+        }
+        if (per_table.empty()) per_table.push_back(DbDamage{"", sqlite_words(whole.error().message)});
+        return per_table;
+    }
+    std::vector<DbDamage> out;
+    if (messages.size() == 1 && messages[0] == "ok") return out;
+    // Which table each b-tree belongs to (an index's is its table's), when the schema still reads.
+    std::map<int64_t, std::string> by_root;
+    std::map<std::string, std::string> by_name;
+    if (auto q = db.prepare("SELECT name, tbl_name, rootpage FROM sqlite_master WHERE rootpage > 0")) {
+        for (;;) {
+            auto row = q->step();
+            if (!row || !*row) break;
+            by_root[q->int64(2)] = q->text(1);
+            by_name[q->text(0)] = q->text(1);
+        }
+    }
+    for (auto& m : messages) {
+        DbDamage d{"", m};
+        // "Tree 17 page 45 cell 3: ...", "wrong # of entries in index X", "row 5 missing from index X",
+        // "NULL value in X.col", "non-unique entry in index X".
+        if (auto t = m.find("Tree "); t != std::string::npos) {
+            int64_t root = std::atoll(m.c_str() + t + 5);
+            if (auto it = by_root.find(root); it != by_root.end()) d.table = it->second;
+        }
+        if (d.table.empty()) {
+            for (const auto& key : {std::string("index "), std::string("NULL value in ")}) {
+                auto at = m.find(key);
+                if (at == std::string::npos) continue;
+                std::string name = m.substr(at + key.size());
+                name = name.substr(0, name.find_first_of(". "));
+                if (auto it = by_name.find(name); it != by_name.end()) d.table = it->second;
+            }
+        }
+        out.push_back(std::move(d));
+    }
+    return out;
 }
 
 }  // namespace dvol::meta

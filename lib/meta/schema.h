@@ -1,5 +1,8 @@
 #pragma once
 
+#include <string>
+#include <vector>
+
 #include "base/error.h"
 #include "meta/db.h"
 
@@ -13,5 +16,17 @@ inline constexpr int kSchemaVersion = 4;
 // Creates the tables of a new store, or checks that an existing store's schema version is one
 // this build understands.
 Status init_schema(Db& db);
+
+// Empties the stat cache (every volume's), the one table dvol can rebuild: by deleting its rows,
+// or, when its pages are too damaged for that, by dropping the table and creating it again.
+Status rebuild_stat_cache(Db& db);
+
+// SQLite's integrity check of the whole database: nothing when it is sound, else its messages,
+// each with the table it concerns when SQLite's message names one (by name or by root page).
+struct DbDamage {
+    std::string table;  // "" when the message names none
+    std::string message;
+};
+Result<std::vector<DbDamage>> check_integrity(Db& db);
 
 }  // namespace dvol::meta

@@ -57,6 +57,17 @@ void put_content(Encoder& e, const FileContent& c) {
     }
 }
 
+// Extents in canonical form: a hole never follows a hole (writers merge them).
+bool get_extents(Decoder& d, std::vector<Extent>& xs, uint64_t& total) {
+    for (size_t i = 0; i < xs.size(); ++i) {
+        auto& x = xs[i];
+        if (!get_extent(d, x) || x.length > UINT64_MAX - total) return false;
+        if (x.hole && i > 0 && xs[i - 1].hole) return false;
+        total += x.length;
+    }
+    return true;
+}
+
 bool get_content(Decoder& d, FileContent& c, uint64_t& total) {
     uint8_t form = d.u8();
     uint64_t n = d.varint();
@@ -66,17 +77,16 @@ bool get_content(Decoder& d, FileContent& c, uint64_t& total) {
         if (n > kMaxExtentsPerList || n > d.remaining()) return false;
         c.indirect = false;
         c.extents.resize(n);
-        for (auto& x : c.extents) {
-            if (!get_extent(d, x) || x.length > UINT64_MAX - total) return false;
-            total += x.length;
-        }
-        return true;
+        return get_extents(d, c.extents, total);
     }
     if (form == 1) {
+        // Writers make a file of more than 4096 extents indirect, in lists of 4096 but the last;
+        // readers accept any split (each list is checked against its reference).
         if (n > d.remaining()) return false;
         c.indirect = true;
         c.lists.resize(n);
-        for (auto& l : c.lists) {
+        for (size_t i = 0; i < n; ++i) {
+            auto& l = c.lists[i];
             l.id = d.id();
             l.length = d.varint();
             l.count = d.varint();
@@ -125,6 +135,20 @@ const TreeEntry* Tree::find(std::string_view name) const {
                                [](const TreeEntry& e, std::string_view n) { return e.name < n; });
     if (it == entries.end() || it->name != name) return nullptr;
     return &*it;
+}
+
+bool scan_order_before(std::string_view a, std::string_view b) {
+    // Component by component: "a/b" comes before "a-c" (the directory a is entered before the
+    // name a-c comes), though '/' sorts after '-' as a byte.
+    for (;;) {
+        size_t ea = a.find('/'), eb = b.find('/');
+        std::string_view ca = a.substr(0, ea), cb = b.substr(0, eb);
+        if (ca != cb) return ca < cb;
+        if (ea == std::string_view::npos) return eb != std::string_view::npos;  // a is b, or above it
+        if (eb == std::string_view::npos) return false;                         // b is above a
+        a.remove_prefix(ea + 1);
+        b.remove_prefix(eb + 1);
+    }
 }
 
 bool valid_entry_name(std::string_view name) {
@@ -186,6 +210,10 @@ Result<Tree> decode_tree(std::span<const std::byte> data) {
         en.gid = static_cast<uint32_t>(gid);
         en.mtime_ns = d.svarint();
         en.size = d.varint();
+        // Size is a file's content length and a symlink's target length (both checked below);
+        // every other type has 0.
+        if (d.ok() && en.size != 0 && en.type != EntryType::file && en.type != EntryType::symlink)
+            return malformed("tree", fmt::format("{} of type {} has a size", en.name, entry_type_name(en.type)));
         uint64_t nx = d.varint();
         if (!d.ok() || nx > kMaxXattrs || nx > d.remaining()) return malformed("tree", fmt::format("bad xattrs for {}", en.name));
         en.xattrs.resize(nx);
@@ -205,7 +233,8 @@ Result<Tree> decode_tree(std::span<const std::byte> data) {
             case EntryType::dir: en.subtree = d.id(); break;
             case EntryType::symlink:
                 en.target = d.bytes(kMaxTargetLength);
-                if (en.target.empty() || en.target.find('\0') != std::string::npos) return malformed("tree", fmt::format("bad symlink target for {}", en.name));
+                if (en.target.empty() || en.target.find('\0') != std::string::npos || en.size != en.target.size())
+                    return malformed("tree", fmt::format("bad symlink target for {}", en.name));
                 break;
             case EntryType::hardlink:
                 en.target = d.bytes(kMaxTargetLength);
@@ -235,8 +264,8 @@ Result<std::vector<Extent>> decode_extent_list(std::span<const std::byte> data) 
     uint64_t n = d.varint();
     if (!d.ok() || n == 0 || n > kMaxExtentsPerList || n > d.remaining()) return malformed("extent list", "bad count");
     std::vector<Extent> out(n);
-    for (auto& x : out)
-        if (!get_extent(d, x)) return malformed("extent list", "bad extent");
+    uint64_t total = 0;
+    if (!get_extents(d, out, total)) return malformed("extent list", "bad extent");
     if (!d.at_end()) return malformed("extent list", "trailing bytes");
     return out;
 }
@@ -245,6 +274,17 @@ std::vector<std::byte> encode_content(const FileContent& c) {
     Encoder e;
     put_content(e, c);
     return std::move(e.data());
+}
+
+uint64_t content_length(const FileContent& c) {
+    uint64_t total = 0;
+    auto add = [&](uint64_t n) { total = n > UINT64_MAX - total ? UINT64_MAX : total + n; };
+    if (c.indirect) {
+        for (const auto& l : c.lists) add(l.length);
+    } else {
+        for (const auto& x : c.extents) add(x.length);
+    }
+    return total;
 }
 
 Result<FileContent> decode_content(std::span<const std::byte> data) {

@@ -85,12 +85,21 @@ inline constexpr size_t kMaxExtentsPerList = 4096;  // also the inline limit
 // Entry names: non-empty, not "." or "..", no '/' and no NUL.
 bool valid_entry_name(std::string_view name);
 
+// Whether path `a` comes before path `b` in the order a scan records entries (depth-first,
+// each directory's names in byte order): at the first component where they differ, a's is the
+// smaller. An ancestor comes before what is below it, but no file is an ancestor, so for a hard
+// link and its target (both files) this is the format's rule "the target comes earlier".
+bool scan_order_before(std::string_view a, std::string_view b);
+
 std::vector<std::byte> encode_tree(const Tree& tree);
 // Rejects truncated, oversized, unsorted or otherwise malformed input.
 Result<Tree> decode_tree(std::span<const std::byte> data);
 
 std::vector<std::byte> encode_extent_list(std::span<const Extent> extents);
 Result<std::vector<Extent>> decode_extent_list(std::span<const std::byte> data);
+
+// The bytes `c` covers: the sum of its extents' (or lists') lengths, saturating at 2^64 - 1.
+uint64_t content_length(const FileContent& c);
 
 // The content field alone (used by the working-copy stat cache).
 std::vector<std::byte> encode_content(const FileContent& c);

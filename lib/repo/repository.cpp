@@ -41,6 +41,15 @@ std::string lower(std::string s) {
     return s;
 }
 
+// A failure of a reset or checkout after the branch moved (or became the active one). The
+// contract is git's (docs/DECISIONS.md, "The reset contract"): everything that can be refused is
+// refused before the move, so what fails after it comes from outside (a full disk, an I/O
+// error, a mount made meanwhile), and once that is fixed, 'dvol reset --hard HEAD' finishes.
+Error unfinished(Error e, const std::string& moved) {
+    e.message += fmt::format(" ({}; once this is fixed, 'dvol reset --hard HEAD' finishes the restore)", moved);
+    return e;
+}
+
 }  // namespace
 
 bool valid_name(std::string_view name) {
@@ -175,6 +184,17 @@ Status Repository::remove_volume(const std::string& name) {
         return std::move(v).error();
     }
     DVOL_TRY(auto lock, VolumeLock::acquire(*paths_, name, wait_notice_));
+    // A mount at or below the volume's directory (its live directory made a tmpfs, a bind
+    // mount inside it) would be emptied and then stop the removal half-way, leaving a leftover
+    // that cannot be deleted. Refuse before anything is deleted.
+    std::string vdir = paths_->volume_dir(name);
+    if (auto vfd = open_file(vdir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW); vfd) {
+        DVOL_TRY(auto mounts, mounts_at_or_below(vfd->get(), vdir));
+        if (!mounts.empty())
+            return make_error(Errc::busy, fmt::format("cannot remove volume {}: {} is a mount point ({}); dvol deletes nothing across a mount: "
+                                                      "unmount it first",
+                                                      name, mounts.front().path, mounts.front().fs_type));
+    }
     {
         DVOL_TRY(auto txn, meta::Db::Transaction::begin(*db_));
         DVOL_CHECK(refs_->drop_volume(v->id));
@@ -183,7 +203,6 @@ Status Repository::remove_volume(const std::string& name) {
     }
     // The rows are gone; the directory is now garbage. Move it aside first so a new volume of
     // the same name never sees half of it.
-    std::string vdir = paths_->volume_dir(name);
     std::string trash = paths_->trash(random_name());
     if (::rename(vdir.c_str(), trash.c_str()) != 0) return errno_error("move aside", vdir);
     return remove_tree(trash);
@@ -240,7 +259,7 @@ Result<CommitOutcome> Repository::commit(const std::string& volume, const std::s
     DVOL_CHECK(prepare_write());
     DVOL_TRY(auto parent, head(v));
 
-    StatCache cache(*db_, v.id);
+    StatCache cache(*db_, v.id, cache_damage());
     Scanner scanner(*store_, cache, true, warn);
     scanner.set_progress(progress);
     uint64_t before = store_->stats().bytes_written;
@@ -401,11 +420,13 @@ Result<ResetOutcome> Repository::reset_hard(const std::string& volume, const std
         DVOL_CHECK(refs_->swap_tip(v.id, v.branch, old_tip, target, fmt::format("reset: moving to {}", ref)));
         DVOL_CHECK(txn.commit());
     }
-    return materialise(v, &tree, target, std::move(verified), progress);
+    auto out = materialise(v, &tree, target, std::move(verified), progress);
+    if (!out) return unfinished(std::move(out).error(), fmt::format("branch {} of {} now names {}", v.branch, volume, target.hex().substr(0, 12)));
+    return out;
 }
 
 Result<ObjectIdSet> Repository::verify_restore(const Volume& v, const ObjectId* tree) {
-    StatCache cache(*db_, v.id);
+    StatCache cache(*db_, v.id, cache_damage());
     Restorer restorer(*store_, cache);
     DVOL_CHECK(restorer.verify(paths_->live_dir(v.name), tree));
     return restorer.take_verified();
@@ -413,19 +434,23 @@ Result<ObjectIdSet> Repository::verify_restore(const Volume& v, const ObjectId* 
 
 Result<ResetOutcome> Repository::materialise(const Volume& v, const ObjectId* tree, const ObjectId& commit,
                                              ObjectIdSet verified, const ProgressFn& progress) {
-    StatCache cache(*db_, v.id);
+    StatCache cache(*db_, v.id, cache_damage());
     cache.begin_batch();  // the write lock is taken only for the final batch, not the whole restore
     Restorer restorer(*store_, cache);
     restorer.trust(std::move(verified));
     restorer.set_progress(progress);
     Status restored = restorer.restore(paths_->live_dir(v.name), tree);
-    {
-        // The rows of whatever was done are saved even when the restore failed half-way.
+    // The rows of whatever was done are saved even when the restore failed half-way.
+    Status saved = [&]() -> Status {
         DVOL_TRY(auto txn, meta::Db::Transaction::begin(*db_));
         DVOL_CHECK(cache.write_batch());
-        DVOL_CHECK(txn.commit());
-    }
+        return txn.commit();
+    }();
+    // The restore's own failure first: it is what must be fixed (a full disk fails the file
+    // write, and then the database too). Rows not saved only cost a re-read: a file written
+    // since its row was saved has another ctime, so the old row no longer matches it.
     DVOL_CHECK(restored);
+    DVOL_CHECK(saved);
     return ResetOutcome{commit, restorer.stats().files_written, restorer.stats().bytes_written, restorer.stats().removed,
                         restorer.warnings()};
 }
@@ -484,7 +509,7 @@ Result<std::vector<Change>> Repository::live_changes(const Volume& v, const Warn
     DVOL_TRY(auto tip, head(v));
     std::optional<ObjectId> head_tree;
     if (tip) { DVOL_TRY(head_tree, commit_tree(*tip)); }
-    StatCache cache(*db_, v.id);
+    StatCache cache(*db_, v.id, cache_damage());
     Scanner scanner(*store_, cache, false, warn);
     DVOL_TRY(ObjectId live_top, scanner.scan(paths_->live_dir(v.name)));
     // No commit yet: everything in the live directory is new.
@@ -546,7 +571,9 @@ Result<CheckoutOutcome> Repository::checkout(const std::string& volume, const st
         DVOL_CHECK(refs_->set_active_branch(v.id, branch));
         DVOL_CHECK(txn.commit());
     }
-    DVOL_TRY(out.restore, materialise(v, tree ? &*tree : nullptr, target->tip.value_or(ObjectId{}), std::move(verified), progress));
+    auto restored = materialise(v, tree ? &*tree : nullptr, target->tip.value_or(ObjectId{}), std::move(verified), progress);
+    if (!restored) return unfinished(std::move(restored).error(), fmt::format("the active branch of {} is now {}", volume, branch));
+    out.restore = std::move(*restored);
     return out;
 }
 
@@ -569,7 +596,7 @@ Result<std::vector<FileDiff>> Repository::diff(const std::string& volume, const 
         DVOL_TRY(auto c, resolve_in(v, *to));
         DVOL_TRY(to_tree, commit_tree(c));
     } else {
-        StatCache cache(*db_, v.id);
+        StatCache cache(*db_, v.id, cache_damage());
         Scanner scanner(*store_, cache, false, warn);
         DVOL_TRY(live_top, scanner.scan(paths_->live_dir(volume)));
         overlay = std::move(scanner.overlay());
@@ -607,7 +634,8 @@ Result<std::vector<FileDiff>> Repository::diff(const std::string& volume, const 
             if (!e) return std::optional<std::string>();
             if (e->size > kMaxTextDiffSize) return std::optional<std::string>();
             if (!live) return read_content(*store_, e->content, e->size, kMaxTextDiffSize);
-            DVOL_TRY(UniqueFd f, open_file(paths_->live_dir(volume) + "/" + ch.path, O_RDONLY | O_NOFOLLOW));
+            DVOL_TRY(UniqueFd live_fd, open_dir_nofollow(paths_->live_dir(volume)));
+            DVOL_TRY(UniqueFd f, open_path_beneath(live_fd.get(), ch.path, O_RDONLY, ch.path));
             std::string data(e->size, '\0');
             DVOL_TRY(size_t n, read_some(f.get(), std::as_writable_bytes(std::span(data)), ch.path));
             data.resize(n);

@@ -86,7 +86,8 @@ struct FsckAffected {
     std::string path;    // inside the volume, "" for the volume root or the commit itself
 };
 struct FsckProblem {
-    std::string kind;    // "corrupt-object", "missing-object", "bad-commit", "bad-branch"
+    std::string kind;    // "corrupt-object", "missing-object", "bad-extent", "bad-hardlink", "bad-commit", "bad-branch",
+                         // "bad-database", "bad-stat-cache"
     std::string object;  // hex id of the object, commit or branch tip concerned
     std::string message;
     std::vector<FsckAffected> affects;
@@ -94,6 +95,7 @@ struct FsckProblem {
 struct FsckReport {
     uint64_t objects = 0;  // objects re-read and re-hashed
     uint64_t commits = 0;
+    bool repaired = false;  // the stat cache was emptied (fsck --repair)
     std::vector<FsckProblem> problems;
 };
 
@@ -277,6 +279,8 @@ public:
     const std::string& dir() const;
     // Called with a one-line notice when a command has to wait for another dvol process.
     void set_wait_notice(WarnFn fn) { wait_notice_ = std::move(fn); }
+    // Where warnings about the store itself go (a damaged stat cache), once per process.
+    void set_warn(WarnFn fn) { warn_ = std::move(fn); }
     std::string live_dir(const std::string& volume) const;
 
     // Volumes.
@@ -335,7 +339,8 @@ public:
     // branch; gc removes what no branch of any volume and no pin reaches (dropped commits,
     // deleted branches and volumes) and rewrites packs that are mostly garbage. gc holds the store
     // exclusively: it waits for running commands and makes new ones wait.
-    Result<FsckReport> fsck(const ProgressFn& progress = {});
+    // With `repair`, the stat cache (the one part of a store dvol can rebuild) is emptied first.
+    Result<FsckReport> fsck(const ProgressFn& progress = {}, bool repair = false);
     Result<GcReport> gc(const ProgressFn& progress = {});
     // Branch tip changes of a volume, newest first; dropped commits are found here until gc.
     Result<std::vector<ReflogEntry>> reflog(const std::string& volume);
@@ -399,6 +404,11 @@ private:
     Result<ObjectId> resolve_in(const Volume& v, const std::string& ref);
     // The tip of the volume's active branch.
     Result<std::optional<ObjectId>> head(const Volume& v);
+    // fsck's passes: SQLite's integrity check; every object, commit and branch; the stat cache
+    // against the trees and files it describes.
+    Status check_database(FsckReport& report);
+    Status fsck_objects(FsckReport& report, const ProgressFn& progress);
+    Status check_stat_cache(FsckReport& report);
     Result<ObjectId> commit_tree(const ObjectId& commit);
     // The live pins; with `remove_dead` (gc, under the exclusive store lock), deletes the files of
     // dead ones.
@@ -431,6 +441,15 @@ private:
     std::unique_ptr<meta::RemoteIndex> remote_index_;
     bool cleaned_ = false;
     WarnFn wait_notice_;
+    WarnFn warn_;
+    bool warned_cache_ = false;
+    // The stat cache's on_damage: warn_, once.
+    WarnFn cache_damage() {
+        return [this](const std::string& m) {
+            if (warn_ && !warned_cache_) warn_(m);
+            warned_cache_ = true;
+        };
+    }
     BackendWrapper backend_wrapper_;
 };
 

@@ -1,6 +1,5 @@
 #include "repo/restore.h"
 
-#include <dirent.h>
 #include <fcntl.h>
 #include <linux/falloc.h>
 #include <sys/stat.h>
@@ -51,11 +50,12 @@ timespec to_timespec(int64_t ns) {
 
 Status Restorer::restore(const std::string& live_dir, const ObjectId* top) {
     is_root_ = ::geteuid() == 0;
-    DVOL_TRY(root_fd_, open_file(live_dir, O_RDONLY | O_DIRECTORY));
-    if (!top) return sync_dir(root_fd_.get(), "", Tree{});
+    // Never through a symlink: that would delete another directory's files and write there.
+    DVOL_TRY(root_fd_, open_dir_nofollow(live_dir));
+    if (!top) return sync_tree(live_dir, Tree{});
     TreeEntry root;
     DVOL_TRY(Tree tree, load_root(*top, root));
-    DVOL_CHECK(sync_dir(root_fd_.get(), "", tree));
+    DVOL_CHECK(sync_tree(live_dir, std::move(tree)));
     static const std::string dot = ".", root_rel = ".";
     DVOL_TRY(bool unused, apply_metadata(root_fd_.get(), Where{root_fd_.get(), dot, root_rel}, root));
     (void)unused;
@@ -72,29 +72,70 @@ Result<Tree> Restorer::load_root(const ObjectId& top, TreeEntry& root) {
 }
 
 Status Restorer::verify(const std::string& live_dir, const ObjectId* top) {
+    DVOL_TRY(UniqueFd fd, open_dir_nofollow(live_dir));
+    // A mount inside the live directory would have its files deleted or overwritten by the
+    // restore (a bind mount of a directory outside, say): refuse before anything changes. The
+    // live directory itself may be a mount (a file system of its own).
+    DVOL_TRY(auto mounts, mounts_at_or_below(fd.get(), live_dir));
+    for (const auto& m : mounts)
+        if (!m.is_dir_itself)
+            return make_error(Errc::busy, fmt::format("{} is a mount point ({}) inside the live directory {}; dvol does not remove or write "
+                                                      "across a mount: unmount it first",
+                                                      m.path, m.fs_type, live_dir));
     if (!top) return {};
-    DVOL_TRY(UniqueFd fd, open_file(live_dir, O_RDONLY | O_DIRECTORY));
     TreeEntry root;
     DVOL_TRY(Tree tree, load_root(*top, root));
-    DVOL_CHECK(verify_dir(fd.get(), "", tree));
+    TreePaths paths(store_, root.subtree);
+    links_ = &paths;
+    DVOL_CHECK(verify_tree(fd.get(), live_dir, std::move(tree)));
+    links_ = nullptr;
     return verify_pending();
 }
 
-Status Restorer::verify_dir(int dirfd, const std::string& rel, const Tree& target) {
-    for (const auto& want : target.entries) {
-        std::string path = join(rel, want.name);
+Status Restorer::verify_tree(int root_fd, const std::string& live_dir, Tree target) {
+    // The target tree depth-first, beside what the live directory holds, with a stack of
+    // frames (not the C stack): any depth. A frame's directory is open in `dirs` when the
+    // live directory has it (then so do its parents).
+    DVOL_TRY(DirStack dirs, DirStack::begin(root_fd, live_dir, true));
+    struct Frame {
+        Tree tree;
+        size_t next = 0;
+        size_t path_len = 0;
+        bool on_disk = false;
+        ObjectId tree_id;
+    };
+    std::vector<Frame> frames;
+    frames.push_back(Frame{std::move(target), 0, 0, true, links_->root()});
+    std::string path;
+    while (!frames.empty()) {
+        Frame& f = frames.back();
+        path.resize(f.path_len);
+        if (f.next == f.tree.entries.size()) {
+            bool left = f.on_disk && frames.size() > 1;
+            frames.pop_back();
+            if (left) DVOL_CHECK(dirs.leave(path));
+            continue;
+        }
+        const TreeEntry& want = f.tree.entries[f.next++];
+        if (!path.empty()) path += '/';
+        path += want.name;
         struct stat st;
-        bool have = dirfd >= 0 && ::fstatat(dirfd, want.name.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0;
+        bool have = f.on_disk && ::fstatat(dirs.fd(), want.name.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0;
         if (want.type == EntryType::dir) {
-            DVOL_TRY(Tree sub, load_tree(store_, nullptr, want.subtree));
-            UniqueFd subfd;
+            Frame sub{{}, 0, path.size(), false, want.subtree};
+            DVOL_TRY(sub.tree, load_tree(store_, nullptr, want.subtree));
             if (have && S_ISDIR(st.st_mode)) {
-                auto opened = open_at(dirfd, want.name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW);
-                if (opened) subfd = std::move(*opened);
+                auto entered = dirs.enter(want.name, path);
+                if (!entered && entered.error().code == Errc::busy) return std::move(entered).error();  // a mount point
+                sub.on_disk = entered.ok();
             }
-            DVOL_CHECK(verify_dir(subfd.valid() ? subfd.get() : -1, path, sub));
+            frames.push_back(std::move(sub));
         } else if (want.type == EntryType::file) {
             DVOL_CHECK(verify_file(path, want, have && S_ISREG(st.st_mode) ? &st : nullptr));
+        } else if (want.type == EntryType::hardlink) {
+            // The restore makes a link from its target, which must be a file made before it.
+            DVOL_TRY(auto why, hardlink_problem(*links_, path, want.target));
+            if (why) return make_error(Errc::corrupt, fmt::format("tree {}: {}", f.tree_id.hex(), *why));
         }
     }
     return {};
@@ -119,6 +160,13 @@ Status Restorer::verify_file(const std::string& rel, const TreeEntry& want, cons
         DVOL_TRY(auto n, cur.next());
         if (!n) return {};
         if (n->hole) continue;
+        // A chunk must be exactly as long as its extent says (the restore would write fewer
+        // bytes, leaving zeros, or more).
+        DVOL_TRY(auto len, store_.size_of(n->id));
+        if (!len) return make_error(Errc::not_found, fmt::format("{}: chunk {} is not in the store; run dvol fsck", rel, n->id.hex()));
+        if (*len != n->length)
+            return make_error(Errc::corrupt, fmt::format("{}: chunk {} holds {} bytes but its extent at offset {} says {}; run dvol fsck", rel,
+                                                         n->id.hex(), *len, cur.offset(), n->length));
         if (old_cur) {
             while (o && old_cur->offset() < cur.offset()) {
                 DVOL_TRY(o, old_cur->next());
@@ -170,24 +218,17 @@ Status Restorer::verify_pending() {
     return run_batch([&](size_t i, int worker) { return ObjectStore::decode_stored(pending_[i], decode_bufs_[worker]); });
 }
 
-Status Restorer::sync_dir(int dirfd, const std::string& rel, const Tree& target) {
-    // What is there now.
-    std::map<std::string, struct stat> have;
-    {
-        int dup = ::fcntl(dirfd, F_DUPFD_CLOEXEC, 0);
-        if (dup < 0) return errno_error("read directory", rel);
-        DIR* d = ::fdopendir(dup);
-        if (!d) {
-            ::close(dup);
-            return errno_error("read directory", rel);
-        }
-        while (dirent* e = ::readdir(d)) {
-            if (std::strcmp(e->d_name, ".") == 0 || std::strcmp(e->d_name, "..") == 0) continue;
-            struct stat st;
-            if (::fstatat(dirfd, e->d_name, &st, AT_SYMLINK_NOFOLLOW) == 0) have.emplace(e->d_name, st);
-        }
-        ::closedir(d);
+Result<Restorer::Listing> Restorer::list_have(int dirfd, const std::string& rel) {
+    DVOL_TRY(auto names, list_dir(dirfd, rel.empty() ? "." : rel));
+    Listing have;
+    for (auto& n : names) {
+        struct stat st;
+        if (::fstatat(dirfd, n.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0) have.emplace(std::move(n), st);
     }
+    return have;
+}
+
+Status Restorer::remove_extra(int dirfd, const std::string& rel, const Listing& have, const Tree& target) {
     for (const auto& [name, st] : have) {
         if (target.find(name)) continue;
         std::string path = join(rel, name);
@@ -195,21 +236,69 @@ Status Restorer::sync_dir(int dirfd, const std::string& rel, const Tree& target)
         DVOL_CHECK(cache_.forget(path));
         stats_.removed++;
     }
-    for (const auto& want : target.entries) {
-        if (!valid_entry_name(want.name)) return make_error(Errc::corrupt, fmt::format("refusing entry name '{}' in {}", want.name, rel));
-        auto it = have.find(want.name);
+    return {};
+}
+
+Status Restorer::sync_tree(const std::string& live_dir, Tree target) {
+    // Depth-first in the tree's order (hard links name earlier paths), with a stack of frames
+    // rather than the C stack, so a tree of any depth is restored; DirStack keeps a bounded
+    // number of directories open and never enters a mount point. A directory's own metadata is
+    // set once everything inside it is done (its mtime would move otherwise).
+    DVOL_TRY(DirStack dirs, DirStack::begin(root_fd_.get(), live_dir, true));
+    struct Frame {
+        Tree tree;
+        Listing have;
+        size_t next = 0;
+        size_t path_len = 0;
+        TreeEntry self;  // the directory's own entry (not used for the root)
+    };
+    std::vector<Frame> frames;
+    std::string path;
+    {
+        Frame root{std::move(target), {}, 0, 0, {}};
+        DVOL_TRY(root.have, list_have(root_fd_.get(), path));
+        DVOL_CHECK(remove_extra(root_fd_.get(), path, root.have, root.tree));
+        frames.push_back(std::move(root));
+    }
+    while (!frames.empty()) {
+        Frame& f = frames.back();
+        path.resize(f.path_len);
+        if (f.next == f.tree.entries.size()) {
+            if (frames.size() == 1) break;
+            static const std::string dot = ".";
+            DVOL_TRY(bool unused, apply_metadata(dirs.fd(), Where{dirs.fd(), dot, path}, f.self));
+            (void)unused;
+            frames.pop_back();
+            DVOL_CHECK(dirs.leave(path));
+            continue;
+        }
+        const TreeEntry& want = f.tree.entries[f.next++];
+        if (!valid_entry_name(want.name)) return make_error(Errc::corrupt, fmt::format("refusing entry name '{}' in {}", want.name, path));
         if (progress_ && ++visited_ % 256 == 0) progress_(Progress{visited_, stats_.bytes_written});
-        std::string path = join(rel, want.name);
-        DVOL_CHECK(sync_entry(Where{dirfd, want.name, path}, want, it == have.end() ? nullptr : &it->second));
+        if (!path.empty()) path += '/';
+        path += want.name;
+        auto it = f.have.find(want.name);
+        DVOL_TRY(auto sub, sync_entry(Where{dirs.fd(), want.name, path}, want, it == f.have.end() ? nullptr : &it->second));
+        if (!sub) continue;
+        // A directory, made or kept by sync_entry: restore what it holds next.
+        Frame next{std::move(*sub), {}, 0, path.size(), want};
+        DVOL_CHECK(dirs.enter(want.name, path));
+        DVOL_TRY(next.have, list_have(dirs.fd(), path));
+        DVOL_CHECK(remove_extra(dirs.fd(), path, next.have, next.tree));
+        frames.push_back(std::move(next));
     }
     return {};
 }
 
-Status Restorer::sync_entry(const Where& at, const TreeEntry& want, const struct stat* have) {
+Result<std::optional<Tree>> Restorer::sync_entry(const Where& at, const TreeEntry& want, const struct stat* have) {
     const std::string& name = at.name;
     const std::string& rel = at.rel;
     int dirfd = at.dirfd;
-    if (want.type == EntryType::hardlink) return sync_hardlink(at, want, have);
+    std::optional<Tree> none;
+    if (want.type == EntryType::hardlink) {
+        DVOL_CHECK(sync_hardlink(at, want, have));
+        return none;
+    }
     if (have && type_of(*have) != want.type) {
         DVOL_CHECK(remove_entry_at(dirfd, name, rel));
         DVOL_CHECK(cache_.forget(rel));
@@ -218,12 +307,8 @@ Status Restorer::sync_entry(const Where& at, const TreeEntry& want, const struct
     switch (want.type) {
         case EntryType::dir: {
             if (!have && ::mkdirat(dirfd, name.c_str(), 0700) != 0) return errno_error("create directory", rel);
-            DVOL_TRY(UniqueFd fd, open_at(dirfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW));
             DVOL_TRY(Tree sub, load_tree(store_, nullptr, want.subtree));
-            DVOL_CHECK(sync_dir(fd.get(), rel, sub));
-            DVOL_TRY(bool unused, apply_metadata(fd.get(), at, want));
-            (void)unused;
-            return {};
+            return std::optional<Tree>(std::move(sub));  // sync_tree goes in, and sets its metadata after
         }
         case EntryType::file: {
             if (have && have->st_nlink > 1) {
@@ -236,20 +321,24 @@ Status Restorer::sync_entry(const Where& at, const TreeEntry& want, const struct
                     have = nullptr;
                 }
             }
-            if (!have) return write_new_file(at, want);
-            auto opened = open_at(dirfd, name, O_RDWR | O_NOFOLLOW | O_NOCTTY);
+            if (!have) {
+                DVOL_CHECK(write_new_file(at, want));
+                return none;
+            }
+            auto opened = open_beneath(dirfd, name, O_RDWR | O_NOCTTY, rel);
             if (!opened && !is_root_ && errno == EACCES) {
                 // A read-only file of our own: make it writable; apply_metadata sets the mode back.
                 if (::fchmodat(dirfd, name.c_str(), (have->st_mode & 07777) | S_IWUSR, 0) != 0) return errno_error("set mode of", rel);
-                opened = open_at(dirfd, name, O_RDWR | O_NOFOLLOW | O_NOCTTY);
+                opened = open_beneath(dirfd, name, O_RDWR | O_NOCTTY, rel);
             }
             if (!opened) return std::move(opened).error();
             UniqueFd fd = std::move(*opened);
             DVOL_TRY(bool changed, update_file(fd.get(), rel, want, *have));
             DVOL_TRY(bool meta_changed, apply_metadata(fd.get(), at, want));
             // An untouched file keeps its stat and so its cache row.
-            if (!changed && !meta_changed) return {};
-            return remember(fd.get(), rel, want);
+            if (!changed && !meta_changed) return none;
+            DVOL_CHECK(remember(fd.get(), rel, want));
+            return none;
         }
         case EntryType::symlink: {
             if (have) {
@@ -264,7 +353,7 @@ Status Restorer::sync_entry(const Where& at, const TreeEntry& want, const struct
             if (!have && ::symlinkat(want.target.c_str(), dirfd, name.c_str()) != 0) return errno_error("create symlink", rel);
             DVOL_TRY(bool unused, apply_metadata(-1, at, want));
             (void)unused;
-            return {};
+            return none;
         }
         case EntryType::fifo:
         case EntryType::chardev:
@@ -278,11 +367,11 @@ Status Restorer::sync_entry(const Where& at, const TreeEntry& want, const struct
                 return errno_error("create special file", rel);
             DVOL_TRY(bool unused, apply_metadata(-1, at, want));
             (void)unused;
-            return {};
+            return none;
         }
         case EntryType::hardlink: break;  // handled above
     }
-    return {};
+    return none;
 }
 
 Status Restorer::sync_hardlink(const Where& at, const TreeEntry& want, const struct stat* have) {
@@ -292,7 +381,7 @@ Status Restorer::sync_hardlink(const Where& at, const TreeEntry& want, const str
     int parent_fd = root_fd_.get();
     std::string base = want.target;
     for (size_t slash; (slash = base.find('/')) != std::string::npos;) {
-        DVOL_TRY(parent, open_at(parent_fd, base.substr(0, slash), O_RDONLY | O_DIRECTORY | O_NOFOLLOW));
+        DVOL_TRY(parent, open_beneath(parent_fd, base.substr(0, slash), O_RDONLY | O_DIRECTORY, want.target));
         parent_fd = parent.get();
         base.erase(0, slash + 1);
     }
@@ -326,7 +415,7 @@ Status Restorer::write_extent(int fd, const std::string& rel, uint64_t offset, c
     // Decoding, hashing and writing go to flush_writes. The file's own ranges are disjoint, so
     // the order of the writes does not matter.
     DVOL_CHECK(queue_record(x.id));
-    writes_.push_back(Write{fd, offset, &rel, !verified_.contains(x.id), compare_first});
+    writes_.push_back(Write{fd, offset, x.length, &rel, !verified_.contains(x.id), compare_first});
     if (batch_full()) return flush_writes();
     return {};
 }
@@ -336,6 +425,8 @@ Status Restorer::flush_writes() {
         const Write& w = writes_[i];
         auto& buf = decode_bufs_[worker];
         DVOL_CHECK(ObjectStore::decode_stored(pending_[i], buf, w.check_hash));
+        if (buf.size() != w.length)  // verify() refuses these before anything changes
+            return make_error(Errc::corrupt, fmt::format("{}: a chunk of {} bytes where its extent says {}", *w.rel, buf.size(), w.length));
         if (!w.compare_first) return pwrite_all(w.fd, buf, w.offset, *w.rel);
         return write_changed(w, buf, current_bufs_[worker]);
     });
@@ -367,7 +458,7 @@ Status Restorer::write_changed(const Write& w, std::span<const std::byte> data, 
 }
 
 Status Restorer::write_new_file(const Where& at, const TreeEntry& want) {
-    DVOL_TRY(UniqueFd fd, open_at(at.dirfd, at.name, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_NOCTTY, 0600));
+    DVOL_TRY(UniqueFd fd, open_beneath(at.dirfd, at.name, O_RDWR | O_CREAT | O_EXCL | O_NOCTTY, at.rel, 0600));
     ExtentCursor cur(store_, want.content);
     for (;;) {
         DVOL_TRY(auto x, cur.next());

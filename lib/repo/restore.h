@@ -5,6 +5,8 @@
 #pragma once
 
 #include <functional>
+#include <map>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -58,8 +60,16 @@ private:
         const std::string& name;
         const std::string& rel;
     };
-    Status sync_dir(int dirfd, const std::string& rel, const Tree& target);
-    Status sync_entry(const Where& at, const TreeEntry& want, const struct stat* have);
+    // What a directory of the live directory holds, by name.
+    using Listing = std::map<std::string, struct stat>;
+    Result<Listing> list_have(int dirfd, const std::string& rel);
+    // Removes what `have` holds and `target` does not.
+    Status remove_extra(int dirfd, const std::string& rel, const Listing& have, const Tree& target);
+    // Makes the live directory (root_fd_) hold `target`, depth-first without recursion.
+    Status sync_tree(const std::string& live_dir, Tree target);
+    // Makes one entry right. For a directory (made when missing) it returns the tree to restore
+    // inside it, which sync_tree does before setting its metadata.
+    Result<std::optional<Tree>> sync_entry(const Where& at, const TreeEntry& want, const struct stat* have);
     Status sync_hardlink(const Where& at, const TreeEntry& want, const struct stat* have);
     Status write_new_file(const Where& at, const TreeEntry& want);
     // Makes the content right; true when anything was written or the content was verified by
@@ -78,7 +88,7 @@ private:
     // the entry opened (files, directories) or -1 (symlinks, fifos, devices).
     Result<bool> apply_metadata(int fd, const Where& at, const TreeEntry& want);
     Status remember(int fd, const std::string& rel, const TreeEntry& want);
-    Status verify_dir(int dirfd, const std::string& rel, const Tree& target);
+    Status verify_tree(int root_fd, const std::string& live_dir, Tree target);
     Status verify_file(const std::string& rel, const TreeEntry& want, const struct stat* have);
     Status verify_chunk(const Extent& x);
     // Reads the record of `id` from its pack into the next slot of pending_.
@@ -102,6 +112,7 @@ private:
     // Chunks verified by verify() (or queued for it): restore decodes them without hashing
     // them again (see ObjectStore::get_verified).
     ChunkSet verified_;
+    TreePaths* links_ = nullptr;  // during verify(): the target's entries, for hard links
     std::vector<ObjectStore::StoredObject> pending_;
     size_t pending_count_ = 0;
     size_t pending_bytes_ = 0;
@@ -109,6 +120,7 @@ private:
     struct Write {
         int fd;
         uint64_t offset;
+        uint64_t length;  // the extent's: the decoded chunk must have exactly that many bytes
         const std::string* rel;
         bool check_hash;
         bool compare_first;

@@ -1,6 +1,5 @@
 #include "repo/scan.h"
 
-#include <dirent.h>
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
@@ -30,6 +29,24 @@ Result<ObjectId> Scanner::put_tree(const Tree& tree) {
     auto bytes = encode_tree(tree);
     ObjectId id = sha256(bytes);
     if (store_objects_) {
+        // Never store a tree that would not decode (a stat-cache row that disagrees with its
+        // file would give one): the commit fails instead of naming it.
+        if (auto back = decode_tree(bytes); !back)
+            return make_error(Errc::corrupt, fmt::format("refusing to store a tree that does not decode ({}); run dvol fsck", back.error().message));
+        // Nor one naming content the store lacks: a damaged stat-cache row could. Only a new
+        // tree can (an unchanged directory's tree is stored already), so a commit with little
+        // changed looks up little.
+        DVOL_TRY(bool known, store_.has(id));
+        if (!known) {
+            for (const auto& e : tree.entries) {
+                if (e.type != EntryType::file) continue;
+                DVOL_TRY(bool present, content_present(e.content));
+                if (!present)
+                    return make_error(Errc::corrupt, fmt::format("the stat cache row of {} names content the store does not hold; nothing was "
+                                                                 "committed: run 'dvol fsck --repair' to rebuild the stat cache, then commit again",
+                                                                 e.name));
+            }
+        }
         DVOL_CHECK(store_.put(id, bytes));
     } else {
         DVOL_TRY(bool known, store_.has(id));
@@ -38,12 +55,31 @@ Result<ObjectId> Scanner::put_tree(const Tree& tree) {
     return id;
 }
 
+Result<bool> Scanner::content_present(const FileContent& c) {
+    if (c.indirect) {
+        for (const auto& l : c.lists) {
+            if (fresh_.contains(l.id)) continue;
+            DVOL_TRY(bool held, store_.has(l.id));
+            if (!held) return false;
+        }
+        return true;
+    }
+    for (const auto& x : c.extents) {
+        if (x.hole || fresh_.contains(x.id)) continue;
+        DVOL_TRY(bool held, store_.has(x.id));
+        if (!held) return false;
+    }
+    return true;
+}
+
 Result<ObjectId> Scanner::scan(const std::string& live_dir) {
     // One read transaction for the lookups of every file and tree, not one each: each would
     // take and drop SQLite's shared lock (docs/DECISIONS.md; figures in bench/RESULTS.md).
     DVOL_TRY(auto reads, meta::Db::ReadScope::begin(cache_.db()));
     scan_ns_ = now_ns();
-    DVOL_TRY(UniqueFd fd, open_file(live_dir, O_RDONLY | O_DIRECTORY));
+    // The live directory itself is never reached through a symlink: that would commit another
+    // directory's data.
+    DVOL_TRY(UniqueFd fd, open_dir_nofollow(live_dir));
     struct stat st;
     if (::fstat(fd.get(), &st) != 0) return errno_error("stat", live_dir);
     TreeEntry root;
@@ -51,44 +87,71 @@ Result<ObjectId> Scanner::scan(const std::string& live_dir) {
     root.type = EntryType::dir;
     fill_metadata(root, st);
     DVOL_TRY(root.xattrs, read_xattrs(fd.get(), ".", live_dir));
-    DVOL_TRY(root.subtree, scan_dir(fd.get(), ""));
+    DVOL_TRY(root.subtree, scan_tree(fd.get(), live_dir));
     if (store_objects_) DVOL_CHECK(workers_.finish(store_));
     Tree top;
     top.entries.push_back(std::move(root));
     return put_tree(top);
 }
 
-Result<ObjectId> Scanner::scan_dir(int dirfd, const std::string& rel) {
-    int dup = ::fcntl(dirfd, F_DUPFD_CLOEXEC, 0);
-    if (dup < 0) return errno_error("read directory", rel.empty() ? "." : rel);
-    DIR* d = ::fdopendir(dup);
-    if (!d) {
-        ::close(dup);
-        return errno_error("read directory", rel);
+Result<ObjectId> Scanner::scan_tree(int root_fd, const std::string& live_dir) {
+    // Depth-first, each directory's entries sorted by name bytes and each directory entered as
+    // it comes (the order hard links are resolved in, docs/FORMAT.md), a directory's tree stored
+    // once all its entries are. The stack of directories is a vector of frames, not the C
+    // stack, so a tree of any depth is scanned (a container can make one 100,000 levels deep),
+    // and DirStack keeps a bounded number of directories open.
+    DVOL_TRY(DirStack dirs, DirStack::begin(root_fd, live_dir, false));
+    struct Frame {
+        std::vector<std::string> names;
+        size_t next = 0;
+        Tree tree;
+        size_t path_len = 0;  // of `path` while this directory is scanned
+    };
+    auto listing = [&](int fd, const std::string& rel) -> Result<std::vector<std::string>> {
+        DVOL_TRY(auto names, list_dir(fd, rel.empty() ? live_dir : rel));
+        std::sort(names.begin(), names.end());
+        return names;
+    };
+    std::string path;  // of the entry at hand, relative to the live directory
+    std::vector<Frame> frames;
+    {
+        DVOL_TRY(auto names, listing(root_fd, path));
+        frames.push_back(Frame{std::move(names), 0, {}, 0});
+        frames.back().tree.entries.reserve(frames.back().names.size());
     }
-    std::vector<std::string> names;
-    errno = 0;
-    while (dirent* e = ::readdir(d)) {
-        if (std::strcmp(e->d_name, ".") == 0 || std::strcmp(e->d_name, "..") == 0) continue;
-        names.emplace_back(e->d_name);
-    }
-    ::closedir(d);
-    std::sort(names.begin(), names.end());
-    Tree tree;
-    tree.entries.reserve(names.size());
-    for (const auto& name : names) {
+    for (;;) {
+        Frame& f = frames.back();
+        if (f.next == f.names.size()) {
+            DVOL_TRY(ObjectId id, put_tree(f.tree));
+            frames.pop_back();
+            if (frames.empty()) return id;
+            DVOL_CHECK(dirs.leave(path));
+            path.resize(frames.back().path_len);
+            frames.back().tree.entries.back().subtree = id;
+            continue;
+        }
+        const std::string& name = f.names[f.next++];
+        if (!path.empty()) path += '/';
+        path += name;
         TreeEntry entry;
-        std::string path = rel.empty() ? name : rel + "/" + name;
-        DVOL_TRY(bool keep, scan_entry(dirfd, name, path, entry));
-        if (keep) tree.entries.push_back(std::move(entry));
+        DVOL_TRY(Visit visit, scan_entry(dirs.fd(), name, path, entry));
+        if (visit != Visit::skip) f.tree.entries.push_back(std::move(entry));
+        if (visit != Visit::descend) {
+            path.resize(f.path_len);
+            continue;
+        }
+        DVOL_CHECK(dirs.enter(name, path));
+        DVOL_TRY(auto names, listing(dirs.fd(), path));
+        Frame sub{std::move(names), 0, {}, path.size()};
+        sub.tree.entries.reserve(sub.names.size());
+        frames.push_back(std::move(sub));
     }
-    return put_tree(tree);
 }
 
-Result<bool> Scanner::scan_entry(int dirfd, const std::string& name, const std::string& path, TreeEntry& e) {
+Result<Scanner::Visit> Scanner::scan_entry(int dirfd, const std::string& name, const std::string& path, TreeEntry& e) {
     struct stat st;
     if (::fstatat(dirfd, name.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) {
-        if (errno == ENOENT) return false;  // vanished while scanning
+        if (errno == ENOENT) return Visit::skip;  // vanished while scanning
         return errno_error("stat", path);
     }
     e.name = name;
@@ -110,7 +173,7 @@ Result<bool> Scanner::scan_entry(int dirfd, const std::string& name, const std::
         if (!first) {
             e.type = EntryType::hardlink;
             e.target = it->second;
-            return true;
+            return Visit::keep;
         }
     }
     switch (st.st_mode & S_IFMT) {
@@ -122,13 +185,16 @@ Result<bool> Scanner::scan_entry(int dirfd, const std::string& name, const std::
             StatKey key = stat_key(st);
             std::optional<FileContent> previous;
             DVOL_TRY(auto cached, cache_.lookup(path, key, &previous));
+            // A cached chunk list that does not add up to the file's size is damaged: read the
+            // file instead of recording it.
+            if (cached && content_length(*cached) != key.size) cached.reset();
             if (cached) {
                 e.content = std::move(*cached);
-                return true;
+                return Visit::keep;
             }
             set_previous(previous);
             auto opened = open_at(dirfd, name, O_RDONLY | O_NOFOLLOW | O_NOCTTY);
-            if (!opened && opened.error().code == Errc::not_found) return false;  // deleted meanwhile
+            if (!opened && opened.error().code == Errc::not_found) return Visit::skip;  // deleted meanwhile
             if (!opened) return make_error(opened.error().code, fmt::format("cannot read {}: {}", path, opened.error().message));
             UniqueFd fd = std::move(*opened);
             std::function<void(uint64_t)> on_read;
@@ -145,12 +211,13 @@ Result<bool> Scanner::scan_entry(int dirfd, const std::string& name, const std::
             if (::fstat(fd.get(), &after) != 0) return errno_error("stat", path);
             stats_.files_read++;
             // What we read is what the file held, whatever its size said before.
-            uint64_t total = 0;
-            if (e.content.indirect) {
-                for (const auto& l : e.content.lists) total += l.length;
-            } else {
-                for (const auto& x : e.content.extents) total += x.length;
+            if (store_objects_) {
+                // Stored by this scan (perhaps still queued behind): present by construction.
+                for (const auto& l : e.content.lists) fresh_.insert(l.id);
+                for (const auto& x : e.content.extents)
+                    if (!x.hole) fresh_.insert(x.id);
             }
+            uint64_t total = content_length(e.content);
             e.size = total;
             stats_.bytes_read += total;
             fill_metadata(e, after);
@@ -159,13 +226,11 @@ Result<bool> Scanner::scan_entry(int dirfd, const std::string& name, const std::
             StatKey after_key = stat_key(after);
             int64_t seen = (after_key == key && after_key.size == total) ? scan_ns_ : 0;
             if (store_objects_) pending_.push_back(PendingRow{path, after_key, seen, e.content});
-            return true;
+            return Visit::keep;
         }
         case S_IFDIR: {
-            e.type = EntryType::dir;
-            DVOL_TRY(UniqueFd fd, open_at(dirfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW));
-            DVOL_TRY(e.subtree, scan_dir(fd.get(), path));
-            return true;
+            e.type = EntryType::dir;  // its subtree: scan_tree enters it next
+            return Visit::descend;
         }
         case S_IFLNK: {
             e.type = EntryType::symlink;
@@ -181,17 +246,17 @@ Result<bool> Scanner::scan_entry(int dirfd, const std::string& name, const std::
             }
             e.target = std::move(target);
             e.size = e.target.size();
-            return true;
+            return Visit::keep;
         }
-        case S_IFIFO: e.type = EntryType::fifo; return true;
+        case S_IFIFO: e.type = EntryType::fifo; return Visit::keep;
         case S_IFCHR:
         case S_IFBLK:
             e.type = S_ISCHR(st.st_mode) ? EntryType::chardev : EntryType::blockdev;
             e.rdev = st.st_rdev;
-            return true;
+            return Visit::keep;
         default:
             if (warn_) warn_(fmt::format("skipping {}: sockets cannot be committed", path));
-            return false;
+            return Visit::skip;
     }
 }
 

@@ -41,9 +41,15 @@ public:
     const Stats& stats() const { return stats_; }
 
 private:
-    Result<ObjectId> scan_dir(int dirfd, const std::string& rel);
+    // The tree of the live directory's contents (opened as root_fd), any depth.
+    Result<ObjectId> scan_tree(int root_fd, const std::string& live_dir);
+    Result<bool> content_present(const FileContent& c);  // every chunk or extent list of c is stored (or in fresh_)
+    ObjectIdSet fresh_;  // chunks and extent lists of the files this scan read
     Result<ObjectId> put_tree(const Tree& tree);
-    Result<bool> scan_entry(int dirfd, const std::string& name, const std::string& rel, TreeEntry& out);
+    // What scan_tree does with an entry: leave it out (a socket, or gone meanwhile), keep it, or
+    // keep it and scan the directory it is (its subtree is filled in once scanned).
+    enum class Visit { skip, keep, descend };
+    Result<Visit> scan_entry(int dirfd, const std::string& name, const std::string& rel, TreeEntry& out);
     // previous_ := the cuts and chunks of a file's previous content (none without one).
     void set_previous(const std::optional<FileContent>& previous);
 

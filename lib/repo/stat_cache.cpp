@@ -4,6 +4,8 @@
 
 #include <vector>
 
+#include <fmt/format.h>
+
 #include "base/fs.h"
 #include "meta/db.h"
 
@@ -27,8 +29,29 @@ int64_t now_ns() {
     return static_cast<int64_t>(ts.tv_sec) * 1'000'000'000 + ts.tv_nsec;
 }
 
+Status StatCache::tolerate(Status st) {
+    if (st || st.error().code != Errc::corrupt) return st;
+    if (!damaged_ && on_damage_)
+        on_damage_(fmt::format("the stat cache is damaged ({}); files are read instead of trusted. Run 'dvol fsck', then 'dvol fsck --repair' "
+                               "to rebuild it",
+                               st.error().message));
+    damaged_ = true;
+    return {};
+}
+
 Result<std::optional<FileContent>> StatCache::lookup(const std::string& path, const StatKey& key,
                                                      std::optional<FileContent>* stale) {
+    if (damaged_) return std::optional<FileContent>();
+    auto found = lookup_now(path, key, stale);
+    if (!found) {
+        DVOL_CHECK(tolerate(std::move(found).error()));
+        return std::optional<FileContent>();
+    }
+    return found;
+}
+
+Result<std::optional<FileContent>> StatCache::lookup_now(const std::string& path, const StatKey& key,
+                                                         std::optional<FileContent>* stale) {
     DVOL_TRY(auto q, db_.prepare("SELECT size, mtime_ns, ctime_ns, ino, mode, uid, gid, scan_ns, content "
                                  "FROM stat_cache WHERE volume_id = ? AND path = ?"));
     q.bind(1, volume_id_).bind_blob(2, as_bytes(path));
@@ -53,7 +76,8 @@ Status StatCache::store(const std::string& path, const StatKey& key, int64_t sca
         queued_.push_back(Op{false, path, key, scan_ns, content});
         return {};
     }
-    return store_now(path, key, scan_ns, content);
+    if (damaged_) return {};
+    return tolerate(store_now(path, key, scan_ns, content));
 }
 
 Status StatCache::forget(const std::string& path) {
@@ -61,11 +85,15 @@ Status StatCache::forget(const std::string& path) {
         queued_.push_back(Op{true, path, {}, 0, {}});
         return {};
     }
-    return forget_now(path);
+    if (damaged_) return {};
+    return tolerate(forget_now(path));
 }
 
 Status StatCache::write_batch() {
-    for (const auto& op : queued_) DVOL_CHECK(op.forget ? forget_now(op.path) : store_now(op.path, op.key, op.scan_ns, op.content));
+    for (const auto& op : queued_) {
+        if (damaged_) break;
+        DVOL_CHECK(tolerate(op.forget ? forget_now(op.path) : store_now(op.path, op.key, op.scan_ns, op.content)));
+    }
     queued_.clear();
     batching_ = false;
     return {};
@@ -98,6 +126,11 @@ Status StatCache::forget_all() {
 }
 
 Status StatCache::prune(const std::string& live_dir) {
+    if (damaged_) return {};
+    return tolerate(prune_now(live_dir));
+}
+
+Status StatCache::prune_now(const std::string& live_dir) {
     std::vector<std::string> gone;
     {
         DVOL_TRY(auto q, db_.prepare("SELECT path FROM stat_cache WHERE volume_id = ?"));
@@ -118,10 +151,32 @@ Status StatCache::prune(const std::string& live_dir) {
 }
 
 Result<uint64_t> StatCache::row_count() {
+    if (damaged_) return uint64_t{0};
     DVOL_TRY(auto q, db_.prepare("SELECT count(*) FROM stat_cache WHERE volume_id = ?"));
     q.bind(1, volume_id_);
-    DVOL_TRY(bool row, q.step());
-    return row ? static_cast<uint64_t>(q.int64(0)) : 0;
+    auto row = q.step();
+    if (!row) {
+        DVOL_CHECK(tolerate(std::move(row).error()));
+        return uint64_t{0};
+    }
+    return *row ? static_cast<uint64_t>(q.int64(0)) : 0;
+}
+
+Status StatCache::for_each_row(const std::function<Status(const Row&)>& fn) {
+    DVOL_TRY(auto q, db_.prepare("SELECT path, size, mtime_ns, ctime_ns, ino, mode, uid, gid, scan_ns, content FROM stat_cache WHERE volume_id = ?"));
+    q.bind(1, volume_id_);
+    for (;;) {
+        DVOL_TRY(bool row, q.step());
+        if (!row) return {};
+        Row r;
+        r.path = std::string(as_chars(q.blob_view(0)));
+        r.key = StatKey{static_cast<uint64_t>(q.int64(1)), q.int64(2), q.int64(3), static_cast<uint64_t>(q.int64(4)),
+                        static_cast<uint32_t>(q.int64(5)), static_cast<uint32_t>(q.int64(6)), static_cast<uint32_t>(q.int64(7))};
+        r.scan_ns = q.int64(8);
+        auto c = q.blob_view(9);
+        r.content.assign(c.begin(), c.end());
+        DVOL_CHECK(fn(r));
+    }
 }
 
 Result<uint64_t> StatCache::drop_rows(meta::Db& db, const std::function<Result<bool>(const FileContent&)>& keep) {

@@ -40,7 +40,13 @@ int64_t now_ns();
 
 class StatCache {
 public:
-    StatCache(meta::Db& db, int64_t volume_id) : db_(db), volume_id_(volume_id) {}
+    // A damaged stat cache (SQLite says its pages are corrupt) is not an error: the cache turns
+    // itself off for the rest of the command (every lookup misses, every write is dropped), so
+    // files are read instead of trusted and no command wedges on it; `on_damage` hears of it
+    // once. `dvol fsck` names the damage and `dvol fsck --repair` rebuilds the cache.
+    StatCache(meta::Db& db, int64_t volume_id, std::function<void(const std::string&)> on_damage = {})
+        : db_(db), volume_id_(volume_id), on_damage_(std::move(on_damage)) {}
+    bool damaged() const { return damaged_; }
 
     meta::Db& db() { return db_; }
     // The cached content of `path` when its stat matches `key` and it is not racily clean.
@@ -62,11 +68,22 @@ public:
     // How many rows the volume has.
     Result<uint64_t> row_count();
 
+    // Every row of the volume: path, stat, scan time and the content field's bytes (fsck).
+    struct Row {
+        std::string path;
+        StatKey key;
+        int64_t scan_ns = 0;
+        std::vector<std::byte> content;
+    };
+    Status for_each_row(const std::function<Status(const Row&)>& fn);
+
     // Over every volume's rows: drops each row whose content `keep` rejects or that does not
     // decode, and returns how many went (gc: a row must never outlive its chunks).
     static Result<uint64_t> drop_rows(meta::Db& db, const std::function<Result<bool>(const FileContent&)>& keep);
 
 private:
+    Result<std::optional<FileContent>> lookup_now(const std::string& path, const StatKey& key, std::optional<FileContent>* stale);
+    Status prune_now(const std::string& live_dir);
     Status store_now(const std::string& path, const StatKey& key, int64_t scan_ns, const FileContent& content);
     Status forget_now(const std::string& path);
     struct Op {
@@ -76,8 +93,12 @@ private:
         int64_t scan_ns;
         FileContent content;
     };
+    // For an operation's result: a corrupt database turns the cache off (and is no error).
+    Status tolerate(Status st);
     meta::Db& db_;
     int64_t volume_id_;
+    std::function<void(const std::string&)> on_damage_;
+    bool damaged_ = false;
     bool batching_ = false;
     std::vector<Op> queued_;
 };

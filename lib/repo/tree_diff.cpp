@@ -23,14 +23,28 @@ struct Differ {
     std::string prefix;
     std::vector<Change> out;
 
+    // The work left, depth-first, on a stack of tasks rather than the C stack, so trees of any
+    // depth are compared; the output is in the order a recursion would give (a directory's
+    // entries by name, each followed by what lies below it).
+    struct Task {
+        enum class Kind { add_entry, add_children, compare_children } kind;
+        size_t path_len = 0;  // of `path`: the entry (add_entry) or the directory (children)
+        TreeEntry entry;      // add_entry
+        bool added = false;   // add_entry, add_children
+        Tree a, b;            // add_children: a; compare_children: a (old) and b (new)
+        size_t i = 0, j = 0;  // next entries of a and b
+    };
+    std::vector<Task> tasks;
+    std::string path;  // of the entry at hand; tasks below keep their prefix of it intact
+
     // Whether `path` can hold or be under the prefix.
-    bool relevant(const std::string& path) const {
-        if (prefix.empty() || path == prefix) return true;
-        if (path.size() < prefix.size()) return prefix.compare(0, path.size() + 1, path + "/") == 0;
-        return path.compare(0, prefix.size() + 1, prefix + "/") == 0;
+    bool relevant(const std::string& p) const {
+        if (prefix.empty() || p == prefix) return true;
+        if (p.size() < prefix.size()) return prefix.compare(0, p.size() + 1, p + "/") == 0;
+        return p.compare(0, prefix.size() + 1, prefix + "/") == 0;
     }
-    bool selected(const std::string& path) const {
-        return prefix.empty() || path == prefix || path.compare(0, prefix.size() + 1, prefix + "/") == 0;
+    bool selected(const std::string& p) const {
+        return prefix.empty() || p == prefix || p.compare(0, prefix.size() + 1, prefix + "/") == 0;
     }
 
     std::vector<std::string> metadata_changes(const TreeEntry& a, const TreeEntry& b) {
@@ -43,7 +57,14 @@ struct Differ {
         return what;
     }
 
-    Status add_all(const std::string& path, const TreeEntry& e, bool added) {
+    void enter(size_t base, const std::string& name) {
+        path.resize(base);
+        if (!path.empty()) path += '/';
+        path += name;
+    }
+
+    // The entry at `path`, and (later) everything below it, as added or deleted.
+    Status add_entry(const TreeEntry& e, bool added) {
         if (!relevant(path)) return {};
         if (selected(path)) {
             Change c{added ? ChangeKind::added : ChangeKind::deleted, path, {}, {}, {}};
@@ -51,18 +72,21 @@ struct Differ {
             out.push_back(std::move(c));
         }
         if (e.type == EntryType::dir) {
-            DVOL_TRY(Tree t, load_tree(source, overlay, e.subtree));
-            for (const auto& sub : t.entries) DVOL_CHECK(add_all(path + "/" + sub.name, sub, added));
+            Task t{Task::Kind::add_children, path.size(), {}, added, {}, {}, 0, 0};
+            DVOL_TRY(t.a, load_tree(source, overlay, e.subtree));
+            tasks.push_back(std::move(t));
         }
         return {};
     }
 
-    Status compare(const std::string& path, const TreeEntry& a, const TreeEntry& b) {
+    // The entry at `path` in both trees.
+    Status compare(const TreeEntry& a, const TreeEntry& b) {
         if (!relevant(path)) return {};
         if (a.type != b.type) {
             if (a.type == EntryType::dir || b.type == EntryType::dir) {
-                DVOL_CHECK(add_all(path, a, false));
-                return add_all(path, b, true);
+                // All of a as deleted, then all of b as added: b's task waits below a's.
+                tasks.push_back(Task{Task::Kind::add_entry, path.size(), b, true, {}, {}, 0, 0});
+                return add_entry(a, false);
             }
             if (selected(path)) out.push_back(Change{ChangeKind::type_changed, path, a, b, {}});
             return {};
@@ -81,26 +105,63 @@ struct Differ {
             if (content_differs) out.push_back(Change{ChangeKind::modified, path, a, b, what});
             else if (!what.empty()) out.push_back(Change{ChangeKind::metadata, path, a, b, what});
         }
-        if (a.type == EntryType::dir && a.subtree != b.subtree) return compare_dirs(path, a.subtree, b.subtree);
+        if (a.type == EntryType::dir && a.subtree != b.subtree) return push_compare(a.subtree, b.subtree);
         return {};
     }
 
-    Status compare_dirs(const std::string& base, const ObjectId& a_id, const ObjectId& b_id) {
-        DVOL_TRY(Tree a, load_tree(source, overlay, a_id));
-        DVOL_TRY(Tree b, load_tree(source, overlay, b_id));
-        auto join = [&](const std::string& n) { return base.empty() ? n : base + "/" + n; };
-        size_t i = 0, j = 0;
-        while (i < a.entries.size() || j < b.entries.size()) {
-            if (j == b.entries.size() || (i < a.entries.size() && a.entries[i].name < b.entries[j].name)) {
-                DVOL_CHECK(add_all(join(a.entries[i].name), a.entries[i], false));
-                ++i;
-            } else if (i == a.entries.size() || b.entries[j].name < a.entries[i].name) {
-                DVOL_CHECK(add_all(join(b.entries[j].name), b.entries[j], true));
-                ++j;
-            } else {
-                DVOL_CHECK(compare(join(a.entries[i].name), a.entries[i], b.entries[j]));
-                ++i;
-                ++j;
+    Status push_compare(const ObjectId& a_id, const ObjectId& b_id) {
+        Task t{Task::Kind::compare_children, path.size(), {}, false, {}, {}, 0, 0};
+        DVOL_TRY(t.a, load_tree(source, overlay, a_id));
+        DVOL_TRY(t.b, load_tree(source, overlay, b_id));
+        tasks.push_back(std::move(t));
+        return {};
+    }
+
+    Status run() {
+        while (!tasks.empty()) {
+            Task& t = tasks.back();
+            path.resize(t.path_len);
+            switch (t.kind) {
+                case Task::Kind::add_entry: {
+                    Task mine = std::move(t);
+                    tasks.pop_back();
+                    DVOL_CHECK(add_entry(mine.entry, mine.added));
+                    break;
+                }
+                case Task::Kind::add_children: {
+                    if (t.i == t.a.entries.size()) {
+                        tasks.pop_back();
+                        break;
+                    }
+                    size_t k = t.i++;
+                    bool added = t.added;
+                    enter(t.path_len, t.a.entries[k].name);
+                    TreeEntry e = t.a.entries[k];  // add_entry may push, moving t
+                    DVOL_CHECK(add_entry(e, added));
+                    break;
+                }
+                case Task::Kind::compare_children: {
+                    auto& a = t.a.entries;
+                    auto& b = t.b.entries;
+                    if (t.i == a.size() && t.j == b.size()) {
+                        tasks.pop_back();
+                        break;
+                    }
+                    if (t.j == b.size() || (t.i < a.size() && a[t.i].name < b[t.j].name)) {
+                        enter(t.path_len, a[t.i].name);
+                        TreeEntry e = a[t.i++];
+                        DVOL_CHECK(add_entry(e, false));
+                    } else if (t.i == a.size() || b[t.j].name < a[t.i].name) {
+                        enter(t.path_len, b[t.j].name);
+                        TreeEntry e = b[t.j++];
+                        DVOL_CHECK(add_entry(e, true));
+                    } else {
+                        enter(t.path_len, a[t.i].name);
+                        TreeEntry ea = a[t.i++], eb = b[t.j++];
+                        DVOL_CHECK(compare(ea, eb));
+                    }
+                    break;
+                }
             }
         }
         return {};
@@ -119,7 +180,7 @@ struct Differ {
 
 Result<std::vector<Change>> diff_trees(ObjectSource& source, const TreeOverlay* overlay, const ObjectId* old_top,
                                        const ObjectId* new_top, const std::string& prefix) {
-    Differ d{source, overlay, prefix, {}};
+    Differ d{source, overlay, prefix, {}, {}, {}};
     if (old_top && new_top && *old_top == *new_top) return d.out;
     std::optional<TreeEntry> a, b;
     if (old_top) { DVOL_TRY(a, d.root_of(*old_top)); }
@@ -129,12 +190,13 @@ Result<std::vector<Change>> diff_trees(ObjectSource& source, const TreeOverlay* 
             auto what = d.metadata_changes(*a, *b);
             if (!what.empty()) d.out.push_back(Change{ChangeKind::metadata, ".", a, b, what});
         }
-        DVOL_CHECK(d.compare_dirs("", a->subtree, b->subtree));
+        if (a->subtree != b->subtree) DVOL_CHECK(d.push_compare(a->subtree, b->subtree));
     } else if (a || b) {
-        const TreeEntry& r = a ? *a : *b;
-        DVOL_TRY(Tree t, load_tree(source, overlay, r.subtree));
-        for (const auto& e : t.entries) DVOL_CHECK(d.add_all(e.name, e, !a));
+        Differ::Task t{Differ::Task::Kind::add_children, 0, {}, !a, {}, {}, 0, 0};
+        DVOL_TRY(t.a, load_tree(source, overlay, (a ? *a : *b).subtree));
+        d.tasks.push_back(std::move(t));
     }
+    DVOL_CHECK(d.run());
     return std::move(d.out);
 }
 

@@ -6,8 +6,6 @@ namespace dvol {
 
 namespace {
 
-std::string join(const std::string& base, const std::string& name) { return base.empty() ? name : base + "/" + name; }
-
 Status walk_content(ObjectSource& source, const FileContent& c, const std::string& path, const ObjectWalker& w) {
     auto chunks = [&](const std::vector<Extent>& extents) -> Status {
         for (const auto& x : extents) {
@@ -40,25 +38,56 @@ Status walk_content(ObjectSource& source, const FileContent& c, const std::strin
 }  // namespace
 
 Status walk_tree(ObjectSource& source, const ObjectId& id, const std::string& path, const ObjectWalker& w, bool top) {
-    DVOL_TRY(bool descend, w.visit(id, ObjectKind::tree, path));
-    if (!descend) return {};
-    auto bytes = source.get(id);
-    if (!bytes) {
-        w.unreadable(id, path, bytes.error());
+    // Depth-first with a stack of frames, not the C stack: a tree of any depth is walked.
+    struct Frame {
+        Tree tree;
+        size_t next = 0;
+        size_t path_len = 0;  // of `cur` for this tree's directory
+        bool top = false;
+        ObjectId id;
+    };
+    std::vector<Frame> frames;
+    std::string cur = path;
+    // Visits tree `tid` at `cur` and, when it is to be descended, pushes its frame.
+    auto open = [&](const ObjectId& tid, bool is_top) -> Status {
+        DVOL_TRY(bool descend, w.visit(tid, ObjectKind::tree, cur));
+        if (!descend) return {};
+        auto bytes = source.get(tid);
+        if (!bytes) {
+            w.unreadable(tid, cur, bytes.error());
+            return {};
+        }
+        auto tree = decode_tree(*bytes);
+        if (!tree) {
+            w.unreadable(tid, cur, make_error(Errc::corrupt, fmt::format("tree {}: {}", tid.hex(), tree.error().message)));
+            return {};
+        }
+        frames.push_back(Frame{std::move(*tree), 0, cur.size(), is_top, tid});
         return {};
-    }
-    auto tree = decode_tree(*bytes);
-    if (!tree) {
-        w.unreadable(id, path, make_error(Errc::corrupt, fmt::format("tree {}: {}", id.hex(), tree.error().message)));
-        return {};
-    }
-    for (const auto& e : tree->entries) {
+    };
+    DVOL_CHECK(open(id, top));
+    while (!frames.empty()) {
+        Frame& f = frames.back();
+        if (f.next == f.tree.entries.size()) {
+            // Post-order: a tree is left once everything below it has been (walk.h).
+            ObjectId done = f.id;
+            frames.pop_back();
+            if (w.leave) DVOL_CHECK(w.leave(done, ObjectKind::tree));
+            continue;
+        }
+        const TreeEntry& e = f.tree.entries[f.next++];
+        cur.resize(f.path_len);
         // The single entry of a commit's top tree is the live directory itself.
-        std::string p = top ? path : join(path, e.name);
-        if (e.type == EntryType::dir) DVOL_CHECK(walk_tree(source, e.subtree, p, w, false));
-        if (e.type == EntryType::file) DVOL_CHECK(walk_content(source, e.content, p, w));
+        if (!f.top) {
+            if (!cur.empty()) cur += '/';
+            cur += e.name;
+        }
+        if (e.type == EntryType::file) DVOL_CHECK(walk_content(source, e.content, cur, w));
+        if (e.type == EntryType::dir) {
+            ObjectId sub = e.subtree;  // open() may move the frame
+            DVOL_CHECK(open(sub, false));
+        }
     }
-    if (w.leave) DVOL_CHECK(w.leave(id, ObjectKind::tree));
     return {};
 }
 

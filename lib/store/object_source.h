@@ -5,6 +5,8 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
+#include <optional>
 #include <vector>
 
 #include "base/error.h"
@@ -23,6 +25,17 @@ public:
     // to `id`. Errc::not_found when the source does not hold it; Errc::corrupt, naming the
     // object, when what it holds is damaged; other codes when it cannot be reached.
     virtual Status get(const ObjectId& id, std::vector<std::byte>& out) = 0;
+
+    // The plain length of object `id`, or nullopt when the source does not hold it. By
+    // default the object is read (verified) and measured; a source that knows lengths (the
+    // local store's index) answers without reading.
+    virtual Result<std::optional<uint64_t>> size_of(const ObjectId& id) {
+        DVOL_TRY(bool held, has(id));
+        if (!held) return std::optional<uint64_t>();
+        std::vector<std::byte> out;
+        DVOL_CHECK(get(id, out));
+        return std::optional<uint64_t>(out.size());
+    }
 
     // The same, into a new buffer.
     Result<std::vector<std::byte>> get(const ObjectId& id) {

@@ -6,6 +6,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <array>
 #include <cstring>
 #include <ctime>
 
@@ -49,6 +50,13 @@ Result<bool> ObjectStore::lookup(const ObjectId& id, Location& loc) {
 Result<bool> ObjectStore::has(const ObjectId& id) {
     Location loc;
     return lookup(id, loc);
+}
+
+Result<std::optional<uint64_t>> ObjectStore::size_of(const ObjectId& id) {
+    Location loc;
+    DVOL_TRY(bool found, lookup(id, loc));
+    if (!found) return std::optional<uint64_t>();
+    return std::optional<uint64_t>(loc.raw_len);
 }
 
 Result<ObjectId> ObjectStore::put(std::span<const std::byte> data) {
@@ -162,6 +170,10 @@ Result<int> ObjectStore::pack_fd(int64_t pack_id, std::string& name) {
     name = *registered;
     auto fd = open_file(paths_.pack(name), O_RDONLY);
     if (!fd) return make_error(Errc::corrupt, fmt::format("pack {} is missing: {}", name, fd.error().message));
+    // Only version 1 with the reserved word 0 is read (FORMAT.md, "Pack files").
+    std::array<std::byte, kPackHeaderSize> header{};
+    if (auto st = pread_exact(fd->get(), header, 0, name); !st || !valid_pack_header(header))
+        return make_error(Errc::corrupt, fmt::format("pack {} has a damaged header (not DVOLPACK version 1)", name));
     int raw = fd->get();
     packs_.emplace(pack_id, std::make_pair(std::move(*fd), name));
     return raw;
@@ -250,7 +262,10 @@ Status ObjectStore::cleanup() {
             if (::flock(fd, LOCK_EX | LOCK_NB) == 0) stale.push_back(path);
         }
         ::closedir(d);
-        for (const auto& p : stale) DVOL_CHECK(remove_tree(p));
+        // A leftover that cannot be removed (a mount point inside a removed volume's
+        // directory, a file made immutable) stays for a later try: it must never stop this
+        // command, or every command of every volume after it.
+        for (const auto& p : stale) (void)remove_tree(p);
     }
     // Packs moved into place but never registered. Under the write lock no other writer can be
     // between its rename and its commit.

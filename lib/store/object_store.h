@@ -42,6 +42,8 @@ public:
 
     // True when the object is stored (registered, or written to this store's staging pack).
     Result<bool> has(const ObjectId& id) override;
+    // Its plain length from the index (the record's header is checked against it on every read).
+    Result<std::optional<uint64_t>> size_of(const ObjectId& id) override;
 
     // Stores `data` under its SHA-256 unless already present; returns the id. The object is
     // durable only after flush().

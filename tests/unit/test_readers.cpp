@@ -68,7 +68,10 @@ TreeEntry dir_entry(const std::string& name, const ObjectId& subtree) {
 }
 
 // A volume's top tree: root -> {a.txt (inline: "hello, " + hole + "world"), big (two extent
-// lists), sub/ -> {b.txt}}.
+// lists: "hello, " + hole + 4094 x "world", then "world"), sub/ -> {b.txt}}.
+constexpr uint64_t kBigList1 = 7 + 3 + 5 * (kMaxExtentsPerList - 2);
+constexpr uint64_t kBigSize = kBigList1 + 5;
+
 struct Volume {
     MemorySource src;
     ObjectId hello, world, b_chunk, list1, list2, sub, root, top;
@@ -77,7 +80,9 @@ struct Volume {
         hello = src.put("hello, ");
         world = src.put("world");
         b_chunk = src.put("bee");
+        // Only a file of more than 4096 extents has lists, all full but the last.
         std::vector<Extent> l1{Extent{hello, 7, false}, Extent{{}, 3, true}};
+        l1.resize(kMaxExtentsPerList, Extent{world, 5, false});
         std::vector<Extent> l2{Extent{world, 5, false}};
         list1 = src.put(encode_extent_list(l1));
         list2 = src.put(encode_extent_list(l2));
@@ -86,7 +91,7 @@ struct Volume {
         a.extents = {Extent{hello, 7, false}, Extent{{}, 2, true}, Extent{world, 5, false}};
         FileContent big;
         big.indirect = true;
-        big.lists = {ExtentListRef{list1, 10, 2}, ExtentListRef{list2, 5, 1}};
+        big.lists = {ExtentListRef{list1, kBigList1, kMaxExtentsPerList}, ExtentListRef{list2, 5, 1}};
         FileContent b;
         b.extents = {Extent{b_chunk, 3, false}};
 
@@ -94,7 +99,7 @@ struct Volume {
         subtree.entries = {file_entry("b.txt", b, 3)};
         sub = src.put(encode_tree(subtree));
         Tree rt;
-        rt.entries = {file_entry("a.txt", a, 14), file_entry("big", big, 15), dir_entry("sub", sub)};
+        rt.entries = {file_entry("a.txt", a, 14), file_entry("big", big, kBigSize), dir_entry("sub", sub)};
         root = src.put(encode_tree(rt));
         Tree t;
         t.entries = {dir_entry(std::string(kRootEntryName), root)};
@@ -148,7 +153,10 @@ TEST_CASE("ExtentCursor loads extent lists through the source, one at a time", "
         if (!*x) break;
         offsets.push_back(cur.offset());
     }
-    CHECK(offsets == std::vector<uint64_t>{0, 7, 10});
+    REQUIRE(offsets.size() == kMaxExtentsPerList + 1);
+    CHECK(offsets[1] == 7);
+    CHECK(offsets[2] == 10);
+    CHECK(offsets.back() == kBigList1);
     CHECK(v.src.gets[v.list2] == 1);
 }
 
@@ -160,13 +168,15 @@ TEST_CASE("read_content reads every chunk through the source", "[readers]") {
     REQUIRE(a);
     REQUIRE(*a);
     CHECK(**a == std::string("hello, \0\0world", 14));
-    auto big = read_content(v.src, t->find("big")->content, 15, 1 << 20);
+    auto big = read_content(v.src, t->find("big")->content, kBigSize, 1 << 20);
     REQUIRE(big);
     REQUIRE(*big);
-    CHECK(**big == std::string("hello, \0\0\0world", 15));
+    std::string want("hello, \0\0\0", 10);
+    for (size_t i = 0; i < kMaxExtentsPerList - 1; ++i) want += "world";
+    CHECK(**big == want);
     CHECK(v.src.gets[v.hello] == 2);
-    CHECK(v.src.gets[v.world] == 2);
-    auto limited = read_content(v.src, t->find("big")->content, 15, 10);
+    CHECK(v.src.gets[v.world] == kMaxExtentsPerList);
+    auto limited = read_content(v.src, t->find("big")->content, kBigSize, 10);
     REQUIRE(limited);
     CHECK_FALSE(*limited);
 }
@@ -215,4 +225,32 @@ TEST_CASE("diff_trees reads only the subtrees that differ, through the source", 
     auto all = diff_trees(v.src, nullptr, nullptr, &v.top);
     REQUIRE(all);
     CHECK(all->size() == 4);  // a.txt, big, sub, sub/b.txt
+}
+
+TEST_CASE("TreePaths finds entries by path and hardlink_problem applies the format's rule", "[readers]") {
+    Volume v;
+    TreePaths paths(v.src, v.root);
+    auto b = paths.find("sub/b.txt");
+    REQUIRE(b);
+    REQUIRE(*b);
+    CHECK((*b)->type == EntryType::file);
+    auto none = paths.find("sub/nothing");
+    REQUIRE(none);
+    CHECK_FALSE(*none);
+    auto through_file = paths.find("a.txt/x");
+    REQUIRE(through_file);
+    CHECK_FALSE(*through_file);
+
+    auto ok = hardlink_problem(paths, "z", "sub/b.txt");  // the target comes earlier
+    REQUIRE(ok);
+    CHECK_FALSE(*ok);
+    auto later = hardlink_problem(paths, "a.txt", "sub/b.txt");
+    REQUIRE(later);
+    CHECK(*later);
+    auto to_dir = hardlink_problem(paths, "z", "sub");
+    REQUIRE(to_dir);
+    CHECK(*to_dir);
+    auto missing = hardlink_problem(paths, "z", "a.txu");
+    REQUIRE(missing);
+    CHECK(*missing);
 }

@@ -148,7 +148,7 @@ TEST_CASE("indirect content survives the cache", "[stat_cache]") {
     StatCache cache(*f.db, f.vol);
     FileContent c;
     c.indirect = true;
-    c.lists = {ExtentListRef{sha256("l1"), 1000, 10}, ExtentListRef{sha256("l2"), 2000, 20}};
+    c.lists = {ExtentListRef{sha256("l1"), 1 << 20, kMaxExtentsPerList}, ExtentListRef{sha256("l2"), 2000, 20}};
     REQUIRE(cache.store("big", key_at(kT), kLater, c));
     auto hit = lookup(cache, "big", key_at(kT));
     REQUIRE(hit);

@@ -122,11 +122,12 @@ TEST_CASE("extreme field values round-trip", "[tree]") {
         e.gid = UINT32_MAX;
         e.mode = 07777;
         e.rdev = UINT64_MAX;
-        e.size = UINT64_MAX;  // not checked for devices
         t.entries = {e};
         auto back = decode_tree(encode_tree(t));
         REQUIRE(back);
         CHECK(back->entries[0] == e);
+        t.entries[0].size = 1;  // only files and symlinks have a size
+        require_rejected(encode_tree(t), "a device with a size");
     }
 }
 
@@ -373,10 +374,45 @@ TEST_CASE("decode_tree rejects indirect lengths that overflow when summed", "[tr
     Tree t;
     TreeEntry e = base_entry("f", EntryType::file);
     e.content.indirect = true;
-    e.content.lists = {ExtentListRef{id_of("a"), uint64_t{1} << 63, 1}, ExtentListRef{id_of("b"), uint64_t{1} << 63, 1}};
+    e.content.lists = {ExtentListRef{id_of("a"), uint64_t{1} << 63, kMaxExtentsPerList}, ExtentListRef{id_of("b"), uint64_t{1} << 63, 1}};
     e.size = 0;
     t.entries = {e};
     require_rejected(encode_tree(t), "overflowing list lengths");
+}
+
+TEST_CASE("decode_extent_list rejects two holes in a row", "[tree]") {
+    std::vector<Extent> xs{Extent{{}, 5, true}, Extent{id_of("c"), 3, false}, Extent{{}, 2, true}};
+    CHECK(decode_extent_list(encode_extent_list(xs)));
+    xs.push_back(Extent{{}, 1, true});
+    CHECK_FALSE(decode_extent_list(encode_extent_list(xs)));
+}
+
+TEST_CASE("decode_tree rejects a symlink whose size is not its target's length", "[tree]") {
+    Tree t;
+    TreeEntry e = base_entry("l", EntryType::symlink);
+    e.target = "target";
+    e.size = 6;
+    t.entries = {e};
+    CHECK(decode_tree(encode_tree(t)));
+    t.entries[0].size = 7;
+    require_rejected(encode_tree(t), "symlink size 7 for a 6-byte target");
+    t.entries[0] = base_entry("l", EntryType::hardlink);
+    t.entries[0].target = "a/b";
+    t.entries[0].size = 3;
+    require_rejected(encode_tree(t), "hard link with a size");
+}
+
+TEST_CASE("scan_order_before orders paths as a scan records them", "[tree]") {
+    CHECK(scan_order_before("a", "b"));
+    CHECK_FALSE(scan_order_before("b", "a"));
+    CHECK_FALSE(scan_order_before("a", "a"));
+    CHECK(scan_order_before("a/b", "a-c"));  // a's subtree comes before a-c, though '/' > '-'
+    CHECK_FALSE(scan_order_before("a-c", "a/b"));
+    CHECK(scan_order_before("a/z", "b/a"));
+    CHECK(scan_order_before("d/e/f", "d/f"));
+    CHECK(scan_order_before("x", "x/y"));  // an ancestor comes first
+    CHECK_FALSE(scan_order_before("x/y", "x"));
+    CHECK(scan_order_before(std::string("a\x01"), std::string("a\xff")));  // bytes, unsigned
 }
 
 TEST_CASE("decode_tree rejects bad extents inside a tree", "[tree]") {
@@ -394,9 +430,13 @@ TEST_CASE("decode_tree rejects bad extents inside a tree", "[tree]") {
     t.entries[0].content.extents.assign(kMaxExtentsPerList + 1, Extent{{}, 1, true});
     t.entries[0].size = kMaxExtentsPerList + 1;
     require_rejected(encode_tree(t), "too many inline extents");
-    t.entries[0].content.extents.assign(kMaxExtentsPerList, Extent{{}, 1, true});
+    t.entries[0].content.extents.assign(kMaxExtentsPerList, Extent{id_of("z"), 1, false});
     t.entries[0].size = kMaxExtentsPerList;
     CHECK(decode_tree(encode_tree(t)));
+    t.entries[0].content.extents[7].hole = true;
+    CHECK(decode_tree(encode_tree(t)));
+    t.entries[0].content.extents[8].hole = true;
+    require_rejected(encode_tree(t), "two holes in a row (writers merge them)");
     t.entries[0].content = FileContent{};
     t.entries[0].content.indirect = true;
     t.entries[0].content.lists = {ExtentListRef{id_of("l"), 10, 0}};
@@ -411,6 +451,7 @@ TEST_CASE("decode_tree rejects bad link targets", "[tree]") {
         Tree t;
         TreeEntry e = base_entry("l", type);
         e.target = std::move(target);
+        if (type == EntryType::symlink) e.size = e.target.size();
         t.entries = {e};
         return encode_tree(t);
     };
