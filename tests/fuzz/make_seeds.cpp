@@ -121,6 +121,7 @@ std::vector<Tree> trees() {
     {
         auto s = entry("sym", EntryType::symlink);
         s.target = "../elsewhere/target";
+        s.size = s.target.size();  // a symlink's size is its target's length (FORMAT.md)
         s.mode = 0777;
         s.mtime_ns = INT64_MIN;
         all.entries.push_back(std::move(s));
