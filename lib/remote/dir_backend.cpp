@@ -133,21 +133,39 @@ struct DirBackend::LockOwner {
 // A ref's lock file, held; released (unlinked, if it is still ours) on destruction.
 class DirBackend::RefLock {
 public:
-    RefLock(DirBackend* owner, std::string path, std::string token, std::string key)
-        : owner_(owner), path_(std::move(path)), token_(std::move(token)), key_(std::move(key)) {}
+    // `file` is the lock file itself, open: its link count tells whether it still exists
+    // somewhere (check_held).
+    RefLock(DirBackend* owner, std::string path, std::string token, std::string key, UniqueFd file)
+        : owner_(owner), path_(std::move(path)), token_(std::move(token)), key_(std::move(key)), file_(std::move(file)) {}
     RefLock(RefLock&& o) noexcept
-        : owner_(o.owner_), path_(std::exchange(o.path_, {})), token_(std::move(o.token_)), key_(std::move(o.key_)) {}
+        : owner_(o.owner_), path_(std::exchange(o.path_, {})), token_(std::move(o.token_)), key_(std::move(o.key_)),
+          file_(std::move(o.file_)) {}
     RefLock& operator=(RefLock&&) = delete;
     ~RefLock() { release(); }
 
     // Whether the lock file is still ours: another writer may have judged it stale and taken
     // it (we were slower than DirOptions::stale_lock_age).
+    // A writer that takes a lock for stale moves it aside to look at it (break_lock) and, when
+    // it is not the stale one it meant, links it back: meanwhile the lock is not at its path
+    // but still exists (its link count is not 0). So this waits until the lock is back (held)
+    // or gone for good (link count 0: taken as stale, or another lock took its place), and
+    // never gives up a lock that is being put back, which would leave it there with no one to
+    // release it.
     Status check_held() {
-        auto current = owner_->read_lock(path_, key_);
-        if (current && *current && (*current)->token == token_) return {};
-        return make_error(Errc::busy, fmt::format("the lock {} of ref {} on remote {} was taken from this writer as "
-                                                  "stale before it was done; the ref was not changed",
-                                                  path_, key_, owner_->location_));
+        const auto deadline = Clock::now() + owner_->options_.lock_wait;
+        std::chrono::microseconds pause{200};
+        for (;;) {
+            auto current = owner_->read_lock(path_, key_);
+            if (current && *current && (*current)->token == token_) return {};
+            struct stat st {};
+            bool gone = !file_.valid() || ::fstat(file_.get(), &st) != 0 || st.st_nlink == 0;
+            if (gone || Clock::now() >= deadline)
+                return make_error(Errc::busy, fmt::format("the lock {} of ref {} on remote {} was taken from this writer as "
+                                                          "stale before it was done; the ref was not changed",
+                                                          path_, key_, owner_->location_));
+            pause_for(pause);
+            pause = std::min<std::chrono::microseconds>(pause * 2, std::chrono::milliseconds(20));
+        }
     }
 
     void release() {
@@ -162,6 +180,7 @@ private:
     std::string path_;
     std::string token_;
     std::string key_;
+    UniqueFd file_;
 };
 
 Result<std::unique_ptr<DirBackend>> DirBackend::open(const std::string& location, const DirOptions& options) {
@@ -538,18 +557,30 @@ Result<std::string> DirBackend::update_ref(const std::string& key, std::string_v
     // The new value is written and made durable before the lock is taken, to hold it briefly.
     DVOL_TRY(TempFile temp, temp_holding(key, as_bytes(data)));
     temp.close();
-    auto lock = lock_ref(key);
-    if (!lock) {
-        if (lock.error().code == Errc::not_found)
-            return make_error(Errc::conflict, fmt::format("ref {} does not exist on remote {}", key, location_));
-        return std::move(lock).error();
+    // A lock lost before the rename was taken by a writer that judged it stale (wrongly, since
+    // this one was still working): the whole update starts again, and meets that writer's
+    // change as a conflict if it made one.
+    std::optional<RefLock> held_lock;  // held until the rename is done
+    for (int attempt = 0;; ++attempt) {
+        held_lock.reset();
+        auto lock = lock_ref(key);
+        if (!lock) {
+            if (lock.error().code == Errc::not_found)
+                return make_error(Errc::conflict, fmt::format("ref {} does not exist on remote {}", key, location_));
+            return std::move(lock).error();
+        }
+        DVOL_TRY(auto current, read_ref(key));
+        if (!current) return make_error(Errc::conflict, fmt::format("ref {} does not exist on remote {}", key, location_));
+        if (current->version != expected)
+            return make_error(Errc::conflict, fmt::format("ref {} on remote {} changed: it is at version {}, not {}", key, location_,
+                                                          short_version(current->version), short_version(expected)));
+        if (auto held = lock->check_held(); !held) {
+            if (attempt < 3) continue;
+            return std::move(held).error();
+        }
+        held_lock.emplace(std::move(*lock));
+        break;
     }
-    DVOL_TRY(auto current, read_ref(key));
-    if (!current) return make_error(Errc::conflict, fmt::format("ref {} does not exist on remote {}", key, location_));
-    if (current->version != expected)
-        return make_error(Errc::conflict, fmt::format("ref {} on remote {} changed: it is at version {}, not {}", key, location_,
-                                                      short_version(current->version), short_version(expected)));
-    DVOL_CHECK(lock->check_held());
     std::string final_path = path_of(key);
     if (::rename(temp.path().c_str(), final_path.c_str()) != 0) return fail("update ref", key, errno);
     temp.release();
@@ -611,6 +642,8 @@ Result<DirBackend::RefLock> DirBackend::lock_ref(const std::string& key) {
     // server's clock, whatever the skew between the hosts sharing it.
     struct stat st {};
     if (::fstat(candidate.fd(), &st) != 0) return fail("stat", candidate.path(), errno);
+    UniqueFd file(::fcntl(candidate.fd(), F_DUPFD_CLOEXEC, 0));
+    if (!file.valid()) return fail("lock", key, errno);
     candidate.close();
     const int64_t remote_start_ns = ns_of(st.st_mtim);
     const auto start = Clock::now();
@@ -656,7 +689,7 @@ Result<DirBackend::RefLock> DirBackend::lock_ref(const std::string& key) {
         pause_for(pause);
         pause = std::min<std::chrono::microseconds>(pause * 2, std::chrono::milliseconds(50));
     }
-    return RefLock(this, lock, candidate.name(), key);
+    return RefLock(this, lock, candidate.name(), key, std::move(file));
 }
 
 // Breaking by rename(2) lets one breaker win: a second one's rename finds no file. But between
