@@ -168,10 +168,21 @@ public:
         }
     }
 
+    // Unlinks the lock if it is still ours, and, when a breaker has it aside (see check_held),
+    // waits for it to come back to unlink it then: given up, it would come back with no one to
+    // release it. Done once the lock file is gone everywhere (link count 0) or is another's.
     void release() {
         if (path_.empty()) return;
-        auto current = owner_->read_lock(path_, key_);
-        if (current && *current && (*current)->token == token_) ::unlink(path_.c_str());
+        const auto deadline = Clock::now() + owner_->options_.lock_wait;
+        std::chrono::microseconds pause{200};
+        for (;;) {
+            auto current = owner_->read_lock(path_, key_);
+            if (current && *current && (*current)->token == token_) ::unlink(path_.c_str());
+            struct stat st {};
+            if (!file_.valid() || ::fstat(file_.get(), &st) != 0 || st.st_nlink == 0 || Clock::now() >= deadline) break;
+            pause_for(pause);
+            pause = std::min<std::chrono::microseconds>(pause * 2, std::chrono::milliseconds(20));
+        }
         path_.clear();
     }
 
