@@ -92,6 +92,19 @@ T=120  # seconds before a hung command counts as a failure
 # dvol under a time limit, so that a hang fails the test instead of hanging it.
 tdvol() { timeout "$T" "$DVOL" --disable-docker-integration "$@"; }
 
+# use_store NAME: a fresh store under the test's directory.
+use_store() {
+    export DVOL_ROOT="$TEST_TMP/$1"
+    mkdir -p "$DVOL_ROOT"
+}
+
+# refs_state VOLUME: the volume's log, branches and reflog, to compare before and after.
+refs_state() {
+    tdvol log --json "$1" 2>&1
+    tdvol branch --json "$1" 2>&1
+    tdvol reflog --json "$1" 2>&1
+}
+
 # manifest DIR: every entry's type, mode and path, files' size, mtime and SHA-256, symlink targets.
 manifest() {
     (

@@ -24,19 +24,6 @@ section() {
     [ -z "${DVOL_HOSTILE_SECTIONS:-}" ] || [[ " $DVOL_HOSTILE_SECTIONS " == *" $1 "* ]]
 }
 
-# use_store NAME: a fresh store under the test's directory.
-use_store() {
-    export DVOL_ROOT="$TEST_TMP/$1"
-    mkdir -p "$DVOL_ROOT"
-}
-
-# refs_state VOLUME: the volume's log, branches and reflog, to compare before and after.
-refs_state() {
-    tdvol log --json "$1" 2>&1
-    tdvol branch --json "$1" 2>&1
-    tdvol reflog --json "$1" 2>&1
-}
-
 # deep_chain DIR N: N nested directories named d under DIR, and in the last one a file f.
 deep_chain() {
     python3 - "$1" "$2" <<'EOF'

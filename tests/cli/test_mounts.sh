@@ -38,17 +38,6 @@ unmount_all() {
 }
 trap 'unmount_all; cleanup' EXIT
 
-use_store() {
-    export DVOL_ROOT="$TEST_TMP/$1"
-    mkdir -p "$DVOL_ROOT"
-}
-
-refs_state() {
-    tdvol log --json "$1" 2>&1
-    tdvol branch --json "$1" 2>&1
-    tdvol reflog --json "$1" 2>&1
-}
-
 # --- 3. A bind mount inside a live directory --------------------------------------------------
 # reset --hard deleted /tmp/outside/precious through "$(dvol path bm)/m", then failed with the
 # branch moved. It must refuse, naming the mount, before changing anything.
