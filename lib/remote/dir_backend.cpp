@@ -145,48 +145,43 @@ public:
 
     // Whether the lock file is still ours: another writer may have judged it stale and taken
     // it (we were slower than DirOptions::stale_lock_age).
-    // A writer that takes a lock for stale moves it aside to look at it (break_lock) and, when
-    // it is not the stale one it meant, links it back: meanwhile the lock is not at its path
-    // but still exists (its link count is not 0). So this waits until the lock is back (held)
-    // or gone for good (link count 0: taken as stale, or another lock took its place), and
-    // never gives up a lock that is being put back, which would leave it there with no one to
-    // release it.
+    // Whether the lock is still this writer's. A writer that takes a lock for stale moves it
+    // aside to look at it (break_lock) and, when it is not the stale one it meant, links it
+    // back: meanwhile the lock is not at its path but still exists (its link count is not 0).
+    // So this waits until the lock is back (held) or gone for good (link count 0: taken as
+    // stale, or another lock took its place), and never gives up a lock that is being put
+    // back, which would leave it there with no one to release it.
     Status check_held() {
-        const auto deadline = Clock::now() + owner_->options_.lock_wait;
-        std::chrono::microseconds pause{200};
-        for (;;) {
-            auto current = owner_->read_lock(path_, key_);
-            if (current && *current && (*current)->token == token_) return {};
-            struct stat st {};
-            bool gone = !file_.valid() || ::fstat(file_.get(), &st) != 0 || st.st_nlink == 0;
-            if (gone || Clock::now() >= deadline)
-                return make_error(Errc::busy, fmt::format("the lock {} of ref {} on remote {} was taken from this writer as "
-                                                          "stale before it was done; the ref was not changed",
-                                                          path_, key_, owner_->location_));
-            pause_for(pause);
-            pause = std::min<std::chrono::microseconds>(pause * 2, std::chrono::milliseconds(20));
-        }
+        if (wait_while_aside()) return {};
+        return make_error(Errc::busy, fmt::format("the lock {} of ref {} on remote {} was taken from this writer as "
+                                                  "stale before it was done; the ref was not changed",
+                                                  path_, key_, owner_->location_));
     }
 
-    // Unlinks the lock if it is still ours, and, when a breaker has it aside (see check_held),
-    // waits for it to come back to unlink it then: given up, it would come back with no one to
-    // release it. Done once the lock file is gone everywhere (link count 0) or is another's.
+    // Unlinks the lock if it is still ours; when a breaker has it aside, waits for it to come
+    // back to unlink it then (given up, it would come back with no one to release it).
     void release() {
         if (path_.empty()) return;
-        const auto deadline = Clock::now() + owner_->options_.lock_wait;
-        std::chrono::microseconds pause{200};
-        for (;;) {
-            auto current = owner_->read_lock(path_, key_);
-            if (current && *current && (*current)->token == token_) ::unlink(path_.c_str());
-            struct stat st {};
-            if (!file_.valid() || ::fstat(file_.get(), &st) != 0 || st.st_nlink == 0 || Clock::now() >= deadline) break;
-            pause_for(pause);
-            pause = std::min<std::chrono::microseconds>(pause * 2, std::chrono::milliseconds(20));
-        }
+        while (wait_while_aside()) ::unlink(path_.c_str());
         path_.clear();
     }
 
 private:
+    // True once the lock at path_ is this writer's; false once its file is gone everywhere
+    // (link count 0) or after DirOptions::lock_wait (a breaker killed with it aside).
+    bool wait_while_aside() {
+        const auto deadline = Clock::now() + owner_->options_.lock_wait;
+        std::chrono::microseconds pause{200};
+        for (;;) {
+            auto current = owner_->read_lock(path_, key_);
+            if (current && *current && (*current)->token == token_) return true;
+            struct stat st {};
+            if (!file_.valid() || ::fstat(file_.get(), &st) != 0 || st.st_nlink == 0 || Clock::now() >= deadline) return false;
+            pause_for(pause);
+            pause = std::min<std::chrono::microseconds>(pause * 2, std::chrono::milliseconds(20));
+        }
+    }
+
     DirBackend* owner_;
     std::string path_;
     std::string token_;
