@@ -5,6 +5,7 @@
 
 #include <fmt/format.h>
 
+#include "base/parallel.h"
 #include "meta/db.h"
 #include "store/pack_format.h"
 
@@ -129,11 +130,14 @@ Status RemoteObjects::fetch(std::vector<ObjectId> ids, const RecordFn& fn, const
     std::sort(wanted.begin(), wanted.end(), [](const Wanted& a, const Wanted& b) {
         return a.loc.pack != b.loc.pack ? a.loc.pack < b.loc.pack : a.loc.offset < b.loc.offset;
     });
-    std::vector<std::byte> plain;
-    size_t i = 0;
-    while (i < wanted.size()) {
-        // One read: records of one pack, each starting at most kMaxGap after the previous one's
-        // end, the whole at most kMaxRange (or one record, however large).
+    // The reads: records of one pack, each starting at most kMaxGap after the previous one's
+    // end, the whole at most kMaxRange (or one record, however large).
+    struct Range {
+        size_t first, last;  // wanted[first, last)
+        uint64_t start, end;
+    };
+    std::vector<Range> ranges;
+    for (size_t i = 0; i < wanted.size();) {
         uint64_t start = wanted[i].loc.offset;
         uint64_t end = start + kRecordHeaderSize + wanted[i].loc.stored_len;
         size_t j = i + 1;
@@ -143,18 +147,52 @@ Status RemoteObjects::fetch(std::vector<ObjectId> ids, const RecordFn& fn, const
             end = wanted[j].loc.offset + kRecordHeaderSize + wanted[j].loc.stored_len;
             ++j;
         }
-        DVOL_CHECK(read_range(wanted[i].loc.pack, start, end - start, buf_));
-        if (on_bytes) on_bytes(buf_.size());
-        for (size_t k = i; k < j; ++k) {
-            const auto& w = wanted[k];
-            uint64_t at = w.loc.offset - start;
-            uint64_t length = kRecordHeaderSize + w.loc.stored_len;
-            std::span<const std::byte> record;
-            if (at <= buf_.size() && buf_.size() - at >= length) record = std::span<const std::byte>(buf_).subspan(at, length);
-            DVOL_CHECK(decode(w.id, w.loc, record, plain));
-            DVOL_CHECK(fn(w.id, record_codec(record.data()), record.subspan(kRecordHeaderSize), w.loc.raw_len));
-        }
+        ranges.push_back(Range{i, j, start, end});
         i = j;
+    }
+    if (ranges.empty()) return {};
+
+    // Verifying (decompressing and hashing) is most of the work: the records of one read are
+    // verified on two threads, while one of them reads the next range, and then handed to `fn`
+    // in order on this thread. Two reads' bytes in memory at most.
+    ParallelFor pool;
+    std::vector<std::byte> current, next;
+    std::vector<std::byte> plain[2];
+    std::vector<Status> verdicts;
+    DVOL_CHECK(read_range(wanted[ranges[0].first].loc.pack, ranges[0].start, ranges[0].end - ranges[0].start, current));
+    if (on_bytes) on_bytes(current.size());
+    for (size_t r = 0; r < ranges.size(); ++r) {
+        const Range& range = ranges[r];
+        const Range* ahead = r + 1 < ranges.size() ? &ranges[r + 1] : nullptr;
+        size_t count = range.last - range.first;
+        auto record_of = [&](size_t k) -> std::span<const std::byte> {
+            const auto& w = wanted[k];
+            uint64_t at = w.loc.offset - range.start;
+            uint64_t length = kRecordHeaderSize + w.loc.stored_len;
+            if (at > current.size() || current.size() - at < length) return {};  // short: decode() says so
+            return std::span<const std::byte>(current).subspan(at, length);
+        };
+        verdicts.assign(count, Status{});
+        Status read_ahead;
+        // Task 0 reads ahead (the only one touching the backend and the stats); task 1 + k
+        // verifies record first + k.
+        pool.run(count + 1, [&](size_t task, int worker) {
+            if (task == 0) {
+                if (ahead) read_ahead = read_range(wanted[ahead->first].loc.pack, ahead->start, ahead->end - ahead->start, next);
+                return;
+            }
+            size_t k = range.first + task - 1;
+            verdicts[task - 1] = decode(wanted[k].id, wanted[k].loc, record_of(k), plain[worker]);
+        });
+        for (size_t k = range.first; k < range.last; ++k) {
+            DVOL_CHECK(std::move(verdicts[k - range.first]));
+            auto record = record_of(k);
+            DVOL_CHECK(fn(wanted[k].id, record_codec(record.data()), record.subspan(kRecordHeaderSize), wanted[k].loc.raw_len));
+        }
+        if (!ahead) break;
+        DVOL_CHECK(std::move(read_ahead));
+        if (on_bytes) on_bytes(next.size());
+        std::swap(current, next);
     }
     return {};
 }

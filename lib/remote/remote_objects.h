@@ -56,8 +56,9 @@ public:
     using RecordFn = std::function<Status(const ObjectId& id, Codec codec, std::span<const std::byte> stored, uint32_t raw_len)>;
     // Fetches many objects with few requests: the records of one pack are read by ranges that
     // span several records when they lie close together (at most kMaxRange bytes each), then
-    // each record is verified and handed to `fn` in pack order. `on_bytes` is told of every
-    // range read. Errc::not_found when the remote holds one of them in no known pack.
+    // each record is verified (on two threads, while the next range is read) and handed to
+    // `fn` in pack order, on the calling thread. `on_bytes` is told of every range read.
+    // Errc::not_found when the remote holds one of them in no known pack.
     Status fetch(std::vector<ObjectId> ids, const RecordFn& fn, const std::function<void(uint64_t)>& on_bytes = {});
 
     struct Stats {

@@ -425,9 +425,10 @@ Result<ResetOutcome> Repository::reset_hard(const std::string& volume, const std
     return out;
 }
 
-Result<ObjectIdSet> Repository::verify_restore(const Volume& v, const ObjectId* tree) {
+Result<ObjectIdSet> Repository::verify_restore(const Volume& v, const ObjectId* tree, ObjectIdSet trusted) {
     StatCache cache(*db_, v.id, cache_damage());
     Restorer restorer(*store_, cache);
+    restorer.trust(std::move(trusted));
     DVOL_CHECK(restorer.verify(paths_->live_dir(v.name), tree));
     return restorer.take_verified();
 }

@@ -169,6 +169,9 @@ struct FetchOutcome {
     std::vector<Update> updates;  // branches whose tip changed
     std::optional<std::string> head;  // the remote's HEAD branch
     TransferStats received;
+    // The chunks this fetch stored, each verified against its id as it arrived: a restore in
+    // the same command, under the same store lock, need not read and hash them again.
+    ObjectIdSet verified;
 };
 
 struct PullOutcome {
@@ -420,7 +423,9 @@ private:
     Status prepare_write();
     // Verifies every object a restore of `tree` into the volume would read (see Restorer::verify).
     // Returns the chunks it verified, for materialise() to trust.
-    Result<ObjectIdSet> verify_restore(const Volume& v, const ObjectId* tree);
+    // `trusted`: chunks verified already in this command, under the same store lock (a fetch's),
+    // which it does not read again.
+    Result<ObjectIdSet> verify_restore(const Volume& v, const ObjectId* tree, ObjectIdSet trusted = {});
     // Restores `tree` (null: empty) into the volume's live directory and saves the stat cache.
     // `verified`: the chunks verify_restore() verified under the same store lock.
     Result<ResetOutcome> materialise(const Volume& v, const ObjectId* tree, const ObjectId& commit, ObjectIdSet verified,

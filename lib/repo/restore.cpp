@@ -199,16 +199,9 @@ Status Restorer::run_batch(const std::function<Status(size_t, int)>& fn) {
     pending_count_ = 0;
     pending_bytes_ = 0;
     writes_.clear();
-    // The slots keep their buffers for the next batch, but no more than a batch's worth in all:
-    // left alone, each of the 64 would grow to the largest record it ever held (a restore of
-    // 8 GiB peaked at 277 MiB).
-    size_t kept = 0;
-    for (auto& slot : pending_) {
-        if (kept + slot.record.capacity() > kBatchBytes)
-            std::vector<std::byte>().swap(slot.record);
-        else
-            kept += slot.record.capacity();
-    }
+    // The slots keep their buffers for the next batch, up to a batch's worth (a restore of
+    // 8 GiB peaked at 277 MiB when each kept the largest record it ever held).
+    ObjectStore::trim_slots(pending_, kBatchBytes);
     for (auto& r : results)
         if (!r) return std::move(r).error();
     return {};

@@ -86,6 +86,16 @@ Status ObjectStore::put(const ObjectId& id, std::span<const std::byte> data) {
     return put_encoded(id, codec, scratch_, static_cast<uint32_t>(data.size()));
 }
 
+void ObjectStore::trim_slots(std::span<StoredObject> slots, size_t bytes) {
+    size_t kept = 0;
+    for (auto& slot : slots) {
+        if (kept + slot.record.capacity() > bytes)
+            std::vector<std::byte>().swap(slot.record);
+        else
+            kept += slot.record.capacity();
+    }
+}
+
 Status ObjectStore::put_encoded(const ObjectId& id, Codec codec, std::span<const std::byte> stored, uint32_t raw_len) {
     if (raw_len > kMaxObjectSize || stored.size() > kMaxObjectSize) return make_error(Errc::invalid_argument, "object too large");
     if (staged_.contains(id)) return {};

@@ -77,6 +77,10 @@ public:
     // Decompresses and (with `check_hash`) verifies what read_stored read. Touches only its
     // arguments, so it may run on any thread.
     static Status decode_stored(const StoredObject& in, std::vector<std::byte>& out, bool check_hash = true);
+    // Frees the buffers of `slots` beyond the first `bytes` of capacity: slots reused batch after
+    // batch keep no more than a batch's worth (left alone, each would grow to the largest
+    // record it ever held).
+    static void trim_slots(std::span<StoredObject> slots, size_t bytes);
 
     // Where an object's record lies, for reading it on another thread (holds()).
     struct RecordRef {

@@ -440,3 +440,33 @@ TEST_CASE("a metadata pack is read no further than its index says", "[remote_obj
     CHECK(reader.counts->requests() == 1);
     CHECK(reader.counts->bytes_read == size);
 }
+
+TEST_CASE("fetch hands over, in pack order, every record before a damaged one in a later read", "[remote_objects]") {
+    // 20 records of 1 MiB: two reads (kMaxRange is 16 MiB), verified on two threads while the
+    // next read is made; the damaged record is the 19th, in the second read.
+    TempDir remote;
+    Side writer(remote.path());
+    auto objs = push_pack(writer, 20, 1 << 20, 5);
+    auto [pack, at] = find_record(remote.path(), objs[18].id);
+    flip(pack, at + kRecordHeaderSize + 4096);
+    Side reader(remote.path());
+    auto objects = reader.objects();
+    REQUIRE(objects.refresh());
+    std::vector<ObjectId> ids;
+    for (const auto& o : objs) ids.push_back(o.id);
+    std::vector<ObjectId> handed;
+    bool payloads_match = true;
+    auto st = objects.fetch(ids, [&](const ObjectId& id, Codec codec, std::span<const std::byte> stored, uint32_t raw_len) -> Status {
+        handed.push_back(id);
+        const auto& o = objs[handed.size() - 1];
+        if (id != o.id || raw_len != o.plain.size() ||
+            (codec == Codec::raw && !std::equal(stored.begin(), stored.end(), o.plain.begin(), o.plain.end())))
+            payloads_match = false;
+        return {};
+    });
+    REQUIRE_FALSE(st.ok());
+    CHECK(st.error().code == Errc::corrupt);
+    CHECK(st.error().message.find(objs[18].id.hex()) != std::string::npos);
+    CHECK(handed.size() == 18);
+    CHECK(payloads_match);
+}
