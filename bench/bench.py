@@ -972,6 +972,258 @@ def remote_targets(s, rows_scale):
     return "\n".join(out) + "\n", rows
 
 
+# ----------------------------------------------------------------------------- mounts
+
+MOUNT_OPS = {
+    "read-cold": "sequential read of the largest file, first read",
+    "read-warm": "the same read again (page cache)",
+    "ls": "ls -lR of the 100,000-file set",
+}
+MOUNT_TOOL_LABEL = {"dvol": "dvol mount", "restic": "restic mount", "borg": "borg mount"}
+
+
+def wait_mounted(path, proc, what, timeout=600):
+    t0 = time.time()
+    while not os.path.ismount(path):
+        if proc.poll() is not None:
+            raise BenchError(f"{what} exited ({proc.returncode}) before {path} was mounted")
+        if time.time() - t0 > timeout:
+            raise BenchError(f"{what}: {path} not mounted after {timeout} s")
+        time.sleep(0.05)
+
+
+def find_below(top, name):
+    """The path of the first entry called `name` below `top` (restic's snapshots hold the
+    backed-up directory under its absolute path)."""
+    for root, dirs, files in os.walk(top):
+        if name in files or name in dirs:
+            return os.path.join(root, name)
+    raise BenchError(f"{name} not found below {top}")
+
+
+class MountTool:
+    """One tool's store holding two snapshots (the big file, the many files), each mounted by a
+    foreground process of the tool (started and stopped here, by its pid)."""
+    def __init__(self, name, ws):
+        self.name, self.ws = name, ws
+        self.procs = {}
+        self.peak_rss = {}
+
+    def mount(self, which, mnt):
+        os.makedirs(mnt, exist_ok=True)
+        cmd = self.mount_cmd(which, mnt)
+        proc = subprocess.Popen(cmd, env=self.env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.PIPE, text=True)
+        self.procs[mnt] = proc
+        wait_mounted(mnt, proc, " ".join(cmd[:2]))
+        return self.root_of(which, mnt)
+
+    def rss_of(self, mnt):
+        """The mount process's peak RSS so far, KiB (VmHWM)."""
+        proc = self.procs[mnt]
+        try:
+            with open(f"/proc/{proc.pid}/status") as f:
+                for line in f:
+                    if line.startswith("VmHWM:"):
+                        return int(line.split()[1])
+        except OSError:
+            pass
+        return 0
+
+    def umount(self, mnt):
+        proc = self.procs.pop(mnt)
+        run(["fusermount3", "-u", mnt])
+        try:
+            proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            proc.kill()   # this bench's own process, by its pid
+            proc.wait()
+
+
+class MDvol(MountTool):
+    def __init__(self, ws, exe):
+        super().__init__("dvol", ws)
+        self.exe, self.store = exe, os.path.join(ws, "dvol-store")
+        self.env = dict(os.environ, DVOL_ROOT=self.store)
+
+    def cmd(self, *a):
+        return [self.exe, "--disable-docker-integration", *a]
+
+    def setup(self, big, files_dir):
+        for vol, fill in (("big", lambda live: os.link(big, os.path.join(live, os.path.basename(big)))),
+                          ("files", lambda live: sync_into(files_dir, live))):
+            run(self.cmd("init", vol), env=self.env)
+            fill(run(self.cmd("path", vol), env=self.env).strip())
+            run(self.cmd("commit", "-m", vol, vol), env=self.env)
+
+    def mount_cmd(self, which, mnt):
+        return self.cmd("mount", "-f", which, mnt)
+
+    def root_of(self, which, mnt):
+        return mnt
+
+    def warm_paths(self):
+        return [os.path.join(self.store, "objects")]
+
+
+class MRestic(MountTool):
+    def __init__(self, ws):
+        super().__init__("restic", ws)
+        self.store = os.path.join(ws, "restic-repo")
+        self.env = dict(os.environ, RESTIC_PASSWORD="bench", RESTIC_CACHE_DIR=os.path.join(ws, "restic-cache"))
+
+    def setup(self, big, files_dir):
+        run(["restic", "-r", self.store, "init", "--repository-version", "2"], env=self.env)
+        run(["restic", "-r", self.store, "backup", "-q", "--compression", "auto", "--tag", "big", big], env=self.env)
+        run(["restic", "-r", self.store, "backup", "-q", "--compression", "auto", "--tag", "files", os.path.abspath(files_dir)],
+            env=self.env)
+        self.files_name = os.path.basename(os.path.abspath(files_dir))
+        self.big_name = os.path.basename(big)
+
+    def mount_cmd(self, which, mnt):
+        return ["restic", "-r", self.store, "mount", "--tag", which, mnt]
+
+    def root_of(self, which, mnt):
+        snap = os.path.join(mnt, "tags", which, "latest")
+        return os.path.dirname(find_below(snap, self.big_name)) if which == "big" else find_below(snap, self.files_name)
+
+    def warm_paths(self):
+        return [self.store, self.env["RESTIC_CACHE_DIR"]]
+
+
+class MBorg(MountTool):
+    def __init__(self, ws):
+        super().__init__("borg", ws)
+        self.store = os.path.join(ws, "borg-repo")
+        self.env = dict(os.environ, BORG_BASE_DIR=os.path.join(ws, "borg-home"),
+                        BORG_UNKNOWN_UNENCRYPTED_REPO_ACCESS_IS_OK="yes",
+                        BORG_RELOCATED_REPO_ACCESS_IS_OK="yes", BORG_PASSPHRASE="")
+
+    def setup(self, big, files_dir):
+        run(["borg", "init", "-e", "none", self.store], env=self.env)
+        run(["borg", "create", "--compression", "zstd", f"{self.store}::big", os.path.basename(big)],
+            env=self.env, cwd=os.path.dirname(big))
+        run(["borg", "create", "--compression", "zstd", f"{self.store}::files", "."], env=self.env, cwd=files_dir)
+
+    def mount_cmd(self, which, mnt):
+        return ["borg", "mount", "-f", f"{self.store}::{which}", mnt]
+
+    def root_of(self, which, mnt):
+        return mnt
+
+    def warm_paths(self):
+        return [self.store, self.env["BORG_BASE_DIR"]]
+
+
+def largest_file(top):
+    best = (0, None)
+    for root, _, files in os.walk(top):
+        for f in files:
+            p = os.path.join(root, f)
+            if not os.path.islink(p):
+                best = max(best, (os.path.getsize(p), p))
+    return best
+
+
+def run_mount_dataset(synth_dir, files_dir, tools, runs, bench_dir, dvol_exe, results, data_info):
+    size, big = largest_file(os.path.join(synth_dir, "s1"))
+    files_s1 = os.path.join(files_dir, "s1")
+    data_info["mount"] = (f"the largest file of the synthetic set ({size / MiB:,.0f} MiB, {os.path.basename(big)}) "
+                          f"and the 100,000-file set")
+    for r in range(runs):
+        ws_root = os.path.join(bench_dir, "work")
+        rmtree(ws_root)
+        os.makedirs(ws_root)
+        objs = []
+        for t in tools:
+            ws = os.path.join(ws_root, t)
+            os.makedirs(ws)
+            o = {"dvol": lambda: MDvol(ws, dvol_exe), "restic": lambda: MRestic(ws), "borg": lambda: MBorg(ws)}[t]()
+            log(f"[mount run {r + 1}/{runs}] {t}: storing the two snapshots (untimed)")
+            o.setup(big, files_s1)
+            objs.append(o)
+        order = objs[r % len(objs):] + objs[:r % len(objs)]
+        for o in order:
+            try:
+                mnt = os.path.join(o.ws, "mnt-big")
+                root = o.mount("big", mnt)
+                path = os.path.join(root, os.path.basename(big))
+                for op in ("read-cold", "read-warm"):
+                    os.sync()
+                    warm(*o.warm_paths())
+                    wall, _, _ = measure(["dd", f"if={path}", "of=/dev/null", "bs=1M", "status=none"])
+                    rss = o.rss_of(mnt)
+                    results.setdefault(("mount", op, o.name), []).append((wall, rss, None))
+                    log(f"[mount run {r + 1}/{runs}] {op:9s} {MOUNT_TOOL_LABEL[o.name]:12s} {wall:8.3f} s "
+                        f"{size / wall / 1e6:8.0f} MB/s  mount process {rss / 1024:.1f} MiB")
+                o.umount(mnt)
+                mnt = os.path.join(o.ws, "mnt-files")
+                os.sync()
+                warm(*o.warm_paths())
+                t0 = time.perf_counter()
+                root = o.mount("files", mnt)
+                mount_s = time.perf_counter() - t0
+                wall, _, out = measure(["ls", "-lR", root])
+                nlines = out.count("\n")
+                rss = o.rss_of(mnt)
+                results.setdefault(("mount", "ls", o.name), []).append((wall, rss, mount_s))
+                log(f"[mount run {r + 1}/{runs}] ls        {MOUNT_TOOL_LABEL[o.name]:12s} {wall:8.3f} s "
+                    f"({nlines} lines; mounting took {mount_s:.1f} s)  mount process {rss / 1024:.1f} MiB")
+                if nlines < MANY_FILES:   # a mount that shows less would be fast for nothing
+                    raise BenchError(f"ls -lR through {MOUNT_TOOL_LABEL[o.name]} printed {nlines} lines, fewer than the files")
+                o.umount(mnt)
+            finally:
+                for m in list(o.procs):
+                    o.umount(m)
+        rmtree(ws_root)
+    return size
+
+
+def mount_report(results, data_info, tools, size):
+    """The mount table and targets; `size`: the bytes of the file read."""
+    s = {}
+    for (ds, op, t), v in results.items():
+        if ds == "mount":
+            s[(op, t)] = dict(wall=statistics.median(x[0] for x in v), rss=max(x[1] for x in v),
+                              mount_s=(statistics.median(x[2] for x in v) if v[0][2] is not None else None))
+    if not s:
+        return ""
+    out = [f"### Mounts ({data_info.get('mount', '')})\n",
+           "| operation | tool | wall s (median) | MB/s | mount process peak RSS MiB | time ÷ dvol |",
+           "|---|---|---:|---:|---:|---:|"]
+    for op, what in MOUNT_OPS.items():
+        dv = s.get((op, "dvol"))
+        for t in tools:
+            x = s.get((op, t))
+            if not x:
+                continue
+            rate = f"{size / x['wall'] / 1e6:,.0f}" if op.startswith("read") else "–"
+            ratio = f"{x['wall'] / dv['wall']:.1f}x" if dv else "–"
+            label = what + (f" (mounting took {x['mount_s']:.1f} s, untimed)" if x.get("mount_s") is not None else "")
+            out.append(f"| {label} | {MOUNT_TOOL_LABEL[t]} | {x['wall']:.3f} | {rate} | {x['rss'] / 1024:.1f} | {ratio} |")
+    out.append("")
+    rows = []
+    for op, what in (("read-cold", "Sequential read of the largest file"), ("ls", "ls -lR of the 100,000-file set")):
+        dv = s.get((op, "dvol"))
+        for t in ("restic", "borg"):
+            x = s.get((op, t))
+            if dv and x:
+                f = x["wall"] / dv["wall"]
+                rows.append((f"{what} through dvol mount ≥ 5x faster than {MOUNT_TOOL_LABEL[t]}",
+                             f"{f:.1f}x ({x['wall']:.3f} s / {dv['wall']:.3f} s)", f >= 5))
+    dv = s.get(("read-warm", "dvol"))
+    if dv:
+        rate = size / dv["wall"] / 1e9
+        rows.append(("Sequential read of cached data through dvol mount ≥ 1 GB/s", f"{rate:.2f} GB/s", rate >= 1))
+    dvr = [x["rss"] for (op, t), x in s.items() if t == "dvol"]
+    if dvr:
+        rows.append(("Peak RSS of the dvol mount process < 256 MiB", f"{max(dvr) / 1024:.1f} MiB", max(dvr) < 256 * 1024))
+    out += ["### Targets (mounts)\n", "| target | measured | result |", "|---|---|---|"]
+    for desc, meas, ok in rows:
+        out.append(f"| {desc} | {meas} | {'PASS' if ok else 'MISS'} |")
+    return "\n".join(out) + "\n"
+
+
 def fmt_bytes(b):
     if b is None:
         return "–"
@@ -1101,7 +1353,7 @@ def main():
     ap.add_argument("--size", choices=["small", "full"], default="small")
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--only", default="pg,synth,files",
-                    help="comma-separated: pg, synth, files, remote-pg, remote-synth, remote-files")
+                    help="comma-separated: pg, synth, files, remote-pg, remote-synth, remote-files, mount")
     ap.add_argument("--tools", default=None,
                     help=f"comma-separated (default all): {','.join(TOOLS_ALL)}; for remote-*: dvol,restic,rclone,cp")
     ap.add_argument("--remote", default="dir,s3", help="for remote-*: dir (a directory remote), s3 (a Ceph RGW on 127.0.0.1)")
@@ -1111,7 +1363,7 @@ def main():
         ap.error("--runs must be at least 1")
     datasets = [x for x in a.only.split(",") if x]
     for x in datasets:
-        if x not in ("pg", "synth", "files", "remote-pg", "remote-synth", "remote-files"):
+        if x not in ("pg", "synth", "files", "remote-pg", "remote-synth", "remote-files", "mount"):
             ap.error(f"unknown data set {x}")
     remotes = [x for x in a.remote.split(",") if x]
     for x in remotes:
@@ -1128,6 +1380,7 @@ def main():
     free = shutil.disk_usage(bench_dir).free
     log(f"bench dir {bench_dir}, {free / GiB:.0f} GiB free; size {a.size}, {a.runs} runs; data sets {datasets}")
     results, data_info, loads = {}, {}, {}
+    mount_size = None
     rgw = None
     remote_ds = [ds for ds in datasets if ds.startswith("remote-")]
     try:
@@ -1136,6 +1389,14 @@ def main():
             rgw.start()
             info["ceph"] = ver_of(["radosgw", "--version"])
         for ds in datasets:
+            if ds == "mount":
+                l0 = os.getloadavg()[0]
+                m_tools = [t for t in ("dvol", "restic", "borg") if t in tools]
+                log(f"data set mount: tools {m_tools}")
+                mount_size = run_mount_dataset(prepare(bench_dir, "synth", a.size, cfg), prepare(bench_dir, "files", a.size, cfg),
+                                               m_tools, a.runs, bench_dir, dvol_exe, results, data_info)
+                loads[ds] = (l0, os.getloadavg()[0])
+                continue
             base = ds[len("remote-"):] if ds.startswith("remote-") else ds
             d = prepare(bench_dir, base, a.size, cfg)
             s1 = tree_bytes(os.path.join(d, "s1"))
@@ -1158,7 +1419,7 @@ def main():
     finally:
         if rgw:
             rgw.stop()
-    local = {k: v for k, v in results.items() if len(k) == 3}
+    local = {k: v for k, v in results.items() if len(k) == 3 and k[0] != "mount"}
     s = summarise(local)
     rs = summarise_remote(results)
     cmdline = "bench/run.sh " + " ".join(sys.argv[3:]) if sys.argv[1] == "--dvol" else " ".join(sys.argv)
@@ -1179,12 +1440,14 @@ def main():
                    f"127.0.0.1 (tests/e2e/rgw.sh, bluestore in a sparse file on the same disk, started in {rgw.start_s} s); "
                    "HTTP requests and bytes counted from radosgw's access log lines.\n")
     report = "\n".join(hdr) + "\n"
-    local_ds = [ds for ds in datasets if not ds.startswith("remote-")]
+    local_ds = [ds for ds in datasets if not ds.startswith("remote-") and ds != "mount"]
     if local_ds:
         report += tables(s, local_ds, [t for t in tools if t in TOOLS_ALL], data_info) + "\n" + targets(s, a.size)[0]
     if remote_ds:
         rt, scale = remote_tables(rs, remote_ds, remotes, data_info)
         report += ("\n" if local_ds else "") + rt + "\n" + remote_targets(rs, scale)[0]
+    if mount_size is not None:
+        report += ("\n" if local_ds or remote_ds else "") + mount_report(results, data_info, ["dvol", "restic", "borg"], mount_size)
     print(report)
     with open(os.path.join(bench_dir, f"results-{a.size}.md"), "w") as f:
         f.write(report)

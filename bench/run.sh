@@ -2,7 +2,7 @@
 # dvol benchmark: builds dvol in release mode, installs the peer tools from Debian, prepares the
 # data sets and runs every tool on the same data in alternation; prints a markdown table.
 #
-#   bench/run.sh [--size small|full] [--runs N] [--only pg|synth|files|remote-pg|remote-synth|remote-files[,...]]
+#   bench/run.sh [--size small|full] [--runs N] [--only pg|synth|files|remote-pg|remote-synth|remote-files|mount[,...]]
 #                [--remote dir,s3] [--tools ...] [--record FILE]
 #
 # The remote-* sets push to and clone from a directory and a single-node Ceph RGW on 127.0.0.1,
@@ -32,6 +32,7 @@ command -v rsync >/dev/null || need+=(rsync)
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql)
 ls /usr/lib/postgresql/*/bin/pgbench >/dev/null 2>&1 || need+=(postgresql-contrib)
 command -v python3 >/dev/null || need+=(python3)
+/usr/bin/python3 -c 'import llfuse' 2>/dev/null || need+=(python3-llfuse)   # borg mount (--only mount), Debian's python
 if [ ${#need[@]} -gt 0 ]; then
     "$top/scripts/apt-install.sh" --what "the benchmark's tools and data sets" "${need[@]}" >&2
 fi
