@@ -486,6 +486,7 @@ Result<FetchOutcome> Repository::fetch_into(Remote& r, const Volume& v, const st
     if (!lazy_cache.empty()) {
         ChunkCache::Options co;
         co.prefetch_threads = 0;
+        co.bound = UINT64_MAX;  // only the kept tier is written here: nothing to evict
         DVOL_TRY(lazy, ChunkCache::open(lazy_cache, objects, co));
     }
     for (const auto& [b, tip] : refs.branches) {
