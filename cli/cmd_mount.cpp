@@ -54,6 +54,12 @@ void add_mount(CLI::App& app, Context& ctx) {
             // dvol mount VOLUME: a lazy volume's live directory, mounted again.
             if (at != std::string::npos)
                 return ctx.usage("dvol mount VOLUME without DIR mounts a lazy volume's tip on its live directory: it takes no @REF");
+            std::string name;
+            auto* repo = ctx.repo_for(req.volume, name);
+            if (!repo) return;
+            auto lazy = repo->lazy_volume(name);
+            if (!lazy) return ctx.fail(lazy.error());
+            if (!*lazy) return ctx.usage(fmt::format("dvol mount needs DIR: only a lazy volume ({} is not) is mounted without one, on its live directory", name));
             req.lazy = true;
         }
         req.foreground = a->foreground;

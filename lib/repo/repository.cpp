@@ -563,7 +563,20 @@ Result<CheckoutOutcome> Repository::checkout(const std::string& volume, const st
         out.restore.id = tip.value_or(ObjectId{});
         return out;
     }
-    DVOL_CHECK(refuse_lazy(v, "switching branches"));
+    {
+        // A lazy volume's mount shows its tip: switching to a branch at the same commit changes
+        // nothing it shows, anything else would need the mount re-pointed.
+        DVOL_TRY(bool lazy, is_lazy(v.id));
+        DVOL_TRY(auto tip, head(v));
+        if (lazy && target->tip == tip) {
+            DVOL_TRY(auto txn, meta::Db::Transaction::begin(*db_));
+            DVOL_CHECK(refs_->set_active_branch(v.id, branch));
+            DVOL_CHECK(txn.commit());
+            out.restore.id = tip.value_or(ObjectId{});
+            return out;
+        }
+        if (lazy) DVOL_CHECK(refuse_lazy(v, "switching to a branch at another commit"));
+    }
     if (!force) DVOL_CHECK(refuse_uncommitted(v, "use --force to discard them"));
     DVOL_CHECK(prepare_write());
     std::optional<ObjectId> tree;

@@ -179,6 +179,9 @@ expect_stderr_contains "lazy volume data"
 expect_fail 1 dvol push "$REMOTE" data
 expect_stderr_contains "lazy volume data"
 expect_ok dvol log data
+expect_ok dvol checkout -b other data
+expect_ok dvol checkout master data
+expect_eq "checkout between branches at the mounted commit" master "$(dvol branch data | sed -n 's/^\* //p')"
 expect_ok dvol gc
 expect_ok dvol fsck
 expect_eq "after gc and fsck: every byte right" "$SUMS" "$(sums "$LIVE")"
