@@ -1,6 +1,7 @@
 #include <fmt/format.h>
 
 #include "context.h"
+#include "fuse-mount/mount.h"
 
 namespace dvol::cli {
 
@@ -35,6 +36,15 @@ void add_path(CLI::App& app, Context& ctx) {
         std::string vol;
         auto* repo = ctx.repo_for(*volume, vol);
         if (!repo) return;
+        // A lazy volume's live directory is its mount: brought back if its process is gone.
+        auto lazy = repo->lazy_volume(vol);
+        if (!lazy) return ctx.fail(lazy.error());
+        if (*lazy) {
+            auto st = mountfs::ensure_lazy_mounted(ctx.store_dir, vol, [](const mountfs::MountedInfo& m) {
+                if (!m.already) fmt::print(stderr, "note: mounted lazy volume {} again\n", m.volume);
+            }, [](const std::string& m) { fmt::print(stderr, "{}...\n", m); });
+            if (!st) return ctx.fail(st.error());
+        }
         fmt::print("{}\n", repo->live_dir(vol));
     });
 }

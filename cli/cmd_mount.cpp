@@ -26,7 +26,8 @@ void add_mount(CLI::App& app, Context& ctx) {
                     "@REF alone is the active volume")
         ->required()
         ->type_name("VOLUME[@REF]");
-    cmd->add_option("dir", a->dir, "An existing directory to mount it on")->required()->type_name("DIR");
+    cmd->add_option("dir", a->dir, "An existing directory to mount it on; without it, a lazy volume is mounted on its live directory")
+        ->type_name("DIR");
     cmd->add_flag("-f,--foreground", a->foreground, "Serve in this process until unmounted (or interrupted) instead of a daemon");
     cmd->add_flag("-v,--verbose", a->verbose, "Log every object the mount loads (stderr with -f, else syslog)");
     cmd->add_flag("--count-links", a->count_links,
@@ -49,6 +50,18 @@ void add_mount(CLI::App& app, Context& ctx) {
             return ctx.usage("dvol mount needs VOLUME[@REF] and DIR");
         }
         req.dir = a->dir;
+        if (a->dir.empty()) {
+            // dvol mount VOLUME: a lazy volume's live directory, mounted again.
+            if (at != std::string::npos)
+                return ctx.usage("dvol mount VOLUME without DIR mounts a lazy volume's tip on its live directory: it takes no @REF");
+            std::string name;
+            auto* repo = ctx.repo_for(req.volume, name);
+            if (!repo) return;
+            auto lazy = repo->lazy_volume(name);
+            if (!lazy) return ctx.fail(lazy.error());
+            if (!*lazy) return ctx.usage(fmt::format("dvol mount needs DIR: only a lazy volume ({} is not) is mounted without one, on its live directory", name));
+            req.lazy = true;
+        }
         req.foreground = a->foreground;
         req.verbose = a->verbose;
         req.count_links = a->count_links;
@@ -58,6 +71,11 @@ void add_mount(CLI::App& app, Context& ctx) {
         auto st = mountfs::mount_commit(
             req,
             [](const mountfs::MountedInfo& m) {
+                if (m.already) {
+                    fmt::print("{} is mounted on {} already\n", m.volume, m.dir);
+                    std::fflush(stdout);
+                    return;
+                }
                 fmt::print("Mounted {} at {} on {}\n", m.volume, short_id(m.commit), m.dir);
                 std::fflush(stdout);
             },

@@ -7,6 +7,7 @@
 
 #include "containers.h"
 #include "context.h"
+#include "fuse-mount/mount.h"
 
 namespace dvol::cli {
 
@@ -55,6 +56,15 @@ void add_rm(CLI::App& app, Context& ctx) {
             if (auto st = (*engine)->remove(c); !st) return ctx.fail(st.error());
         }
         fmt::print("Deleting volume '{}'\n", *name);
+        // A lazy volume's live directory is its mount: unmounted first (its cache goes with the
+        // volume's directory).
+        if (auto lazy = repo->lazy_volume(*name); lazy && *lazy) {
+            auto m = mountfs::is_dvol_mount(repo->live_dir(*name));
+            if (m && *m) {
+                auto st = mountfs::unmount(repo->live_dir(*name), ctx.store_dir, [](const std::string& msg) { fmt::print(stderr, "{}...\n", msg); });
+                if (!st) return ctx.fail(st.error());
+            }
+        }
         if (auto st = repo->remove_volume(*name); !st) return ctx.fail(st.error());
     });
 }

@@ -473,6 +473,7 @@ Status CommitFs::read(const File& f, uint64_t offset, size_t size, ReadResult& o
     out.clear();
     if (offset >= f.size_ || size == 0) return {};
     uint64_t end = std::min<uint64_t>(f.size_, offset + size);
+    bool sequential = f.next_read_.exchange(end) == offset && options_.readahead_chunks > 0;
     uint64_t pos = offset;
     DVOL_TRY(At at, locate(f, pos));
     for (;;) {
@@ -490,11 +491,25 @@ Status CommitFs::read(const File& f, uint64_t offset, size_t size, ReadResult& o
         }
         out.bytes += static_cast<size_t>(n);
         pos += n;
-        if (pos >= end) return {};
+        if (pos >= end) {
+            if (sequential) read_ahead(f, std::move(at));
+            return {};
+        }
         DVOL_TRY(auto next, next_extent(f, at));
         if (!next) return {};
         at = std::move(*next);
     }
+}
+
+void CommitFs::read_ahead(const File& f, At at) {
+    std::vector<ObjectId> ids;
+    for (unsigned i = 0; i < options_.readahead_chunks; ++i) {
+        auto next = next_extent(f, at);
+        if (!next || !*next) break;  // an unreadable list: the read that reaches it will say so
+        at = std::move(**next);
+        if (!at.extent.hole) ids.push_back(at.extent.id);
+    }
+    if (!ids.empty()) source_.prefetch(ids);
 }
 
 Result<std::optional<uint64_t>> CommitFs::seek(const File& f, uint64_t offset, bool data) {

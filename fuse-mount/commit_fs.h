@@ -78,6 +78,10 @@ struct Limits {
 struct Options {
     Limits limits;
     bool count_links = false;  // walk every tree at open() for exact link counts
+    // Sequential reads: how many chunks past the one being read to hint to the source
+    // (ObjectSource::prefetch), 0 for none. A read is sequential when it starts where the
+    // previous read of the same open file ended.
+    unsigned readahead_chunks = 0;
     // Called for every object loaded (trees, extent lists, chunks), with a one-line description:
     // the mount's --verbose log.
     std::function<void(const std::string&)> trace;
@@ -183,6 +187,7 @@ public:
         friend class CommitFs;
         uint64_t ino_ = 0;
         uint64_t size_ = 0;
+        mutable std::atomic<uint64_t> next_read_{0};  // where a sequential read goes on
         FileContent content_;
         std::vector<uint64_t> starts_;  // offset of each extent (inline) or each list (indirect)
     };
@@ -247,6 +252,8 @@ private:
     Result<At> locate(const File& f, uint64_t pos);
     // The extent after `at`, or nullopt at the end of the file.
     Result<std::optional<At>> next_extent(const File& f, const At& at);
+    // Hints the source with the chunks of up to options_.readahead_chunks extents after `at`.
+    void read_ahead(const File& f, At at);
 
     ObjectSource& source_;
     Options options_;

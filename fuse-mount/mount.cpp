@@ -27,6 +27,8 @@
 #include "mountinfo.h"
 #include "repo/repository.h"
 #include "serve.h"
+#include "remote/backend.h"
+#include "store/chunk_cache.h"
 #include "store/object_source.h"
 #include "store/pooled_source.h"
 
@@ -42,8 +44,81 @@ namespace {
 // the mount answers, or "E<message>" when it could not mount.
 std::string ok_message(const MountedInfo& m) { return fmt::format("O{}\n{}\n", m.volume, m.commit.hex()); }
 
+// $DVOL_TEST_FETCH_LOG names a file to which a lazy mount appends one line per ranged read its
+// remote answered ("read KEY OFFSET LENGTH BYTES") or failed ("fail KEY OFFSET LENGTH"): how the
+// tests count what the remote served, whatever its kind.
+class FetchLog final : public remote::Backend {
+public:
+    FetchLog(std::unique_ptr<remote::Backend> inner, std::shared_ptr<UniqueFd> fd) : inner_(std::move(inner)), fd_(std::move(fd)) {}
+    const std::string& location() const override { return inner_->location(); }
+    Result<std::vector<remote::Entry>> list(const std::string& prefix) override { return inner_->list(prefix); }
+    Status read(const std::string& key, uint64_t offset, uint64_t length, std::vector<std::byte>& out) override {
+        Status st = inner_->read(key, offset, length, out);
+        note(st ? fmt::format("read {} {} {} {}\n", key, offset, length, out.size()) : fmt::format("fail {} {} {}\n", key, offset, length));
+        return st;
+    }
+    Status read_all(const std::string& key, std::vector<std::byte>& out) override {
+        Status st = inner_->read_all(key, out);
+        note(st ? fmt::format("read {} 0 all {}\n", key, out.size()) : fmt::format("fail {} 0 all\n", key));
+        return st;
+    }
+    Status write(const std::string& key, std::span<const std::byte> data) override { return inner_->write(key, data); }
+    Status write_file(const std::string& key, int fd, uint64_t size) override { return inner_->write_file(key, fd, size); }
+    Result<std::optional<remote::RefValue>> read_ref(const std::string& key) override { return inner_->read_ref(key); }
+    Result<std::string> create_ref(const std::string& key, std::string_view data) override { return inner_->create_ref(key, data); }
+    Result<std::string> update_ref(const std::string& key, std::string_view data, const std::string& expected) override {
+        return inner_->update_ref(key, data, expected);
+    }
+    Status remove(const std::string& key) override { return inner_->remove(key); }
+
+private:
+    void note(const std::string& line) { (void)!::write(fd_->get(), line.data(), line.size()); }  // O_APPEND: whole lines
+    std::unique_ptr<remote::Backend> inner_;
+    std::shared_ptr<UniqueFd> fd_;
+};
+
+// The lazy volume's source, with the lock that makes its mount process the only one.
+struct LazyServing {
+    UniqueFd lock;
+    std::unique_ptr<LazySource> source;
+};
+
+Result<LazyServing> open_lazy(Repository& repo, const std::string& volume, const MountRequest& req, const Logger& log,
+                              MountedInfo& info, ObjectId& top) {
+    DVOL_TRY(auto lazy, repo.lazy_volume(volume));
+    if (!lazy)
+        return make_error(Errc::invalid_argument, fmt::format("volume {} is not lazy: mount a commit of it with dvol mount {} DIR", volume, volume));
+    LazyServing out;
+    DVOL_CHECK(make_dirs(lazy->cache_dir));
+    // One process serves a volume's cache: a second mount of the same volume (a race of two
+    // commands remounting it) stops here.
+    std::string lock_path = lazy->cache_dir + "/mount.lock";
+    DVOL_TRY(out.lock, open_file(lock_path, O_RDWR | O_CREAT | O_CLOEXEC, 0644));
+    if (::flock(out.lock.get(), LOCK_EX | LOCK_NB) != 0)
+        return make_error(Errc::busy, fmt::format("lazy volume {} is being mounted by another process", volume));
+    std::string pid = std::to_string(::getpid()) + "\n";
+    if (::ftruncate(out.lock.get(), 0) != 0) return errno_error("write", lock_path);
+    DVOL_CHECK(pwrite_all(out.lock.get(), as_bytes(pid), 0, lock_path));
+    LazySourceOptions options;
+    options.readers = std::max(1u, req.threads);
+    options.log = [&log](const std::string& m) { log.error(m); };
+    if (const char* path = std::getenv("DVOL_TEST_FETCH_LOG"); path && *path) {
+        DVOL_TRY(auto fd, open_file(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644));
+        auto shared = std::make_shared<UniqueFd>(std::move(fd));
+        options.wrap = [shared](std::unique_ptr<remote::Backend> b) -> std::unique_ptr<remote::Backend> {
+            return std::make_unique<FetchLog>(std::move(b), shared);
+        };
+    }
+    DVOL_TRY(out.source, repo.open_lazy_source(*lazy, options));
+    info.volume = lazy->volume;
+    info.commit = lazy->commit;
+    top = lazy->tree;
+    return out;
+}
+
 // Everything the serving process does, in the foreground or as the daemon: resolve and pin the
-// commit, open the readers, serve. `ready` is called once, as serve() says.
+// commit (or open a lazy volume's cache), open the readers, serve. `ready` is called once, as
+// serve() says.
 Status serve_commit(const MountRequest& req, const std::string& dir, Logger& log, const WarnFn& wait_notice,
                     const std::function<void(const Status&, const MountedInfo&)>& ready) {
     MountedInfo info;
@@ -53,30 +128,42 @@ Status serve_commit(const MountRequest& req, const std::string& dir, Logger& log
         return e;
     };
     std::optional<CommitPin> pin;
+    std::optional<LazyServing> lazy;
     std::vector<std::unique_ptr<ObjectSource>> readers;
+    ObjectId top;
     {
         auto repo = Repository::open(req.store_dir, false);  // a mount makes no store
         if (!repo) return early(repo.error());
         (*repo)->set_wait_notice(wait_notice);
         auto volume = (*repo)->resolve_volume(req.volume);
         if (!volume) return early(volume.error());
-        auto pinned = (*repo)->pin_commit(*volume, req.ref, fmt::format("mount {}", dir));
-        if (!pinned) return early(pinned.error());
-        pin.emplace(std::move(*pinned));
-        for (unsigned i = 0; i < std::max(1u, req.threads); ++i) {
-            auto r = (*repo)->open_object_reader();
-            if (!r) return early(r.error());
-            readers.push_back(std::move(*r));
+        if (req.lazy) {
+            auto opened = open_lazy(**repo, *volume, req, log, info, top);
+            if (!opened) return early(opened.error());
+            lazy.emplace(std::move(*opened));
+        } else {
+            auto pinned = (*repo)->pin_commit(*volume, req.ref, fmt::format("mount {}", dir));
+            if (!pinned) return early(pinned.error());
+            pin.emplace(std::move(*pinned));
+            for (unsigned i = 0; i < std::max(1u, req.threads); ++i) {
+                auto r = (*repo)->open_object_reader();
+                if (!r) return early(r.error());
+                readers.push_back(std::move(r.value()));
+            }
+            info.volume = pin->volume();
+            info.commit = pin->commit();
+            top = pin->tree();
         }
     }
-    info.volume = pin->volume();
-    info.commit = pin->commit();
-    PooledSource source(std::move(readers));
+    std::unique_ptr<PooledSource> pooled;
+    if (!lazy) pooled = std::make_unique<PooledSource>(std::move(readers));
+    ObjectSource& source = lazy ? lazy->source->source() : *pooled;
     Options options;
     options.limits.chunk_cache = req.cache_mib << 20;
     options.count_links = req.count_links;
+    if (lazy) options.readahead_chunks = req.readahead_chunks;
     if (log.verbose()) options.trace = [&log](const std::string& m) { log.trace(m); };
-    auto fs = CommitFs::open(source, pin->tree(), std::move(options));
+    auto fs = CommitFs::open(source, top, std::move(options));
     if (!fs) return early(fs.error());
 
     ServeConfig cfg;
@@ -88,7 +175,13 @@ Status serve_commit(const MountRequest& req, const std::string& dir, Logger& log
     if (served) {
         auto s = (*fs)->stats();
         log.trace(fmt::format("unmounted; loaded {} trees, {} extent lists, {} chunks", s.tree_loads, s.list_loads, s.chunk_loads));
+        if (lazy) {
+            auto c = lazy->source->cache().stats();
+            log.trace(fmt::format("cache: {} fetches ({} bytes), {} hits, {} failures, {} evictions", c.fetches, c.fetched_bytes, c.hits,
+                                  c.failures, c.evictions));
+        }
     }
+    fs->reset();  // before the sources it reads
     return served;
 }
 
@@ -150,6 +243,17 @@ Status check_fuse_device() {
     if (::stat("/dev/fuse", &st) == 0 && S_ISCHR(st.st_mode)) return {};
     return make_error(Errc::unsupported,
                       "no /dev/fuse here: FUSE is not available (load the fuse module; in a container, pass --device /dev/fuse)");
+}
+
+Status fusermount_unmount(const std::string& dir, bool lazily);
+
+// Detaches a dvol mount whose process is gone.
+Status free_dead_mount(const std::string& dir) {
+    if (::geteuid() == 0) {
+        if (::umount2(dir.c_str(), MNT_DETACH) != 0) return errno_error("unmount the dead mount on", dir);
+        return {};
+    }
+    return fusermount_unmount(dir, true);
 }
 
 Result<std::string> read_all(int fd) {
@@ -214,6 +318,27 @@ Status mount_commit(const MountRequest& req_arg, const std::function<void(const 
         if (!::getcwd(cwd, sizeof cwd)) return errno_error("find", "the current directory");
         req.store_dir = std::string(cwd) + "/" + req.store_dir;
     }
+    if (req.lazy) {
+        DVOL_TRY(auto repo, Repository::open(req.store_dir, false));
+        DVOL_TRY(std::string volume, repo->resolve_volume(req.volume));
+        DVOL_TRY(auto lazy, repo->lazy_volume(volume));
+        if (!lazy)
+            return make_error(Errc::invalid_argument,
+                              fmt::format("volume {} is not lazy: dvol mount without DIR mounts a lazy volume on its live directory", volume));
+        req.volume = volume;
+        req.dir = repo->live_dir(volume);
+        DVOL_TRY(auto m, find_mount(req.dir));
+        if (m && m->fstype == kDvolFsType) {
+            struct statfs sfs;
+            if (::statfs(req.dir.c_str(), &sfs) == 0) {
+                mounted(MountedInfo{volume, lazy->commit, req.dir, true});
+                return {};
+            }
+            // Its process is gone (killed, or the machine's FUSE daemon restarted): free the
+            // directory, then mount it again. Lazily, so that a process still in it does not stop us.
+            DVOL_CHECK(free_dead_mount(req.dir));
+        }
+    }
     DVOL_TRY(std::string dir, absolute_dir(req.dir));
     DVOL_CHECK(check_mount_dir(dir));
     if (!fuse_built()) return make_error(Errc::unsupported, "this dvol was built without FUSE support (install libfuse3-dev and build again)");
@@ -261,10 +386,12 @@ Status mount_commit(const MountRequest& req_arg, const std::function<void(const 
 
 namespace {
 
-// fusermount3 -u DIR, for a user who may not call umount2.
-Status fusermount_unmount(const std::string& dir) {
-    std::vector<char*> argv{const_cast<char*>("fusermount3"), const_cast<char*>("-u"), const_cast<char*>("--"), const_cast<char*>(dir.c_str()),
-                            nullptr};
+// fusermount3 -u DIR (-z: lazily), for a user who may not call umount2.
+Status fusermount_unmount(const std::string& dir, bool lazily) {
+    std::vector<char*> argv{const_cast<char*>("fusermount3"), const_cast<char*>("-u")};
+    if (lazily) argv.push_back(const_cast<char*>("-z"));
+    for (const char* a : {"--", dir.c_str()}) argv.push_back(const_cast<char*>(a));
+    argv.push_back(nullptr);
     pid_t pid;
     int rc = ::posix_spawnp(&pid, "fusermount3", nullptr, nullptr, argv.data(), environ);
     if (rc != 0) return errno_error("run fusermount3 to unmount", dir, rc);
@@ -304,9 +431,13 @@ Status unmount(const std::string& dir_arg, const std::string& store_dir, const W
             return errno_error("unmount", dir);
         }
     } else {
-        DVOL_CHECK(fusermount_unmount(dir));
+        DVOL_CHECK(fusermount_unmount(dir, false));
     }
 
+    // A lazy volume's mount process holds its cache's lock (<volume dir>/cache/mount.lock, the
+    // live directory being <volume dir>/data).
+    std::string lazy_lock = dir.substr(0, dir.rfind('/')) + "/cache/mount.lock";
+    if (!serving && path_exists(lazy_lock)) serving = PinInfo{"", {}, {}, 0, "", lazy_lock};
     // The daemon ends when its mount goes; its pin's lock goes with it.
     if (serving) {
         auto fd = open_file(serving->file, O_RDONLY);
@@ -316,7 +447,9 @@ Status unmount(const std::string& dir_arg, const std::string& store_dir, const W
             bool told = false;
             while (::flock(fd->get(), LOCK_SH | LOCK_NB) != 0) {
                 if (!told && steady_clock::now() - start > seconds(5)) {
-                    if (notice) notice(fmt::format("waiting for the mount process {} to exit", serving->pid));
+                    if (notice)
+                        notice(serving->pid ? fmt::format("waiting for the mount process {} to exit", serving->pid)
+                                            : std::string("waiting for the mount process to exit"));
                     told = true;
                 }
                 if (steady_clock::now() - start > seconds(60)) break;
@@ -325,6 +458,25 @@ Status unmount(const std::string& dir_arg, const std::string& store_dir, const W
         }
     }
     return {};
+}
+
+}  // namespace dvol::mountfs
+
+namespace dvol::mountfs {
+
+Result<bool> is_dvol_mount(const std::string& dir_arg) {
+    DVOL_TRY(std::string dir, absolute_dir(dir_arg));
+    DVOL_TRY(auto m, find_mount(dir));
+    return m && m->fstype == kDvolFsType;
+}
+
+Status ensure_lazy_mounted(const std::string& store_dir, const std::string& volume, const std::function<void(const MountedInfo&)>& mounted,
+                           const WarnFn& notice) {
+    MountRequest req;
+    req.store_dir = store_dir;
+    req.volume = volume;
+    req.lazy = true;
+    return mount_commit(req, mounted, notice);
 }
 
 }  // namespace dvol::mountfs

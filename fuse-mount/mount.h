@@ -35,12 +35,19 @@ struct MountRequest {
     unsigned threads = 4;               // FUSE worker threads, and readers of the store
     size_t cache_mib = 64;              // chunks kept decoded
     unsigned readahead_kib = 1024;      // the mount's readahead (root only), 0: the kernel's
+    // A lazy volume (docs/ARCHITECTURE.md, "Lazy volumes"): `volume` is mounted on its live
+    // directory (`dir` and `ref` are ignored), its active branch's tip read through its chunk cache
+    // from its remote. When that directory is already its live mount, nothing is done
+    // (MountedInfo::already); when it is a mount whose process is gone, it is freed first.
+    bool lazy = false;
+    unsigned readahead_chunks = 4;  // lazy: chunks fetched ahead of a sequential read
 };
 
 struct MountedInfo {
     std::string volume;
     ObjectId commit;
     std::string dir;  // absolute
+    bool already = false;  // lazy: it was mounted already
 };
 
 // Whether this dvol was built with FUSE support.
@@ -56,6 +63,15 @@ bool fuse_available();
 // Refuses a directory that is already a dvol mount. `wait_notice` is told when the commit cannot
 // be pinned yet because a gc runs.
 Status mount_commit(const MountRequest& req, const std::function<void(const MountedInfo&)>& mounted, const WarnFn& wait_notice);
+
+// Mounts the lazy volume `volume` on its live directory unless it is mounted already (see
+// MountRequest::lazy): what every command that hands out a lazy volume's live directory calls, so
+// that the mount comes back after its process ended or the machine restarted.
+Status ensure_lazy_mounted(const std::string& store_dir, const std::string& volume, const std::function<void(const MountedInfo&)>& mounted,
+                           const WarnFn& notice);
+
+// Whether a dvol mount (live or whose process is gone) is on `dir`.
+Result<bool> is_dvol_mount(const std::string& dir);
 
 // Unmounts the dvol mount on `dir` (as root with umount2, otherwise with fusermount3 -u) and, when
 // the store `store_dir` knows the mount's process, waits for it to exit (`notice` is told if it

@@ -16,19 +16,19 @@ Result<std::unique_ptr<Backend>> open_backend(const std::string& url, const Back
         // A directory's failures are transient only over NFS (a stale handle, a soft mount's
         // timeout), but those are worth the retries.
         DVOL_TRY(auto dir, DirBackend::open(url));
-        return std::unique_ptr<Backend>(std::make_unique<RetryingBackend>(std::move(dir)));
+        return std::unique_ptr<Backend>(std::make_unique<RetryingBackend>(std::move(dir), options.retry.value_or(RetryPolicy{})));
     }
     if (scheme == "s3") {
         S3Options s3;
         s3.endpoint = options.endpoint;
         DVOL_TRY(auto backend, S3Backend::open(url, s3));
-        return std::unique_ptr<Backend>(std::make_unique<RetryingBackend>(std::move(backend)));
+        return std::unique_ptr<Backend>(std::make_unique<RetryingBackend>(std::move(backend), options.retry.value_or(RetryPolicy{})));
     }
     if (scheme == "ssh") {
         // A dropped connection or a server that restarts is worth the retries; each retry
         // starts a new ssh.
         DVOL_TRY(auto ssh, SshBackend::open(url, options));
-        return std::unique_ptr<Backend>(std::make_unique<RetryingBackend>(std::move(ssh)));
+        return std::unique_ptr<Backend>(std::make_unique<RetryingBackend>(std::move(ssh), options.retry.value_or(RetryPolicy{})));
     }
     return make_error(Errc::invalid_argument,
                       fmt::format("unknown remote URL scheme '{}': a remote is a directory (a path or file:///path), "

@@ -2,10 +2,12 @@
 #pragma once
 
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "base/error.h"
 #include "remote/backend.h"
+#include "remote/retry.h"
 
 namespace dvol::remote {
 
@@ -23,6 +25,9 @@ struct BackendOptions {
     // ssh: whether the remote's directory may be created (not its parents) by the first write,
     // for a push to a new remote. Without it a missing directory is Errc::not_found.
     bool create = false;
+    // How transient failures are retried; none: RetryPolicy's defaults (up to 30 s). A lazy
+    // mount, which answers a reader waiting in read(2), retries for less.
+    std::optional<RetryPolicy> retry;
 };
 
 // Opens the remote named by `url`:
@@ -32,7 +37,7 @@ struct BackendOptions {
 // - ssh://[user@]host[:port]/path: a directory on a server that has dvol, reached with the
 //   system's ssh (SshBackend).
 // Any other scheme is Errc::invalid_argument. Backends whose failures can be transient come
-// wrapped in a RetryingBackend with the default policy. The Backend is the caller's.
+// wrapped in a RetryingBackend with `options.retry`. The Backend is the caller's.
 Result<std::unique_ptr<Backend>> open_backend(const std::string& url, const BackendOptions& options = {});
 
 }  // namespace dvol::remote

@@ -305,6 +305,8 @@ Result<bool> file_holds(ObjectSource& source, int fd, const FileContent& content
 Status Repository::check_stat_cache(FsckReport& report) {
     DVOL_TRY(auto volumes, refs_->volumes());
     for (const auto& vol : volumes) {
+        DVOL_TRY(bool lazy, is_lazy(vol.id));
+        if (lazy) continue;  // no stat cache: nothing is ever scanned or restored there
         DVOL_TRY(auto tip, head(vol));
         std::optional<TreePaths> paths;
         std::optional<ObjectId> root;
@@ -419,6 +421,7 @@ Status Repository::fsck_objects(FsckReport& report, const ProgressFn& progress) 
     DVOL_TRY(auto volumes, refs_->volumes());
     for (const auto& vol : volumes) {
         const std::string& vname = vol.name;
+        DVOL_TRY(bool lazy, is_lazy(vol.id));
         DVOL_TRY(auto commits, refs_->commits(vol.id));
         for (const auto& row : commits) {
             const ObjectId& cid = row.id;
@@ -431,6 +434,8 @@ Status Repository::fsck_objects(FsckReport& report, const ProgressFn& progress) 
                                                       {FsckAffected{vname, cid.hex(), ""}}});
                 continue;
             }
+            // A lazy volume's trees are in its cache, read from its remote, not in the store.
+            if (lazy) continue;
             DVOL_TRY(auto found, check.check_top(decoded->tree));
             for (const auto& [p, path] : found) {
                 auto& affects = report.problems[p].affects;
@@ -472,6 +477,9 @@ Result<GcReport> Repository::gc(const ProgressFn& progress) {
     std::map<int64_t, ObjectIdSet> keep;  // volume -> reachable commits
     DVOL_TRY(auto tips, refs_->tips());
     for (const auto& [vid, tip] : tips) {
+        // A lazy volume's trees and chunks are not in the packs (its cache holds what it
+        // needs): its commits are kept, nothing of the store is marked for it.
+        DVOL_TRY(bool lazy, is_lazy(vid));
         std::vector<ObjectId> todo{tip};
         while (!todo.empty()) {
             ObjectId cur = todo.back();
@@ -479,7 +487,7 @@ Result<GcReport> Repository::gc(const ProgressFn& progress) {
             if (!keep[vid].insert(cur).second) continue;
             auto c = load_commit(cur);
             if (!c) return make_error(c.error().code, fmt::format("cannot collect garbage: {}; run dvol fsck", c.error().message));
-            DVOL_CHECK(walk_tree(*store_, c->tree, "", walker, true));
+            if (!lazy) DVOL_CHECK(walk_tree(*store_, c->tree, "", walker, true));
             todo.insert(todo.end(), c->parents.begin(), c->parents.end());
         }
     }

@@ -253,6 +253,9 @@ Result<CommitOutcome> Repository::commit(const std::string& volume, const std::s
     if (message.empty()) return make_error(Errc::invalid_argument, "You must provide a commit message");
     DVOL_TRY(auto who, identity());
     DVOL_TRY(auto v, find_volume(volume));
+    DVOL_TRY(bool lazy, is_lazy(v.id));
+    if (lazy)
+        return make_error(Errc::unsupported, fmt::format("nothing to commit: lazy volume {} is a read-only mount of its remote's commit", volume));
     DVOL_TRY(auto lock, VolumeLock::acquire(*paths_, volume, wait_notice_));
     DVOL_TRY(auto store_lock, StoreLock::acquire(*paths_, false, wait_notice_));
     DVOL_TRY(v, find_volume(volume));  // the active branch as it is under the lock
@@ -402,6 +405,7 @@ Result<ObjectId> Repository::resolve_in(const Volume& v, const std::string& ref)
 Result<ResetOutcome> Repository::reset_hard(const std::string& volume, const std::string& ref, const ProgressFn& progress,
                                             const LiveDataHooks& hooks) {
     DVOL_TRY(auto v, find_volume(volume));
+    DVOL_CHECK(refuse_lazy(v, "reset"));
     DVOL_TRY(auto lock, VolumeLock::acquire(*paths_, volume, wait_notice_));
     DVOL_TRY(auto store_lock, StoreLock::acquire(*paths_, false, wait_notice_));
     // Under the locks: the active branch, the ref and the commit cannot change or go away now.
@@ -526,6 +530,9 @@ Status Repository::refuse_uncommitted(const Volume& v, std::string_view otherwis
 
 Result<std::vector<Change>> Repository::status(const std::string& volume, const WarnFn& warn) {
     DVOL_TRY(auto v, find_volume(volume));
+    // Its live directory is the read-only mount of its tip: it never differs from it.
+    DVOL_TRY(bool lazy, is_lazy(v.id));
+    if (lazy) return std::vector<Change>();
     DVOL_TRY(auto store_lock, StoreLock::acquire(*paths_, false, wait_notice_));
     return live_changes(v, warn);
 }
@@ -557,6 +564,20 @@ Result<CheckoutOutcome> Repository::checkout(const std::string& volume, const st
         out.restore.id = tip.value_or(ObjectId{});
         return out;
     }
+    {
+        // A lazy volume's mount shows its tip: switching to a branch at the same commit changes
+        // nothing it shows, anything else would need the mount re-pointed.
+        DVOL_TRY(bool lazy, is_lazy(v.id));
+        DVOL_TRY(auto tip, head(v));
+        if (lazy && target->tip == tip) {
+            DVOL_TRY(auto txn, meta::Db::Transaction::begin(*db_));
+            DVOL_CHECK(refs_->set_active_branch(v.id, branch));
+            DVOL_CHECK(txn.commit());
+            out.restore.id = tip.value_or(ObjectId{});
+            return out;
+        }
+        if (lazy) DVOL_CHECK(refuse_lazy(v, "switching to a branch at another commit"));
+    }
     if (!force) DVOL_CHECK(refuse_uncommitted(v, "use --force to discard them"));
     DVOL_CHECK(prepare_write());
     std::optional<ObjectId> tree;
@@ -581,6 +602,9 @@ Result<CheckoutOutcome> Repository::checkout(const std::string& volume, const st
 Result<std::vector<FileDiff>> Repository::diff(const std::string& volume, const std::optional<std::string>& from,
                                                const std::optional<std::string>& to, const std::string& path, const WarnFn& warn) {
     DVOL_TRY(auto v, find_volume(volume));
+    DVOL_TRY(bool lazy, is_lazy(v.id));
+    if (lazy && !from && !to) return std::vector<FileDiff>();  // the live directory is its tip
+    if (lazy) DVOL_CHECK(refuse_lazy(v, "diff of commits"));
     DVOL_TRY(auto store_lock, StoreLock::acquire(*paths_, false, wait_notice_));
     TreeOverlay overlay;
     std::optional<ObjectId> from_tree, to_tree;

@@ -12,6 +12,7 @@
 // its locks. A Repository object is not thread-safe.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -38,6 +39,7 @@ namespace remote {
 class Backend;
 }
 class ObjectSource;
+class ChunkCache;
 class ObjectStore;
 class StorePaths;
 
@@ -187,6 +189,51 @@ struct CloneOptions {
     std::optional<std::string> name;    // of the new volume
     std::optional<std::string> branch;  // to check out
     bool prepare_only = false;
+    // A lazy volume (docs/ARCHITECTURE.md, "Lazy volumes"): only commits, trees and extent
+    // lists are fetched (into the volume's cache, not the store's packs); the live directory is
+    // left empty for the front end to mount. cache_size: the chunk cache's bound, 0 for the
+    // default (kDefaultLazyCacheSize).
+    bool lazy = false;
+    uint64_t cache_size = 0;
+};
+
+// The volume options that make a volume lazy (docs/FORMAT.md, "Lazy volumes"): the remote's URL
+// (its presence is what "lazy" means), its endpoint, and the cache's bound in bytes.
+inline constexpr const char* kLazyUrlOption = "lazy-url";
+inline constexpr const char* kLazyEndpointOption = "lazy-endpoint";
+inline constexpr const char* kLazyCacheOption = "lazy-cache-size";
+inline constexpr uint64_t kDefaultLazyCacheSize = 1ull << 30;
+inline constexpr uint64_t kMinLazyCacheSize = 8ull << 20;
+
+// What a lazy volume is fetched from, and what its live directory shows.
+struct LazyVolume {
+    std::string volume;
+    std::string url;        // the remote
+    std::string endpoint;   // s3: the service's URL, if not AWS
+    std::string cache_dir;  // <store>/volumes/<volume>/cache
+    uint64_t cache_size = 0;
+    std::string branch;     // the active branch
+    ObjectId commit;        // its tip
+    ObjectId tree;          // the tip's top tree
+};
+
+// Where a lazy volume's mount gets objects: its chunk cache in front of a pool of readers of the
+// remote (each with its own backend and SQLite connection). Thread-safe.
+class LazySource {
+public:
+    virtual ~LazySource() = default;
+    virtual ObjectSource& source() = 0;  // the cache
+    virtual ChunkCache& cache() = 0;
+};
+
+struct LazySourceOptions {
+    unsigned readers = 4;
+    // Told of every fetch failure and every damaged cache file (the mount's log).
+    std::function<void(const std::string&)> log;
+    // Wraps each backend opened (a test's counter of what the remote served).
+    std::function<std::unique_ptr<remote::Backend>(std::unique_ptr<remote::Backend>)> wrap;
+    // How long a read waits for a remote that fails transiently before it fails (EIO).
+    std::chrono::milliseconds retry_for{5'000};
 };
 
 struct CloneOutcome {
@@ -390,6 +437,11 @@ public:
     Result<CloneOutcome> clone(const RemoteSpec& remote, const std::string& remote_volume, const CloneOptions& options = {},
                                const ProgressFn& progress = {});
 
+    // Lazy volumes (repo/lazy.cpp). nullopt when `volume` is not lazy.
+    Result<std::optional<LazyVolume>> lazy_volume(const std::string& volume);
+    // Opens what a lazy volume's mount reads through. Holds no lock of the store.
+    Result<std::unique_ptr<LazySource>> open_lazy_source(const LazyVolume& lazy, const LazySourceOptions& options);
+
     // Wraps every Backend this Repository opens to reach a remote, once open_backend() has
     // made it: what the transfer tests use to count requests and to interrupt a transfer.
     using BackendWrapper = std::function<std::unique_ptr<remote::Backend>(std::unique_ptr<remote::Backend>)>;
@@ -436,7 +488,13 @@ private:
     // `for_push`: the remote may not exist yet (a directory over ssh is made by the first write).
     Result<Remote> open_remote(const RemoteSpec& spec, bool for_push = false);
     Result<bool> is_ancestor(const ObjectId& ancestor, const ObjectId& tip);
-    Result<FetchOutcome> fetch_into(Remote& r, const Volume& v, const std::string& remote_volume, const ProgressFn& progress);
+    // `lazy_cache`: the directory of a lazy volume's cache, where trees and extent lists go
+    // (and no chunk is fetched); empty for an ordinary fetch into the store.
+    Result<FetchOutcome> fetch_into(Remote& r, const Volume& v, const std::string& remote_volume, const ProgressFn& progress,
+                                    const std::string& lazy_cache = "");
+    // Errc::unsupported ("`what` is not supported on lazy volume V...") when `v` is lazy.
+    Status refuse_lazy(const Volume& v, std::string_view what);
+    Result<bool> is_lazy(int64_t volume_id);
     Result<std::string> remote_volume_of(const Volume& v);
 
     std::unique_ptr<StorePaths> paths_;

@@ -29,6 +29,7 @@
 #include "repo/repository.h"
 #include "repo/stat_cache.h"
 #include "repo/walk.h"
+#include "store/chunk_cache.h"
 #include "store/object_store.h"
 #include "store/paths.h"
 
@@ -129,6 +130,14 @@ Status Repository::remove_remote(const std::string& name) {
     DVOL_TRY(auto url, refs_->config(url_key(name)));
     if (!url) return make_error(Errc::not_found, fmt::format("no such remote: {}", name));
     DVOL_TRY(auto endpoint, refs_->config(endpoint_key(name)));
+    // A lazy volume reads through what this store knows of the remote (its pack indexes).
+    DVOL_TRY(auto volumes, refs_->volumes());
+    for (const auto& vol : volumes) {
+        DVOL_TRY(auto lazy_url, refs_->volume_option(vol.id, kLazyUrlOption));
+        DVOL_TRY(auto lazy_endpoint, refs_->volume_option(vol.id, kLazyEndpointOption));
+        if (lazy_url == url && lazy_endpoint.value_or("") == endpoint.value_or(""))
+            return make_error(Errc::conflict, fmt::format("remote {} is where lazy volume {} fetches its data: remove the volume first", name, vol.name));
+    }
     DVOL_TRY(auto txn, meta::Db::Transaction::begin(*db_));
     DVOL_CHECK(refs_->unset_config(url_key(name)));
     DVOL_CHECK(refs_->unset_config(endpoint_key(name)));
@@ -281,6 +290,8 @@ Result<std::vector<RemoteBranch>> Repository::show_remote(const RemoteSpec& spec
 Result<PushOutcome> Repository::push(const RemoteSpec& spec, const std::string& volume, const std::optional<std::string>& branch_arg,
                                      const PushOptions& options, const ProgressFn& progress) {
     DVOL_TRY(auto v, find_volume(volume));
+    // Its commits are all the remote's already, and its objects are not in this store.
+    DVOL_CHECK(refuse_lazy(v, "push"));
     std::string branch = branch_arg.value_or(v.branch);
     if (!valid_name(branch)) return make_error(Errc::invalid_argument, invalid_name_message(branch, "branch name"));
     DVOL_TRY(auto row, refs_->branch(v.id, branch));
@@ -468,7 +479,8 @@ Result<PushOutcome> Repository::push(const RemoteSpec& spec, const std::string& 
     return out;
 }
 
-Result<FetchOutcome> Repository::fetch_into(Remote& r, const Volume& v, const std::string& rv, const ProgressFn& progress) {
+Result<FetchOutcome> Repository::fetch_into(Remote& r, const Volume& v, const std::string& rv, const ProgressFn& progress,
+                                            const std::string& lazy_cache) {
     FetchOutcome out;
     out.remote_volume = rv;
     RemoteVolume refs;
@@ -486,6 +498,15 @@ Result<FetchOutcome> Repository::fetch_into(Remote& r, const Volume& v, const st
     // The remote's indexes are read only when a tip is new to this volume: a fetch with nothing
     // to bring costs the refs' requests alone.
     remote::RemoteObjects objects(*r.backend, *db_, *remote_index_, r.id);
+    // A lazy volume's trees and extent lists go to its cache's kept tier, not to the store's
+    // packs (whose invariant, a tree present means its content present, they would break).
+    std::unique_ptr<ChunkCache> lazy;
+    if (!lazy_cache.empty()) {
+        ChunkCache::Options co;
+        co.prefetch_threads = 0;
+        co.bound = UINT64_MAX;  // only the kept tier is written here: nothing to evict
+        DVOL_TRY(lazy, ChunkCache::open(lazy_cache, objects, co));
+    }
     for (const auto& [b, tip] : refs.branches) {
         DVOL_TRY(bool have, refs_->has_commit(v.id, tip));
         if (have) continue;
@@ -558,6 +579,12 @@ Result<FetchOutcome> Repository::fetch_into(Remote& r, const Volume& v, const st
         ObjectWalker walker;
         walker.visit = [&](const ObjectId& id, ObjectKind kind, const std::string&) -> Result<bool> {
             if (queued.contains(id)) return false;
+            if (lazy) {
+                // Kept children first: a kept tree has all its trees and lists kept below it.
+                if (kind == ObjectKind::chunk || lazy->pinned(id)) return false;
+                queued.insert(id);
+                return true;
+            }
             DVOL_TRY(bool here, store_->has(id));
             if (here) return false;
             queued.insert(id);
@@ -573,14 +600,21 @@ Result<FetchOutcome> Repository::fetch_into(Remote& r, const Volume& v, const st
                                                                          path.empty() ? "/" : path, r.name, e.message));
         };
         for (const auto& n : commits)
-            if (!n.local) DVOL_CHECK(walk_tree(keeping, n.commit.tree, "", walker, true));
+            if (!n.local || lazy) DVOL_CHECK(walk_tree(keeping, n.commit.tree, "", walker, true));
         if (unreadable) return *unreadable;
+    }
+    if (lazy) {
+        for (const auto& id : metadata) DVOL_CHECK(lazy->pin(id, read.at(id)));
+        out.received.objects = metadata.size();
+        out.received.bytes = objects.stats().bytes;
+        out.received.requests = objects.stats().requests;
     }
 
     // Chunks first, coalesced into few ranged reads and verified one by one; then trees and
     // extent lists, each after everything below it; all durable before the commit rows name
     // them.
     Meter meter{progress, {}};
+    if (lazy) chunks.clear();
     for (const auto& id : chunks) {
         DVOL_TRY(auto loc, remote_index_->find(r.id, id));
         if (loc) meter.p.total += kRecordHeaderSize + loc->stored_len;
@@ -591,15 +625,17 @@ Result<FetchOutcome> Repository::fetch_into(Remote& r, const Volume& v, const st
         out.verified.insert(id);
         return {};
     }, [&](uint64_t bytes) { meter.add(0, bytes); });
-    for (size_t i = 0; received && i < metadata.size(); ++i) received = store_->put(metadata[i], read.at(metadata[i]));
+    for (size_t i = 0; received && !lazy && i < metadata.size(); ++i) received = store_->put(metadata[i], read.at(metadata[i]));
     // What arrived is verified, and each object was stored after all below it: it is kept even
     // when the fetch failed half-way, so that the command run again fetches only the rest.
     Status flushed = store_->flush();
     DVOL_CHECK(received);
     DVOL_CHECK(flushed);
-    out.received.objects += metadata.size();
-    out.received.bytes = objects.stats().bytes;
-    out.received.requests = objects.stats().requests;
+    if (!lazy) {
+        out.received.objects += metadata.size();
+        out.received.bytes = objects.stats().bytes;
+        out.received.requests = objects.stats().requests;
+    }
 
     DVOL_TRY(auto tracking, refs_->tracking(v.id));
     DVOL_TRY(auto txn, meta::Db::Transaction::begin(*db_));
@@ -625,6 +661,7 @@ Result<FetchOutcome> Repository::fetch_into(Remote& r, const Volume& v, const st
 
 Result<FetchOutcome> Repository::fetch(const RemoteSpec& spec, const std::string& volume, const ProgressFn& progress) {
     DVOL_TRY(auto v, find_volume(volume));
+    DVOL_CHECK(refuse_lazy(v, "fetch"));
     DVOL_TRY(std::string rv, remote_volume_of(v));
     DVOL_TRY(auto r, open_remote(spec));
     DVOL_TRY(auto store_lock, StoreLock::acquire(*paths_, false, wait_notice_));
@@ -635,6 +672,7 @@ Result<FetchOutcome> Repository::fetch(const RemoteSpec& spec, const std::string
 Result<PullOutcome> Repository::pull(const RemoteSpec& spec, const std::string& volume, const std::optional<std::string>& branch_arg,
                                      const ProgressFn& progress, const LiveDataHooks& hooks) {
     DVOL_TRY(auto v, find_volume(volume));
+    DVOL_CHECK(refuse_lazy(v, "pull"));
     std::string branch = branch_arg.value_or(v.branch);
     if (!valid_name(branch)) return make_error(Errc::invalid_argument, invalid_name_message(branch, "branch name"));
     DVOL_TRY(std::string rv, remote_volume_of(v));
@@ -728,6 +766,11 @@ Result<CloneOutcome> Repository::clone(const RemoteSpec& spec, const std::string
         // point after leaves a volume that running the clone again finishes.
         std::vector<std::pair<std::string, std::string>> volume_options{{kCloningOption, r.key + " " + remote_volume}};
         if (name != remote_volume) volume_options.emplace_back(kUpstreamOption, remote_volume);
+        if (options.lazy) {
+            volume_options.emplace_back(kLazyUrlOption, r.url);
+            if (r.key.size() > r.url.size()) volume_options.emplace_back(kLazyEndpointOption, r.key.substr(r.url.size() + 1));
+            volume_options.emplace_back(kLazyCacheOption, std::to_string(options.cache_size ? options.cache_size : kDefaultLazyCacheSize));
+        }
         DVOL_CHECK(create_volume(name, false, volume_options));
         if (options.prepare_only) {
             out.prepared = true;
@@ -738,7 +781,11 @@ Result<CloneOutcome> Repository::clone(const RemoteSpec& spec, const std::string
     DVOL_TRY(auto store_lock, StoreLock::acquire(*paths_, false, wait_notice_));
     DVOL_CHECK(prepare_write());
     DVOL_TRY(auto v, find_volume(name));
-    DVOL_TRY(out.fetched, fetch_into(r, v, remote_volume, progress));
+    DVOL_TRY(bool lazy, is_lazy(v.id));
+    if (lazy != options.lazy)
+        return make_error(Errc::conflict, fmt::format("volume {} is an interrupted {}clone: finish it with the same command{}", name,
+                                                      lazy ? "lazy " : "", lazy ? " (with --lazy)" : " (without --lazy)"));
+    DVOL_TRY(out.fetched, fetch_into(r, v, remote_volume, progress, lazy ? paths_->volume_dir(name) + "/cache" : ""));
 
     // Local branches at the remote's tips; the remote's HEAD branch checked out.
     DVOL_TRY(auto tracking, refs_->tracking(v.id));
@@ -784,9 +831,14 @@ Result<CloneOutcome> Repository::clone(const RemoteSpec& spec, const std::string
     DVOL_TRY(v, find_volume(name));
     out.branch = active;
     ObjectId tip = std::find_if(theirs.begin(), theirs.end(), [&](const auto& b) { return b.first == active; })->second;
-    DVOL_TRY(ObjectId tree, commit_tree(tip));
-    DVOL_TRY(auto verified, verify_restore(v, &tree, std::move(out.fetched.verified)));
-    DVOL_TRY(out.restore, materialise(v, &tree, tip, std::move(verified), progress));
+    if (lazy) {
+        // Nothing to restore: the front end mounts the commit on the live directory.
+        out.restore.id = tip;
+    } else {
+        DVOL_TRY(ObjectId tree, commit_tree(tip));
+        DVOL_TRY(auto verified, verify_restore(v, &tree, std::move(out.fetched.verified)));
+        DVOL_TRY(out.restore, materialise(v, &tree, tip, std::move(verified), progress));
+    }
     DVOL_TRY(auto txn, meta::Db::Transaction::begin(*db_));
     DVOL_CHECK(refs_->unset_volume_option(v.id, kCloningOption));
     DVOL_CHECK(txn.commit());

@@ -7,6 +7,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <optional>
+#include <span>
 #include <vector>
 
 #include "base/error.h"
@@ -36,6 +37,11 @@ public:
         DVOL_CHECK(get(id, out));
         return std::optional<uint64_t>(out.size());
     }
+
+    // A hint that `ids` will probably be read soon (a sequential read going on): a source in
+    // front of a slow one (store/chunk_cache.h) starts fetching them in the background. By
+    // default nothing happens. Never fails, never blocks for long.
+    virtual void prefetch(std::span<const ObjectId> ids) { (void)ids; }
 
     // The same, into a new buffer.
     Result<std::vector<std::byte>> get(const ObjectId& id) {

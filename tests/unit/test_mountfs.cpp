@@ -77,6 +77,14 @@ private:
     std::map<ObjectId, std::vector<std::byte>> objects_;
     std::map<ObjectId, int> gets_;
     std::map<ObjectId, bool> damaged_;
+
+public:
+    // What prefetch() was told, in order (the readahead hint of sequential reads).
+    void prefetch(std::span<const ObjectId> ids) override {
+        std::lock_guard lk(mu_);
+        prefetched.insert(prefetched.end(), ids.begin(), ids.end());
+    }
+    std::vector<ObjectId> prefetched;
 };
 
 TreeEntry entry(const std::string& name, EntryType type, uint32_t mode = 0644) {
@@ -376,6 +384,45 @@ TEST_CASE("reads map offsets to chunks and holes", "[mountfs]") {
     CHECK(src.gets(a) == 1);
     CHECK(src.gets(c) == 1);
     CHECK(fs->stats().chunk_hits > 0);
+}
+
+TEST_CASE("sequential reads hint the next chunks to the source; other reads hint nothing", "[mountfs]") {
+    MemorySource src;
+    std::vector<ObjectId> ids;
+    std::vector<Extent> extents;
+    for (int i = 0; i < 8; ++i) {
+        ids.push_back(src.put(std::string(10, static_cast<char>('a' + i))));
+        extents.push_back(chunk(ids.back(), 10));
+        if (i == 2) extents.push_back(hole(10));  // holes are skipped, not counted as chunks
+    }
+    ObjectId root = src.put_tree(tree_of({file("f", extents)}));
+    Options o;
+    o.readahead_chunks = 3;
+    auto fs = open_fs(src, top_of(src, root), o);
+    Attr af = must_lookup(*fs, kRootIno, "f");
+    auto h = fs->open_file(af.ino);
+    REQUIRE(h);
+    ReadResult r;
+    REQUIRE(fs->read(**h, 0, 10, r));  // chunk 0, from the start: sequential
+    CHECK(src.prefetched == std::vector<ObjectId>{ids[1], ids[2]});  // then the hole: 3 extents, 2 chunks
+    src.prefetched.clear();
+    REQUIRE(fs->read(**h, 10, 10, r));  // chunk 1, where the last read ended
+    CHECK(src.prefetched == std::vector<ObjectId>{ids[2], ids[3]});
+    src.prefetched.clear();
+    REQUIRE(fs->read(**h, 65, 5, r));  // a jump: no hint
+    CHECK(src.prefetched.empty());
+    REQUIRE(fs->read(**h, 70, 10, r));  // sequential again from there (chunk 6): only chunk 7 is left
+    CHECK(src.prefetched == std::vector<ObjectId>{ids[7]});
+
+    SECTION("without readahead_chunks, nothing is hinted") {
+        auto plain = open_fs(src, top_of(src, root));
+        auto h2 = plain->open_file(must_lookup(*plain, kRootIno, "f").ino);
+        REQUIRE(h2);
+        src.prefetched.clear();
+        REQUIRE(plain->read(**h2, 0, 10, r));
+        REQUIRE(plain->read(**h2, 10, 10, r));
+        CHECK(src.prefetched.empty());
+    }
 }
 
 TEST_CASE("large files: extent lists are read one at a time, offsets across them", "[mountfs]") {

@@ -1,0 +1,299 @@
+#include "store/chunk_cache.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+
+#include <fmt/format.h>
+
+#include "base/fs.h"
+#include "store/hash.h"
+
+namespace dvol {
+
+namespace {
+
+// Larger than any object dvol writes (chunks are at most 4 MiB, trees and lists far less): a
+// bigger file in the cache is not one of ours.
+constexpr uint64_t kMaxObject = 64u << 20;
+
+}  // namespace
+
+ChunkCache::ChunkCache(std::string dir, ObjectSource& upstream, Options options)
+    : dir_(std::move(dir)), upstream_(upstream), options_(std::move(options)) {}
+
+Result<std::unique_ptr<ChunkCache>> ChunkCache::open(const std::string& dir, ObjectSource& upstream, Options options) {
+    std::unique_ptr<ChunkCache> c(new ChunkCache(dir, upstream, std::move(options)));
+    DVOL_CHECK(make_dirs(dir + "/meta"));
+    DVOL_CHECK(make_dirs(dir + "/chunks"));
+    DVOL_CHECK(make_dirs(dir + "/tmp"));
+    DVOL_CHECK(c->load_existing());
+    for (unsigned i = 0; i < c->options_.prefetch_threads; ++i) c->workers_.emplace_back([p = c.get()] { p->prefetch_loop(); });
+    return c;
+}
+
+ChunkCache::~ChunkCache() {
+    {
+        std::lock_guard lk(mu_);
+        stopping_ = true;
+        queue_.clear();
+    }
+    queue_cv_.notify_all();
+    for (auto& t : workers_) t.join();
+}
+
+Status ChunkCache::load_existing() {
+    // A crash may leave files being written in tmp/: they were never renamed, so never served.
+    std::string tmp = dir_ + "/tmp";
+    DVOL_TRY(auto tfd, open_file(tmp, O_RDONLY | O_DIRECTORY));
+    DVOL_CHECK(remove_children_at(tfd.get(), tmp));
+
+    std::string chunks = dir_ + "/chunks";
+    DVOL_TRY(auto dfd, open_file(chunks, O_RDONLY | O_DIRECTORY));
+    DVOL_TRY(auto names, list_dir(dfd.get(), chunks));
+    struct Found {
+        ObjectId id;
+        uint64_t size;
+        int64_t mtime_ns;
+    };
+    std::vector<Found> found;
+    for (const auto& name : names) {
+        struct stat st;
+        auto id = ObjectId::from_hex(name);
+        if (!id || ::fstatat(dfd.get(), name.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0 || !S_ISREG(st.st_mode) ||
+            static_cast<uint64_t>(st.st_size) > kMaxObject) {
+            // Not a cache file: nothing of ours to keep.
+            (void)remove_entry_at(dfd.get(), name, chunks + "/" + name);
+            continue;
+        }
+        found.push_back({*id, static_cast<uint64_t>(st.st_size), st.st_mtim.tv_sec * 1'000'000'000LL + st.st_mtim.tv_nsec});
+    }
+    std::sort(found.begin(), found.end(), [](const Found& a, const Found& b) { return a.mtime_ns < b.mtime_ns; });
+    std::lock_guard lk(mu_);
+    for (const auto& f : found) {
+        lru_.push_back(f.id);
+        entries_[f.id] = Entry{f.size, std::prev(lru_.end())};
+        stats_.used += f.size;
+    }
+    make_room(0);
+    return {};
+}
+
+std::string ChunkCache::chunk_path(const ObjectId& id) const { return dir_ + "/chunks/" + id.hex(); }
+std::string ChunkCache::meta_path(const ObjectId& id) const { return dir_ + "/meta/" + id.hex(); }
+
+bool ChunkCache::read_verified(const std::string& path, const ObjectId& id, std::vector<std::byte>& out) {
+    UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW));
+    if (!fd.valid()) return false;
+    struct stat st;
+    bool ok = ::fstat(fd.get(), &st) == 0 && S_ISREG(st.st_mode) && static_cast<uint64_t>(st.st_size) <= kMaxObject;
+    if (ok) {
+        out.resize(static_cast<size_t>(st.st_size));
+        ok = static_cast<bool>(pread_exact(fd.get(), out, 0, path)) && sha256(out) == id;
+    }
+    if (ok) return true;
+    // Damaged (a torn write the rename should have prevented, a bad disk): never served.
+    ::unlink(path.c_str());
+    {
+        std::lock_guard lk(mu_);
+        ++stats_.damaged;
+        if (auto it = entries_.find(id); it != entries_.end() && path == chunk_path(id)) {
+            stats_.used -= it->second.size;
+            lru_.erase(it->second.pos);
+            entries_.erase(it);
+        }
+    }
+    if (options_.log) options_.log(fmt::format("cache file {} failed verification: deleted, to be fetched again", path));
+    return false;
+}
+
+Result<bool> ChunkCache::has(const ObjectId& id) {
+    if (pinned(id) || cached(id)) return true;
+    return upstream_.has(id);
+}
+
+bool ChunkCache::pinned(const ObjectId& id) const { return path_exists(meta_path(id)); }
+
+bool ChunkCache::cached(const ObjectId& id) {
+    std::lock_guard lk(mu_);
+    return entries_.contains(id);
+}
+
+void ChunkCache::touch(const ObjectId& id) {
+    std::lock_guard lk(mu_);
+    auto it = entries_.find(id);
+    if (it == entries_.end()) return;
+    lru_.splice(lru_.end(), lru_, it->second.pos);
+    ++stats_.hits;
+}
+
+Status ChunkCache::get(const ObjectId& id, std::vector<std::byte>& out) {
+    if (read_verified(meta_path(id), id, out)) return {};
+    if (cached(id) && read_verified(chunk_path(id), id, out)) {
+        touch(id);
+        // The order survives a restart through the files' mtimes.
+        ::utimensat(AT_FDCWD, chunk_path(id).c_str(), nullptr, 0);
+        return {};
+    }
+    return fetch(id, out);
+}
+
+Status ChunkCache::fetch(const ObjectId& id, std::vector<std::byte>& out) {
+    std::shared_ptr<Flight> flight;
+    bool leader = false;
+    bool stored_since = false;
+    {
+        std::lock_guard lk(mu_);
+        stored_since = entries_.contains(id) && !flights_.contains(id);
+    }
+    // Stored by a fetch that ended since get() looked: read it from there.
+    if (stored_since && read_verified(chunk_path(id), id, out)) {
+        touch(id);
+        return {};
+    }
+    {
+        std::unique_lock lk(mu_);
+        auto it = flights_.find(id);
+        if (it != flights_.end()) {
+            flight = it->second;
+        } else {
+            flight = std::make_shared<Flight>();
+            flights_.emplace(id, flight);
+            leader = true;
+        }
+        if (!leader) {
+            flight_done_.wait(lk, [&] { return flight->done; });
+            if (!flight->result) return flight->result;
+            out = flight->bytes;
+            return {};
+        }
+    }
+    std::vector<std::byte> bytes;
+    Status st = upstream_.get(id, bytes);
+    // The upstream verifies; checked again here since what goes to disk must be right.
+    if (st && sha256(bytes) != id)
+        st = make_error(Errc::corrupt, fmt::format("object {} fetched does not match its id", id.hex()));
+    if (st) {
+        if (auto stored = store(id, bytes); !stored && options_.log)
+            options_.log(fmt::format("could not keep object {} in the cache: {}", id.hex(), stored.error().message));
+    } else if (options_.log) {
+        options_.log(fmt::format("fetching object {} failed: {}", id.hex(), st.error().message));
+    }
+    {
+        std::lock_guard lk(mu_);
+        if (st) {
+            ++stats_.fetches;
+            stats_.fetched_bytes += bytes.size();
+        } else {
+            ++stats_.failures;
+        }
+        flight->result = st;
+        flight->done = true;
+        // Waiters copy the bytes; the flight goes once they all have it (shared_ptr).
+        if (st) flight->bytes = bytes;
+        flights_.erase(id);
+    }
+    flight_done_.notify_all();
+    if (!st) return st;
+    out = std::move(bytes);
+    return {};
+}
+
+void ChunkCache::make_room(uint64_t need) {
+    while (!lru_.empty() && stats_.used + need > options_.bound) {
+        ObjectId victim = lru_.front();
+        lru_.pop_front();
+        auto it = entries_.find(victim);
+        stats_.used -= it->second.size;
+        entries_.erase(it);
+        ::unlink(chunk_path(victim).c_str());
+        ++stats_.evictions;
+    }
+}
+
+Status ChunkCache::write_file(const std::string& path, std::span<const std::byte> bytes) {
+    // Written whole under a temporary name, then renamed: a crash leaves either nothing at the
+    // final name or all of it (and reads verify anyway).
+    std::string tmp = fmt::format("{}/tmp/{}", dir_, random_name());
+    {
+        DVOL_TRY(auto fd, open_file(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600));
+        if (auto st = write_all(fd.get(), bytes, tmp); !st) {
+            ::unlink(tmp.c_str());
+            return st;
+        }
+    }
+    if (::rename(tmp.c_str(), path.c_str()) != 0) {
+        Error e = errno_error("rename into place", path);
+        ::unlink(tmp.c_str());
+        return e;
+    }
+    return {};
+}
+
+Status ChunkCache::store(const ObjectId& id, std::span<const std::byte> bytes) {
+    {
+        // Room is made before the file is written, so that the tier never holds more than the
+        // bound, whatever the number of fetches writing at once.
+        std::lock_guard lk(mu_);
+        if (entries_.contains(id)) return {};
+        make_room(bytes.size());
+        lru_.push_back(id);
+        entries_[id] = Entry{bytes.size(), std::prev(lru_.end())};
+        stats_.used += bytes.size();
+    }
+    Status st = write_file(chunk_path(id), bytes);
+    if (!st) {
+        std::lock_guard lk(mu_);
+        if (auto it = entries_.find(id); it != entries_.end()) {
+            stats_.used -= it->second.size;
+            lru_.erase(it->second.pos);
+            entries_.erase(it);
+        }
+    }
+    return st;
+}
+
+Status ChunkCache::pin(const ObjectId& id, std::span<const std::byte> bytes) {
+    if (sha256(bytes) != id) return make_error(Errc::corrupt, fmt::format("object {} to keep does not match its id", id.hex()));
+    if (pinned(id)) return {};
+    return write_file(meta_path(id), bytes);
+}
+
+void ChunkCache::prefetch(std::span<const ObjectId> ids) {
+    {
+        std::lock_guard lk(mu_);
+        for (const auto& id : ids) {
+            if (queue_.size() >= options_.prefetch_queue) break;
+            if (entries_.contains(id) || flights_.contains(id)) continue;
+            if (std::find(queue_.begin(), queue_.end(), id) != queue_.end()) continue;
+            queue_.push_back(id);
+        }
+    }
+    queue_cv_.notify_all();
+}
+
+void ChunkCache::prefetch_loop() {
+    std::vector<std::byte> scratch;
+    for (;;) {
+        ObjectId id;
+        {
+            std::unique_lock lk(mu_);
+            queue_cv_.wait(lk, [&] { return stopping_ || !queue_.empty(); });
+            if (stopping_) return;
+            id = queue_.front();
+            queue_.pop_front();
+            if (entries_.contains(id) || flights_.contains(id)) continue;
+        }
+        (void)fetch(id, scratch);  // a failure is logged; the read that needs it will say so
+    }
+}
+
+ChunkCache::Stats ChunkCache::stats() {
+    std::lock_guard lk(mu_);
+    return stats_;
+}
+
+}  // namespace dvol

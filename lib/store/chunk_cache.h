@@ -1,0 +1,130 @@
+// ChunkCache: an ObjectSource in front of another (a remote's objects, for a lazy volume) that
+// keeps what it fetched in a directory, bounded in bytes, least recently used out first
+// (docs/FORMAT.md, "Lazy volumes: the chunk cache").
+//
+// Two tiers in one directory:
+// - meta/<hex>: objects placed with pin() (a lazy clone's trees and extent lists), never evicted,
+//   not counted in the bound;
+// - chunks/<hex>: what get() fetched from upstream, at most `bound` bytes (plain lengths) on disk
+//   at any instant, temporary files included; a single object larger than the bound is kept
+//   alone, so the tier never holds more than max(bound, the largest object).
+// Every file is the object's plain bytes, written to tmp/ and renamed into place, and verified
+// (re-hashed against its name) each time it is read: a file a crash truncated, or that the disk
+// damaged, is deleted and fetched again, never served. open() deletes tmp/ leftovers and takes
+// the chunks it finds, recency from their mtimes.
+//
+// get() serves a verified copy: from the tiers, else from upstream (which verifies too), then
+// stores it. Concurrent get()s of one missing object fetch it once (the others wait for that
+// fetch and share its outcome, success or error). An upstream error is returned as is and
+// nothing is stored. prefetch() queues objects for background threads that fetch them into the
+// cache (at most `prefetch_queue` waiting; more are dropped, as readahead may be).
+//
+// Thread-safe: every method may be called from several threads at once. `upstream` must be
+// thread-safe too (store/pooled_source.h) and outlive the cache. One ChunkCache per directory:
+// two processes sharing one are not supported (the lazy mount is the only user of a volume's).
+#pragma once
+
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <list>
+#include <memory>
+#include <mutex>
+#include <span>
+#include <string>
+#include <thread>
+#include <unordered_map>
+#include <vector>
+
+#include "base/error.h"
+#include "base/object_id.h"
+#include "store/object_source.h"
+
+namespace dvol {
+
+class ChunkCache final : public ObjectSource {
+public:
+    struct Options {
+        uint64_t bound = 1ull << 30;  // bytes in chunks/
+        unsigned prefetch_threads = 2;
+        size_t prefetch_queue = 16;
+        // Told of every fetch from upstream (id, plain bytes, error or success) and of every
+        // damaged cache file deleted: the mount's log.
+        std::function<void(const std::string&)> log;
+    };
+    struct Stats {
+        uint64_t hits = 0;       // served from the directory
+        uint64_t fetches = 0;    // objects fetched from upstream
+        uint64_t fetched_bytes = 0;
+        uint64_t failures = 0;   // upstream fetches that failed
+        uint64_t damaged = 0;    // cache files that failed verification (deleted)
+        uint64_t evictions = 0;
+        uint64_t used = 0;       // bytes in chunks/ (reserved included)
+    };
+
+    // Opens (making it if needed) the cache in `dir`; evicts down to the bound what an earlier
+    // run left above it.
+    static Result<std::unique_ptr<ChunkCache>> open(const std::string& dir, ObjectSource& upstream, Options options);
+    ~ChunkCache() override;  // stops the prefetch threads (waiting for their current fetch)
+    ChunkCache(const ChunkCache&) = delete;
+    ChunkCache& operator=(const ChunkCache&) = delete;
+
+    Result<bool> has(const ObjectId& id) override;
+    Status get(const ObjectId& id, std::vector<std::byte>& out) override;
+    using ObjectSource::get;
+    void prefetch(std::span<const ObjectId> ids) override;
+
+    // Stores `bytes` (which must hash to `id`: Errc::corrupt otherwise) in the meta tier.
+    Status pin(const ObjectId& id, std::span<const std::byte> bytes);
+    bool pinned(const ObjectId& id) const;
+    // Whether chunks/ holds `id` now.
+    bool cached(const ObjectId& id);
+
+    Stats stats();
+    const std::string& dir() const { return dir_; }
+
+private:
+    ChunkCache(std::string dir, ObjectSource& upstream, Options options);
+    Status load_existing();
+    // Reads the file at `path` and checks it against `id`: true when served, false when absent
+    // or damaged (then deleted).
+    bool read_verified(const std::string& path, const ObjectId& id, std::vector<std::byte>& out);
+    std::string chunk_path(const ObjectId& id) const;
+    std::string meta_path(const ObjectId& id) const;
+    // Fetches `id` from upstream once whatever the number of callers, and stores it.
+    Status fetch(const ObjectId& id, std::vector<std::byte>& out);
+    Status store(const ObjectId& id, std::span<const std::byte> bytes);
+    Status write_file(const std::string& path, std::span<const std::byte> bytes);
+    // With mu_ held: evicts least recently used chunks until `need` more bytes fit the bound.
+    void make_room(uint64_t need);
+    void touch(const ObjectId& id);
+    void prefetch_loop();
+
+    std::string dir_;
+    ObjectSource& upstream_;
+    Options options_;
+
+    std::mutex mu_;
+    struct Entry {
+        uint64_t size = 0;
+        std::list<ObjectId>::iterator pos;  // in lru_
+    };
+    std::unordered_map<ObjectId, Entry, ObjectIdHash> entries_;
+    std::list<ObjectId> lru_;  // least recently used first
+    struct Flight {
+        bool done = false;
+        Status result;
+        std::vector<std::byte> bytes;
+    };
+    std::unordered_map<ObjectId, std::shared_ptr<Flight>, ObjectIdHash> flights_;
+    std::condition_variable flight_done_;
+    Stats stats_;
+
+    std::deque<ObjectId> queue_;
+    std::condition_variable queue_cv_;
+    bool stopping_ = false;
+    std::vector<std::thread> workers_;
+};
+
+}  // namespace dvol

@@ -1,0 +1,256 @@
+// store/chunk_cache.h: the bound and LRU order, one fetch for concurrent readers, verification of
+// what comes from upstream and of what is on disk, and what a crash leaves behind.
+#include <catch2/catch.hpp>
+
+#include <sys/stat.h>
+
+#include <atomic>
+#include <condition_variable>
+#include <fstream>
+#include <map>
+#include <mutex>
+#include <thread>
+
+#include "store/chunk_cache.h"
+#include "store/hash.h"
+#include "support.h"
+
+using namespace dvol;
+using namespace dvol::test;
+
+namespace {
+
+// Objects in memory; counts gets; can hold gets until released, fail, or serve wrong bytes.
+class Upstream : public ObjectSource {
+public:
+    ObjectId put(std::vector<std::byte> bytes) {
+        std::lock_guard lk(mu_);
+        ObjectId id = sha256(bytes);
+        objects_[id] = std::move(bytes);
+        return id;
+    }
+    Result<bool> has(const ObjectId& id) override {
+        std::lock_guard lk(mu_);
+        return objects_.contains(id);
+    }
+    Status get(const ObjectId& id, std::vector<std::byte>& out) override {
+        std::unique_lock lk(mu_);
+        ++gets;
+        ++inside;
+        cv_.notify_all();
+        cv_.wait(lk, [&] { return !hold; });
+        --inside;
+        if (fail) return make_error(Errc::unavailable, "the remote is down");
+        auto it = objects_.find(id);
+        if (it == objects_.end()) return make_error(Errc::not_found, "no such object");
+        out = it->second;
+        if (damage) out[0] ^= std::byte{1};  // a source that breaks its promise
+        return {};
+    }
+    using ObjectSource::get;
+    void release() {
+        std::lock_guard lk(mu_);
+        hold = false;
+        cv_.notify_all();
+    }
+    void wait_inside(int n) {
+        std::unique_lock lk(mu_);
+        cv_.wait(lk, [&] { return inside >= n; });
+    }
+
+    std::atomic<int> gets{0};
+    bool hold = false;
+    bool fail = false;
+    bool damage = false;
+
+private:
+    std::mutex mu_;
+    std::condition_variable cv_;
+    int inside = 0;
+    std::map<ObjectId, std::vector<std::byte>> objects_;
+};
+
+uint64_t dir_bytes(const std::string& dir) {
+    uint64_t total = 0;
+    auto fd = open_file(dir, O_RDONLY | O_DIRECTORY);
+    REQUIRE(fd);
+    auto names = list_dir(fd->get(), dir);
+    REQUIRE(names);
+    for (const auto& n : *names) {
+        struct stat st;
+        REQUIRE(::stat((dir + "/" + n).c_str(), &st) == 0);
+        total += static_cast<uint64_t>(st.st_size);
+    }
+    return total;
+}
+
+ChunkCache::Options options(uint64_t bound) {
+    ChunkCache::Options o;
+    o.bound = bound;
+    o.prefetch_threads = 1;
+    return o;
+}
+
+}  // namespace
+
+TEST_CASE("chunk cache: stays within its bound, least recently used out first", "[chunk_cache]") {
+    TempDir tmp;
+    Upstream up;
+    std::vector<ObjectId> ids;
+    for (int i = 0; i < 6; ++i) ids.push_back(up.put(random_bytes(1000, i)));
+    auto cache = ChunkCache::open(tmp / "c", up, options(3000));
+    REQUIRE(cache);
+    auto& c = **cache;
+    for (int i = 0; i < 3; ++i) REQUIRE(c.get(ids[i]));
+    CHECK(up.gets == 3);
+    REQUIRE(c.get(ids[0]));  // 0 is now the most recently used: 1 goes next
+    CHECK(up.gets == 3);
+    for (int i = 3; i < 6; ++i) {
+        REQUIRE(c.get(ids[i]));
+        CHECK(dir_bytes(tmp / "c/chunks") <= 3000);
+        CHECK(c.stats().used <= 3000);
+    }
+    CHECK(c.stats().evictions == 3);
+    CHECK_FALSE(c.cached(ids[1]));
+    CHECK_FALSE(c.cached(ids[2]));
+    CHECK_FALSE(c.cached(ids[0]));  // then 0, then 2... three evicted: 1, 2, 0
+    CHECK(c.cached(ids[5]));
+    int before = up.gets;
+    auto got = c.get(ids[5]);
+    REQUIRE(got);
+    CHECK(*got == random_bytes(1000, 5));
+    CHECK(up.gets == before);
+
+    SECTION("an object larger than the bound is kept alone") {
+        ObjectId big = up.put(random_bytes(5000, 99));
+        REQUIRE(c.get(big));
+        CHECK(c.stats().used == 5000);
+        CHECK(dir_bytes(tmp / "c/chunks") == 5000);
+    }
+    SECTION("reopened, the cache keeps what it held, within a smaller bound") {
+        cache->reset();
+        auto again = ChunkCache::open(tmp / "c", up, options(2000));
+        REQUIRE(again);
+        CHECK((*again)->stats().used <= 2000);
+        int gets = up.gets;
+        REQUIRE((*again)->get(ids[5]));  // the most recent survives
+        CHECK(up.gets == gets);
+    }
+}
+
+TEST_CASE("chunk cache: concurrent reads of one missing object fetch it once", "[chunk_cache]") {
+    TempDir tmp;
+    Upstream up;
+    auto data = random_bytes(4096, 7);
+    ObjectId id = up.put(data);
+    auto cache = ChunkCache::open(tmp / "c", up, options(1 << 20));
+    REQUIRE(cache);
+    up.hold = true;
+    std::vector<std::thread> readers;
+    std::atomic<int> right{0};
+    for (int i = 0; i < 8; ++i)
+        readers.emplace_back([&] {
+            auto got = (*cache)->get(id);
+            if (got && *got == data) ++right;
+        });
+    up.wait_inside(1);
+    // The others are waiting on the first one's fetch, or still on their way to it: either way
+    // none of them reaches upstream while one fetch is in flight, nor after it stored the object.
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    up.release();
+    for (auto& t : readers) t.join();
+    CHECK(right == 8);
+    CHECK(up.gets == 1);
+
+    SECTION("a failed fetch is shared by its waiters, and the next read tries again") {
+        ObjectId other = up.put(random_bytes(100, 8));
+        up.fail = true;
+        auto got = (*cache)->get(other);
+        REQUIRE_FALSE(got);
+        CHECK(got.error().code == Errc::unavailable);
+        CHECK_FALSE((*cache)->cached(other));
+        up.fail = false;
+        CHECK((*cache)->get(other));
+    }
+}
+
+TEST_CASE("chunk cache: nothing unverified is served or kept", "[chunk_cache]") {
+    TempDir tmp;
+    Upstream up;
+    auto data = random_bytes(2048, 3);
+    ObjectId id = up.put(data);
+    auto cache = ChunkCache::open(tmp / "c", up, options(1 << 20));
+    REQUIRE(cache);
+
+    SECTION("wrong bytes from upstream") {
+        up.damage = true;
+        auto got = (*cache)->get(id);
+        REQUIRE_FALSE(got);
+        CHECK(got.error().code == Errc::corrupt);
+        CHECK_FALSE((*cache)->cached(id));
+        CHECK(dir_bytes(tmp / "c/chunks") == 0);
+    }
+    SECTION("a cache file damaged on disk is deleted and fetched again") {
+        REQUIRE((*cache)->get(id));
+        {
+            std::fstream f(tmp / ("c/chunks/" + id.hex()), std::ios::in | std::ios::out | std::ios::binary);
+            f.seekp(100);
+            f.put('\x55');
+            f.put('\xaa');
+        }
+        auto got = (*cache)->get(id);
+        REQUIRE(got);
+        CHECK(*got == data);
+        CHECK(up.gets == 2);
+        CHECK((*cache)->stats().damaged == 1);
+    }
+    SECTION("pin refuses bytes that are not the object's") {
+        auto st = (*cache)->pin(id, random_bytes(2048, 4));
+        REQUIRE_FALSE(st);
+        CHECK(st.error().code == Errc::corrupt);
+        CHECK_FALSE((*cache)->pinned(id));
+        REQUIRE((*cache)->pin(id, data));
+        CHECK((*cache)->pinned(id));
+        int gets = up.gets;
+        REQUIRE((*cache)->get(id));
+        CHECK(up.gets == gets);
+    }
+}
+
+TEST_CASE("chunk cache: what a crash leaves is cleaned or verified, never served", "[chunk_cache]") {
+    TempDir tmp;
+    Upstream up;
+    auto data = random_bytes(8192, 11);
+    ObjectId id = up.put(data);
+    REQUIRE(make_dirs(tmp / "c/chunks"));
+    REQUIRE(make_dirs(tmp / "c/tmp"));
+    // A write cut short under its temporary name, a truncated file under the final name (as a
+    // file system without ordered data might leave), and something that is not a cache file.
+    std::ofstream(tmp / "c/tmp/0123abcd") << "half a chunk";
+    std::ofstream(tmp / ("c/chunks/" + id.hex())).write(reinterpret_cast<const char*>(data.data()), 4096);
+    std::ofstream(tmp / "c/chunks/not-a-chunk") << "junk";
+    auto cache = ChunkCache::open(tmp / "c", up, options(1 << 20));
+    REQUIRE(cache);
+    CHECK(dir_bytes(tmp / "c/tmp") == 0);
+    CHECK_FALSE(path_exists(tmp / "c/chunks/not-a-chunk"));
+    auto got = (*cache)->get(id);
+    REQUIRE(got);
+    CHECK(*got == data);
+    CHECK(up.gets == 1);
+    CHECK((*cache)->stats().damaged == 1);
+    CHECK(dir_bytes(tmp / "c/chunks") == data.size());
+}
+
+TEST_CASE("chunk cache: prefetched objects are there for the read that follows", "[chunk_cache]") {
+    TempDir tmp;
+    Upstream up;
+    std::vector<ObjectId> ids;
+    for (int i = 0; i < 4; ++i) ids.push_back(up.put(random_bytes(1000, 20 + i)));
+    auto cache = ChunkCache::open(tmp / "c", up, options(1 << 20));
+    REQUIRE(cache);
+    (*cache)->prefetch(ids);
+    for (int i = 0; i < 2000 && (*cache)->stats().fetches < 4; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    REQUIRE((*cache)->stats().fetches == 4);
+    for (const auto& id : ids) REQUIRE((*cache)->get(id));
+    CHECK(up.gets == 4);
+}
