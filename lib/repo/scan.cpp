@@ -157,7 +157,15 @@ Result<ObjectId> Scanner::scan_tree(int root_fd, const std::string& live_dir) {
             path.resize(f.path_len);
             continue;
         }
-        DVOL_CHECK(dirs.enter(name, path));
+        // Probed a while ago (a window of entries is stat'ed at once): gone since, it is left
+        // out as one gone before its stat would be.
+        auto entered = dirs.enter(name, path);
+        if (!entered && entered.error().code == Errc::not_found) {
+            f.tree.entries.pop_back();
+            path.resize(f.path_len);
+            continue;
+        }
+        DVOL_CHECK(std::move(entered));
         DVOL_TRY(auto names, listing(dirs.fd(), path));
         Frame sub{std::move(names), 0, {}, path.size(), {}, 0};
         sub.tree.entries.reserve(sub.names.size());
@@ -274,6 +282,7 @@ Result<Scanner::Visit> Scanner::scan_entry(int dirfd, const std::string& name, c
             std::string target(static_cast<size_t>(std::max<off_t>(st.st_size, 0)) + 1, '\0');
             for (;;) {
                 ssize_t n = ::readlinkat(dirfd, name.c_str(), target.data(), target.size());
+                if (n < 0 && errno == ENOENT) return Visit::skip;  // removed since it was probed
                 if (n < 0) return errno_error("read symlink", path);
                 if (static_cast<size_t>(n) < target.size()) {
                     target.resize(static_cast<size_t>(n));
