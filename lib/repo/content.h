@@ -49,6 +49,8 @@ struct ChunkWorkers {
         : behind_(&pool_), pool_(threads, [this](int worker) { return behind_.work(worker); }) {}
     // Stores every chunk still queued; call it before relying on the store holding them.
     Status finish(ObjectStore& store) { return behind_.finish(store); }
+    // The two threads, for other work of the same scan between files (ParallelFor::run).
+    ParallelFor& threads() { return pool_; }
 
     static constexpr int kBuffers = 3;  // being hashed, being read, and one being compressed
     struct Piece {

@@ -18,6 +18,12 @@
 
 namespace dvol {
 
+namespace {
+// Entries probed at a time (Scanner::probe): enough to share out between two threads, few
+// enough that a huge directory's probes stay small.
+constexpr size_t kProbeWindow = 256;
+}  // namespace
+
 void fill_metadata(TreeEntry& e, const struct stat& st) {
     e.mode = st.st_mode & 07777;
     e.uid = st.st_uid;
@@ -76,6 +82,8 @@ Result<ObjectId> Scanner::scan(const std::string& live_dir) {
     // One read transaction for the lookups of every file and tree, not one each: each would
     // take and drop SQLite's shared lock (docs/DECISIONS.md; figures in bench/RESULTS.md).
     DVOL_TRY(auto reads, meta::Db::ReadScope::begin(cache_.db()));
+    // The stat-cache rows in path order, a batch per query, beside the walk (stat_cache.h).
+    cache_.read_ahead();
     scan_ns_ = now_ns();
     // The live directory itself is never reached through a symlink: that would commit another
     // directory's data.
@@ -106,6 +114,10 @@ Result<ObjectId> Scanner::scan_tree(int root_fd, const std::string& live_dir) {
         size_t next = 0;
         Tree tree;
         size_t path_len = 0;  // of `path` while this directory is scanned
+        // Probes of names[probed_from, probed_from + probes.size()): a window at a time, so a
+        // directory of a million entries holds a few hundred probes, not a million.
+        std::vector<Probe> probes;
+        size_t probed_from = 0;
     };
     auto listing = [&](int fd, const std::string& rel) -> Result<std::vector<std::string>> {
         DVOL_TRY(auto names, list_dir(fd, rel.empty() ? live_dir : rel));
@@ -116,7 +128,7 @@ Result<ObjectId> Scanner::scan_tree(int root_fd, const std::string& live_dir) {
     std::vector<Frame> frames;
     {
         DVOL_TRY(auto names, listing(root_fd, path));
-        frames.push_back(Frame{std::move(names), 0, {}, 0});
+        frames.push_back(Frame{std::move(names), 0, {}, 0, {}, 0});
         frames.back().tree.entries.reserve(frames.back().names.size());
     }
     for (;;) {
@@ -130,34 +142,67 @@ Result<ObjectId> Scanner::scan_tree(int root_fd, const std::string& live_dir) {
             frames.back().tree.entries.back().subtree = id;
             continue;
         }
+        if (f.next == f.probed_from + f.probes.size()) {
+            f.probed_from = f.next;
+            probe(dirs.fd(), f.names, f.next, std::min(kProbeWindow, f.names.size() - f.next), f.probes);
+        }
+        Probe& pr = f.probes[f.next - f.probed_from];
         const std::string& name = f.names[f.next++];
         if (!path.empty()) path += '/';
         path += name;
         TreeEntry entry;
-        DVOL_TRY(Visit visit, scan_entry(dirs.fd(), name, path, entry));
+        DVOL_TRY(Visit visit, scan_entry(dirs.fd(), name, path, pr, entry));
         if (visit != Visit::skip) f.tree.entries.push_back(std::move(entry));
         if (visit != Visit::descend) {
             path.resize(f.path_len);
             continue;
         }
-        DVOL_CHECK(dirs.enter(name, path));
+        // Probed a while ago (a window of entries is stat'ed at once): gone since, it is left
+        // out as one gone before its stat would be.
+        auto entered = dirs.enter(name, path);
+        if (!entered && entered.error().code == Errc::not_found) {
+            f.tree.entries.pop_back();
+            path.resize(f.path_len);
+            continue;
+        }
+        DVOL_CHECK(std::move(entered));
         DVOL_TRY(auto names, listing(dirs.fd(), path));
-        Frame sub{std::move(names), 0, {}, path.size()};
+        Frame sub{std::move(names), 0, {}, path.size(), {}, 0};
         sub.tree.entries.reserve(sub.names.size());
         frames.push_back(std::move(sub));
     }
 }
 
-Result<Scanner::Visit> Scanner::scan_entry(int dirfd, const std::string& name, const std::string& path, TreeEntry& e) {
-    struct stat st;
-    if (::fstatat(dirfd, name.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) {
-        if (errno == ENOENT) return Visit::skip;  // vanished while scanning
-        return errno_error("stat", path);
-    }
+void Scanner::probe(int dirfd, const std::vector<std::string>& names, size_t first, size_t count, std::vector<Probe>& out) {
+    out.resize(count);
+    // Each index touches only its own probe; errors are kept as errno (or, for xattrs, redone
+    // on the scanning thread, which builds the message with the entry's path).
+    workers_.threads().run(count, [&](size_t i, int) {
+        Probe& p = out[i];
+        const std::string& name = names[first + i];
+        p.xattrs.clear();
+        p.xattrs_read = false;
+        p.stat_errno = ::fstatat(dirfd, name.c_str(), &p.st, AT_SYMLINK_NOFOLLOW) == 0 ? 0 : errno;
+        if (p.stat_errno != 0 || S_ISSOCK(p.st.st_mode)) return;
+        auto x = read_xattrs(dirfd, name, name);
+        if (!x) return;
+        p.xattrs = std::move(*x);
+        p.xattrs_read = true;
+    });
+}
+
+Result<Scanner::Visit> Scanner::scan_entry(int dirfd, const std::string& name, const std::string& path, Probe& pr, TreeEntry& e) {
+    if (pr.stat_errno == ENOENT) return Visit::skip;  // vanished while scanning
+    if (pr.stat_errno != 0) return errno_error("stat", path, pr.stat_errno);
+    const struct stat& st = pr.st;
     e.name = name;
     fill_metadata(e, st);
     if (!S_ISSOCK(st.st_mode)) {
-        DVOL_TRY(e.xattrs, read_xattrs(dirfd, name, path));
+        if (pr.xattrs_read) {
+            e.xattrs = std::move(pr.xattrs);
+        } else {
+            DVOL_TRY(e.xattrs, read_xattrs(dirfd, name, path));
+        }
         size_t bytes = 0;
         for (const auto& [k, v] : e.xattrs) {
             if (k.size() > kMaxNameLength || v.size() > kMaxXattrValue)
@@ -237,6 +282,7 @@ Result<Scanner::Visit> Scanner::scan_entry(int dirfd, const std::string& name, c
             std::string target(static_cast<size_t>(std::max<off_t>(st.st_size, 0)) + 1, '\0');
             for (;;) {
                 ssize_t n = ::readlinkat(dirfd, name.c_str(), target.data(), target.size());
+                if (n < 0 && errno == ENOENT) return Visit::skip;  // removed since it was probed
                 if (n < 0) return errno_error("read symlink", path);
                 if (static_cast<size_t>(n) < target.size()) {
                     target.resize(static_cast<size_t>(n));

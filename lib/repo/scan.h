@@ -3,6 +3,8 @@
 // in-memory overlay so status and diff can compare them (nothing is written).
 #pragma once
 
+#include <sys/stat.h>
+
 #include <functional>
 #include <map>
 #include <string>
@@ -10,6 +12,7 @@
 #include <vector>
 
 #include "base/error.h"
+#include "base/xattr.h"
 #include "object/tree.h"
 #include "repo/content.h"
 #include "repo/progress.h"
@@ -49,7 +52,17 @@ private:
     // What scan_tree does with an entry: leave it out (a socket, or gone meanwhile), keep it, or
     // keep it and scan the directory it is (its subtree is filled in once scanned).
     enum class Visit { skip, keep, descend };
-    Result<Visit> scan_entry(int dirfd, const std::string& name, const std::string& rel, TreeEntry& out);
+    // An entry's lstat and extended attributes, taken ahead of scan_entry on two threads (the
+    // two system calls, each a path lookup, are most of the cost of an unchanged file).
+    struct Probe {
+        int stat_errno = 0;  // 0: `st` holds the entry's lstat
+        struct stat st;
+        bool xattrs_read = false;  // false: read them again (on the scanning thread) for the error
+        XattrList xattrs;
+    };
+    // Probes names[first, first + count) of the directory `dirfd` into `out`.
+    void probe(int dirfd, const std::vector<std::string>& names, size_t first, size_t count, std::vector<Probe>& out);
+    Result<Visit> scan_entry(int dirfd, const std::string& name, const std::string& rel, Probe& probe, TreeEntry& out);
     // previous_ := the cuts and chunks of a file's previous content (none without one).
     void set_previous(const std::optional<FileContent>& previous);
 

@@ -50,19 +50,95 @@ Result<std::optional<FileContent>> StatCache::lookup(const std::string& path, co
     return found;
 }
 
+Status StatCache::read_batch() {
+    DVOL_TRY(auto q, db_.prepare("SELECT path, size, mtime_ns, ctime_ns, ino, mode, uid, gid, scan_ns, content FROM stat_cache "
+                                 "WHERE volume_id = ? AND path > ? ORDER BY path LIMIT ?"));
+    q.bind(1, volume_id_).bind_blob(2, as_bytes(read_to_)).bind(3, static_cast<int64_t>(kBatchRows));
+    size_t n = 0;
+    for (;; ++n) {
+        DVOL_TRY(bool row, q.step());
+        if (!row) break;
+        Row r;
+        r.path = std::string(as_chars(q.blob_view(0)));
+        r.key = StatKey{static_cast<uint64_t>(q.int64(1)), q.int64(2), q.int64(3), static_cast<uint64_t>(q.int64(4)),
+                        static_cast<uint32_t>(q.int64(5)), static_cast<uint32_t>(q.int64(6)), static_cast<uint32_t>(q.int64(7))};
+        r.scan_ns = q.int64(8);
+        auto c = q.blob_view(9);
+        r.content.assign(c.begin(), c.end());
+        read_to_ = r.path;
+        batch_.push_back(std::move(r));
+    }
+    if (n < kBatchRows) read_all_ = true;
+    return {};
+}
+
+Status StatCache::take_ahead(const std::string& path, Row& out, bool& found, bool& ask) {
+    found = ask = false;
+    if (!aside_.empty()) {
+        if (auto it = aside_.find(path); it != aside_.end()) {
+            out = std::move(it->second);
+            aside_.erase(it);
+            found = true;
+            return {};
+        }
+    }
+    if (dropped_to_ && path <= *dropped_to_) {
+        ask = true;
+        return {};
+    }
+    for (;;) {
+        if (batch_.empty()) {
+            if (read_all_) return {};
+            DVOL_CHECK(read_batch());
+            continue;
+        }
+        Row& next = batch_.front();
+        if (next.path == path) {
+            out = std::move(next);
+            batch_.pop_front();
+            found = true;
+            return {};
+        }
+        if (next.path > path) return {};
+        // A row for a path the scan reaches later (its order differs from byte order where a
+        // name holds a byte below '/'), or for a file gone: put it aside, a bounded number.
+        if (aside_.size() == kAsideRows) {
+            auto first = aside_.begin();
+            if (!dropped_to_ || *dropped_to_ < first->first) dropped_to_ = first->first;
+            aside_.erase(first);
+        }
+        std::string key = next.path;
+        aside_.emplace(std::move(key), std::move(next));
+        batch_.pop_front();
+    }
+}
+
 Result<std::optional<FileContent>> StatCache::lookup_now(const std::string& path, const StatKey& key,
                                                          std::optional<FileContent>* stale) {
-    DVOL_TRY(auto q, db_.prepare("SELECT size, mtime_ns, ctime_ns, ino, mode, uid, gid, scan_ns, content "
-                                 "FROM stat_cache WHERE volume_id = ? AND path = ?"));
-    q.bind(1, volume_id_).bind_blob(2, as_bytes(path));
-    DVOL_TRY(bool row, q.step());
-    if (!row) return std::optional<FileContent>();
-    StatKey cached{static_cast<uint64_t>(q.int64(0)), q.int64(1), q.int64(2), static_cast<uint64_t>(q.int64(3)),
-                   static_cast<uint32_t>(q.int64(4)), static_cast<uint32_t>(q.int64(5)), static_cast<uint32_t>(q.int64(6))};
-    int64_t scan_ns = q.int64(7);
-    bool fresh = cached == key && cached.mtime_ns + kRacyWindowNs <= scan_ns;
+    Row row;
+    bool found = false, ask = !ahead_;
+    if (ahead_) DVOL_CHECK(take_ahead(path, row, found, ask));
+    std::optional<meta::Stmt> q;
+    std::span<const std::byte> content_bytes;
+    if (ask) {
+        DVOL_TRY(auto prepared, db_.prepare("SELECT size, mtime_ns, ctime_ns, ino, mode, uid, gid, scan_ns, content "
+                                            "FROM stat_cache WHERE volume_id = ? AND path = ?"));
+        q.emplace(std::move(prepared));
+        q->bind(1, volume_id_).bind_blob(2, as_bytes(path));
+        DVOL_TRY(found, q->step());
+        if (found) {
+            row.key = StatKey{static_cast<uint64_t>(q->int64(0)), q->int64(1), q->int64(2), static_cast<uint64_t>(q->int64(3)),
+                              static_cast<uint32_t>(q->int64(4)), static_cast<uint32_t>(q->int64(5)), static_cast<uint32_t>(q->int64(6))};
+            row.scan_ns = q->int64(7);
+            content_bytes = q->blob_view(8);
+        }
+    } else {
+        content_bytes = row.content;
+    }
+    if (!found) return std::optional<FileContent>();
+    bool fresh = row.key == key && row.key.mtime_ns + kRacyWindowNs <= row.scan_ns;
     if (!fresh && !stale) return std::optional<FileContent>();
-    auto content = decode_content(q.blob_view(8));
+    auto content = decode_content(content_bytes);
     if (!content) return std::optional<FileContent>();  // a damaged row only costs a re-read
     if (!fresh) {
         *stale = std::move(*content);

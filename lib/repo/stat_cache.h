@@ -8,6 +8,8 @@
 #include <sys/stat.h>
 
 #include <cstdint>
+#include <deque>
+#include <map>
 #include <functional>
 #include <optional>
 #include <string>
@@ -54,6 +56,12 @@ public:
     // previous cuts, for chunk_file's hints.
     Result<std::optional<FileContent>> lookup(const std::string& path, const StatKey& key,
                                               std::optional<FileContent>* stale = nullptr);
+    // From now on, lookups read the volume's rows ahead in path order, a batch per query,
+    // instead of one query each: for a scan, whose lookups come in (nearly) ascending path
+    // order. A path looked up twice, or out of order beyond what is kept aside, may find no row
+    // (so its file is read: never a wrong answer). Rows read ahead and not yet looked up stay in
+    // memory, at most kAsideRows of them beside a batch.
+    void read_ahead() { ahead_ = true; }
     // Records `content` for `path` as seen at `scan_ns`. While batching, the write is queued.
     Status store(const std::string& path, const StatKey& key, int64_t scan_ns, const FileContent& content);
     // Forgets `path` and, when it was a directory, everything below it (queued while batching).
@@ -86,6 +94,18 @@ private:
     Status prune_now(const std::string& live_dir);
     Status store_now(const std::string& path, const StatKey& key, int64_t scan_ns, const FileContent& content);
     Status forget_now(const std::string& path);
+    // The row of `path` from the rows read ahead (`found` false: none there); `ask` set when
+    // they cannot tell (a row put aside may have been dropped) and a query must.
+    Status take_ahead(const std::string& path, Row& out, bool& found, bool& ask);
+    Status read_batch();
+    static constexpr size_t kBatchRows = 512;
+    static constexpr size_t kAsideRows = 4096;
+    bool ahead_ = false;
+    std::deque<Row> batch_;          // read ahead, in path order, not yet reached by lookups
+    std::map<std::string, Row, std::less<>> aside_;  // passed over by a later path, not yet looked up
+    std::string read_to_;            // the last path read ahead
+    bool read_all_ = false;          // every row has been read ahead
+    std::optional<std::string> dropped_to_;  // rows aside up to this path were let go
     struct Op {
         bool forget;
         std::string path;

@@ -5,6 +5,8 @@
 #include <string>
 #include <vector>
 
+#include <fmt/format.h>
+
 #include "meta/db.h"
 #include "repo/stat_cache.h"
 #include "support.h"
@@ -288,4 +290,55 @@ TEST_CASE("stat_key takes every field from stat", "[stat_cache]") {
     int64_t before = now_ns();
     CHECK(now_ns() >= before);
     CHECK(before > k.mtime_ns);
+}
+
+TEST_CASE("read-ahead lookups find every row, in the walk's order and out of it", "[stat_cache]") {
+    // A scan visits the directory `a` (so a/...) before the file `a.b`, which sorts before
+    // a/... in byte order; and more rows than a batch or than are kept aside must be found or
+    // asked for, never answered wrongly.
+    CacheFixture f;
+    StatKey k = key_at(kT);
+    std::vector<std::string> walk;
+    for (int i = 0; i < 5000; ++i) walk.push_back(fmt::format("a/f{:05d}", i));
+    walk.push_back("a.b");
+    walk.push_back("b");
+    {
+        StatCache writer(*f.db, f.vol);
+        for (const auto& p : walk) REQUIRE(writer.store(p, k, kLater, content_of(p)));
+        REQUIRE(writer.store("gone", k, kLater, content_of("gone")));  // a file no longer there
+        StatCache other(*f.db, f.other_vol);
+        REQUIRE(other.store("b", k, kLater, content_of("other")));
+    }
+    StatCache cache(*f.db, f.vol);
+    cache.read_ahead();
+    for (const auto& p : walk) {
+        INFO(p);
+        auto got = lookup(cache, p, k);
+        REQUIRE(got);
+        CHECK(*got == content_of(p));
+    }
+    CHECK_FALSE(lookup(cache, "missing", k));
+    // A row put aside and let go (more than 4,096 aside) is asked for by a point query.
+    StatCache again(*f.db, f.vol);
+    again.read_ahead();
+    auto last = lookup(again, "b", k);
+    REQUIRE(last);
+    CHECK(*last == content_of("b"));
+    for (int i : {0, 100, 4999}) {
+        auto got = lookup(again, fmt::format("a/f{:05d}", i), k);
+        REQUIRE(got);
+        CHECK(*got == content_of(fmt::format("a/f{:05d}", i)));
+    }
+    auto ab = lookup(again, "a.b", k);
+    REQUIRE(ab);
+    CHECK(*ab == content_of("a.b"));
+    // A stale row still gives the previous content.
+    std::optional<FileContent> stale;
+    StatCache third(*f.db, f.vol);
+    third.read_ahead();
+    auto miss = third.lookup("a/f00001", key_at(kT + 1), &stale);
+    REQUIRE(miss);
+    CHECK_FALSE(*miss);
+    REQUIRE(stale);
+    CHECK(*stale == content_of("a/f00001"));
 }
