@@ -75,7 +75,30 @@ CommitFs::CommitFs(ObjectSource& source, Options options)
       lists_(options_.limits.list_cache),
       chunks_(options_.limits.chunk_cache) {}
 
-CommitFs::~CommitFs() = default;
+CommitFs::~CommitFs() {
+    if (!ahead_thread_.joinable()) return;
+    {
+        std::lock_guard lk(ahead_mu_);
+        ahead_stop_ = true;
+    }
+    ahead_cv_.notify_all();
+    ahead_thread_.join();
+}
+
+void CommitFs::ahead_loop() {
+    std::unique_lock lk(ahead_mu_);
+    for (;;) {
+        ahead_cv_.wait(lk, [&] { return ahead_stop_ || !ahead_.empty(); });
+        if (ahead_stop_) return;
+        Extent x = std::move(ahead_.front());
+        ahead_.pop_front();
+        lk.unlock();
+        // A failure is not cached (LoadingCache): the read that reaches the chunk loads it
+        // again and answers the error.
+        (void)chunk(x);
+        lk.lock();
+    }
+}
 
 Result<std::unique_ptr<CommitFs>> CommitFs::open(ObjectSource& source, const ObjectId& top, Options options) {
     std::unique_ptr<CommitFs> fs(new CommitFs(source, std::move(options)));
@@ -87,6 +110,8 @@ Result<std::unique_ptr<CommitFs>> CommitFs::open(ObjectSource& source, const Obj
     fs->nodes_.emplace(kRootIno, Node{1, root_key(), Loc{top, 0}, kRootIno});
     fs->ino_of_.emplace(root_key(), kRootIno);
     if (fs->options_.count_links) DVOL_CHECK(fs->count_all_links());
+    if (fs->options_.readahead_self && fs->options_.readahead_chunks > 0)
+        fs->ahead_thread_ = std::thread([p = fs.get()] { p->ahead_loop(); });
     return fs;
 }
 
@@ -502,14 +527,29 @@ Status CommitFs::read(const File& f, uint64_t offset, size_t size, ReadResult& o
 }
 
 void CommitFs::read_ahead(const File& f, At at) {
-    std::vector<ObjectId> ids;
+    std::vector<Extent> next_chunks;
     for (unsigned i = 0; i < options_.readahead_chunks; ++i) {
         auto next = next_extent(f, at);
         if (!next || !*next) break;  // an unreadable list: the read that reaches it will say so
         at = std::move(**next);
-        if (!at.extent.hole) ids.push_back(at.extent.id);
+        if (!at.extent.hole) next_chunks.push_back(at.extent);
     }
-    if (!ids.empty()) source_.prefetch(ids);
+    if (next_chunks.empty()) return;
+    if (!options_.readahead_self) {
+        std::vector<ObjectId> ids;
+        for (const auto& x : next_chunks) ids.push_back(x.id);
+        source_.prefetch(ids);
+        return;
+    }
+    {
+        std::lock_guard lk(ahead_mu_);
+        for (auto& x : next_chunks) {
+            if (ahead_.size() >= kAheadQueue) break;
+            if (std::any_of(ahead_.begin(), ahead_.end(), [&](const Extent& q) { return q.id == x.id; })) continue;
+            ahead_.push_back(std::move(x));
+        }
+    }
+    ahead_cv_.notify_one();
 }
 
 Result<std::optional<uint64_t>> CommitFs::seek(const File& f, uint64_t offset, bool data) {

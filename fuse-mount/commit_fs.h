@@ -32,9 +32,11 @@
 
 #include <array>
 #include <atomic>
+#include <condition_variable>
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
+#include <deque>
 #include <functional>
 #include <memory>
 #include <mutex>
@@ -42,6 +44,7 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <thread>
 #include <unordered_map>
 #include <unordered_set>
 #include <vector>
@@ -78,10 +81,14 @@ struct Limits {
 struct Options {
     Limits limits;
     bool count_links = false;  // walk every tree at open() for exact link counts
-    // Sequential reads: how many chunks past the one being read to hint to the source
-    // (ObjectSource::prefetch), 0 for none. A read is sequential when it starts where the
-    // previous read of the same open file ended.
+    // Sequential reads: how many chunks past the one being read to load ahead, 0 for none. A
+    // read is sequential when it starts where the previous read of the same open file ended.
     unsigned readahead_chunks = 0;
+    // Who loads them: false, the source, hinted through ObjectSource::prefetch (a lazy volume's
+    // cache, which fetches on threads of its own); true, this CommitFs, decoding them into its
+    // chunk cache on a thread of its own (a local store, whose prefetch does nothing), so that
+    // a sequential read decompresses and verifies on two cores.
+    bool readahead_self = false;
     // Called for every object loaded (trees, extent lists, chunks), with a one-line description:
     // the mount's --verbose log.
     std::function<void(const std::string&)> trace;
@@ -261,6 +268,16 @@ private:
     LoadingCache<CachedList> lists_;
     LoadingCache<std::vector<std::byte>> chunks_;
     ObjectId top_;
+
+    // readahead_self: extents to load into chunks_, by one thread; at most kAheadQueue waiting
+    // (more are dropped, as the kernel's readahead may drop pages).
+    static constexpr size_t kAheadQueue = 16;
+    void ahead_loop();
+    std::mutex ahead_mu_;
+    std::condition_variable ahead_cv_;
+    std::deque<Extent> ahead_;
+    bool ahead_stop_ = false;
+    std::thread ahead_thread_;  // started by open(); joined by the destructor
     std::atomic<uint64_t> tree_loads_{0}, list_loads_{0}, chunk_loads_{0};
 
     mutable std::mutex nodes_mu_;

@@ -161,7 +161,8 @@ Status serve_commit(const MountRequest& req, const std::string& dir, Logger& log
     Options options;
     options.limits.chunk_cache = req.cache_mib << 20;
     options.count_links = req.count_links;
-    if (lazy) options.readahead_chunks = req.readahead_chunks;
+    options.readahead_chunks = req.readahead_chunks;
+    options.readahead_self = !lazy;  // a local store's chunks are decoded ahead by the mount itself
     if (log.verbose()) options.trace = [&log](const std::string& m) { log.trace(m); };
     auto fs = CommitFs::open(source, top, std::move(options));
     if (!fs) return early(fs.error());

@@ -40,7 +40,7 @@ struct MountRequest {
     // from its remote. When that directory is already its live mount, nothing is done
     // (MountedInfo::already); when it is a mount whose process is gone, it is freed first.
     bool lazy = false;
-    unsigned readahead_chunks = 4;  // lazy: chunks fetched ahead of a sequential read
+    unsigned readahead_chunks = 4;  // chunks loaded ahead of a sequential read (lazy: fetched)
 };
 
 struct MountedInfo {

@@ -9,6 +9,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <map>
 #include <mutex>
 #include <string>
@@ -423,6 +424,42 @@ TEST_CASE("sequential reads hint the next chunks to the source; other reads hint
         REQUIRE(plain->read(**h2, 10, 10, r));
         CHECK(src.prefetched.empty());
     }
+}
+
+TEST_CASE("readahead_self: a sequential read loads the next chunks into the cache itself, once each", "[mountfs]") {
+    MemorySource src;
+    std::vector<ObjectId> ids;
+    std::vector<Extent> extents;
+    for (int i = 0; i < 8; ++i) {
+        ids.push_back(src.put(std::string(10, static_cast<char>('a' + i))));
+        extents.push_back(chunk(ids.back(), 10));
+    }
+    ObjectId root = src.put_tree(tree_of({file("f", extents)}));
+    Options o;
+    o.readahead_chunks = 3;
+    o.readahead_self = true;
+    auto fs = open_fs(src, top_of(src, root), o);
+    auto h = fs->open_file(must_lookup(*fs, kRootIno, "f").ino);
+    REQUIRE(h);
+    ReadResult r;
+    REQUIRE(fs->read(**h, 0, 10, r));  // chunk 0: chunks 1 to 3 are loaded ahead, on the CommitFs's thread
+    // No timing is asserted: wait (at most a minute, on a busy machine) until they are loaded.
+    for (int i = 0; i < 6000 && (src.gets(ids[1]) == 0 || src.gets(ids[2]) == 0 || src.gets(ids[3]) == 0); ++i)
+        std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    CHECK(src.gets(ids[1]) == 1);
+    CHECK(src.gets(ids[2]) == 1);
+    CHECK(src.gets(ids[3]) == 1);
+    CHECK(src.prefetched.empty());  // the source was not asked to
+    // The reads that follow are served from the cache: nothing read twice.
+    for (uint64_t off = 10; off < 40; off += 10) {
+        REQUIRE(fs->read(**h, off, 10, r));
+        CHECK(r.bytes == 10);
+    }
+    CHECK(src.gets(ids[1]) == 1);
+    CHECK(src.gets(ids[2]) == 1);
+    CHECK(src.gets(ids[3]) == 1);
+    CHECK(src.gets(ids[0]) == 1);
+    fs.reset();  // stops the thread, whatever it is loading
 }
 
 TEST_CASE("large files: extent lists are read one at a time, offsets across them", "[mountfs]") {
