@@ -2,7 +2,7 @@
 # dvol benchmark: builds dvol in release mode, installs the peer tools from Debian, prepares the
 # data sets and runs every tool on the same data in alternation; prints a markdown table.
 #
-#   bench/run.sh [--size small|full] [--runs N] [--only pg|synth|files|remote-pg|remote-synth|remote-files[,...]]
+#   bench/run.sh [--size small|full] [--runs N] [--only pg|synth|files|smallfiles|big2g|big4g|remote-pg|remote-synth|remote-files[,...]]
 #                [--remote dir,s3] [--tools ...] [--record FILE]
 #
 # The remote-* sets push to and clone from a directory and a single-node Ceph RGW on 127.0.0.1,

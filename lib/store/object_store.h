@@ -77,6 +77,11 @@ public:
     // Decompresses and (with `check_hash`) verifies what read_stored read. Touches only its
     // arguments, so it may run on any thread.
     static Status decode_stored(const StoredObject& in, std::vector<std::byte>& out, bool check_hash = true);
+    // Like decode_stored, but a record stored raw (incompressible data) is not copied: `plain`
+    // is set to its payload inside in.record; otherwise the record is decompressed into
+    // `scratch` and `plain` names that. Any thread.
+    static Status decode_stored_view(const StoredObject& in, std::vector<std::byte>& scratch, std::span<const std::byte>& plain,
+                                     bool check_hash = true);
 
     // Where an object's record lies, for reading it on another thread (holds()).
     struct RecordRef {
@@ -87,6 +92,18 @@ public:
     };
     // The record of `id`, or nullopt when the store does not hold it (errors as get()).
     Result<std::optional<RecordRef>> locate(const ObjectId& id);
+    // Where the record of `id` lies, for read_located on another thread: read_stored in two
+    // halves, so that the reads themselves (and the buffers they fill) can be spread over
+    // threads. A missing object is `not_found`, as for get().
+    struct StoredRef {
+        ObjectId id;
+        RecordRef where;
+        const std::string* pack = nullptr;  // the pack's name, owned by the store (see close_packs)
+    };
+    Status locate_stored(const ObjectId& id, StoredRef& out);
+    // Reads the record `ref` names into `out`, checking its header as read_stored does.
+    // Touches only its arguments: any thread.
+    static Status read_located(const StoredRef& ref, StoredObject& out);
     // Per-thread buffers for holds().
     struct CompareBuffers {
         std::vector<std::byte> record;
