@@ -166,25 +166,31 @@ Status Restorer::verify_file(const std::string& rel, const TreeEntry& want, cons
         if (!n) return {};
         if (n->hole) continue;
         // A chunk must be exactly as long as its extent says (the restore would write fewer
-        // bytes, leaving zeros, or more).
-        DVOL_TRY(auto len, store_.size_of(n->id));
-        if (!len) return make_error(Errc::not_found, fmt::format("{}: chunk {} is not in the store; run dvol fsck", rel, n->id.hex()));
-        if (*len != n->length)
+        // bytes, leaving zeros, or more). One index lookup gives the length and the record.
+        ObjectStore::StoredRef ref;
+        if (auto located = store_.locate_stored(n->id, ref); !located) {
+            if (located.error().code == Errc::not_found)
+                return make_error(Errc::not_found, fmt::format("{}: chunk {} is not in the store; run dvol fsck", rel, n->id.hex()));
+            return std::move(located).error();
+        }
+        uint64_t len = ref.where.raw_len;
+        if (len != n->length)
             return make_error(Errc::corrupt, fmt::format("{}: chunk {} holds {} bytes but its extent at offset {} says {}; run dvol fsck", rel,
-                                                         n->id.hex(), *len, cur.offset(), n->length));
+                                                         n->id.hex(), len, cur.offset(), n->length));
         if (old_cur) {
             while (o && old_cur->offset() < cur.offset()) {
                 DVOL_TRY(o, old_cur->next());
             }
             if (o && old_cur->offset() == cur.offset() && *o == *n) continue;
         }
-        DVOL_CHECK(verify_chunk(*n));
+        DVOL_CHECK(verify_chunk(ref));
     }
 }
 
-Status Restorer::verify_chunk(const Extent& x) {
-    if (!verified_.insert(x.id).second) return {};
-    DVOL_CHECK(queue_record(x.id));
+Status Restorer::verify_chunk(const ObjectStore::StoredRef& ref) {
+    if (!verified_.insert(ref.id).second) return {};
+    pending_.push_back(ref);
+    pending_bytes_ += ref.where.stored_len;
     if (batch_full()) return verify_pending();
     return {};
 }
@@ -214,6 +220,10 @@ Status Restorer::run_batch(const std::function<Status(size_t, int, std::span<con
     pending_.clear();
     pending_bytes_ = 0;
     writes_.clear();
+    for (auto& w : worker_warnings_) {
+        warnings_.insert(warnings_.end(), w.begin(), w.end());
+        w.clear();
+    }
     for (auto& r : results)
         if (!r) return std::move(r).error();
     return {};
@@ -384,6 +394,8 @@ Result<std::optional<Tree>> Restorer::sync_entry(const Where& at, const TreeEntr
 }
 
 Status Restorer::sync_hardlink(const Where& at, const TreeEntry& want, const struct stat* have) {
+    // The target may be a new file a worker has yet to make.
+    if (!new_files_.empty()) DVOL_CHECK(flush_writes());
     // The target is an earlier path of this tree, restored already. Reach it one directory at a
     // time without following symlinks, so a hostile tree cannot link in a file from outside.
     UniqueFd parent;
@@ -435,6 +447,11 @@ Status Restorer::flush_writes() {
             const Write& w = writes_[i];
             if (data.size() != w.length)  // verify() refuses these before anything changes
                 return make_error(Errc::corrupt, fmt::format("{}: a chunk of {} bytes where its extent says {}", *w.rel, data.size(), w.length));
+            if (NewFile* f = w.whole) {
+                DVOL_TRY(f->fd, open_beneath(f->dirfd, *f->name, O_RDWR | O_CREAT | O_EXCL | O_NOCTTY, f->rel, 0600));
+                DVOL_CHECK(pwrite_all(f->fd.get(), data, w.offset, f->rel));
+                return finish_file(*f, &worker_warnings_[worker]);
+            }
             if (!w.compare_first) return pwrite_all(w.fd, data, w.offset, *w.rel);
             return write_changed(w, data, current_bufs_[worker]);
         },
@@ -468,6 +485,29 @@ Status Restorer::write_changed(const Write& w, std::span<const std::byte> data, 
 }
 
 Status Restorer::write_new_file(const Where& at, const TreeEntry& want) {
+    if (!want.content.indirect) {
+        // One chunk (and holes): the worker that writes the chunk makes the file and finishes it.
+        ExtentCursor cur(store_, want.content);
+        std::optional<std::pair<uint64_t, Extent>> only;
+        int chunks = 0;
+        for (;;) {
+            DVOL_TRY(auto x, cur.next());
+            if (!x) break;
+            if (x->hole) continue;
+            if (++chunks > 1) break;
+            only.emplace(cur.offset(), *x);
+        }
+        if (chunks == 1) {
+            auto [offset, x] = *only;
+            NewFile& f = new_files_.emplace_back(NewFile{UniqueFd(), at.dirfd, &want.name, at.rel, &want, offset + x.length, true});
+            stats_.bytes_written += x.length;
+            if (progress_) progress_(Progress{visited_, stats_.bytes_written});
+            DVOL_CHECK(queue_record(x.id));
+            writes_.push_back(Write{-1, offset, x.length, &f.rel, !verified_.contains(x.id), false, &f});
+            if (batch_full()) return flush_writes();
+            return {};
+        }
+    }
     DVOL_TRY(UniqueFd fd, open_beneath(at.dirfd, at.name, O_RDWR | O_CREAT | O_EXCL | O_NOCTTY, at.rel, 0600));
     // Finished (size, metadata, stat cache row) after its chunks are written: see flush_writes.
     // The deque keeps `rel` where the queued writes point to it.
@@ -488,13 +528,22 @@ Status Restorer::write_new_file(const Where& at, const TreeEntry& want) {
 Status Restorer::finish_new_files() {
     for (; !new_files_.empty() && new_files_.front().complete; new_files_.pop_front()) {
         NewFile& f = new_files_.front();
-        // A file that ends in a hole gets its size here (its last chunk set it otherwise).
-        if (f.end != f.want->size && ::ftruncate(f.fd.get(), static_cast<off_t>(f.want->size)) != 0) return errno_error("set size of", f.rel);
+        if (!f.finished) DVOL_CHECK(finish_file(f, nullptr));
         stats_.files_written++;
-        DVOL_TRY(bool unused, apply_metadata(f.fd.get(), Where{f.dirfd, *f.name, f.rel}, *f.want));
-        (void)unused;
-        DVOL_CHECK(remember(f.fd.get(), f.rel, *f.want));
+        DVOL_CHECK(cache_.store(f.rel, f.key, now_ns(), f.want->content));
     }
+    return {};
+}
+
+Status Restorer::finish_file(NewFile& f, std::vector<std::string>* warnings) {
+    // A file that ends in a hole gets its size here (its last chunk set it otherwise).
+    if (f.end != f.want->size && ::ftruncate(f.fd.get(), static_cast<off_t>(f.want->size)) != 0) return errno_error("set size of", f.rel);
+    DVOL_TRY(bool unused, apply_metadata(f.fd.get(), Where{f.dirfd, *f.name, f.rel}, *f.want, warnings));
+    (void)unused;
+    struct stat st;
+    if (::fstat(f.fd.get(), &st) != 0) return errno_error("stat", f.rel);
+    f.key = stat_key(st);
+    f.finished = true;
     return {};
 }
 
@@ -558,7 +607,7 @@ Result<bool> Restorer::update_file(int fd, const std::string& rel, const TreeEnt
     return changed || !known;
 }
 
-Result<bool> Restorer::apply_metadata(int fd, const Where& at, const TreeEntry& want) {
+Result<bool> Restorer::apply_metadata(int fd, const Where& at, const TreeEntry& want, std::vector<std::string>* warnings) {
     struct stat st;
     int rc = fd >= 0 ? ::fstat(fd, &st) : ::fstatat(at.dirfd, at.name.c_str(), &st, AT_SYMLINK_NOFOLLOW);
     if (rc != 0) return errno_error("stat", at.rel);
@@ -581,7 +630,7 @@ Result<bool> Restorer::apply_metadata(int fd, const Where& at, const TreeEntry& 
     // agrees with the mode it was committed with.
     DVOL_TRY(auto xattrs, read_xattrs(at.dirfd, at.name, at.rel));
     if (xattrs != want.xattrs) {
-        DVOL_CHECK(write_xattrs(at.dirfd, at.name, at.rel, xattrs, want.xattrs, warnings_));
+        DVOL_CHECK(write_xattrs(at.dirfd, at.name, at.rel, xattrs, want.xattrs, warnings ? *warnings : warnings_));
         changed = true;
     }
     if (changed || now.mtime_ns != want.mtime_ns) {

@@ -75,7 +75,9 @@ private:
     Status sync_hardlink(const Where& at, const TreeEntry& want, const struct stat* have);
     // Creates the file and queues its chunks; its size and metadata are set, and its stat
     // cache row written, by finish_new_files once the chunks are written (so that the chunks of
-    // many small files are written together, on two threads).
+    // many small files are written together, on two threads). A file of one chunk, as most
+    // small files are, is made, written and given its metadata by a worker (system calls are
+    // most of the cost of a small file); only its stat cache row is left to this thread.
     Status write_new_file(const Where& at, const TreeEntry& want);
     Status finish_new_files();
     // Makes the content right; true when anything was written or the content was verified by
@@ -94,11 +96,12 @@ private:
     Status flush_writes();
     // Sets owner, mode, xattrs and mtime where they differ; true when anything changed. `fd` is
     // the entry opened (files, directories) or -1 (symlinks, fifos, devices).
-    Result<bool> apply_metadata(int fd, const Where& at, const TreeEntry& want);
+    // `warnings`: where refused xattrs are reported (a worker's own list), warnings_ when null.
+    Result<bool> apply_metadata(int fd, const Where& at, const TreeEntry& want, std::vector<std::string>* warnings = nullptr);
     Status remember(int fd, const std::string& rel, const TreeEntry& want);
     Status verify_tree(int root_fd, const std::string& live_dir, Tree target);
     Status verify_file(const std::string& rel, const TreeEntry& want, const struct stat* have);
-    Status verify_chunk(const Extent& x);
+    Status verify_chunk(const ObjectStore::StoredRef& ref);
     // Finds where the record of `id` lies (the index is read on this thread: the store is not
     // thread-safe) into the next slot of pending_; the workers read it.
     Status queue_record(const ObjectId& id);
@@ -125,6 +128,7 @@ private:
     TreePaths* links_ = nullptr;  // during verify(): the target's entries, for hard links
     std::vector<ObjectStore::StoredRef> pending_;
     size_t pending_bytes_ = 0;
+    struct NewFile;
     // Chunks queued for writing: pending_ holds their records; these say where they go.
     struct Write {
         int fd;
@@ -133,6 +137,7 @@ private:
         const std::string* rel;
         bool check_hash;
         bool compare_first;
+        NewFile* whole = nullptr;  // a new file of this one chunk: the worker makes and finishes it (fd is -1)
     };
     // New files whose chunks are queued, to finish after the batch is written.
     struct NewFile {
@@ -143,7 +148,13 @@ private:
         const TreeEntry* want;    // in the tree of the directory being restored
         uint64_t end;             // where the last chunk written ends
         bool complete;            // every chunk queued (a batch may be written half-way through a file)
+        bool finished = false;    // size and metadata set (by a worker), `key` taken
+        StatKey key{};            // its stat once finished, for the stat cache row
     };
+    // Sets a new file's size (where a hole ends it) and metadata, and takes its stat: any
+    // thread (warnings as apply_metadata).
+    Status finish_file(NewFile& f, std::vector<std::string>* warnings);
+    std::vector<std::string> worker_warnings_[2];
     std::deque<NewFile> new_files_;
     // Writes the pages of `data` that differ from what w.fd holds at w.offset, as far as the
     // page cache holds that range (read with RWF_NOWAIT); the rest is written whole.
