@@ -442,6 +442,7 @@ Status Restorer::write_extent(int fd, const std::string& rel, uint64_t offset, c
 }
 
 Status Restorer::flush_writes() {
+    open_new_files_ = 0;
     DVOL_CHECK(run_batch(
         [&](size_t i, int worker, std::span<const std::byte> data) -> Status {
             const Write& w = writes_[i];
@@ -450,7 +451,9 @@ Status Restorer::flush_writes() {
             if (NewFile* f = w.whole) {
                 DVOL_TRY(f->fd, open_beneath(f->dirfd, *f->name, O_RDWR | O_CREAT | O_EXCL | O_NOCTTY, f->rel, 0600));
                 DVOL_CHECK(pwrite_all(f->fd.get(), data, w.offset, f->rel));
-                return finish_file(*f, &worker_warnings_[worker]);
+                DVOL_CHECK(finish_file(*f, &worker_warnings_[worker]));
+                f->fd.reset();
+                return {};
             }
             if (!w.compare_first) return pwrite_all(w.fd, data, w.offset, *w.rel);
             return write_changed(w, data, current_bufs_[worker]);
@@ -509,6 +512,7 @@ Status Restorer::write_new_file(const Where& at, const TreeEntry& want) {
         }
     }
     DVOL_TRY(UniqueFd fd, open_beneath(at.dirfd, at.name, O_RDWR | O_CREAT | O_EXCL | O_NOCTTY, at.rel, 0600));
+    open_new_files_++;
     // Finished (size, metadata, stat cache row) after its chunks are written: see flush_writes.
     // The deque keeps `rel` where the queued writes point to it.
     NewFile& f = new_files_.emplace_back(NewFile{std::move(fd), at.dirfd, &want.name, at.rel, &want, 0, false});

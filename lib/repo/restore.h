@@ -160,11 +160,14 @@ private:
     // page cache holds that range (read with RWF_NOWAIT); the rest is written whole.
     static Status write_changed(const Write& w, std::span<const std::byte> data, std::vector<std::byte>& current);
     std::vector<Write> writes_;
-    // A batch for the two threads: at most 128 records or 64 MiB of them. Only the workers'
-    // buffers hold records (one each, read when it is its turn), so the memory does not depend
-    // on the batch: the batch's size only spaces the points where both threads meet.
+    // A batch for the two threads: at most 1024 records or 64 MiB of them, and at most 64 new
+    // files left open by this thread (a file of one chunk is opened and closed by its worker).
+    // Only the workers' buffers hold records (one each, read when it is its turn), so memory
+    // does not depend on the batch: its size only spaces the points where both threads meet,
+    // each a wait for the other thread to be scheduled on a busy machine.
     static constexpr size_t kBatchBytes = size_t{64} << 20;
-    bool batch_full() const { return pending_.size() == 128 || pending_bytes_ >= kBatchBytes; }
+    bool batch_full() const { return pending_.size() == 1024 || pending_bytes_ >= kBatchBytes || open_new_files_ >= 64; }
+    size_t open_new_files_ = 0;  // new files this thread opened since the last batch
     ObjectStore::StoredObject records_[2];    // per worker: the record being decoded
     std::vector<std::byte> decode_bufs_[2];   // per worker
     std::vector<std::byte> current_bufs_[2];  // per worker: what a file held (write_changed)
