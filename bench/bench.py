@@ -1099,15 +1099,15 @@ def targets(s, size):
     a, b = g("smallfiles", "restore", "cp"), g("smallfiles", "restore", "dvol")
     if a is not None and b is not None:
         rows.append(("100,000 small files: restore no slower than cp -a", f"dvol {b:.3f} s, cp -a {a:.3f} s", b <= a))
-    for ds, size in BIG_FILE.items():
+    for ds, nbytes in BIG_FILE.items():
         b = g(ds, "restore", "dvol")
         if b is None:
             continue
         a = g(ds, "restore", "cp")
-        rows.append((f"{size // GiB} GiB random file: restore ≥ 1 GB/s", f"{size / b / 1e9:.2f} GB/s ({b:.3f} s"
-                     + (f"; cp -a {size / a / 1e9:.2f} GB/s" if a else "") + ")", size / b >= 1e9))
+        rows.append((f"{nbytes // GiB} GiB random file: restore ≥ 1 GB/s", f"{nbytes / b / 1e9:.2f} GB/s ({b:.3f} s"
+                     + (f"; cp -a {nbytes / a / 1e9:.2f} GB/s" if a else "") + ")", nbytes / b >= 1e9))
         rss = g(ds, "restore", "dvol", "rss")
-        rows.append((f"{size // GiB} GiB random file: restore peak RSS < 256 MiB", f"{rss / 1024:.1f} MiB", rss < 256 * 1024))
+        rows.append((f"{nbytes // GiB} GiB random file: restore peak RSS < 256 MiB", f"{rss / 1024:.1f} MiB", rss < 256 * 1024))
     dv = [(k, v["rss"]) for k, v in s.items() if k[2] == "dvol"]
     if dv:
         worst = max(dv, key=lambda x: x[1])
