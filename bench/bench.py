@@ -32,6 +32,9 @@ SIZES = {
 }
 PG_TRANSACTIONS = 6000
 MANY_FILES = 100_000
+SMALL_FILES, SMALL_DIRS = 100_000, 300      # the many-small-files restore: 100-2,000 bytes each
+BIG_FILE = {"big2g": 2 * GiB, "big4g": 4 * GiB}  # one file of random bytes, restored whole
+RESTORE_SETS = ("smallfiles", "big2g", "big4g")
 
 OPS = {
     "commit-initial": "initial commit",
@@ -40,6 +43,7 @@ OPS = {
     "reset": "reset --hard to the first state",
     "checkout": "checkout of another branch",
     "status": "status, nothing changed",
+    "restore": "restore into an empty directory",
 }
 # A data set name with this suffix (pg-replaced, synth-replaced): the same data, the second state
 # applied by replacing the changed files instead of writing them in place.
@@ -234,6 +238,33 @@ def gen_files(d):
             log(f"  many files: {i + 1}/{MANY_FILES}")
 
 
+def gen_smallfiles(d):
+    """100,000 files of 100 to 2,000 bytes of text, spread over 300 directories."""
+    s1 = os.path.join(d, "s1")
+    rng = random.Random(19)
+    pool = "".join(text_pool(rng)).encode()
+    for i in range(SMALL_FILES):
+        p = os.path.join(s1, f"d{i % SMALL_DIRS:03d}", f"f{i:06d}.txt")
+        if i < SMALL_DIRS:
+            os.makedirs(os.path.dirname(p), exist_ok=True)
+        n = rng.randint(100, 2000)
+        off = rng.randint(0, len(pool) - n)
+        with open(p, "wb") as f:
+            f.write(pool[off:off + n])
+        if i % 20000 == 19999:
+            log(f"  small files: {i + 1}/{SMALL_FILES}")
+
+
+def gen_big(d, size):
+    """One file of `size` random (incompressible) bytes."""
+    s1 = os.path.join(d, "s1")
+    os.makedirs(s1)
+    rng = random.Random(size)
+    with open(os.path.join(s1, "big.bin"), "wb") as f:
+        for _ in range(size // (64 * MiB)):
+            f.write(rng.randbytes(64 * MiB))
+
+
 def pg_bin():
     vs = sorted(os.listdir("/usr/lib/postgresql"), key=lambda v: int(v) if v.isdigit() else 0)
     return f"/usr/lib/postgresql/{vs[-1]}/bin"
@@ -283,7 +314,7 @@ def gen_pg(d, cfg):
 
 
 def prepare(bench_dir, name, size, cfg):
-    key = name if name == "files" else f"{name}-{size}"
+    key = name if name in ("files",) + RESTORE_SETS else f"{name}-{size}"
     d = os.path.join(bench_dir, "data", key)
     marker = d + ".done"
     if os.path.exists(marker):
@@ -297,6 +328,10 @@ def prepare(bench_dir, name, size, cfg):
         gen_pg(d, cfg)
     elif name == "synth":
         gen_synth(d, cfg)
+    elif name == "smallfiles":
+        gen_smallfiles(d)
+    elif name in BIG_FILE:
+        gen_big(d, BIG_FILE[name])
     else:
         gen_files(d)
     open(marker, "w").close()
@@ -343,6 +378,17 @@ class Dvol(Tool):
             return self.cmd("checkout", "state2", "bench"), None, [self.store]
         if op == "status":
             return self.cmd("status", "bench"), None, [self.src]
+        if op == "restore":
+            # Into an empty live directory: every file is made anew, as the others restore. Its
+            # contents are moved aside, not deleted: the others restore into a directory no mass
+            # delete has just preceded (ext4 then skips recently freed inodes, and its journal
+            # and discards are still busy), and the run's work directory goes at its end anyway.
+            trash = os.path.join(self.ws, "trash")
+            os.makedirs(trash, exist_ok=True)
+            aside = tempfile.mkdtemp(dir=trash)
+            for n in os.listdir(self.src):
+                os.rename(os.path.join(self.src, n), os.path.join(aside, n))
+            return self.cmd("reset", "--hard", self.ids["s1"], "bench"), None, [self.store]
 
     def after(self, op, label, out):
         if op.startswith("commit"):
@@ -365,9 +411,9 @@ class Cp(Tool):
     def op(self, op, label):
         if op.startswith("commit"):
             return ["cp", "-a", self.src, os.path.join(self.store, label)], None, [self.src]
-        if op in ("reset", "checkout"):
+        if op in ("reset", "checkout", "restore"):
             rmtree(self.restore)
-            which = "s1" if op == "reset" else "s2"
+            which = "s2" if op == "checkout" else "s1"
             return ["cp", "-a", os.path.join(self.store, which), self.restore], None, [os.path.join(self.store, which)]
 
     def after(self, op, label, out):
@@ -389,10 +435,10 @@ class Borg(Tool):
         if op.startswith("commit"):
             return (["borg", "create", "--compression", "zstd", f"{self.store}::{label}", "."], self.src,
                     [self.src, self.store, self.env["BORG_BASE_DIR"]])
-        if op in ("reset", "checkout"):
+        if op in ("reset", "checkout", "restore"):
             rmtree(self.restore)
             os.makedirs(self.restore)
-            return (["borg", "extract", f"{self.store}::{'s1' if op == 'reset' else 's2'}"],
+            return (["borg", "extract", f"{self.store}::{'s2' if op == 'checkout' else 's1'}"],
                     self.restore, [self.store])
 
     def after(self, op, label, out):
@@ -412,9 +458,9 @@ class Restic(Tool):
         if op.startswith("commit"):
             return (["restic", "-r", self.store, "backup", "-q", "--compression", "auto", "--tag", label, "."],
                     self.src, [self.src, self.store, self.env["RESTIC_CACHE_DIR"]])
-        if op in ("reset", "checkout"):
+        if op in ("reset", "checkout", "restore"):
             rmtree(self.restore)
-            return (["restic", "-r", self.store, "restore", "-q", "latest", "--tag", "s1" if op == "reset" else "s2",
+            return (["restic", "-r", self.store, "restore", "-q", "latest", "--tag", "s2" if op == "checkout" else "s1",
                      "--target", self.restore], None, [self.store])
 
     def after(self, op, label, out):
@@ -459,6 +505,8 @@ def run_dataset(name, d, tools, runs, bench_dir, dvol_exe, results):
     replace = name.endswith(REPLACED)   # the second state applied by replacing files
     if name == "files":
         ops = [("commit-initial", "s1"), ("commit-nochange", "s1b"), ("status", None)]
+    elif name in RESTORE_SETS:
+        ops = [("commit-initial", "s1"), ("restore", None)]
     else:
         ops = [("commit-initial", "s1"), ("commit-nochange", "s1b"), ("commit-second", "s2"),
                ("reset", None), ("checkout", None)]
@@ -496,7 +544,7 @@ def run_dataset(name, d, tools, runs, bench_dir, dvol_exe, results):
                     f"{rss / 1024:7.1f} MiB" + (f"  +{added / MiB:.1f} MiB" if added is not None else ""))
                 if o.name == "cp" and op == "commit-nochange":
                     rmtree(os.path.join(o.store, label))   # keep the disk use down
-                if op in ("reset", "checkout"):
+                if op in ("reset", "checkout", "restore"):
                     rmtree(o.restore)
         rmtree(ws_root)
 
@@ -1250,7 +1298,9 @@ def tables(s, datasets, tools, data_info):
     out = []
     titles = {"pg": "PostgreSQL data directory", "synth": "Synthetic tree", "files": "100,000 small files",
               "pg" + REPLACED: "PostgreSQL data directory, second state applied by replacing files",
-              "synth" + REPLACED: "Synthetic tree, second state applied by replacing files"}
+              "synth" + REPLACED: "Synthetic tree, second state applied by replacing files",
+              "smallfiles": "Restore of 100,000 files of 100-2,000 bytes", "big2g": "Restore of one 2 GiB file of random bytes",
+              "big4g": "Restore of one 4 GiB file of random bytes"}
     for ds in datasets:
         out.append(f"### {titles[ds]} ({data_info.get(ds, '')})\n")
         out.append("| operation | tool | wall s (median) | peak RSS MiB | bytes added to store | time ÷ dvol |")
@@ -1262,7 +1312,8 @@ def tables(s, datasets, tools, data_info):
                 if not x:
                     continue
                 ratio = f"{x['wall'] / dv['wall']:.1f}x" if dv and dv["wall"] > 0 else "–"
-                out.append(f"| {OPS[op]} | {TOOL_LABEL[t]} | {x['wall']:.3f} | {x['rss'] / 1024:.1f} | "
+                rate = f" ({BIG_FILE[ds] / x['wall'] / 1e9:.2f} GB/s)" if ds in BIG_FILE and op == "restore" else ""
+                out.append(f"| {OPS[op]} | {TOOL_LABEL[t]} | {x['wall']:.3f}{rate} | {x['rss'] / 1024:.1f} | "
                            f"{fmt_bytes(x['added'])} | {ratio} |")
         out.append("")
     return "\n".join(out)
@@ -1309,6 +1360,18 @@ def targets(s, size):
         ratio_target(f"PG reset --hard{how} ≥ 5x faster than borg extract", ds, "reset", "borg", 5)
     ratio_target("Synthetic: commit of the 1 MiB change ≥ 20x faster than cp -a", "synth", "commit-second", "cp", 20)
     ratio_target("Synthetic: reset of the 1 MiB change ≥ 20x faster than cp -a", "synth", "reset", "cp", 20)
+    a, b = g("smallfiles", "restore", "cp"), g("smallfiles", "restore", "dvol")
+    if a is not None and b is not None:
+        rows.append(("100,000 small files: restore no slower than cp -a", f"dvol {b:.3f} s, cp -a {a:.3f} s", b <= a))
+    for ds, nbytes in BIG_FILE.items():
+        b = g(ds, "restore", "dvol")
+        if b is None:
+            continue
+        a = g(ds, "restore", "cp")
+        rows.append((f"{nbytes // GiB} GiB random file: restore ≥ 1 GB/s", f"{nbytes / b / 1e9:.2f} GB/s ({b:.3f} s"
+                     + (f"; cp -a {nbytes / a / 1e9:.2f} GB/s" if a else "") + ")", nbytes / b >= 1e9))
+        rss = g(ds, "restore", "dvol", "rss")
+        rows.append((f"{nbytes // GiB} GiB random file: restore peak RSS < 256 MiB", f"{rss / 1024:.1f} MiB", rss < 256 * 1024))
     dv = [(k, v["rss"]) for k, v in s.items() if k[2] == "dvol"]
     if dv:
         worst = max(dv, key=lambda x: x[1])
@@ -1365,7 +1428,7 @@ def main():
     ap.add_argument("--size", choices=["small", "full"], default="small")
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--only", default="pg,synth,files",
-                    help="comma-separated: pg, synth, files, pg-replaced, synth-replaced, remote-pg, remote-synth, remote-files, mount")
+                    help="comma-separated: pg, synth, files, pg-replaced, synth-replaced, smallfiles, big2g, big4g, remote-pg, remote-synth, remote-files, mount")
     ap.add_argument("--tools", default=None,
                     help=f"comma-separated (default all): {','.join(TOOLS_ALL)}; for remote-*: dvol,restic,rclone,cp")
     ap.add_argument("--remote", default="dir,s3", help="for remote-*: dir (a directory remote), s3 (a Ceph RGW on 127.0.0.1)")
@@ -1375,8 +1438,7 @@ def main():
         ap.error("--runs must be at least 1")
     datasets = [x for x in a.only.split(",") if x]
     for x in datasets:
-        if x not in ("pg", "synth", "files", "pg" + REPLACED, "synth" + REPLACED, "remote-pg", "remote-synth", "remote-files",
-                     "mount"):
+        if x not in ("pg", "synth", "files", "pg" + REPLACED, "synth" + REPLACED) + RESTORE_SETS + ("remote-pg", "remote-synth", "remote-files", "mount"):
             ap.error(f"unknown data set {x}")
     remotes = [x for x in a.remote.split(",") if x]
     for x in remotes:
@@ -1428,7 +1490,8 @@ def main():
                 log(f"data set {ds}: {data_info[ds]}; tools {ds_tools}; remotes {remotes}")
                 run_remote_dataset(ds, d, ds_tools, remotes, a.runs, bench_dir, dvol_exe, rgw, results)
             else:
-                ds_tools = [t for t in tools if t in (("dvol", "git") if ds == "files" else TOOLS_ALL)]
+                ds_tools = [t for t in tools if t in (("dvol", "git") if ds == "files" else
+                                                      ("dvol", "cp", "borg", "restic") if ds in RESTORE_SETS else TOOLS_ALL)]
                 log(f"data set {ds}: {data_info[ds]}; tools {ds_tools}")
                 run_dataset(ds, d, ds_tools, a.runs, bench_dir, dvol_exe, results)
             loads[ds] = (l0, os.getloadavg()[0])

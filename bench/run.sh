@@ -3,7 +3,7 @@
 # data sets and runs every tool on the same data in alternation; prints a markdown table.
 #
 #   bench/run.sh [--size small|full] [--runs N]
-#                [--only pg|synth|files|pg-replaced|synth-replaced|remote-pg|remote-synth|remote-files|mount[,...]]
+#                [--only pg|synth|files|pg-replaced|synth-replaced|smallfiles|big2g|big4g|remote-pg|remote-synth|remote-files|mount[,...]]
 #                [--remote dir,s3] [--tools ...] [--record FILE]
 #
 # The remote-* sets push to and clone from a directory and a single-node Ceph RGW on 127.0.0.1,

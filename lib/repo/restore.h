@@ -4,6 +4,7 @@
 // Nothing below the live directory is ever followed through a symlink.
 #pragma once
 
+#include <deque>
 #include <functional>
 #include <map>
 #include <optional>
@@ -26,7 +27,8 @@ public:
     Restorer(ObjectStore& store, StatCache& cache) : store_(store), cache_(cache) {}
 
     // Makes `live_dir` hold exactly the top tree `top` (see kRootEntryName); a null top means
-    // an empty volume. The stat cache is updated for every file written or verified.
+    // an empty volume. The stat cache is updated for every file written or verified; it must be
+    // batching (StatCache::begin_batch): the restore runs in one read transaction.
     Status restore(const std::string& live_dir, const ObjectId* top);
 
     // Reads and verifies every object that restore(live_dir, top) would need (trees, extent
@@ -71,7 +73,13 @@ private:
     // inside it, which sync_tree does before setting its metadata.
     Result<std::optional<Tree>> sync_entry(const Where& at, const TreeEntry& want, const struct stat* have);
     Status sync_hardlink(const Where& at, const TreeEntry& want, const struct stat* have);
+    // Creates the file and queues its chunks; its size and metadata are set, and its stat
+    // cache row written, by finish_new_files once the chunks are written (so that the chunks of
+    // many small files are written together, on two threads). A file of one chunk, as most
+    // small files are, is made, written and given its metadata by a worker (system calls are
+    // most of the cost of a small file); only its stat cache row is left to this thread.
     Status write_new_file(const Where& at, const TreeEntry& want);
+    Status finish_new_files();
     // Makes the content right; true when anything was written or the content was verified by
     // reading (either way the stat cache row must be refreshed).
     Result<bool> update_file(int fd, const std::string& rel, const TreeEntry& want, const struct stat& have);
@@ -81,22 +89,27 @@ private:
     // With `compare_first`, only the pages of the chunk that differ from what the file holds
     // are written (write_changed).
     Status write_extent(int fd, const std::string& rel, uint64_t offset, const Extent& x, bool compare_first);
-    // Decodes, verifies (unless verify() did) and writes the queued chunks, on two threads.
-    // Called before anything that must follow the writes: ftruncate, metadata, closing the fd.
+    // Reads, decodes, verifies (unless verify() did) and writes the queued chunks, on two
+    // threads, then finishes the new files whose chunks they were. Called before anything that
+    // must follow the writes: ftruncate, metadata, closing the fd, and leaving or entering a
+    // directory (a new file's metadata is set through its directory's fd).
     Status flush_writes();
     // Sets owner, mode, xattrs and mtime where they differ; true when anything changed. `fd` is
     // the entry opened (files, directories) or -1 (symlinks, fifos, devices).
-    Result<bool> apply_metadata(int fd, const Where& at, const TreeEntry& want);
+    // `warnings`: where refused xattrs are reported (a worker's own list), warnings_ when null.
+    Result<bool> apply_metadata(int fd, const Where& at, const TreeEntry& want, std::vector<std::string>* warnings = nullptr);
     Status remember(int fd, const std::string& rel, const TreeEntry& want);
     Status verify_tree(int root_fd, const std::string& live_dir, Tree target);
     Status verify_file(const std::string& rel, const TreeEntry& want, const struct stat* have);
-    Status verify_chunk(const Extent& x);
-    // Reads the record of `id` from its pack into the next slot of pending_.
+    Status verify_chunk(const ObjectStore::StoredRef& ref);
+    // Finds where the record of `id` lies (the index is read on this thread: the store is not
+    // thread-safe) into the next slot of pending_; the workers read it.
     Status queue_record(const ObjectId& id);
     // Runs fn(i, worker) for every queued record on two threads (worker 0 or 1 names the
-    // thread's buffers), empties the queue (records and writes_) and returns the first error.
-    Status run_batch(const std::function<Status(size_t, int)>& fn);
-    // Decodes and verifies the chunks queued by verify_chunk, on two threads.
+    // thread's buffers), each record read first into that worker's records_ slot; empties the
+    // queue (records and writes_) and returns the first error.
+    Status run_batch(const std::function<Status(size_t, int, std::span<const std::byte>)>& fn, bool check_hash);
+    // Reads, decodes and verifies the chunks queued by verify_chunk, on two threads.
     Status verify_pending();
     Result<Tree> load_root(const ObjectId& top, TreeEntry& root);
 
@@ -113,9 +126,9 @@ private:
     // them again (see ObjectStore::get_verified).
     ChunkSet verified_;
     TreePaths* links_ = nullptr;  // during verify(): the target's entries, for hard links
-    std::vector<ObjectStore::StoredObject> pending_;
-    size_t pending_count_ = 0;
+    std::vector<ObjectStore::StoredRef> pending_;
     size_t pending_bytes_ = 0;
+    struct NewFile;
     // Chunks queued for writing: pending_ holds their records; these say where they go.
     struct Write {
         int fd;
@@ -124,15 +137,38 @@ private:
         const std::string* rel;
         bool check_hash;
         bool compare_first;
+        NewFile* whole = nullptr;  // a new file of this one chunk: the worker makes and finishes it (fd is -1)
     };
+    // New files whose chunks are queued, to finish after the batch is written.
+    struct NewFile {
+        UniqueFd fd;
+        int dirfd;
+        const std::string* name;  // want->name
+        std::string rel;
+        const TreeEntry* want;    // in the tree of the directory being restored
+        uint64_t end;             // where the last chunk written ends
+        bool complete;            // every chunk queued (a batch may be written half-way through a file)
+        bool finished = false;    // size and metadata set (by a worker), `key` taken
+        StatKey key{};            // its stat once finished, for the stat cache row
+    };
+    // Sets a new file's size (where a hole ends it) and metadata, and takes its stat: any
+    // thread (warnings as apply_metadata).
+    Status finish_file(NewFile& f, std::vector<std::string>* warnings);
+    std::vector<std::string> worker_warnings_[2];
+    std::deque<NewFile> new_files_;
     // Writes the pages of `data` that differ from what w.fd holds at w.offset, as far as the
     // page cache holds that range (read with RWF_NOWAIT); the rest is written whole.
     static Status write_changed(const Write& w, std::span<const std::byte> data, std::vector<std::byte>& current);
     std::vector<Write> writes_;
-    // A batch of records for the two threads, at most 64 or 64 MiB (bounded memory whatever
-    // the chunk sizes).
+    // A batch for the two threads: at most 1024 records or 64 MiB of them, and at most 64 new
+    // files left open by this thread (a file of one chunk is opened and closed by its worker).
+    // Only the workers' buffers hold records (one each, read when it is its turn), so memory
+    // does not depend on the batch: its size only spaces the points where both threads meet,
+    // each a wait for the other thread to be scheduled on a busy machine.
     static constexpr size_t kBatchBytes = size_t{64} << 20;
-    bool batch_full() const { return pending_count_ == 64 || pending_bytes_ >= kBatchBytes; }
+    bool batch_full() const { return pending_.size() == 1024 || pending_bytes_ >= kBatchBytes || open_new_files_ >= 64; }
+    size_t open_new_files_ = 0;  // new files this thread opened since the last batch
+    ObjectStore::StoredObject records_[2];    // per worker: the record being decoded
     std::vector<std::byte> decode_bufs_[2];   // per worker
     std::vector<std::byte> current_bufs_[2];  // per worker: what a file held (write_changed)
     ParallelFor pool_;

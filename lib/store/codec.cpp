@@ -93,7 +93,15 @@ Status decompress(Codec codec, std::span<const std::byte> in, size_t raw_size, s
     size_t frame = ZSTD_findFrameCompressedSize(in.data(), in.size());
     if (ZSTD_isError(frame) || frame != in.size()) return make_error(Errc::corrupt, "truncated or malformed compressed frame");
     out.resize(raw_size);
-    size_t n = ZSTD_decompress(out.data(), out.size(), in.data(), in.size());
+    // One decompression context per thread, kept: ZSTD_decompress makes and frees one per
+    // call, which cost a restore of 100,000 small files a fifth of its CPU time.
+    struct Dctx {
+        ZSTD_DCtx* ctx = ZSTD_createDCtx();
+        ~Dctx() { ZSTD_freeDCtx(ctx); }
+    };
+    thread_local Dctx dctx;
+    if (!dctx.ctx) throw std::bad_alloc();
+    size_t n = ZSTD_decompressDCtx(dctx.ctx, out.data(), out.size(), in.data(), in.size());
     if (ZSTD_isError(n) || n != raw_size)
         return make_error(Errc::corrupt, fmt::format("cannot decompress: {}", ZSTD_isError(n) ? ZSTD_getErrorName(n) : "short output"));
     return {};

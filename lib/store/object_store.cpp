@@ -218,6 +218,45 @@ Status ObjectStore::decode_stored(const StoredObject& in, std::vector<std::byte>
     return {};
 }
 
+Status ObjectStore::decode_stored_view(const StoredObject& in, std::vector<std::byte>& scratch, std::span<const std::byte>& plain,
+                                       bool check_hash) {
+    if (in.record.size() < kRecordHeaderSize || record_codec(in.record.data()) != Codec::raw) {
+        DVOL_CHECK(decode_stored(in, scratch, check_hash));
+        plain = scratch;
+        return {};
+    }
+    auto payload = std::span<const std::byte>(in.record).subspan(kRecordHeaderSize);
+    if (payload.size() != in.raw_len) return corrupt_object(in.id, in.pack, "raw record length does not match its header");
+    if (check_hash && sha256(payload) != in.id) return corrupt_object(in.id, in.pack, "content does not match its hash");
+    plain = payload;
+    return {};
+}
+
+Status ObjectStore::locate_stored(const ObjectId& id, StoredRef& out) {
+    Location loc;
+    DVOL_TRY(bool found, lookup(id, loc));
+    if (!found) return make_error(Errc::not_found, fmt::format("object {} is not in the store", id.hex()));
+    std::string name;
+    auto pack = pack_fd(loc.pack_id, name);
+    if (!pack) return make_error(pack.error().code, fmt::format("object {}: {}", id.hex(), pack.error().message));
+    out.id = id;
+    out.where = RecordRef{*pack, loc.offset, loc.stored_len, loc.raw_len};
+    out.pack = loc.pack_id == 0 ? &staging_.name : &packs_.at(loc.pack_id).second;
+    if (loc.raw_len > kMaxObjectSize || loc.stored_len > kMaxStoredSize) return corrupt_object(id, name, "index gives an impossible size");
+    return {};
+}
+
+Status ObjectStore::read_located(const StoredRef& ref, StoredObject& out) {
+    out.id = ref.id;
+    out.pack = *ref.pack;
+    out.raw_len = ref.where.raw_len;
+    auto corrupt = [&](std::string_view why) { return corrupt_object(ref.id, out.pack, why); };
+    out.record.resize(kRecordHeaderSize + ref.where.stored_len);
+    if (auto st = pread_exact(ref.where.fd, out.record, ref.where.offset, out.pack); !st) return corrupt(st.error().message);
+    if (const char* why = record_header_problem(out.record.data(), ref.id, ref.where.raw_len, ref.where.stored_len)) return corrupt(why);
+    return {};
+}
+
 Result<std::optional<ObjectStore::RecordRef>> ObjectStore::locate(const ObjectId& id) {
     Location loc;
     DVOL_TRY(bool found, lookup(id, loc));

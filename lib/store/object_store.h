@@ -81,6 +81,11 @@ public:
     // batch keep no more than a batch's worth (left alone, each would grow to the largest
     // record it ever held).
     static void trim_slots(std::span<StoredObject> slots, size_t bytes);
+    // Like decode_stored, but a record stored raw (incompressible data) is not copied: `plain`
+    // is set to its payload inside in.record; otherwise the record is decompressed into
+    // `scratch` and `plain` names that. Any thread.
+    static Status decode_stored_view(const StoredObject& in, std::vector<std::byte>& scratch, std::span<const std::byte>& plain,
+                                     bool check_hash = true);
 
     // Where an object's record lies, for reading it on another thread (holds()).
     struct RecordRef {
@@ -91,6 +96,18 @@ public:
     };
     // The record of `id`, or nullopt when the store does not hold it (errors as get()).
     Result<std::optional<RecordRef>> locate(const ObjectId& id);
+    // Where the record of `id` lies, for read_located on another thread: read_stored in two
+    // halves, so that the reads themselves (and the buffers they fill) can be spread over
+    // threads. A missing object is `not_found`, as for get().
+    struct StoredRef {
+        ObjectId id;
+        RecordRef where;
+        const std::string* pack = nullptr;  // the pack's name, owned by the store (see close_packs)
+    };
+    Status locate_stored(const ObjectId& id, StoredRef& out);
+    // Reads the record `ref` names into `out`, checking its header as read_stored does.
+    // Touches only its arguments: any thread.
+    static Status read_located(const StoredRef& ref, StoredObject& out);
     // Per-thread buffers for holds().
     struct CompareBuffers {
         std::vector<std::byte> record;

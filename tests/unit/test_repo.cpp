@@ -680,6 +680,55 @@ TEST_CASE("reset --hard of a file larger than one write batch restores every chu
     CHECK(mtime_ns_of(f.at("big.img")) == 1'600'000'000'123'456'789);
 }
 
+TEST_CASE("reset --hard into an empty live directory restores many small files in batches", "[repo]") {
+    // More new files in one directory than a write batch holds (128 records), files before and
+    // after a subdirectory, a hard link to a file still waiting for its batch, sparse tails and
+    // empty files: every file gets its content, size, mode and mtime, and a stat cache row (a
+    // second reset writes nothing).
+    RepoFixture f;
+    REQUIRE(make_dirs(f.at("many")));
+    REQUIRE(make_dirs(f.at("m/sub")));
+    int64_t t = kOld;
+    for (int i = 0; i < 300; ++i) {
+        std::string p = f.at(fmt::format("many/f{:03d}", i));
+        write_file(p, fmt::format("file {} ", i) + std::string(static_cast<size_t>(i * 7 % 2000), 'x'));
+        chmod_path(p, i % 3 == 0 ? 0600 : i % 3 == 1 ? 0644 : 0755);
+        set_mtime_ns(p, t += 1'000'000'007);
+    }
+    write_file(f.at("m/a"), "before the subdirectory");
+    write_file(f.at("m/sub/x"), "inside");
+    write_file(f.at("m/z"), "after the subdirectory");
+    write_file(f.at("m/empty"), "");
+    REQUIRE(::link(f.at("many/f005").c_str(), f.at("many/f005-link").c_str()) == 0);
+    {
+        auto fd = open_file(f.at("m/sparse"), O_WRONLY | O_CREAT, 0644);
+        REQUIRE(fd);
+        REQUIRE(pwrite_all(fd->get(), dvol::as_bytes("head"), 0, "sparse"));
+        REQUIRE(::ftruncate(fd->get(), 2 << 20) == 0);
+    }
+    for (std::string p : {"m/a", "m/sub/x", "m/z", "m/empty", "m/sparse", "m/sub", "m", "many"}) set_mtime_ns(f.at(p), t += 1'000'000'007);
+    auto want = snapshot(f.live());
+    f.commit("many");
+    for (const auto& e : fs::directory_iterator(f.live())) REQUIRE(remove_tree(e.path().string()));
+
+    auto r1 = f.repo->reset_hard(f.vol, "HEAD");
+    REQUIRE(r1);
+    check_same_tree(want, snapshot(f.live()));
+    CHECK(r1->files_written == 305);  // the link is made, not written
+    struct stat a = dvol::test::lstat_of(f.at("many/f005")), b = dvol::test::lstat_of(f.at("many/f005-link"));
+    CHECK(a.st_ino == b.st_ino);
+    CHECK(dvol::test::lstat_of(f.at("m/sparse")).st_size == (2 << 20));
+
+    // Only the link's target is written again: making the link changed its ctime after its
+    // stat cache row was taken, so the row no longer matches (as before the batching).
+    auto r2 = f.repo->reset_hard(f.vol, "HEAD");
+    REQUIRE(r2);
+    CHECK(r2->files_written == 1);
+    CHECK(r2->bytes_written == read_file(f.at("many/f005")).size());
+    CHECK(summary(f.status()) == "");
+    check_same_tree(want, snapshot(f.live()));
+}
+
 TEST_CASE("checkout -b keeps the data; checkout of another branch materialises it", "[repo]") {
     RepoFixture f;
     write_file(f.at("m.txt"), "master");
