@@ -50,21 +50,33 @@ Result<std::optional<FileContent>> StatCache::lookup(const std::string& path, co
     return found;
 }
 
+namespace {
+
+// The columns both reads select, in this order.
+constexpr const char* kRowColumns = "path, size, mtime_ns, ctime_ns, ino, mode, uid, gid, scan_ns, content";
+
+// The row a statement selecting kRowColumns is on.
+StatCache::Row row_of(meta::Stmt& q) {
+    StatCache::Row r;
+    r.path = std::string(as_chars(q.blob_view(0)));
+    r.key = StatKey{static_cast<uint64_t>(q.int64(1)), q.int64(2), q.int64(3), static_cast<uint64_t>(q.int64(4)),
+                    static_cast<uint32_t>(q.int64(5)), static_cast<uint32_t>(q.int64(6)), static_cast<uint32_t>(q.int64(7))};
+    r.scan_ns = q.int64(8);
+    auto c = q.blob_view(9);
+    r.content.assign(c.begin(), c.end());
+    return r;
+}
+
+}  // namespace
+
 Status StatCache::read_batch() {
-    DVOL_TRY(auto q, db_.prepare("SELECT path, size, mtime_ns, ctime_ns, ino, mode, uid, gid, scan_ns, content FROM stat_cache "
-                                 "WHERE volume_id = ? AND path > ? ORDER BY path LIMIT ?"));
+    DVOL_TRY(auto q, db_.prepare(fmt::format("SELECT {} FROM stat_cache WHERE volume_id = ? AND path > ? ORDER BY path LIMIT ?", kRowColumns)));
     q.bind(1, volume_id_).bind_blob(2, as_bytes(read_to_)).bind(3, static_cast<int64_t>(kBatchRows));
     size_t n = 0;
     for (;; ++n) {
         DVOL_TRY(bool row, q.step());
         if (!row) break;
-        Row r;
-        r.path = std::string(as_chars(q.blob_view(0)));
-        r.key = StatKey{static_cast<uint64_t>(q.int64(1)), q.int64(2), q.int64(3), static_cast<uint64_t>(q.int64(4)),
-                        static_cast<uint32_t>(q.int64(5)), static_cast<uint32_t>(q.int64(6)), static_cast<uint32_t>(q.int64(7))};
-        r.scan_ns = q.int64(8);
-        auto c = q.blob_view(9);
-        r.content.assign(c.begin(), c.end());
+        Row r = row_of(q);
         read_to_ = r.path;
         batch_.push_back(std::move(r));
     }
@@ -239,18 +251,12 @@ Result<uint64_t> StatCache::row_count() {
 }
 
 Status StatCache::for_each_row(const std::function<Status(const Row&)>& fn) {
-    DVOL_TRY(auto q, db_.prepare("SELECT path, size, mtime_ns, ctime_ns, ino, mode, uid, gid, scan_ns, content FROM stat_cache WHERE volume_id = ?"));
+    DVOL_TRY(auto q, db_.prepare(fmt::format("SELECT {} FROM stat_cache WHERE volume_id = ?", kRowColumns)));
     q.bind(1, volume_id_);
     for (;;) {
         DVOL_TRY(bool row, q.step());
         if (!row) return {};
-        Row r;
-        r.path = std::string(as_chars(q.blob_view(0)));
-        r.key = StatKey{static_cast<uint64_t>(q.int64(1)), q.int64(2), q.int64(3), static_cast<uint64_t>(q.int64(4)),
-                        static_cast<uint32_t>(q.int64(5)), static_cast<uint32_t>(q.int64(6)), static_cast<uint32_t>(q.int64(7))};
-        r.scan_ns = q.int64(8);
-        auto c = q.blob_view(9);
-        r.content.assign(c.begin(), c.end());
+        Row r = row_of(q);
         DVOL_CHECK(fn(r));
     }
 }
