@@ -52,7 +52,8 @@ CREATE TABLE IF NOT EXISTS objects(
   pack_id INTEGER NOT NULL REFERENCES packs(id),
   offset INTEGER NOT NULL,
   stored_len INTEGER NOT NULL,
-  raw_len INTEGER NOT NULL) WITHOUT ROWID;
+  raw_len INTEGER NOT NULL,
+  crc INTEGER) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS stat_cache(
   volume_id INTEGER NOT NULL REFERENCES volumes(id) ON DELETE CASCADE,
   path BLOB NOT NULL,
@@ -128,17 +129,27 @@ Status init_schema(Db& db) {
     DVOL_CHECK(db.exec(kSchema));
     DVOL_TRY(auto q, db.prepare("SELECT value FROM meta WHERE key='schema_version'"));
     DVOL_TRY(bool row, q.step());
+    std::string version = row ? q.text(0) : "";
+    q.reset();  // no statement pending while the tables change
     if (!row) {
         DVOL_TRY(auto ins, db.prepare("INSERT INTO meta(key, value) VALUES('schema_version', ?)"));
         DVOL_CHECK(ins.bind(1, std::to_string(kSchemaVersion)).run());
-    } else if (q.text(0) == "1" || q.text(0) == "2" || q.text(0) == "3") {
+    } else if (version == "1" || version == "2" || version == "3" || version == "4") {
         // v1 -> v2 -> v3 -> v4: kSchema above created the reflog, volume_options and mounts
-        // tables, and the remotes' tables; nothing else changed.
+        // tables, and the remotes' tables. v4 -> v5: objects gains crc, left NULL (unknown) in
+        // the rows already there.
+        bool has_crc = false;
+        {
+            DVOL_TRY(auto cols, db.prepare("SELECT count(*) FROM pragma_table_info('objects') WHERE name = 'crc'"));
+            DVOL_TRY(bool row, cols.step());
+            has_crc = row && cols.int64(0) > 0;
+        }
+        if (!has_crc) DVOL_CHECK(db.exec("ALTER TABLE objects ADD COLUMN crc INTEGER"));
         DVOL_TRY(auto up, db.prepare("UPDATE meta SET value = ? WHERE key = 'schema_version'"));
         DVOL_CHECK(up.bind(1, std::to_string(kSchemaVersion)).run());
-    } else if (q.text(0) != std::to_string(kSchemaVersion)) {
+    } else if (version != std::to_string(kSchemaVersion)) {
         return make_error(Errc::unsupported, fmt::format("the store has schema version {}; this dvol understands version {}",
-                                                         q.text(0), kSchemaVersion));
+                                                         version, kSchemaVersion));
     }
     return txn.commit();
 }

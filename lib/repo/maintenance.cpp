@@ -406,11 +406,11 @@ Result<FsckReport> Repository::fsck(const ProgressFn& progress, bool repair) {
 Status Repository::fsck_objects(FsckReport& report, const ProgressFn& progress) {
     Checker check(*store_, report.problems);
 
-    // Every object: re-read, decompress, re-hash.
+    // Every object: re-read, decompress, re-hash, and its record's checksum.
     uint64_t bytes = 0;
     DVOL_CHECK(store_->for_each_object([&](const ObjectId& id, const std::string&) -> Status {
         report.objects++;
-        auto st = store_->get(id, check.buf);
+        auto st = store_->get_checked(id, check.buf);
         if (!st) check.problem(id, st.error().code == Errc::corrupt ? "corrupt-object" : "missing-object", st.error().message);
         bytes += check.buf.size();
         if (progress && report.objects % 64 == 0) progress(Progress{report.objects, bytes});

@@ -409,11 +409,12 @@ Result<PushOutcome> Repository::push(const RemoteSpec& spec, const std::string& 
             if (ref) meter.p.total += kRecordHeaderSize + ref->stored_len;
         }
     }
-    // Each record is verified before it leaves: on the remote a damaged object would stay for
-    // good (objects are immutable there, and a push skips what the remote holds). Records are
-    // read in batches (at most 64, or 16 MiB: enough for both threads, and a push of 8 GiB of
-    // incompressible data peaked at 151 MiB with 64 MiB batches), verified on two threads,
-    // then appended in order.
+    // Each record is checked before it leaves: on the remote a damaged object would stay for
+    // good (objects are immutable there, and a push skips what the remote holds). The check is
+    // the record's CRC-32C from the index (ObjectStore::check_stored; decoding and hashing for
+    // rows older than schema 5). Records are read in batches (at most 64, or 16 MiB: a push of
+    // 8 GiB of incompressible data peaked at 151 MiB with 64 MiB batches), checked on two
+    // threads, then appended in order.
     ParallelFor pool;
     std::vector<ObjectStore::StoredObject> batch(64);
     std::vector<Status> verdicts(batch.size());
@@ -427,7 +428,7 @@ Result<PushOutcome> Repository::push(const RemoteSpec& spec, const std::string& 
                 bytes += batch[n].record.size();
                 ++n;
             }
-            pool.run(n, [&](size_t i, int worker) { verdicts[i] = ObjectStore::decode_stored(batch[i], plain[worker]); });
+            pool.run(n, [&](size_t i, int worker) { verdicts[i] = ObjectStore::check_stored(batch[i], plain[worker]); });
             for (size_t i = 0; i < n; ++i) {
                 if (!verdicts[i])
                     return make_error(verdicts[i].error().code, fmt::format("cannot push: {}; run dvol fsck", verdicts[i].error().message));

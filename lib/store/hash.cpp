@@ -2,6 +2,7 @@
 
 #include <openssl/evp.h>
 
+#include <array>
 #include <cstring>
 #include <stdexcept>
 
@@ -34,6 +35,54 @@ ObjectId sha256(std::span<const std::byte> data) {
     unsigned len = 0;
     EVP_Digest(data.data(), data.size(), id.bytes.data(), &len, EVP_sha256(), nullptr);
     return id;
+}
+
+namespace {
+
+constexpr uint32_t kCastagnoli = 0x82f63b78;  // the polynomial, reflected
+
+constexpr std::array<uint32_t, 256> crc_table() {
+    std::array<uint32_t, 256> t{};
+    for (uint32_t i = 0; i < 256; ++i) {
+        uint32_t c = i;
+        for (int k = 0; k < 8; ++k) c = (c >> 1) ^ ((c & 1) ? kCastagnoli : 0);
+        t[i] = c;
+    }
+    return t;
+}
+constexpr auto kCrcTable = crc_table();
+
+uint32_t crc32c_table(const unsigned char* p, size_t n, uint32_t c) {
+    while (n--) c = kCrcTable[(c ^ *p++) & 0xff] ^ (c >> 8);
+    return c;
+}
+
+#if defined(__x86_64__)
+__attribute__((target("sse4.2"))) uint32_t crc32c_sse42(const unsigned char* p, size_t n, uint32_t c) {
+    uint64_t c64 = c;
+    while (n >= 8) {
+        uint64_t v;
+        std::memcpy(&v, p, 8);
+        c64 = __builtin_ia32_crc32di(c64, v);
+        p += 8;
+        n -= 8;
+    }
+    c = static_cast<uint32_t>(c64);
+    while (n--) c = __builtin_ia32_crc32qi(c, *p++);
+    return c;
+}
+const bool kHaveSse42 = __builtin_cpu_supports("sse4.2");
+#endif
+
+}  // namespace
+
+uint32_t crc32c(std::span<const std::byte> data, uint32_t crc) {
+    auto p = reinterpret_cast<const unsigned char*>(data.data());
+    uint32_t c = ~crc;
+#if defined(__x86_64__)
+    if (kHaveSse42) return ~crc32c_sse42(p, data.size(), c);
+#endif
+    return ~crc32c_table(p, data.size(), c);
 }
 
 }  // namespace dvol

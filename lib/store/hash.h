@@ -1,7 +1,9 @@
-// SHA-256, the hash that names every object (base/object_id.h).
+// SHA-256, the hash that names every object (base/object_id.h), and CRC-32C, the checksum the
+// pack index keeps of each stored record (docs/FORMAT.md, "SQLite").
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 #include <memory>
 #include <span>
 #include <string_view>
@@ -29,5 +31,10 @@ ObjectId sha256(std::span<const std::byte> data);
 inline ObjectId sha256(std::string_view s) {
     return sha256(std::span(reinterpret_cast<const std::byte*>(s.data()), s.size()));
 }
+
+// CRC-32C (Castagnoli, reflected, as iSCSI and ext4 use it): `crc32c(data)` of a whole buffer,
+// or continued from the value of the bytes before it. The CPU's crc32 instruction where it has
+// one (SSE 4.2), a table otherwise.
+uint32_t crc32c(std::span<const std::byte> data, uint32_t crc = 0);
 
 }  // namespace dvol

@@ -109,7 +109,7 @@ Status ObjectStore::put_encoded(const ObjectId& id, Codec codec, std::span<const
     encode_record_header(record_.data(), id, codec, raw_len, static_cast<uint32_t>(stored.size()));
     std::memcpy(record_.data() + kRecordHeaderSize, stored.data(), stored.size());
     DVOL_CHECK(pwrite_all(staging_.fd.get(), record_, staging_.size, staging_.name));
-    staged_.emplace(id, Location{0, staging_.size, static_cast<uint32_t>(stored.size()), raw_len});
+    staged_.emplace(id, Location{0, staging_.size, static_cast<uint32_t>(stored.size()), raw_len, crc32c(record_)});
     staging_.size += record_.size();
     // Start writing the pack out every few MiB, so that flush()'s fsync waits for the last of
     // it rather than all of it. Asynchronous and advisory: durability still comes from the
@@ -158,7 +158,7 @@ Status ObjectStore::flush() {
     if (!staging_.fd.valid()) return {};
     std::vector<PackIndex::Record> records;
     records.reserve(staged_.size());
-    for (const auto& [id, loc] : staged_) records.push_back(PackIndex::Record{id, loc.offset, loc.stored_len, loc.raw_len});
+    for (const auto& [id, loc] : staged_) records.push_back(PackIndex::Record{id, loc.offset, loc.stored_len, loc.raw_len, loc.crc});
     DVOL_TRY(int64_t pack_id, publish_pack(staging_, records));
     packs_.emplace(pack_id, std::make_pair(std::move(staging_.fd), staging_.name));
     staging_ = PackFile();
@@ -204,6 +204,7 @@ Status ObjectStore::read_stored(const ObjectId& id, StoredObject& out) {
     if (!pack) return make_error(pack.error().code, fmt::format("object {}: {}", id.hex(), pack.error().message));
     out.id = id;
     out.raw_len = loc.raw_len;
+    out.crc = loc.crc;
     auto corrupt = [&](std::string_view why) { return corrupt_object(id, out.pack, why); };
     if (loc.raw_len > kMaxObjectSize || loc.stored_len > kMaxStoredSize) return corrupt("index gives an impossible size");
     out.record.resize(kRecordHeaderSize + loc.stored_len);
@@ -215,6 +216,12 @@ Status ObjectStore::read_stored(const ObjectId& id, StoredObject& out) {
 Status ObjectStore::decode_stored(const StoredObject& in, std::vector<std::byte>& out, bool check_hash) {
     auto st = decode_record(in.record, in.id, in.raw_len, out, check_hash);
     if (!st) return corrupt_object(in.id, in.pack, st.error().message);
+    return {};
+}
+
+Status ObjectStore::check_stored(const StoredObject& in, std::vector<std::byte>& scratch) {
+    if (!in.crc) return decode_stored(in, scratch);
+    if (crc32c(in.record) != *in.crc) return corrupt_object(in.id, in.pack, "the record's bytes do not match its checksum");
     return {};
 }
 
@@ -285,6 +292,14 @@ bool ObjectStore::holds(const RecordRef& ref, const ObjectId& id, std::span<cons
 Status ObjectStore::get(const ObjectId& id, std::vector<std::byte>& out) {
     DVOL_CHECK(read_stored(id, stored_));
     return decode_stored(stored_, out);
+}
+
+Status ObjectStore::get_checked(const ObjectId& id, std::vector<std::byte>& out) {
+    DVOL_CHECK(read_stored(id, stored_));
+    DVOL_CHECK(decode_stored(stored_, out));
+    if (stored_.crc && crc32c(stored_.record) != *stored_.crc)
+        return corrupt_object(id, stored_.pack, "the record's bytes do not match the checksum the index keeps of them");
+    return {};
 }
 
 Status ObjectStore::get_verified(const ObjectId& id, std::vector<std::byte>& out) {

@@ -63,6 +63,9 @@ public:
     // checked). Only for an object this process has verified since it took the store lock:
     // packs do not change while it is held, so the same record decodes to the same bytes.
     Status get_verified(const ObjectId& id, std::vector<std::byte>& out);
+    // Like get(), and the record's bytes checked against the index's CRC-32C as well, when it
+    // has one (fsck: a mismatch would make push refuse the object).
+    Status get_checked(const ObjectId& id, std::vector<std::byte>& out);
 
     // An object's record as read from its pack, not yet decoded, so that decoding and
     // verifying can run on another thread.
@@ -70,6 +73,7 @@ public:
         ObjectId id;
         std::string pack;
         uint32_t raw_len = 0;
+        std::optional<uint32_t> crc;    // the index's CRC-32C of the record (read_stored), if it has one
         std::vector<std::byte> record;  // header and payload
     };
     // Reads the record of `id`, checking its header against the index (errors as get()).
@@ -77,6 +81,12 @@ public:
     // Decompresses and (with `check_hash`) verifies what read_stored read. Touches only its
     // arguments, so it may run on any thread.
     static Status decode_stored(const StoredObject& in, std::vector<std::byte>& out, bool check_hash = true);
+    // Checks that what read_stored read is the record the store wrote, before it is copied
+    // elsewhere as is (push): its bytes against the CRC-32C the index keeps of them, computed
+    // when the record was written from content hashed then (git checks a reused packed
+    // object's CRC-32 the same way); a row without one (a store older than schema 5) by
+    // decoding and hashing, in `scratch`. Any thread.
+    static Status check_stored(const StoredObject& in, std::vector<std::byte>& scratch);
     // Frees the buffers of `slots` beyond the first `bytes` of capacity: slots reused batch after
     // batch keep no more than a batch's worth (left alone, each would grow to the largest
     // record it ever held).

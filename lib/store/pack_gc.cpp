@@ -69,7 +69,7 @@ Result<ObjectStore::CollectStats> ObjectStore::collect(const std::function<Resul
             record.resize(kRecordHeaderSize + r.stored_len);
             DVOL_CHECK(pread_exact(fd, record, r.offset, name));
             DVOL_CHECK(pwrite_all(out.fd.get(), record, out.size, out.name));
-            moved.push_back(PackIndex::Record{r.id, out.size, r.stored_len, r.raw_len});
+            moved.push_back(PackIndex::Record{r.id, out.size, r.stored_len, r.raw_len, crc32c(record)});
             out.size += record.size();
         }
         drained.push_back(pack);

@@ -4,13 +4,22 @@
 
 namespace dvol {
 
+namespace {
+
+std::optional<uint32_t> crc_column(meta::Stmt& q, int col) {
+    if (q.is_null(col)) return std::nullopt;
+    return static_cast<uint32_t>(q.int64(col));
+}
+
+}  // namespace
+
 Result<std::optional<PackIndex::Location>> PackIndex::find(const ObjectId& id) {
-    DVOL_TRY(auto q, db_.prepare("SELECT pack_id, offset, stored_len, raw_len FROM objects WHERE id = ?"));
+    DVOL_TRY(auto q, db_.prepare("SELECT pack_id, offset, stored_len, raw_len, crc FROM objects WHERE id = ?"));
     q.bind_blob(1, id.as_span());
     DVOL_TRY(bool row, q.step());
     if (!row) return std::optional<Location>();
     return std::optional<Location>(Location{q.int64(0), static_cast<uint64_t>(q.int64(1)), static_cast<uint32_t>(q.int64(2)),
-                                            static_cast<uint32_t>(q.int64(3))});
+                                            static_cast<uint32_t>(q.int64(3)), crc_column(q, 4)});
 }
 
 Result<std::optional<std::string>> PackIndex::pack_name(int64_t pack_id) {
@@ -40,13 +49,13 @@ Result<std::vector<PackIndex::Pack>> PackIndex::packs() {
 
 Result<std::vector<PackIndex::Record>> PackIndex::records(int64_t pack_id) {
     std::vector<Record> out;
-    DVOL_TRY(auto q, db_.prepare("SELECT id, offset, stored_len, raw_len FROM objects WHERE pack_id = ? ORDER BY offset"));
+    DVOL_TRY(auto q, db_.prepare("SELECT id, offset, stored_len, raw_len, crc FROM objects WHERE pack_id = ? ORDER BY offset"));
     q.bind(1, pack_id);
     for (;;) {
         DVOL_TRY(bool row, q.step());
         if (!row) break;
         out.push_back(Record{ObjectId::from_bytes(q.blob_view(0)), static_cast<uint64_t>(q.int64(1)),
-                             static_cast<uint32_t>(q.int64(2)), static_cast<uint32_t>(q.int64(3))});
+                             static_cast<uint32_t>(q.int64(2)), static_cast<uint32_t>(q.int64(3)), crc_column(q, 4)});
     }
     return out;
 }
@@ -71,13 +80,17 @@ Result<int64_t> PackIndex::add_pack(const std::string& name, uint64_t size, std:
     // A new pack's objects may already be registered by another writer's pack: that row
     // stays. A rewritten pack's rows name the packs it replaces: they move.
     DVOL_TRY(auto ins, db_.prepare(replaces.empty()
-                                       ? "INSERT OR IGNORE INTO objects(id, pack_id, offset, stored_len, raw_len) VALUES(?, ?, ?, ?, ?)"
-                                       : "INSERT INTO objects(id, pack_id, offset, stored_len, raw_len) VALUES(?, ?, ?, ?, ?) "
+                                       ? "INSERT OR IGNORE INTO objects(id, pack_id, offset, stored_len, raw_len, crc) VALUES(?, ?, ?, ?, ?, ?)"
+                                       : "INSERT INTO objects(id, pack_id, offset, stored_len, raw_len, crc) VALUES(?, ?, ?, ?, ?, ?) "
                                          "ON CONFLICT(id) DO UPDATE SET pack_id = excluded.pack_id, offset = excluded.offset, "
-                                         "stored_len = excluded.stored_len, raw_len = excluded.raw_len"));
+                                         "stored_len = excluded.stored_len, raw_len = excluded.raw_len, crc = excluded.crc"));
     for (const auto& r : records) {
         ins.bind_blob(1, r.id.as_span()).bind(2, pack_id).bind(3, static_cast<int64_t>(r.offset));
         ins.bind(4, static_cast<int64_t>(r.stored_len)).bind(5, static_cast<int64_t>(r.raw_len));
+        if (r.crc)
+            ins.bind(6, static_cast<int64_t>(*r.crc));
+        else
+            ins.bind_null(6);
         DVOL_CHECK(ins.run());
     }
     for (const auto& p : replaces) DVOL_CHECK(drop_pack(p.id));

@@ -1,5 +1,5 @@
 // The pack index: which packs are registered, and where each object's record lies (pack,
-// offset, lengths). Kept in the store's SQLite database (tables packs and objects, see
+// offset, lengths, and a CRC-32C of the record's bytes). Kept in the store's SQLite database (tables packs and objects, see
 // docs/FORMAT.md, "SQLite"); this is the only code that writes their SQL. Writes run inside the
 // caller's meta::Db::Transaction. Not thread-safe (one connection).
 #pragma once
@@ -30,6 +30,7 @@ public:
         uint64_t offset = 0;
         uint32_t stored_len = 0;
         uint32_t raw_len = 0;
+        std::optional<uint32_t> crc;  // CRC-32C of the whole record; unknown in rows older than schema 5
     };
     // An object's record within a pack being registered.
     struct Record {
@@ -37,6 +38,7 @@ public:
         uint64_t offset = 0;
         uint32_t stored_len = 0;
         uint32_t raw_len = 0;
+        std::optional<uint32_t> crc;
     };
     struct Pack {
         int64_t id = 0;

@@ -132,3 +132,25 @@ TEST_CASE("different data gives different ids", "[hash]") {
     b[2048] ^= std::byte{1};
     CHECK(sha256(a) != sha256(b));
 }
+
+TEST_CASE("crc32c matches the known vectors, whole or in pieces", "[hash]") {
+    auto bytes = [](std::string_view s) { return std::span(reinterpret_cast<const std::byte*>(s.data()), s.size()); };
+    CHECK(crc32c({}) == 0u);
+    CHECK(crc32c(bytes("123456789")) == 0xe3069283u);  // the check value of CRC-32C
+    CHECK(crc32c(bytes("a")) == 0xc1d04330u);
+    // 32 zero bytes (RFC 3720, B.4)
+    std::string zeros(32, '\0');
+    CHECK(crc32c(bytes(zeros)) == 0x8a9136aau);
+    // Any split of a buffer continues to the same value; odd lengths and offsets exercise the
+    // tail and the unaligned loads.
+    auto data = random_bytes(1001, 7);
+    uint32_t whole = crc32c(data);
+    for (size_t cut : {0, 1, 7, 8, 9, 500, 1000, 1001}) {
+        auto a = std::span<const std::byte>(data).first(cut);
+        auto b = std::span<const std::byte>(data).subspan(cut);
+        CHECK(crc32c(b, crc32c(a)) == whole);
+    }
+    // One flipped bit changes it.
+    data[500] ^= std::byte{0x10};
+    CHECK(crc32c(data) != whole);
+}

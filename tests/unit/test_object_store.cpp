@@ -18,6 +18,7 @@ using namespace dvol;
 using dvol::test::bytes_of;
 using dvol::test::random_bytes;
 using dvol::test::StoreFixture;
+using dvol::test::TempDir;
 namespace fs = std::filesystem;
 
 namespace {
@@ -414,4 +415,111 @@ TEST_CASE("random_name gives distinct 32-digit hex names", "[object_store]") {
     CHECK(a.size() == 32);
     CHECK(a != b);
     CHECK(a.find_first_not_of("0123456789abcdef") == std::string::npos);
+}
+
+TEST_CASE("a record's checksum from the index: push's check catches a flipped byte without decoding", "[object_store]") {
+    StoreFixture f;
+    auto packed = compressible(200000);
+    auto id = f.store->put(packed);
+    auto other = f.store->put(random_bytes(5000, 3));
+    REQUIRE(id);
+    REQUIRE(other);
+    REQUIRE(f.store->flush());
+    auto s = f.open_store();
+    ObjectStore::StoredObject rec;
+    std::vector<std::byte> scratch;
+    REQUIRE(s->read_stored(*id, rec));
+    REQUIRE(rec.crc);
+    CHECK(*rec.crc == crc32c(rec.record));
+    CHECK(ObjectStore::check_stored(rec, scratch));
+    CHECK(scratch.empty());  // checked by its checksum: nothing decoded
+
+    // A byte of the payload, and one of the header: the same record read again fails the check.
+    for (size_t at : {kRecordHeaderSize + 100, size_t{30}}) {
+        INFO("byte " << at);
+        auto bad = rec;
+        bad.record[at] ^= std::byte{1};
+        auto st = ObjectStore::check_stored(bad, scratch);
+        REQUIRE_FALSE(st);
+        CHECK(st.error().code == Errc::corrupt);
+        CHECK(st.error().message.find(id->hex()) != std::string::npos);
+    }
+    // A row without a checksum (a store older than schema 5) is decoded and hashed instead.
+    auto unknown = rec;
+    unknown.crc.reset();
+    CHECK(ObjectStore::check_stored(unknown, scratch));
+    CHECK(scratch.size() == packed.size());
+    unknown.record[kRecordHeaderSize + 100] ^= std::byte{1};
+    CHECK_FALSE(ObjectStore::check_stored(unknown, scratch));
+}
+
+TEST_CASE("get_checked reports a record whose checksum in the index is wrong, even when it decodes", "[object_store]") {
+    StoreFixture f;
+    auto id = f.store->put(compressible(50000));
+    REQUIRE(id);
+    REQUIRE(f.store->flush());
+    std::vector<std::byte> out;
+    CHECK(f.store->get_checked(*id, out));
+    {
+        auto up = f.db->prepare("UPDATE objects SET crc = crc + 1 WHERE id = ?");
+        REQUIRE(up);
+        up->bind_blob(1, id->as_span());
+        REQUIRE(up->run());
+    }
+    auto s = f.open_store();
+    CHECK(s->get(*id, out));  // the content is fine
+    auto st = s->get_checked(*id, out);
+    REQUIRE_FALSE(st);
+    CHECK(st.error().code == Errc::corrupt);
+    CHECK(st.error().message.find("checksum") != std::string::npos);
+    // Rows without one are not judged by it.
+    {
+        auto up = f.db->prepare("UPDATE objects SET crc = NULL");
+        REQUIRE(up);
+        REQUIRE(up->run());
+    }
+    auto t = f.open_store();
+    CHECK(t->get_checked(*id, out));
+}
+
+TEST_CASE("a schema 4 store is upgraded in place: its objects read as before, their checksums unknown", "[object_store]") {
+    TempDir dir;
+    StorePaths paths(dir.path());
+    ObjectId id;
+    {
+        StoreFixture f;  // write with this version, then turn the database back into a version 4 one
+        auto put = f.store->put(compressible(30000));
+        REQUIRE(put);
+        id = *put;
+        REQUIRE(f.store->flush());
+        REQUIRE(f.db->exec("CREATE TABLE objects4(id BLOB PRIMARY KEY, pack_id INTEGER NOT NULL REFERENCES packs(id), "
+                           "offset INTEGER NOT NULL, stored_len INTEGER NOT NULL, raw_len INTEGER NOT NULL) WITHOUT ROWID;"
+                           "INSERT INTO objects4 SELECT id, pack_id, offset, stored_len, raw_len FROM objects;"
+                           "DROP TABLE objects; ALTER TABLE objects4 RENAME TO objects;"
+                           "UPDATE meta SET value = '4' WHERE key = 'schema_version';"));
+        f.db.reset();
+        fs::copy(f.dir.path(), dir.path(), fs::copy_options::recursive | fs::copy_options::overwrite_existing);
+    }
+    auto db = meta::Db::open(paths.db());
+    REQUIRE(db);
+    REQUIRE(meta::init_schema(**db));
+    {
+        auto q = (*db)->prepare("SELECT value FROM meta WHERE key = 'schema_version'");
+        REQUIRE(q);
+        REQUIRE(*q->step());
+        CHECK(q->text(0) == std::to_string(meta::kSchemaVersion));
+    }
+    auto store = ObjectStore::open(paths, **db);
+    REQUIRE(store);
+    ObjectStore::StoredObject rec;
+    REQUIRE((*store)->read_stored(id, rec));
+    CHECK_FALSE(rec.crc);
+    std::vector<std::byte> scratch;
+    CHECK(ObjectStore::check_stored(rec, scratch));
+    // New objects get one.
+    auto added = (*store)->put(bytes_of("after the upgrade"));
+    REQUIRE(added);
+    REQUIRE((*store)->flush());
+    REQUIRE((*store)->read_stored(*added, rec));
+    CHECK(rec.crc);
 }
