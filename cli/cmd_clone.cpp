@@ -1,8 +1,7 @@
-#include <cctype>
-
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
+#include "base/size.h"
 #include "context.h"
 #include "fuse-mount/mount.h"
 #include "fetch_report.h"
@@ -10,27 +9,6 @@
 #include "progress.h"
 
 namespace dvol::cli {
-
-namespace {
-
-// 512M, 2G, 1048576: bytes, with an optional K, M, G or T suffix (powers of 1024).
-std::optional<uint64_t> parse_size(std::string s) {
-    if (s.empty()) return std::nullopt;
-    uint64_t unit = 1;
-    char last = static_cast<char>(std::toupper(static_cast<unsigned char>(s.back())));
-    if (last == 'B' && s.size() > 1) {
-        s.pop_back();
-        last = static_cast<char>(std::toupper(static_cast<unsigned char>(s.back())));
-    }
-    if (last == 'K' || last == 'M' || last == 'G' || last == 'T') {
-        unit = last == 'K' ? 1ull << 10 : last == 'M' ? 1ull << 20 : last == 'G' ? 1ull << 30 : 1ull << 40;
-        s.pop_back();
-    }
-    if (s.empty() || s.size() > 12 || s.find_first_not_of("0123456789") != std::string::npos) return std::nullopt;
-    return std::stoull(s) * unit;
-}
-
-}  // namespace
 
 void add_clone(CLI::App& app, Context& ctx) {
     auto* cmd = app.add_subcommand("clone", "Make a volume from a remote's: all its branches, its HEAD branch checked out");

@@ -52,6 +52,7 @@ void ThreadClones::run(const std::shared_ptr<Shared>& shared, const CloneJob& jo
     CloneOptions options;
     options.name = job.volume;
     options.branch = job.branch;
+    options.lazy = job.lazy;
     auto out = (*repo)->clone(job.remote, job.remote_volume, options, progress);
     if (!out) return fail(out.error().message);
     log(fmt::format("{}: done, branch {} at {}, {:.1f} MiB received", what, out->branch, out->restore.id.hex().substr(0, 12),

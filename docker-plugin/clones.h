@@ -21,6 +21,7 @@ struct CloneJob {
     RemoteSpec remote;
     std::string remote_volume;
     std::optional<std::string> branch;
+    bool lazy = false;  // a lazy clone: commits, trees and extent lists only (CloneOptions::lazy)
 };
 
 struct CloneState {

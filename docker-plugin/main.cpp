@@ -14,6 +14,7 @@
 #include <microhttpd.h>
 
 #include <cerrno>
+#include <chrono>
 #include <cstdlib>
 #include <cstring>
 #include <ctime>
@@ -24,6 +25,7 @@
 
 #include "base/fs.h"
 #include "dvol_config.h"
+#include "lazy_mounts.h"
 #include "repo/repository.h"
 #include "volume_driver.h"
 
@@ -167,6 +169,8 @@ int main(int argc, char** argv) {
     const char* env_root = std::getenv("DVOL_ROOT");
     std::string store_dir = env_root && *env_root ? env_root : "/var/lib/dvol";
     std::string socket_path = kDefaultSocket;
+    // The dvol command mounts lazy volumes (lazy_mounts.h): the installed one, else dvol on PATH.
+    std::string dvol_cli = dvol::path_exists(DVOL_INSTALLED_CLI) ? DVOL_INSTALLED_CLI : "dvol";
 
     CLI::App app{"dvol-docker-plugin: the Docker volume plugin of dvol (--volume-driver=dvol).\n"
                  "Serves Docker's volume plugin protocol on a unix socket, in the foreground; logs to stderr.",
@@ -176,6 +180,8 @@ int main(int argc, char** argv) {
         ->type_name("DIR");
     app.add_option("--socket", socket_path, "Unix socket to listen on (Docker looks in /run/docker/plugins/)")
         ->capture_default_str();
+    app.add_option("--dvol", dvol_cli, "The dvol command, which mounts lazy volumes (default: " DVOL_INSTALLED_CLI ", else dvol on PATH)")
+        ->type_name("PATH");
     app.footer("See dvol-docker-plugin(8).");
     try {
         app.parse(argc, argv);
@@ -189,7 +195,8 @@ int main(int argc, char** argv) {
         return 1;
     }
     dvol::plugin::ThreadClones clones(store_dir, log_line);
-    VolumeDriver driver(**repo, &clones);
+    dvol::plugin::ProcessLazyMounts lazy_mounts(dvol_cli, store_dir, log_line);
+    VolumeDriver driver(**repo, &clones, std::chrono::seconds(100), &lazy_mounts);
 
     std::string err;
     int fd = listen_unix(socket_path, err);

@@ -7,6 +7,8 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
+#include "base/size.h"
+
 namespace dvol::plugin {
 
 namespace {
@@ -69,6 +71,8 @@ Result<std::string> mount_id(const json& j) {
 
 constexpr const char* kFromOption = "from";
 constexpr const char* kCloningOption = "clone-incomplete";  // set by Repository::clone until it is done
+constexpr const char* kLazyOption = "lazy";
+constexpr const char* kCacheSizeOption = "cache-size";
 
 struct From {
     std::string remote;  // a configured remote's name
@@ -104,7 +108,14 @@ struct CreateOptions {
     std::optional<std::string> branch;
     std::optional<bool> exclusive;
     std::optional<std::string> from;  // as given
+    bool lazy = false;
+    std::optional<uint64_t> cache_size;  // lazy: the chunk cache's bound in bytes
 };
+
+Result<bool> true_or_false(const char* key, const std::string& v) {
+    if (v != "true" && v != "false") return make_error(Errc::invalid_argument, fmt::format("option {} must be true or false, not '{}'", key, v));
+    return v == "true";
+}
 
 Result<CreateOptions> create_options(const json& j) {
     CreateOptions o;
@@ -117,17 +128,28 @@ Result<CreateOptions> create_options(const json& j) {
             if (!valid_name(v)) return make_error(Errc::invalid_argument, "option branch: " + invalid_name_message(v, "branch name"));
             o.branch = v;
         } else if (key == "exclusive") {
-            if (v != "true" && v != "false")
-                return make_error(Errc::invalid_argument, fmt::format("option exclusive must be true or false, not '{}'", v));
-            o.exclusive = v == "true";
+            DVOL_TRY(o.exclusive, true_or_false("exclusive", v));
         } else if (key == kFromOption) {
             DVOL_TRY(auto parsed, parse_from(v));
             (void)parsed;
             o.from = v;
+        } else if (key == kLazyOption) {
+            DVOL_TRY(o.lazy, true_or_false(kLazyOption, v));
+        } else if (key == kCacheSizeOption) {
+            auto size = parse_size(v);
+            if (!size)
+                return make_error(Errc::invalid_argument,
+                                  fmt::format("option cache-size must be a size (bytes, or with K, M, G or T: 512M, 20G), not '{}'", v));
+            if (*size < kMinLazyCacheSize) return make_error(Errc::invalid_argument, fmt::format("option cache-size: {} is below the least, 8M", v));
+            o.cache_size = size;
         } else {
-            return make_error(Errc::invalid_argument, fmt::format("unknown option '{}' (dvol knows branch=, exclusive= and from=)", key));
+            return make_error(Errc::invalid_argument, fmt::format("unknown option '{}' (dvol knows branch=, exclusive=, from=, lazy= "
+                                                                  "and cache-size=)", key));
         }
     }
+    if (o.lazy && !o.from)
+        return make_error(Errc::invalid_argument, "option lazy=true needs from=REMOTE/VOLUME[/BRANCH]: a lazy volume is a clone of a remote's");
+    if (o.cache_size && !o.lazy) return make_error(Errc::invalid_argument, "option cache-size goes with lazy=true");
     return o;
 }
 
@@ -136,6 +158,12 @@ Result<bool> volume_exists(Repository& repo, const std::string& name) {
     if (v) return true;
     if (v.error().code == Errc::not_found) return false;
     return std::move(v).error();
+}
+
+// Whether volume `name` is lazy (made by a lazy clone, its live directory a FUSE mount).
+Result<bool> is_lazy(Repository& repo, const std::string& name) {
+    DVOL_TRY(auto url, repo.volume_option(name, kLazyUrlOption));
+    return url.has_value();
 }
 
 Status require_volume(Repository& repo, const std::string& name) {
@@ -168,16 +196,18 @@ Result<CloneJob> clone_job(Repository& repo, const std::string& name) {
     DVOL_TRY(auto from, repo.volume_option(name, kFromOption));
     if (!from) return make_error(Errc::corrupt, fmt::format("volume {} is an unfinished clone without its from= option", name));
     DVOL_TRY(auto f, parse_from(*from));
-    return CloneJob{name, RemoteSpec{f.remote, ""}, f.volume, f.branch};
+    DVOL_TRY(bool lazy, is_lazy(repo, name));
+    return CloneJob{name, RemoteSpec{f.remote, ""}, f.volume, f.branch, lazy};
 }
 
-Status create(Repository& repo, Clones* clones, const json& j, std::string& name) {
+Status create(Repository& repo, Clones* clones, LazyMounts* lazy, const json& j, std::string& name) {
     if (j.contains("Name") && j["Name"].is_string()) name = j["Name"].get<std::string>().substr(0, 128);
     DVOL_TRY(name, volume_name(j));
     DVOL_TRY(auto opts, create_options(j));
     DVOL_TRY(bool existed, volume_exists(repo, name));
     if (opts.from) {
         if (!clones) return make_error(Errc::unsupported, "this plugin does not clone (option from=)");
+        if (opts.lazy && !lazy) return make_error(Errc::unsupported, "this plugin does not mount lazy volumes (option lazy=true)");
         DVOL_TRY(auto f, parse_from(*opts.from));
         if (opts.branch && f.branch && *opts.branch != *f.branch)
             return make_error(Errc::invalid_argument, "options branch= and from=REMOTE/VOLUME/BRANCH name different branches");
@@ -187,6 +217,10 @@ Status create(Repository& repo, Clones* clones, const json& j, std::string& name
             DVOL_TRY(auto before, repo.volume_option(name, kFromOption));
             if (!before || *before != *opts.from)
                 return make_error(Errc::already_exists, fmt::format("volume {} already exists; from= applies only when it is created", name));
+            DVOL_TRY(bool was_lazy, is_lazy(repo, name));
+            if (was_lazy != opts.lazy)
+                return make_error(Errc::already_exists, fmt::format("volume {} already exists{}; lazy= applies only when it is created", name,
+                                                                    was_lazy ? " as a lazy volume" : " and is not lazy"));
             return {};
         }
         // The remote is asked here whether it holds the volume (so that a mistake is refused
@@ -195,6 +229,8 @@ Status create(Repository& repo, Clones* clones, const json& j, std::string& name
         prepare.name = name;
         prepare.branch = f.branch;
         prepare.prepare_only = true;
+        prepare.lazy = opts.lazy;
+        prepare.cache_size = opts.cache_size.value_or(0);
         DVOL_TRY(auto made, repo.clone(RemoteSpec{f.remote, ""}, f.volume, prepare));
         (void)made;
         auto configure = [&]() -> Status {
@@ -206,7 +242,7 @@ Status create(Repository& repo, Clones* clones, const json& j, std::string& name
             (void)repo.remove_volume(name);
             return st;
         }
-        clones->start(CloneJob{name, RemoteSpec{f.remote, ""}, f.volume, f.branch});
+        clones->start(CloneJob{name, RemoteSpec{f.remote, ""}, f.volume, f.branch, opts.lazy});
         return {};
     }
     if (!existed) DVOL_CHECK(repo.create_volume(name, false));
@@ -228,6 +264,10 @@ json volume_json(Repository& repo, Clones* clones, const std::string& name, bool
         if (auto n = mount_count(repo, name)) status["mounts"] = *n;
         if (auto e = repo.volume_option(name, "exclusive"); e && *e) status["exclusive"] = **e == "true";
         if (auto f = repo.volume_option(name, kFromOption); f && *f) status["from"] = **f;
+        if (auto l = repo.volume_option(name, kLazyUrlOption); l && *l) {
+            status["lazy"] = true;
+            if (auto c = repo.volume_option(name, kLazyCacheOption); c && *c) status["cache-size"] = **c;
+        }
         if (auto c = repo.volume_option(name, kCloningOption); c && *c) {
             json cloning{{"done", false}};
             if (clones) {
@@ -287,7 +327,7 @@ bool known_endpoint(std::string_view e) {
     return false;
 }
 
-Reply dispatch(Repository& repo, Clones* clones, std::chrono::milliseconds mount_wait, std::unique_lock<std::mutex>& lock,
+Reply dispatch(Repository& repo, Clones* clones, LazyMounts* lazy, std::chrono::milliseconds mount_wait, std::unique_lock<std::mutex>& lock,
                std::string_view endpoint, const json& j) {
     std::string what(endpoint);
     auto fail = [&](const Error& e) { return err_reply(what, e.message); };
@@ -306,7 +346,7 @@ Reply dispatch(Repository& repo, Clones* clones, std::chrono::milliseconds mount
     }
     if (endpoint == "VolumeDriver.Create") {
         std::string name;
-        if (auto st = create(repo, clones, j, name); !st) return err_reply(fmt::format("{} name={}", what, name), st.error().message);
+        if (auto st = create(repo, clones, lazy, j, name); !st) return err_reply(fmt::format("{} name={}", what, name), st.error().message);
         return ok_reply(json::object(), fmt::format("{} name={} -> ok", what, name));
     }
 
@@ -326,6 +366,13 @@ Reply dispatch(Repository& repo, Clones* clones, std::chrono::milliseconds mount
             return err_reply(what, fmt::format("volume {} is mounted ({} mount(s)); stop the containers using it first", *name, *n));
         if (clones && clones->state(*name).kind == CloneState::Kind::running)
             return err_reply(what, fmt::format("volume {} is being cloned; remove it when that is done", *name));
+        // A lazy volume's live directory is its mount: unmounted first; its cache goes with the
+        // volume's directory.
+        auto lazy_volume = is_lazy(repo, *name);
+        if (!lazy_volume) return fail(lazy_volume.error());
+        if (*lazy_volume && lazy) {
+            if (auto st = lazy->unmount(*name, repo.live_dir(*name)); !st) return fail(st.error());
+        }
         if (auto st = repo.remove_volume(*name); !st) return fail(st.error());
         return ok_reply(json::object(), what + " -> ok");
     }
@@ -339,6 +386,15 @@ Reply dispatch(Repository& repo, Clones* clones, std::chrono::milliseconds mount
             return ok_reply(json::object(), what + (*removed ? " -> ok" : " -> ok (that ID held no mount)"));
         }
         if (auto st = wait_for_clone(repo, clones, *name, lock, mount_wait); !st) return fail(st.error());
+        // A lazy volume's live directory must be its FUSE mount before Docker binds it into the
+        // container (else the container would see the empty directory under it): mounted again
+        // here when its process is gone (a reboot, a crash).
+        auto lazy_volume = is_lazy(repo, *name);
+        if (!lazy_volume) return fail(lazy_volume.error());
+        if (*lazy_volume) {
+            if (!lazy) return fail(Error{Errc::unsupported, fmt::format("volume {} is lazy and this plugin does not mount lazy volumes", *name)});
+            if (auto st = lazy->mount(*name); !st) return fail(st.error());
+        }
         if (auto st = repo.add_docker_mount(*name, *id); !st) return fail(st.error());
         std::string mp = repo.live_dir(*name);
         return ok_reply(json{{"Mountpoint", mp}}, fmt::format("{} -> ok {}", what, mp));
@@ -355,7 +411,7 @@ Reply VolumeDriver::handle(std::string_view endpoint, std::string_view body) {
         auto j = parse_body(body, err);
         if (!j) return err_reply(what, err);
         std::unique_lock lock(mu_);
-        return dispatch(repo_, clones_, mount_wait_, lock, endpoint, *j);
+        return dispatch(repo_, clones_, lazy_, mount_wait_, lock, endpoint, *j);
     } catch (const std::exception& e) {
         // nlohmann::json or the standard library refused something not caught above; the
         // request fails, the plugin goes on.

@@ -14,6 +14,7 @@
 #include <string_view>
 
 #include "clones.h"
+#include "lazy_mounts.h"
 #include "repo/repository.h"
 
 namespace dvol::plugin {
@@ -29,12 +30,14 @@ struct Reply {
 
 class VolumeDriver {
 public:
-    // Borrows `repo` and `clones` (null: the option from= is refused) for the driver's
-    // lifetime. Thread-safe: requests are served one at a time, except that a Mount waiting
-    // for a volume's clone lets the others through. A Mount waits at most `mount_wait` (under
+    // Borrows `repo`, `clones` (null: the option from= is refused) and `lazy` (null: the option
+    // lazy=true is refused, and a lazy volume's Mount fails) for the driver's lifetime.
+    // Thread-safe: requests are served one at a time, except that a Mount waiting for a
+    // volume's clone lets the others through. A Mount waits at most `mount_wait` (under
     // Docker's two minutes) for the clone, then answers that it is not done yet.
-    explicit VolumeDriver(Repository& repo, Clones* clones = nullptr, std::chrono::milliseconds mount_wait = std::chrono::seconds(100))
-        : repo_(repo), clones_(clones), mount_wait_(mount_wait) {}
+    explicit VolumeDriver(Repository& repo, Clones* clones = nullptr, std::chrono::milliseconds mount_wait = std::chrono::seconds(100),
+                          LazyMounts* lazy = nullptr)
+        : repo_(repo), clones_(clones), lazy_(lazy), mount_wait_(mount_wait) {}
 
     // `endpoint` is the request path without its leading '/', e.g. "VolumeDriver.Mount".
     Reply handle(std::string_view endpoint, std::string_view body);
@@ -44,6 +47,7 @@ public:
 private:
     Repository& repo_;
     Clones* clones_;
+    LazyMounts* lazy_;
     std::chrono::milliseconds mount_wait_;
     std::mutex mu_;
 };

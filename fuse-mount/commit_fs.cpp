@@ -498,7 +498,9 @@ Status CommitFs::read(const File& f, uint64_t offset, size_t size, ReadResult& o
     out.clear();
     if (offset >= f.size_ || size == 0) return {};
     uint64_t end = std::min<uint64_t>(f.size_, offset + size);
-    bool sequential = f.next_read_.exchange(end) == offset && options_.readahead_chunks > 0;
+    uint64_t last_end = f.next_read_.exchange(end);
+    bool near = last_end != 0 && offset + options_.sequential_window >= last_end && offset <= last_end + options_.sequential_window;
+    bool sequential = (last_end == offset || near) && options_.readahead_chunks > 0;
     uint64_t pos = offset;
     DVOL_TRY(At at, locate(f, pos));
     for (;;) {

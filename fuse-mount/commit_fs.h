@@ -82,8 +82,12 @@ struct Options {
     Limits limits;
     bool count_links = false;  // walk every tree at open() for exact link counts
     // Sequential reads: how many chunks past the one being read to load ahead, 0 for none. A
-    // read is sequential when it starts where the previous read of the same open file ended.
+    // read is sequential when it starts where the previous read of the same open file ended,
+    // or (after a first read) at most `sequential_window` bytes before or after that: the FUSE
+    // worker threads answer the kernel's readahead requests in any order, so the reads of one
+    // sequential stream arrive a request or two out of place.
     unsigned readahead_chunks = 0;
+    uint64_t sequential_window = 0;
     // Who loads them: false, the source, hinted through ObjectSource::prefetch (a lazy volume's
     // cache, which fetches on threads of its own); true, this CommitFs, decoding them into its
     // chunk cache on a thread of its own (a local store, whose prefetch does nothing), so that

@@ -161,7 +161,9 @@ Status serve_commit(const MountRequest& req, const std::string& dir, Logger& log
     Options options;
     options.limits.chunk_cache = req.cache_mib << 20;
     options.count_links = req.count_links;
-    options.readahead_chunks = req.readahead_chunks;
+    options.readahead_chunks = lazy ? req.lazy_readahead_chunks : req.readahead_chunks;
+    // 4 FUSE threads and 1 MiB requests: a sequential stream's reads arrive up to a few MiB out of place.
+    options.sequential_window = 4u << 20;
     options.readahead_self = !lazy;  // a local store's chunks are decoded ahead by the mount itself
     if (log.verbose()) options.trace = [&log](const std::string& m) { log.trace(m); };
     auto fs = CommitFs::open(source, top, std::move(options));

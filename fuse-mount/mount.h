@@ -40,7 +40,10 @@ struct MountRequest {
     // from its remote. When that directory is already its live mount, nothing is done
     // (MountedInfo::already); when it is a mount whose process is gone, it is freed first.
     bool lazy = false;
-    unsigned readahead_chunks = 4;  // chunks loaded ahead of a sequential read (lazy: fetched)
+    unsigned readahead_chunks = 4;  // chunks loaded ahead of a sequential read of a commit
+    // ... of a lazy volume, fetched by its cache: deeper, so that its read ahead asks the remote
+    // for several neighbouring records at once (docs/DECISIONS.md, "Lazy volumes").
+    unsigned lazy_readahead_chunks = 16;
 };
 
 struct MountedInfo {

@@ -113,13 +113,71 @@ Status RemoteObjects::get(const ObjectId& id, std::vector<std::byte>& out) {
     return decode(id, *loc, buf_, out);
 }
 
+std::vector<RemoteObjects::Range> RemoteObjects::plan_ranges(std::vector<Wanted>& wanted, uint64_t max_gap, uint64_t max_range) {
+    std::sort(wanted.begin(), wanted.end(), [](const Wanted& a, const Wanted& b) {
+        return a.loc.pack != b.loc.pack ? a.loc.pack < b.loc.pack : a.loc.offset < b.loc.offset;
+    });
+    std::vector<Range> ranges;
+    for (size_t i = 0; i < wanted.size();) {
+        uint64_t start = wanted[i].loc.offset;
+        uint64_t end = start + kRecordHeaderSize + wanted[i].loc.stored_len;
+        size_t j = i + 1;
+        while (j < wanted.size() && wanted[j].loc.pack == wanted[i].loc.pack && wanted[j].loc.offset >= end &&
+               wanted[j].loc.offset - end <= max_gap &&
+               wanted[j].loc.offset + kRecordHeaderSize + wanted[j].loc.stored_len - start <= max_range) {
+            end = wanted[j].loc.offset + kRecordHeaderSize + wanted[j].loc.stored_len;
+            ++j;
+        }
+        ranges.push_back(Range{i, j, start, end});
+        i = j;
+    }
+    return ranges;
+}
+
+void RemoteObjects::get_many(std::span<const ObjectId> ids, const ObjectFn& fn) {
+    std::vector<Wanted> wanted;
+    std::vector<std::byte> plain;
+    for (const auto& id : ids) {
+        if (std::any_of(wanted.begin(), wanted.end(), [&](const Wanted& w) { return w.id == id; })) continue;
+        auto loc = index_.find(remote_, id);
+        if (!loc) {
+            plain.clear();
+            fn(id, loc.error(), plain);
+        } else if (!*loc) {
+            plain.clear();
+            fn(id, make_error(Errc::not_found, fmt::format("object {} is not on remote {}", id.hex(), backend_.location())), plain);
+        } else if ((*loc)->kind == static_cast<int>(PackKind::metadata)) {
+            // Read whole and kept (metadata_pack): get() does that.
+            Status st = get(id, plain);
+            if (!st) plain.clear();
+            fn(id, st, plain);
+        } else {
+            wanted.push_back(Wanted{id, std::move(**loc)});
+        }
+    }
+    for (const Range& range : plan_ranges(wanted, kGetManyGap, kGetManyRange)) {
+        Status read = read_range(wanted[range.first].loc.pack, range.start, range.end - range.start, buf_);
+        for (size_t k = range.first; k < range.last; ++k) {
+            const auto& w = wanted[k];
+            if (!read) {
+                plain.clear();
+                fn(w.id, read, plain);
+                continue;
+            }
+            uint64_t at = w.loc.offset - range.start;
+            uint64_t length = kRecordHeaderSize + w.loc.stored_len;
+            std::span<const std::byte> record;
+            if (at <= buf_.size() && buf_.size() - at >= length) record = std::span<const std::byte>(buf_).subspan(at, length);
+            Status st = decode(w.id, w.loc, record, plain);  // a short read fails here, record by record
+            if (!st) plain.clear();
+            fn(w.id, st, plain);
+        }
+    }
+}
+
 Status RemoteObjects::fetch(std::vector<ObjectId> ids, const RecordFn& fn, const std::function<void(uint64_t)>& on_bytes) {
     std::sort(ids.begin(), ids.end());
     ids.erase(std::unique(ids.begin(), ids.end()), ids.end());
-    struct Wanted {
-        ObjectId id;
-        meta::RemoteIndex::Location loc;
-    };
     std::vector<Wanted> wanted;
     wanted.reserve(ids.size());
     for (const auto& id : ids) {
@@ -127,29 +185,7 @@ Status RemoteObjects::fetch(std::vector<ObjectId> ids, const RecordFn& fn, const
         if (!loc) return make_error(Errc::not_found, fmt::format("object {} is not on remote {}", id.hex(), backend_.location()));
         wanted.push_back(Wanted{id, std::move(*loc)});
     }
-    std::sort(wanted.begin(), wanted.end(), [](const Wanted& a, const Wanted& b) {
-        return a.loc.pack != b.loc.pack ? a.loc.pack < b.loc.pack : a.loc.offset < b.loc.offset;
-    });
-    // The reads: records of one pack, each starting at most kMaxGap after the previous one's
-    // end, the whole at most kMaxRange (or one record, however large).
-    struct Range {
-        size_t first, last;  // wanted[first, last)
-        uint64_t start, end;
-    };
-    std::vector<Range> ranges;
-    for (size_t i = 0; i < wanted.size();) {
-        uint64_t start = wanted[i].loc.offset;
-        uint64_t end = start + kRecordHeaderSize + wanted[i].loc.stored_len;
-        size_t j = i + 1;
-        while (j < wanted.size() && wanted[j].loc.pack == wanted[i].loc.pack && wanted[j].loc.offset >= end &&
-               wanted[j].loc.offset - end <= kMaxGap &&
-               wanted[j].loc.offset + kRecordHeaderSize + wanted[j].loc.stored_len - start <= kMaxRange) {
-            end = wanted[j].loc.offset + kRecordHeaderSize + wanted[j].loc.stored_len;
-            ++j;
-        }
-        ranges.push_back(Range{i, j, start, end});
-        i = j;
-    }
+    std::vector<Range> ranges = plan_ranges(wanted, kMaxGap, kMaxRange);
     if (ranges.empty()) return {};
 
     // Verifying (decompressing and hashing) is most of the work: the records of one read are

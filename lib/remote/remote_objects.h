@@ -61,6 +61,14 @@ public:
     // Errc::not_found when the remote holds one of them in no known pack.
     Status fetch(std::vector<ObjectId> ids, const RecordFn& fn, const std::function<void(uint64_t)>& on_bytes = {});
 
+    // Reads several objects with few requests, each verified on its own: the records of one pack
+    // that lie within kGetManyGap bytes of each other share a ranged read (at most
+    // kGetManyRange bytes), and each record is decoded and hashed apart, so a damaged record fails alone.
+    // Every id is handed to `fn` exactly once, on this thread, in pack order: with its plain
+    // bytes, or with its own error (not_found for an object in no known pack; the read's error
+    // for every record of a range that could not be read; corrupt for a record that fails).
+    void get_many(std::span<const ObjectId> ids, const ObjectFn& fn) override;
+
     struct Stats {
         uint64_t requests = 0;
         uint64_t bytes = 0;
@@ -69,9 +77,23 @@ public:
 
     static constexpr uint64_t kMaxRange = 16u << 20;  // one ranged read
     static constexpr uint64_t kMaxGap = 1u << 20;     // records this close share a read
+    static constexpr uint64_t kGetManyGap = 64u << 10;   // the same for get_many (a read ahead)
+    static constexpr uint64_t kGetManyRange = 8u << 20;  // whose reads are smaller: it runs on
+                                                         // the mount's threads, memory counts
     static constexpr uint64_t kMetadataCache = 64u << 20;
 
 private:
+    struct Wanted {
+        ObjectId id;
+        meta::RemoteIndex::Location loc;
+    };
+    struct Range {
+        size_t first, last;  // wanted[first, last)
+        uint64_t start, end;
+    };
+    // `wanted` sorted by pack and offset, cut into reads: records of one pack, each starting at
+    // most `max_gap` after the previous one's end, the whole at most `max_range` (or one record).
+    static std::vector<Range> plan_ranges(std::vector<Wanted>& wanted, uint64_t max_gap, uint64_t max_range);
     // Checks a record read for `id` against its index entry and decodes it (verified).
     Status decode(const ObjectId& id, const meta::RemoteIndex::Location& loc, std::span<const std::byte> record,
                   std::vector<std::byte>& out);

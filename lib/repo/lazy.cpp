@@ -45,6 +45,7 @@ public:
     Result<bool> has(const ObjectId& id) override { return objects_->has(id); }
     Status get(const ObjectId& id, std::vector<std::byte>& out) override { return objects_->get(id, out); }
     using ObjectSource::get;
+    void get_many(std::span<const ObjectId> ids, const ObjectFn& fn) override { objects_->get_many(ids, fn); }
 
 private:
     RemoteReader() = default;

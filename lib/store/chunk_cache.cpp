@@ -20,6 +20,9 @@ namespace {
 // bigger file in the cache is not one of ours.
 constexpr uint64_t kMaxObject = 64u << 20;
 
+// The most ids the order of read-ahead objects in memory holds, taken ones included.
+constexpr size_t kAheadOrder = 256;
+
 }  // namespace
 
 ChunkCache::ChunkCache(std::string dir, ObjectSource& upstream, Options options)
@@ -130,7 +133,21 @@ void ChunkCache::touch(const ObjectId& id) {
     ++stats_.hits;
 }
 
+bool ChunkCache::take_ahead(const ObjectId& id, std::vector<std::byte>& out) {
+    std::lock_guard lk(mu_);
+    auto it = ahead_.find(id);
+    if (it == ahead_.end()) return false;
+    out = std::move(it->second);
+    ahead_bytes_ -= out.size();
+    ahead_.erase(it);
+    while (!ahead_order_.empty() && !ahead_.contains(ahead_order_.front())) ahead_order_.pop_front();
+    if (auto e = entries_.find(id); e != entries_.end()) lru_.splice(lru_.end(), lru_, e->second.pos);
+    ++stats_.hits;
+    return true;
+}
+
 Status ChunkCache::get(const ObjectId& id, std::vector<std::byte>& out) {
+    if (take_ahead(id, out)) return {};
     if (read_verified(meta_path(id), id, out)) return {};
     if (cached(id) && read_verified(chunk_path(id), id, out)) {
         touch(id);
@@ -165,6 +182,7 @@ Status ChunkCache::fetch(const ObjectId& id, std::vector<std::byte>& out) {
             leader = true;
         }
         if (!leader) {
+            ++flight->waiters;
             flight_done_.wait(lk, [&] { return flight->done; });
             if (!flight->result) return flight->result;
             out = flight->bytes;
@@ -173,6 +191,14 @@ Status ChunkCache::fetch(const ObjectId& id, std::vector<std::byte>& out) {
     }
     std::vector<std::byte> bytes;
     Status st = upstream_.get(id, bytes);
+    land(id, flight, st, bytes, false);
+    if (!st) return st;
+    out = std::move(bytes);
+    return {};
+}
+
+void ChunkCache::land(const ObjectId& id, const std::shared_ptr<Flight>& flight, Status& st, std::vector<std::byte>& bytes,
+                      bool ahead) {
     // The upstream verifies; checked again here since what goes to disk must be right.
     if (st && sha256(bytes) != id)
         st = make_error(Errc::corrupt, fmt::format("object {} fetched does not match its id", id.hex()));
@@ -192,14 +218,30 @@ Status ChunkCache::fetch(const ObjectId& id, std::vector<std::byte>& out) {
         }
         flight->result = st;
         flight->done = true;
-        // Waiters copy the bytes; the flight goes once they all have it (shared_ptr).
-        if (st) flight->bytes = bytes;
+        // Waiters copy the bytes; the flight goes once they all have it (shared_ptr). A read
+        // ahead's bytes go to its waiters, or else into memory for the get() to come.
+        if (st && flight->waiters > 0) {
+            if (ahead)
+                flight->bytes = std::move(bytes);
+            else
+                flight->bytes = bytes;
+        }
         flights_.erase(id);
+        if (st && ahead && flight->waiters == 0 && options_.ahead_bound > 0 && !ahead_.contains(id)) {
+            ahead_bytes_ += bytes.size();
+            ahead_.emplace(id, std::move(bytes));
+            ahead_order_.push_back(id);
+            // The order also holds ids taken since (skipped here): at most kAheadOrder of them.
+            while (!ahead_order_.empty() && (ahead_bytes_ > options_.ahead_bound || ahead_order_.size() > kAheadOrder)) {
+                auto old = ahead_.find(ahead_order_.front());
+                ahead_order_.pop_front();
+                if (old == ahead_.end()) continue;  // taken by a get() already
+                ahead_bytes_ -= old->second.size();
+                ahead_.erase(old);
+            }
+        }
     }
     flight_done_.notify_all();
-    if (!st) return st;
-    out = std::move(bytes);
-    return {};
 }
 
 void ChunkCache::make_room(uint64_t need) {
@@ -276,18 +318,41 @@ void ChunkCache::prefetch(std::span<const ObjectId> ids) {
 }
 
 void ChunkCache::prefetch_loop() {
-    std::vector<std::byte> scratch;
     for (;;) {
-        ObjectId id;
+        // A batch: queued objects neither stored nor being fetched, each now a flight this
+        // thread leads (a get() of one of them waits for it rather than fetching it again).
+        std::vector<ObjectId> batch;
+        std::vector<std::shared_ptr<Flight>> flights;
         {
             std::unique_lock lk(mu_);
             queue_cv_.wait(lk, [&] { return stopping_ || !queue_.empty(); });
             if (stopping_) return;
-            id = queue_.front();
-            queue_.pop_front();
-            if (entries_.contains(id) || flights_.contains(id)) continue;
+            while (!queue_.empty() && batch.size() < std::max<size_t>(1, options_.prefetch_batch)) {
+                ObjectId id = queue_.front();
+                queue_.pop_front();
+                if (entries_.contains(id) || flights_.contains(id)) continue;
+                auto flight = std::make_shared<Flight>();
+                flights_.emplace(id, flight);
+                batch.push_back(id);
+                flights.push_back(std::move(flight));
+            }
         }
-        (void)fetch(id, scratch);  // a failure is logged; the read that needs it will say so
+        std::vector<bool> landed(batch.size(), false);
+        // A failure is logged by land(); the read that needs the object will say so.
+        upstream_.get_many(batch, [&](const ObjectId& id, const Status& st, std::vector<std::byte>& bytes) {
+            auto at = std::find(batch.begin(), batch.end(), id);
+            if (at == batch.end() || landed[at - batch.begin()]) return;
+            size_t k = static_cast<size_t>(at - batch.begin());
+            landed[k] = true;
+            Status verdict = st;
+            land(id, flights[k], verdict, bytes, true);
+        });
+        for (size_t k = 0; k < batch.size(); ++k) {
+            if (landed[k]) continue;
+            Status missing = make_error(Errc::internal, fmt::format("object {} was asked for and not answered", batch[k].hex()));
+            std::vector<std::byte> none;
+            land(batch[k], flights[k], missing, none, false);
+        }
     }
 }
 

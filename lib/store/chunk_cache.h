@@ -17,7 +17,12 @@
 // stores it. Concurrent get()s of one missing object fetch it once (the others wait for that
 // fetch and share its outcome, success or error). An upstream error is returned as is and
 // nothing is stored. prefetch() queues objects for background threads that fetch them into the
-// cache (at most `prefetch_queue` waiting; more are dropped, as readahead may be).
+// cache (at most `prefetch_queue` waiting; more are dropped, as readahead may be). A thread takes
+// up to `prefetch_batch` queued objects at once and asks upstream for them together
+// (ObjectSource::get_many: a remote reads neighbouring records with one request), each verified
+// and stored on its own, each under the same single flight as a get(). What a read ahead
+// fetched is also kept in memory (at most `ahead_bound` bytes, oldest out first) until a get()
+// takes it: the read that follows a read ahead then costs no file read and no second hash.
 //
 // Thread-safe: every method may be called from several threads at once. `upstream` must be
 // thread-safe too (store/pooled_source.h) and outlive the cache. One ChunkCache per directory:
@@ -49,12 +54,14 @@ public:
         uint64_t bound = 1ull << 30;  // bytes in chunks/
         unsigned prefetch_threads = 2;
         size_t prefetch_queue = 16;
+        size_t prefetch_batch = 8;
+        uint64_t ahead_bound = 16u << 20;
         // Told of every fetch from upstream (id, plain bytes, error or success) and of every
         // damaged cache file deleted: the mount's log.
         std::function<void(const std::string&)> log;
     };
     struct Stats {
-        uint64_t hits = 0;       // served from the directory
+        uint64_t hits = 0;       // served from the directory, or from memory after a read ahead
         uint64_t fetches = 0;    // objects fetched from upstream
         uint64_t fetched_bytes = 0;
         uint64_t failures = 0;   // upstream fetches that failed
@@ -94,6 +101,14 @@ private:
     std::string meta_path(const ObjectId& id) const;
     // Fetches `id` from upstream once whatever the number of callers, and stores it.
     Status fetch(const ObjectId& id, std::vector<std::byte>& out);
+    struct Flight;
+    // Ends the fetch of `id` that this thread leads: `st` is upstream's verdict (made an error
+    // here too when `bytes` do not hash to `id`); the bytes are stored when good; the waiters
+    // are told.
+    // `ahead`: a read ahead's, then moved from `bytes` into memory for the get() that follows.
+    void land(const ObjectId& id, const std::shared_ptr<Flight>& flight, Status& st, std::vector<std::byte>& bytes, bool ahead);
+    // Takes `id` out of what read aheads left in memory: false when it is not there.
+    bool take_ahead(const ObjectId& id, std::vector<std::byte>& out);
     Status store(const ObjectId& id, std::span<const std::byte> bytes);
     Status write_file(const std::string& path, std::span<const std::byte> bytes);
     // With mu_ held: evicts least recently used chunks until `need` more bytes fit the bound.
@@ -114,12 +129,18 @@ private:
     std::list<ObjectId> lru_;  // least recently used first
     struct Flight {
         bool done = false;
+        int waiters = 0;  // get()s waiting for it: the bytes are copied for them only
         Status result;
         std::vector<std::byte> bytes;
     };
     std::unordered_map<ObjectId, std::shared_ptr<Flight>, ObjectIdHash> flights_;
     std::condition_variable flight_done_;
     Stats stats_;
+
+    // Fetched by a read ahead and not read yet (verified when they landed), oldest first.
+    std::unordered_map<ObjectId, std::vector<std::byte>, ObjectIdHash> ahead_;
+    std::deque<ObjectId> ahead_order_;
+    uint64_t ahead_bytes_ = 0;
 
     std::deque<ObjectId> queue_;
     std::condition_variable queue_cv_;

@@ -4,8 +4,10 @@
 // remote is another. Readers take an ObjectSource& and never learn which.
 #pragma once
 
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <span>
 #include <vector>
@@ -42,6 +44,24 @@ public:
     // front of a slow one (store/chunk_cache.h) starts fetching them in the background. By
     // default nothing happens. Never fails, never blocks for long.
     virtual void prefetch(std::span<const ObjectId> ids) { (void)ids; }
+
+    // One object of get_many: its verified bytes when `st` is Ok (the callee may take them,
+    // moving from the vector), else the error that concerns this object alone (bytes empty).
+    using ObjectFn = std::function<void(const ObjectId& id, const Status& st, std::vector<std::byte>& bytes)>;
+    // Reads several objects, handing each id of `ids` (once, whatever its repeats) to `fn`, on
+    // this thread. A remote source reads neighbouring records with one request
+    // (remote/remote_objects.h); by default each is get() in turn.
+    virtual void get_many(std::span<const ObjectId> ids, const ObjectFn& fn) {
+        std::vector<std::byte> out;
+        std::vector<ObjectId> done;
+        for (const auto& id : ids) {
+            if (std::find(done.begin(), done.end(), id) != done.end()) continue;
+            done.push_back(id);
+            Status st = get(id, out);
+            if (!st) out.clear();
+            fn(id, st, out);
+        }
+    }
 
     // The same, into a new buffer.
     Result<std::vector<std::byte>> get(const ObjectId& id) {

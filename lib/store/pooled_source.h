@@ -29,6 +29,10 @@ public:
         return l.source->get(id, out);
     }
     using ObjectSource::get;
+    void get_many(std::span<const ObjectId> ids, const ObjectFn& fn) override {
+        Lease l(*this);
+        l.source->get_many(ids, fn);
+    }
 
     size_t size() const { return all_.size(); }
 

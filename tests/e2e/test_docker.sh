@@ -6,7 +6,12 @@
 #      --volume-driver=dvol`, `dvol commit`, another write, `dvol reset --hard HEAD`, and a new
 #      container reads the committed content back;
 #   b. `docker volume create/ls/inspect/rm -d dvol` against `dvol list/init/path/branch`, with
-#      the options branch= (honoured) and an unknown one (refused, naming it);
+#      the options branch= (honoured) and an unknown one (refused, naming it); from= (a clone);
+#      from= with lazy=true (a lazy clone: a container reads the right bytes through the FUSE
+#      mount the plugin starts, a write fails with EROFS, the cache stays within its bound, the
+#      plugin killed and restarted under a running container that then reads what it had not,
+#      the mount process killed and brought back by the next Mount, `docker volume rm` unmounts
+#      and frees the cache; skipped without /dev/fuse);
 #   c. `-o exclusive=true`: a second container cannot mount the volume while the first runs;
 #   d. two running containers on one volume: `dvol list` (text and --json) names them, `commit`
 #      pauses and unpauses them (docker events), `checkout` and `reset --hard` restart them on
@@ -83,6 +88,7 @@ PLUGIN_DIR=/run/docker/plugins
 SOCK="$PLUGIN_DIR/dvol.sock"
 OWN_SOCK=0
 PLUGIN_LOG="$TEST_TMP/plugin.log"
+FETCH_LOG="$TEST_TMP/fetch.log"
 export DOCKER_HOST="unix://$DK/docker.sock"
 mkdir -p "$DK"
 echo '{}' >"$DK/daemon.json"  # never the system's /etc/docker/daemon.json
@@ -254,7 +260,9 @@ sys.exit(0 if "VolumeDriver" in json.load(sys.stdin).get("Implements", []) else 
 
 # Starts the plugin (logging to LOG) and waits up to 30 s for it to answer Plugin.Activate.
 start_plugin() { # LOG
-    "$DVOL_PLUGIN" --socket "$SOCK" >>"$1" 2>&1 </dev/null &
+    # The lazy volumes' mount processes (started by the plugin through $DVOL) log what the remote
+    # served to $FETCH_LOG.
+    DVOL_TEST_FETCH_LOG="$FETCH_LOG" "$DVOL_PLUGIN" --socket "$SOCK" --dvol "$DVOL" >>"$1" 2>&1 </dev/null &
     PLUGIN_PID=$!
     local _
     for _ in $(seq 1 60); do
@@ -394,6 +402,80 @@ expect_fail 1 dk volume create -d dvol -o from=team/nosuch missing
 expect_stderr_contains "no volume nosuch"
 check "a volume from a missing remote volume is not created" lacks_line missing "$(dvol_names)"
 expect_ok dk volume rm cloned
+
+# --- b3. lazy=true: a lazy clone the plugin mounts ------------------------------------------------
+echo "--- b3. docker volume create -o from=REMOTE/VOLUME -o lazy=true: a FUSE mount fetching on first read"
+MIB=$((1024 * 1024))
+# The pid in a lazy volume's mount.lock: its mount process (started by our plugin).
+mount_pid() { sed -n 1p "$DVOL_ROOT/volumes/$1/cache/mount.lock" 2>/dev/null; }
+# The file system type of the topmost mount on DIR (empty when none).
+fstype_of() { awk -v d="$1" '$5 == d { for (i = 7; i <= NF; i++) if ($i == "-") { t = $(i + 1); break } } END { print t }' /proc/self/mountinfo; }
+if [ ! -c /dev/fuse ]; then
+    echo "skipped (the rest of the test runs): no /dev/fuse here"
+else
+    expect_ok dv init lazy_src
+    LSRC="$DVOL_ROOT/volumes/lazy_src/data"
+    head -c $((24 * MIB)) /dev/urandom >"$LSRC/big"
+    head -c $((6 * MIB)) /dev/urandom >"$LSRC/later"
+    SUM_BIG=$(sha256sum <"$LSRC/big" | cut -d' ' -f1)
+    SUM_LATER=$(sha256sum <"$LSRC/later" | cut -d' ' -f1)
+    expect_ok dv commit -m data lazy_src
+    expect_ok dv push team lazy_src master
+    : >"$FETCH_LOG"
+    expect_ok dk volume create -d dvol -o from=team/lazy_src -o lazy=true -o cache-size=8M lz || show_logs
+    expect_ok dk volume inspect lz --format '{{json .Status}}'
+    check "docker volume inspect: lz is lazy, with an 8 MiB cache" \
+        python3 -c 'import json,sys; s=json.loads(sys.argv[1]); sys.exit(0 if s.get("lazy") is True and s.get("cache-size") == str(8 << 20) else 1)' "$OUT"
+    LZ=$(dk volume inspect lz --format '{{.Mountpoint}}')
+    expect_ok dk run --rm --network none -v lz:/data busybox sha256sum /data/big || show_logs
+    expect_stdout_eq "$SUM_BIG  /data/big"
+    expect_eq "the live directory of lz is a dvol FUSE mount" fuse.dvol "$(fstype_of "$LZ")"
+    check "the mount process fetched from the remote (fetch log)" grep -q '^read ' "$FETCH_LOG"
+    check "the chunk cache stayed within 8 MiB + one chunk" test "$(du -sb "$DVOL_ROOT/volumes/lz/cache/chunks" | cut -f1)" -le $((12 * MIB + 4096))
+    run dk run --rm --network none -v lz:/data busybox sh -c 'echo x > /data/new'
+    check "a write into the lazy volume fails" test "$RC" -ne 0
+    check "with EROFS (Read-only file system)" grep -qi 'read-only file system' <<<"$ERR$OUT" || echo "    $(last_details)" >&2
+    check "nothing was written" test ! -e "$LZ/new"
+
+    # The plugin killed under a running container: the mount process is not the plugin's, the
+    # container goes on reading, also what it never read before (fetched after the restart).
+    start_long lz1 lz
+    MPID=$(mount_pid lz)
+    check "lz has a mount process" test -n "$MPID"
+    OLD_PID=$PLUGIN_PID
+    kill -KILL "$OLD_PID"
+    wait "$OLD_PID" 2>/dev/null
+    PLUGIN_PID=""
+    if ! start_plugin "$PLUGIN_LOG.lazy"; then
+        fail "the restarted plugin answers Plugin.Activate" "$(last_details; echo; tail -n 30 "$PLUGIN_LOG.lazy")"
+        abort
+    fi
+    check "the mount process outlived the plugin" kill -0 "$MPID"
+    READS_BEFORE=$(grep -c '^read ' "$FETCH_LOG")
+    expect_ok dk exec lz1 sha256sum /data/later
+    expect_stdout_eq "$SUM_LATER  /data/later"
+    check "that read was fetched after the restart" test "$(grep -c '^read ' "$FETCH_LOG")" -gt "$READS_BEFORE"
+    expect_ok dk stop lz1
+    expect_ok dk rm lz1
+
+    # The mount process gone (a crash, a reboot): the next Mount mounts the volume again.
+    kill -KILL "$MPID"
+    for _ in $(seq 1 100); do kill -0 "$MPID" 2>/dev/null || break; sleep 0.1; done
+    expect_ok dk run --rm --network none -v lz:/data busybox sha256sum /data/big || show_logs
+    expect_stdout_eq "$SUM_BIG  /data/big"
+    MPID2=$(mount_pid lz)
+    check "a new mount process serves lz" test -n "$MPID2" -a "$MPID2" != "$MPID"
+    check "and it runs" kill -0 "$MPID2"
+
+    # docker volume rm: unmounted, its process ended, the cache gone with the volume.
+    expect_ok dk volume rm lz || show_logs
+    expect_eq "rm unmounted lz's live directory" "" "$(fstype_of "$LZ")"
+    for _ in $(seq 1 100); do kill -0 "$MPID2" 2>/dev/null || break; sleep 0.1; done
+    check "rm ended lz's mount process" bash -c "! kill -0 $MPID2 2>/dev/null"
+    check "rm freed the cache" test ! -e "$DVOL_ROOT/volumes/lz"
+    check "dvol list no longer shows lz" lacks_line lz "$(dvol_names)"
+    expect_ok dv rm -f lazy_src
+fi
 
 # --- c. exclusive -------------------------------------------------------------------------------
 echo "--- c. exclusive=true"

@@ -9,6 +9,7 @@
 #include <fstream>
 #include <map>
 #include <mutex>
+#include <optional>
 #include <thread>
 
 #include "store/chunk_cache.h"
@@ -44,10 +45,17 @@ public:
         auto it = objects_.find(id);
         if (it == objects_.end()) return make_error(Errc::not_found, "no such object");
         out = it->second;
-        if (damage) out[0] ^= std::byte{1};  // a source that breaks its promise
+        if (damage || damage_id == id) out[0] ^= std::byte{1};  // a source that breaks its promise
         return {};
     }
     using ObjectSource::get;
+    void get_many(std::span<const ObjectId> ids, const ObjectFn& fn) override {
+        {
+            std::lock_guard lk(mu_);
+            batches.push_back(ids.size());
+        }
+        ObjectSource::get_many(ids, fn);
+    }
     void release() {
         std::lock_guard lk(mu_);
         hold = false;
@@ -62,6 +70,8 @@ public:
     bool hold = false;
     bool fail = false;
     bool damage = false;
+    std::optional<ObjectId> damage_id;  // only this object served wrong
+    std::vector<size_t> batches;        // the size of each get_many
 
 private:
     std::mutex mu_;
@@ -253,4 +263,66 @@ TEST_CASE("chunk cache: prefetched objects are there for the read that follows",
     REQUIRE((*cache)->stats().fetches == 4);
     for (const auto& id : ids) REQUIRE((*cache)->get(id));
     CHECK(up.gets == 4);
+}
+
+TEST_CASE("chunk cache: a read ahead asks upstream for its objects together; a damaged one is not kept", "[chunk_cache]") {
+    TempDir tmp;
+    Upstream up;
+    std::vector<ObjectId> ids;
+    for (int i = 0; i < 6; ++i) ids.push_back(up.put(random_bytes(1000, 40 + i)));
+    up.damage_id = ids[2];
+    auto o = options(1 << 20);
+    o.prefetch_batch = 4;
+    auto cache = ChunkCache::open(tmp / "c", up, o);
+    REQUIRE(cache);
+    auto& c = **cache;
+    c.prefetch(ids);
+    for (int i = 0; i < 2000 && c.stats().fetches + c.stats().failures < 6; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    REQUIRE(c.stats().fetches == 5);
+    CHECK(c.stats().failures == 1);
+    // Queued at once, taken 4 then 2 by the one thread: two requests for six objects.
+    CHECK(up.batches == std::vector<size_t>{4, 2});
+    for (int i = 0; i < 6; ++i) CHECK(c.cached(ids[i]) == (i != 2));
+    CHECK(dir_bytes(tmp / "c/chunks") == 5 * 1000);
+    // The damaged one is fetched again by the read that needs it, and fails as long as upstream
+    // serves it wrong; the others are served from the cache.
+    CHECK_FALSE(c.get(ids[2]));
+    up.damage_id.reset();
+    int before = up.gets;
+    for (const auto& id : ids) {
+        auto got = c.get(id);
+        REQUIRE(got);
+        CHECK(sha256(*got) == id);
+    }
+    CHECK(up.gets == before + 1);
+}
+
+TEST_CASE("chunk cache: what a read ahead fetched is served once from memory, within ahead_bound", "[chunk_cache]") {
+    TempDir tmp;
+    Upstream up;
+    std::vector<ObjectId> ids;
+    for (int i = 0; i < 4; ++i) ids.push_back(up.put(random_bytes(1000, 60 + i)));
+    auto o = options(1 << 20);
+    o.ahead_bound = 2500;  // two of the four
+    auto cache = ChunkCache::open(tmp / "c", up, o);
+    REQUIRE(cache);
+    auto& c = **cache;
+    c.prefetch(ids);
+    for (int i = 0; i < 2000 && c.stats().fetches < 4; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    REQUIRE(c.stats().fetches == 4);
+    // Without the files, what is served comes from memory: the last two fetched, once each.
+    for (const auto& id : ids) REQUIRE(::unlink((tmp / "c/chunks/" + id.hex()).c_str()) == 0);
+    for (int i : {2, 3}) {
+        auto got = c.get(ids[i]);
+        REQUIRE(got);
+        CHECK(sha256(*got) == ids[i]);
+    }
+    CHECK(up.gets == 4);
+    // The others, and those two again, come from upstream (their files are gone).
+    for (int i : {0, 1, 2}) {
+        auto got = c.get(ids[i]);
+        REQUIRE(got);
+        CHECK(sha256(*got) == ids[i]);
+    }
+    CHECK(up.gets == 7);
 }

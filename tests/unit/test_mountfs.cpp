@@ -415,6 +415,22 @@ TEST_CASE("sequential reads hint the next chunks to the source; other reads hint
     REQUIRE(fs->read(**h, 70, 10, r));  // sequential again from there (chunk 6): only chunk 7 is left
     CHECK(src.prefetched == std::vector<ObjectId>{ids[7]});
 
+    SECTION("with a window, reads a little out of order still count as sequential; a jump still does not") {
+        o.sequential_window = 20;
+        auto win = open_fs(src, top_of(src, root), o);
+        auto hw = win->open_file(must_lookup(*win, kRootIno, "f").ino);
+        REQUIRE(hw);
+        REQUIRE(win->read(**hw, 0, 10, r));
+        src.prefetched.clear();
+        REQUIRE(win->read(**hw, 20, 10, r));  // 10 bytes after the last end (chunk 2; 1 was skipped)
+        CHECK_FALSE(src.prefetched.empty());
+        src.prefetched.clear();
+        REQUIRE(win->read(**hw, 10, 10, r));  // 20 bytes before it (chunk 1, arriving late)
+        CHECK_FALSE(src.prefetched.empty());
+        src.prefetched.clear();
+        REQUIRE(win->read(**hw, 70, 5, r));  // 50 bytes on: a jump
+        CHECK(src.prefetched.empty());
+    }
     SECTION("without readahead_chunks, nothing is hinted") {
         auto plain = open_fs(src, top_of(src, root));
         auto h2 = plain->open_file(must_lookup(*plain, kRootIno, "f").ino);

@@ -470,3 +470,70 @@ TEST_CASE("fetch hands over, in pack order, every record before a damaged one in
     CHECK(handed.size() == 18);
     CHECK(payloads_match);
 }
+
+TEST_CASE("get_many reads neighbouring records with one request and fails only a damaged one", "[remote_objects]") {
+    TempDir remote;
+    Side writer(remote.path());
+    auto objs = push_pack(writer, 8, 256 << 10, 7);
+    auto other = push_pack(writer, 2, 1000, 8);
+    Side reader(remote.path());
+    auto objects = reader.objects();
+    REQUIRE(objects.refresh());
+
+    auto run = [&](const std::vector<ObjectId>& ids) {
+        std::map<ObjectId, std::pair<Status, std::vector<std::byte>>> got;
+        size_t calls = 0;
+        objects.get_many(ids, [&](const ObjectId& id, const Status& st, std::vector<std::byte>& bytes) {
+            ++calls;
+            got[id] = {st, std::vector<std::byte>(bytes.begin(), bytes.end())};
+        });
+        CHECK(calls == got.size());  // each id once
+        return got;
+    };
+    std::vector<ObjectId> ids;
+    for (const auto& o : objs) ids.push_back(o.id);
+
+    SECTION("8 adjacent records: 1 read; two packs: 2 reads; an unknown id: not_found") {
+        reader.counts->reset();
+        auto got = run(ids);
+        CHECK(reader.counts->count("read") == 1);
+        REQUIRE(got.size() == 8);
+        for (const auto& o : objs) {
+            CHECK(got[o.id].first.ok());
+            CHECK(got[o.id].second == o.plain);
+        }
+        reader.counts->reset();
+        std::vector<ObjectId> mixed{objs[0].id, other[1].id, objs[1].id, objs[1].id, sha256(random_bytes(10, 1))};
+        got = run(mixed);
+        CHECK(reader.counts->count("read") == 2);
+        REQUIRE(got.size() == 4);
+        CHECK(got[other[1].id].second == other[1].plain);
+        CHECK(got[objs[1].id].second == objs[1].plain);
+        CHECK(got[mixed[4]].first.error().code == Errc::not_found);
+    }
+    SECTION("a damaged record in a coalesced range: that one corrupt, the others served") {
+        auto [pack, at] = find_record(remote.path(), objs[3].id);
+        flip(pack, at + kRecordHeaderSize + 5000);
+        reader.counts->reset();
+        auto got = run(ids);
+        CHECK(reader.counts->count("read") == 1);
+        REQUIRE(got.size() == 8);
+        for (size_t i = 0; i < objs.size(); ++i) {
+            INFO(i);
+            if (i == 3) {
+                REQUIRE_FALSE(got[objs[i].id].first.ok());
+                CHECK(got[objs[i].id].first.error().code == Errc::corrupt);
+                CHECK(got[objs[i].id].first.error().message.find(objs[i].id.hex()) != std::string::npos);
+            } else {
+                CHECK(got[objs[i].id].second == objs[i].plain);
+            }
+        }
+    }
+    SECTION("a read that fails fails the records it spans, nothing else") {
+        reader.counts->reset();
+        reader.counts->fail_after_reads = 0;
+        auto got = run({objs[0].id, objs[1].id});
+        REQUIRE(got.size() == 2);
+        for (const auto& [id, r] : got) CHECK(r.first.error().code == Errc::unavailable);
+    }
+}

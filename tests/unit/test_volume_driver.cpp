@@ -3,6 +3,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "base/fs.h"
+#include "base/size.h"
 #include "repo/repository.h"
 #include "support.h"
 #include "volume_driver.h"
@@ -233,4 +235,112 @@ TEST_CASE("from=: bad values and unknown remotes create nothing", "[volume_drive
     CHECK_FALSE(f.err("VolumeDriver.Create", R"({"Name":"db","Opts":{"from":"team/pg/dev","branch":"master"}})").empty());
     CHECK(f.repo->list_volumes()->empty());
     CHECK(f.clones.started.empty());
+}
+
+namespace {
+
+// Lazy mounts the test watches: each call recorded; a mount fails while `fail` is set.
+struct FakeLazyMounts : plugin::LazyMounts {
+    std::vector<std::string> mounted, unmounted;
+    std::optional<std::string> fail;
+    Status mount(const std::string& volume) override {
+        if (fail) return make_error(Errc::io, *fail);
+        mounted.push_back(volume);
+        return {};
+    }
+    Status unmount(const std::string& volume, const std::string& live_dir) override {
+        unmounted.push_back(volume + " " + live_dir);
+        return {};
+    }
+};
+
+struct LazyFixture : FromFixture {
+    FakeLazyMounts lazy;
+    LazyFixture() { driver = std::make_unique<VolumeDriver>(*repo, &clones, std::chrono::milliseconds(300), &lazy); }
+};
+
+}  // namespace
+
+TEST_CASE("parse_size: bytes with K, M, G or T", "[volume_driver]") {
+    CHECK(parse_size("1048576") == std::optional<uint64_t>(1048576));
+    CHECK(parse_size("512M") == std::optional<uint64_t>(512ull << 20));
+    CHECK(parse_size("20g") == std::optional<uint64_t>(20ull << 30));
+    CHECK(parse_size("1GB") == std::optional<uint64_t>(1ull << 30));
+    CHECK(parse_size("2T") == std::optional<uint64_t>(2ull << 40));
+    for (const char* bad : {"", "M", "B", "MB", "-1", "1.5G", " 1G", "1 G", "1X", "9999999999999", "999999999999T"}) {
+        INFO(bad);
+        CHECK_FALSE(parse_size(bad));
+    }
+}
+
+TEST_CASE("lazy=true: Create makes a lazy clone, Mount mounts it, Remove unmounts it", "[volume_driver]") {
+    LazyFixture f;
+    CHECK(f.err("VolumeDriver.Create", R"({"Name":"db","Opts":{"from":"team/pg/dev","lazy":"true","cache-size":"64M"}})").empty());
+    REQUIRE(f.clones.started.size() == 1);
+    CHECK(f.clones.started[0].lazy);
+    CHECK(*f.repo->volume_option("db", kLazyCacheOption) == std::optional<std::string>(std::to_string(64ull << 20)));
+    auto g = f.call("VolumeDriver.Get", R"({"Name":"db"})");
+    CHECK(g["Volume"]["Status"]["lazy"] == true);
+    CHECK(g["Volume"]["Status"]["clone"]["done"] == false);
+    // The same options again are fine; without lazy=true they name another volume.
+    CHECK(f.err("VolumeDriver.Create", R"({"Name":"db","Opts":{"from":"team/pg/dev","lazy":"true"}})").empty());
+    CHECK(f.err("VolumeDriver.Create", R"({"Name":"db","Opts":{"from":"team/pg/dev"}})").find("lazy") != std::string::npos);
+    // Mount waits for the clone (metadata only) and mounts nothing before it is done.
+    CHECK(f.err("VolumeDriver.Mount", R"({"Name":"db","ID":"c1"})").find("still being cloned") != std::string::npos);
+    CHECK(f.lazy.mounted.empty());
+
+    CloneOptions options;
+    options.name = "db";
+    options.branch = "dev";
+    options.lazy = true;
+    auto done = f.repo->clone(RemoteSpec{"team", ""}, "pg", options);
+    REQUIRE(done);
+    CHECK(done->resumed);
+    CHECK(done->fetched.received.objects > 0);
+    f.clones.now = plugin::CloneState{};
+    CHECK_FALSE(path_exists(f.repo->live_dir("db") + "/table"));  // nothing restored: the mount shows it
+
+    // A mount that fails is Mount's error, and counts no mount.
+    f.lazy.fail = "no /dev/fuse here";
+    CHECK(f.err("VolumeDriver.Mount", R"({"Name":"db","ID":"c1"})").find("no /dev/fuse") != std::string::npos);
+    CHECK(f.repo->docker_mounts("db")->empty());
+    f.lazy.fail.reset();
+    auto m = f.call("VolumeDriver.Mount", R"({"Name":"db","ID":"c1"})");
+    CHECK(m["Err"] == "");
+    CHECK(m["Mountpoint"] == f.repo->live_dir("db"));
+    CHECK(f.lazy.mounted == std::vector<std::string>{"db"});
+    // Path, Get and List do not mount (nor fetch).
+    CHECK(f.call("VolumeDriver.Path", R"({"Name":"db"})")["Mountpoint"] == f.repo->live_dir("db"));
+    CHECK(f.call("VolumeDriver.Get", R"({"Name":"db"})")["Volume"]["Status"]["cache-size"] == std::to_string(64ull << 20));
+    CHECK(f.call("VolumeDriver.List", "{}")["Volumes"].size() == 1);
+    CHECK(f.lazy.mounted.size() == 1);
+
+    CHECK(f.err("VolumeDriver.Remove", R"({"Name":"db"})").find("is mounted") != std::string::npos);
+    CHECK(f.lazy.unmounted.empty());
+    CHECK(f.err("VolumeDriver.Unmount", R"({"Name":"db","ID":"c1"})").empty());
+    CHECK(f.lazy.unmounted.empty());  // the FUSE mount stays (and its cache) until the volume goes
+    CHECK(f.err("VolumeDriver.Remove", R"({"Name":"db"})").empty());
+    CHECK(f.lazy.unmounted == std::vector<std::string>{"db " + f.repo->live_dir("db")});
+    CHECK(f.repo->list_volumes()->empty());
+}
+
+TEST_CASE("lazy=true: bad combinations create nothing", "[volume_driver]") {
+    LazyFixture f;
+    auto err = [&](const json& opts) { return f.err("VolumeDriver.Create", json{{"Name", "db"}, {"Opts", opts}}.dump()); };
+    CHECK(err({{"lazy", "true"}}).find("needs from=") != std::string::npos);
+    CHECK(err({{"from", "team/pg"}, {"lazy", "yes"}}).find("true or false") != std::string::npos);
+    CHECK(err({{"from", "team/pg"}, {"cache-size", "64M"}}).find("goes with lazy=true") != std::string::npos);
+    CHECK(err({{"from", "team/pg"}, {"lazy", "true"}, {"cache-size", "lots"}}).find("must be a size") != std::string::npos);
+    CHECK(err({{"from", "team/pg"}, {"lazy", "true"}, {"cache-size", "1M"}}).find("below the least") != std::string::npos);
+    CHECK(err({{"from", "team/missing"}, {"lazy", "true"}}).find("no volume missing") != std::string::npos);
+    // A plugin that cannot mount lazy volumes refuses the option.
+    VolumeDriver no_lazy(*f.repo, &f.clones, std::chrono::milliseconds(300));
+    auto r = json::parse(no_lazy.handle("VolumeDriver.Create", R"({"Name":"db","Opts":{"from":"team/pg","lazy":"true"}})").body);
+    CHECK(r["Err"].get<std::string>().find("does not mount lazy volumes") != std::string::npos);
+    CHECK(f.repo->list_volumes()->empty());
+    CHECK(f.clones.started.empty());
+    // lazy=false is an ordinary clone.
+    CHECK(err({{"from", "team/pg"}, {"lazy", "false"}}).empty());
+    REQUIRE(f.clones.started.size() == 1);
+    CHECK_FALSE(f.clones.started[0].lazy);
 }
