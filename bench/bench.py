@@ -138,6 +138,20 @@ def rmtree(path):
         run(["rm", "-rf", "--one-file-system", path])
 
 
+# On ext4 without a journal (this machine's root file system), an inode freed less than a minute
+# ago (five while its inode table block is dirty) is not reused, and every file created meanwhile
+# scans past each such inode of its group (fs/ext4/ialloc.c, recently_deleted()): creating
+# 100,000 files right after deleting 100,000 took 5-15x longer, for every tool alike (bench/RESULTS.md,
+# the small-file restore of 2026-12-05). The restore sets therefore delete nothing while a run is
+# timed, and wait this long after the deletions before one.
+SETTLE_AFTER_DELETE_S = 65
+
+
+def settle_after_delete():
+    os.sync()
+    time.sleep(SETTLE_AFTER_DELETE_S)
+
+
 def sync_into(state, dst, replace=False):
     """Applies a state in place, as a running program changes its files; with replace, by
     replacing each changed file with a new one (a new inode), as a restore, a dump reload or
@@ -513,6 +527,8 @@ def run_dataset(name, d, tools, runs, bench_dir, dvol_exe, results):
     for r in range(runs):
         ws_root = os.path.join(bench_dir, "work")
         rmtree(ws_root)
+        if name in RESTORE_SETS:
+            settle_after_delete()
         os.makedirs(ws_root)
         src = os.path.join(ws_root, "src")   # shared by cp, borg, restic, git (dvol has its live dir)
         sync_into(s1, src)
@@ -545,7 +561,11 @@ def run_dataset(name, d, tools, runs, bench_dir, dvol_exe, results):
                 if o.name == "cp" and op == "commit-nochange":
                     rmtree(os.path.join(o.store, label))   # keep the disk use down
                 if op in ("reset", "checkout", "restore"):
-                    rmtree(o.restore)
+                    if name in RESTORE_SETS and os.path.lexists(o.restore):
+                        # Moved aside, deleted with the run's work directory (see settle_after_delete).
+                        os.rename(o.restore, tempfile.mkdtemp(dir=ws_root, prefix="trash-"))
+                    else:
+                        rmtree(o.restore)
         rmtree(ws_root)
 
 
