@@ -138,6 +138,21 @@ def rmtree(path):
         run(["rm", "-rf", "--one-file-system", path])
 
 
+# On ext4 without a journal (this machine's root file system), an inode freed less than a minute
+# ago is not reused, nor one freed less than six minutes ago while its inode table block is dirty
+# (as new inodes beside it make it), and every file created meanwhile scans past each such inode
+# of its group (fs/ext4/ialloc.c, recently_deleted()): creating 100,000 files within minutes of
+# deleting 100,000 took 5-15x longer, for every tool alike (bench/RESULTS.md, the small-file
+# restore of 2026-12-05). So the many-small-files set deletes nothing until its runs are over
+# (each run's work directory is moved aside), and starts this long after the deletions before it.
+SETTLE_AFTER_DELETE_S = 370
+
+
+def settle_after_delete():
+    os.sync()
+    time.sleep(SETTLE_AFTER_DELETE_S)
+
+
 def sync_into(state, dst, replace=False):
     """Applies a state in place, as a running program changes its files; with replace, by
     replacing each changed file with a new one (a new inode), as a restore, a dump reload or
@@ -510,8 +525,17 @@ def run_dataset(name, d, tools, runs, bench_dir, dvol_exe, results):
     else:
         ops = [("commit-initial", "s1"), ("commit-nochange", "s1b"), ("commit-second", "s2"),
                ("reset", None), ("checkout", None)]
+    keep = name == "smallfiles"   # nothing deleted until the runs are over (settle_after_delete)
+    trash = os.path.join(bench_dir, "trash")
+    if keep:
+        rmtree(trash)
+        rmtree(os.path.join(bench_dir, "work"))
+        settle_after_delete()
     for r in range(runs):
         ws_root = os.path.join(bench_dir, "work")
+        if keep and os.path.lexists(ws_root):
+            os.makedirs(trash, exist_ok=True)
+            os.rename(ws_root, tempfile.mkdtemp(dir=trash))
         rmtree(ws_root)
         os.makedirs(ws_root)
         src = os.path.join(ws_root, "src")   # shared by cp, borg, restic, git (dvol has its live dir)
@@ -545,8 +569,15 @@ def run_dataset(name, d, tools, runs, bench_dir, dvol_exe, results):
                 if o.name == "cp" and op == "commit-nochange":
                     rmtree(os.path.join(o.store, label))   # keep the disk use down
                 if op in ("reset", "checkout", "restore"):
-                    rmtree(o.restore)
+                    if keep and os.path.lexists(o.restore):
+                        os.rename(o.restore, tempfile.mkdtemp(dir=ws_root, prefix="trash-"))
+                    else:
+                        rmtree(o.restore)
+        if not keep:
+            rmtree(ws_root)
+    if keep:
         rmtree(ws_root)
+        rmtree(trash)
 
 
 # ----------------------------------------------------------------------------- remotes

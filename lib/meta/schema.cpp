@@ -66,6 +66,7 @@ CREATE TABLE IF NOT EXISTS stat_cache(
   gid INTEGER NOT NULL,
   scan_ns INTEGER NOT NULL,
   content BLOB NOT NULL,
+  xattrs BLOB,
   PRIMARY KEY(volume_id, path)) WITHOUT ROWID;
 -- Per-volume settings given at creation, e.g. exclusive=true from `docker volume create -o`.
 CREATE TABLE IF NOT EXISTS volume_options(
@@ -112,6 +113,12 @@ CREATE TABLE IF NOT EXISTS remote_branches(
   PRIMARY KEY(volume_id, remote_id, branch)) WITHOUT ROWID;
 )sql";
 
+Result<bool> has_column(Db& db, const char* table, const char* column) {
+    DVOL_TRY(auto q, db.prepare(fmt::format("SELECT count(*) FROM pragma_table_info('{}') WHERE name = '{}'", table, column)));
+    DVOL_TRY(bool row, q.step());
+    return row && q.int64(0) > 0;
+}
+
 }  // namespace
 
 Status init_schema(Db& db) {
@@ -134,17 +141,15 @@ Status init_schema(Db& db) {
     if (!row) {
         DVOL_TRY(auto ins, db.prepare("INSERT INTO meta(key, value) VALUES('schema_version', ?)"));
         DVOL_CHECK(ins.bind(1, std::to_string(kSchemaVersion)).run());
-    } else if (version == "1" || version == "2" || version == "3" || version == "4") {
+    } else if (version == "1" || version == "2" || version == "3" || version == "4" || version == "5") {
         // v1 -> v2 -> v3 -> v4: kSchema above created the reflog, volume_options and mounts
         // tables, and the remotes' tables. v4 -> v5: objects gains crc, left NULL (unknown) in
-        // the rows already there.
-        bool has_crc = false;
-        {
-            DVOL_TRY(auto cols, db.prepare("SELECT count(*) FROM pragma_table_info('objects') WHERE name = 'crc'"));
-            DVOL_TRY(bool row, cols.step());
-            has_crc = row && cols.int64(0) > 0;
-        }
+        // the rows already there. v5 -> v6: stat_cache gains xattrs, NULL (unknown) in the rows
+        // already there, so those files' xattrs are listed until a commit records them.
+        DVOL_TRY(bool has_crc, has_column(db, "objects", "crc"));
         if (!has_crc) DVOL_CHECK(db.exec("ALTER TABLE objects ADD COLUMN crc INTEGER"));
+        DVOL_TRY(bool has_xattrs, has_column(db, "stat_cache", "xattrs"));
+        if (!has_xattrs) DVOL_CHECK(db.exec("ALTER TABLE stat_cache ADD COLUMN xattrs BLOB"));
         DVOL_TRY(auto up, db.prepare("UPDATE meta SET value = ? WHERE key = 'schema_version'"));
         DVOL_CHECK(up.bind(1, std::to_string(kSchemaVersion)).run());
     } else if (version != std::to_string(kSchemaVersion)) {

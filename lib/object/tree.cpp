@@ -151,6 +151,30 @@ bool scan_order_before(std::string_view a, std::string_view b) {
     }
 }
 
+namespace {
+
+void put_xattrs(Encoder& e, const Xattrs& x) {
+    e.varint(x.size());
+    for (const auto& [k, v] : x) {
+        e.bytes(k);
+        e.bytes(v);
+    }
+}
+
+bool get_xattrs(Decoder& d, Xattrs& x) {
+    uint64_t nx = d.varint();
+    if (!d.ok() || nx > kMaxXattrs || nx > d.remaining()) return false;
+    x.resize(nx);
+    for (size_t k = 0; k < nx; ++k) {
+        x[k].first = d.bytes(kMaxNameLength);
+        x[k].second = d.bytes(kMaxXattrValue);
+        if (!d.ok() || x[k].first.empty() || (k > 0 && !(x[k - 1].first < x[k].first))) return false;
+    }
+    return true;
+}
+
+}  // namespace
+
 bool valid_entry_name(std::string_view name) {
     if (name.empty() || name == "." || name == ".." || name.size() > kMaxNameLength) return false;
     return name.find('/') == std::string_view::npos && name.find('\0') == std::string_view::npos;
@@ -168,11 +192,7 @@ std::vector<std::byte> encode_tree(const Tree& tree) {
         e.varint(en.gid);
         e.svarint(en.mtime_ns);
         e.varint(en.size);
-        e.varint(en.xattrs.size());
-        for (const auto& [k, v] : en.xattrs) {
-            e.bytes(k);
-            e.bytes(v);
-        }
+        put_xattrs(e, en.xattrs);
         switch (en.type) {
             case EntryType::file: put_content(e, en.content); break;
             case EntryType::dir: e.id(en.subtree); break;
@@ -214,15 +234,7 @@ Result<Tree> decode_tree(std::span<const std::byte> data) {
         // every other type has 0.
         if (d.ok() && en.size != 0 && en.type != EntryType::file && en.type != EntryType::symlink)
             return malformed("tree", fmt::format("{} of type {} has a size", en.name, entry_type_name(en.type)));
-        uint64_t nx = d.varint();
-        if (!d.ok() || nx > kMaxXattrs || nx > d.remaining()) return malformed("tree", fmt::format("bad xattrs for {}", en.name));
-        en.xattrs.resize(nx);
-        for (size_t k = 0; k < nx; ++k) {
-            en.xattrs[k].first = d.bytes(kMaxNameLength);
-            en.xattrs[k].second = d.bytes(kMaxXattrValue);
-            if (!d.ok() || en.xattrs[k].first.empty() || (k > 0 && !(en.xattrs[k - 1].first < en.xattrs[k].first)))
-                return malformed("tree", fmt::format("bad xattrs for {}", en.name));
-        }
+        if (!get_xattrs(d, en.xattrs)) return malformed("tree", fmt::format("bad xattrs for {}", en.name));
         switch (en.type) {
             case EntryType::file: {
                 uint64_t total = 0;
@@ -293,6 +305,19 @@ Result<FileContent> decode_content(std::span<const std::byte> data) {
     uint64_t total = 0;
     if (!get_content(d, c, total) || !d.at_end()) return malformed("content", "bad encoding");
     return c;
+}
+
+std::vector<std::byte> encode_xattrs(const Xattrs& x) {
+    Encoder e;
+    put_xattrs(e, x);
+    return std::move(e.data());
+}
+
+Result<Xattrs> decode_xattrs(std::span<const std::byte> data) {
+    Decoder d(data);
+    Xattrs x;
+    if (!get_xattrs(d, x) || !d.at_end()) return malformed("xattrs", "bad encoding");
+    return x;
 }
 
 }  // namespace dvol

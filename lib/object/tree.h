@@ -104,5 +104,10 @@ uint64_t content_length(const FileContent& c);
 // The content field alone (used by the working-copy stat cache).
 std::vector<std::byte> encode_content(const FileContent& c);
 Result<FileContent> decode_content(std::span<const std::byte> data);
+// An entry's xattrs field alone, as in the tree encoding (the stat cache keeps a file's).
+// Decoding rejects what decode_tree would: more than kMaxXattrs, oversized, empty or unsorted
+// names.
+std::vector<std::byte> encode_xattrs(const Xattrs& x);
+Result<Xattrs> decode_xattrs(std::span<const std::byte> data);
 
 }  // namespace dvol

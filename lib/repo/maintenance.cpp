@@ -9,6 +9,8 @@
 
 #include <fmt/format.h>
 
+#include "base/fs.h"
+#include "base/xattr.h"
 #include "meta/db.h"
 #include "meta/mark_set.h"
 #include "meta/schema.h"
@@ -323,10 +325,19 @@ Status Repository::check_stat_cache(FsckReport& report) {
         DVOL_CHECK(cache.for_each_row([&](const StatCache::Row& row) -> Status {
             auto content = decode_content(row.content);
             if (!content || row.scan_ns == 0) return {};  // readers ignore such rows
+            // The xattrs a scan would take from the row without listing them (stat_cache.h).
+            std::optional<Xattrs> xattrs;
+            if (row.xattrs && row.key.ctime_ns + kRacyWindowNs <= row.scan_ns) {
+                if (auto x = decode_xattrs(*row.xattrs)) xattrs = std::move(*x);  // readers ignore the others
+            }
             // A row normally records what the branch's tree holds at its path.
+            bool content_in_tree = false;
             if (paths) {
                 auto e = paths->find(row.path);
-                if (e && *e && (*e)->type == EntryType::file && (*e)->content == *content && (*e)->size == row.key.size) return {};
+                if (e && *e && (*e)->type == EntryType::file && (*e)->content == *content && (*e)->size == row.key.size) {
+                    content_in_tree = true;
+                    if (!xattrs || (*e)->xattrs == *xattrs) return {};
+                }
             }
             // Otherwise (an interrupted reset leaves rows of files it did not reach) the row
             // must still tell the truth about its file, if the file is still the one it
@@ -337,13 +348,36 @@ Status Repository::check_stat_cache(FsckReport& report) {
             struct stat st;
             if (::fstat(fd->get(), &st) != 0 || !S_ISREG(st.st_mode) || !(stat_key(st) == row.key)) return {};
             std::string why;
-            if (content_length(*content) != row.key.size) {
+            if (!content_in_tree && content_length(*content) != row.key.size) {
                 why = fmt::format("says {} bytes of content for a file of {}", content_length(*content), row.key.size);
-            } else {
+            } else if (!content_in_tree) {
                 auto holds = file_holds(*store_, fd->get(), *content, row.path);
-                if (holds && *holds) return {};
-                why = holds ? "names content the file does not hold" : fmt::format("names content that cannot be read ({})", holds.error().message);
+                if (!holds) {
+                    why = fmt::format("names content that cannot be read ({})", holds.error().message);
+                } else if (!*holds) {
+                    why = "names content the file does not hold";
+                }
             }
+            if (why.empty() && xattrs) {
+                // Listed through the file's directory, reached as the file was.
+                auto slash = row.path.rfind('/');
+                std::string name = slash == std::string::npos ? row.path : row.path.substr(slash + 1);
+                UniqueFd parent;
+                int parent_fd = dir->get();
+                if (slash != std::string::npos) {
+                    auto p = open_path_beneath(dir->get(), row.path.substr(0, slash), O_RDONLY | O_DIRECTORY | O_NOFOLLOW, live + "/" + row.path);
+                    if (!p) return {};
+                    parent = std::move(*p);
+                    parent_fd = parent.get();
+                }
+                auto have = read_xattrs(parent_fd, name, live + "/" + row.path);
+                if (!have) {
+                    why = fmt::format("records extended attributes that cannot be compared ({})", have.error().message);
+                } else if (*have != *xattrs) {
+                    why = "records extended attributes the file does not have";
+                }
+            }
+            if (why.empty()) return {};
             report.problems.push_back(FsckProblem{"bad-stat-cache", vol.name,
                                                   fmt::format("the stat cache row of {} in volume {} {}: a commit would record it without "
                                                               "reading the file; run 'dvol fsck --repair' to rebuild the stat cache",

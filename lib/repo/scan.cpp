@@ -144,7 +144,7 @@ Result<ObjectId> Scanner::scan_tree(int root_fd, const std::string& live_dir) {
         }
         if (f.next == f.probed_from + f.probes.size()) {
             f.probed_from = f.next;
-            probe(dirs.fd(), f.names, f.next, std::min(kProbeWindow, f.names.size() - f.next), f.probes);
+            DVOL_CHECK(probe(dirs.fd(), path, f.names, f.next, std::min(kProbeWindow, f.names.size() - f.next), f.probes));
         }
         Probe& pr = f.probes[f.next - f.probed_from];
         const std::string& name = f.names[f.next++];
@@ -173,22 +173,54 @@ Result<ObjectId> Scanner::scan_tree(int root_fd, const std::string& live_dir) {
     }
 }
 
-void Scanner::probe(int dirfd, const std::vector<std::string>& names, size_t first, size_t count, std::vector<Probe>& out) {
+Status Scanner::probe(int dirfd, const std::string& dir_path, const std::vector<std::string>& names, size_t first, size_t count,
+                      std::vector<Probe>& out) {
     out.resize(count);
     // Each index touches only its own probe; errors are kept as errno (or, for xattrs, redone
     // on the scanning thread, which builds the message with the entry's path).
     workers_.threads().run(count, [&](size_t i, int) {
         Probe& p = out[i];
-        const std::string& name = names[first + i];
         p.xattrs.clear();
-        p.xattrs_read = false;
-        p.stat_errno = ::fstatat(dirfd, name.c_str(), &p.st, AT_SYMLINK_NOFOLLOW) == 0 ? 0 : errno;
-        if (p.stat_errno != 0 || S_ISSOCK(p.st.st_mode)) return;
+        p.xattrs_read = p.xattrs_cached = p.looked_up = false;
+        p.cached.reset();
+        p.previous.reset();
+        p.stat_errno = ::fstatat(dirfd, names[first + i].c_str(), &p.st, AT_SYMLINK_NOFOLLOW) == 0 ? 0 : errno;
+    });
+    // The rows of the regular files, in the walk's order (the cache reads them ahead), up to
+    // the first directory: the walk enters it before the entries after it, and their rows come
+    // after its rows (scan_entry looks those up, and their xattrs are listed). A row's xattrs
+    // are taken after this lstat, as the listing below would be.
+    size_t to_list = 0;
+    bool past_dir = false;
+    std::string rel;
+    for (size_t i = 0; i < count; ++i) {
+        Probe& p = out[i];
+        if (p.stat_errno != 0 || S_ISSOCK(p.st.st_mode)) continue;
+        if (S_ISDIR(p.st.st_mode)) past_dir = true;
+        if (S_ISREG(p.st.st_mode) && !past_dir) {
+            rel = dir_path.empty() ? names[first + i] : dir_path + "/" + names[first + i];
+            std::optional<Xattrs> x;
+            DVOL_TRY(p.cached, cache_.lookup(rel, stat_key(p.st), &p.previous, &x));
+            p.looked_up = true;
+            if (x) {
+                p.xattrs = std::move(*x);
+                p.xattrs_read = p.xattrs_cached = true;
+                continue;
+            }
+        }
+        ++to_list;
+    }
+    if (to_list == 0) return {};
+    workers_.threads().run(count, [&](size_t i, int) {
+        Probe& p = out[i];
+        if (p.stat_errno != 0 || S_ISSOCK(p.st.st_mode) || p.xattrs_cached) return;
+        const std::string& name = names[first + i];
         auto x = read_xattrs(dirfd, name, name);
         if (!x) return;
         p.xattrs = std::move(*x);
         p.xattrs_read = true;
     });
+    return {};
 }
 
 Result<Scanner::Visit> Scanner::scan_entry(int dirfd, const std::string& name, const std::string& path, Probe& pr, TreeEntry& e) {
@@ -228,16 +260,26 @@ Result<Scanner::Visit> Scanner::scan_entry(int dirfd, const std::string& name, c
             stats_.files++;
             if (progress_ && stats_.files % 256 == 0) progress_(Progress{stats_.files, stats_.bytes_read});
             StatKey key = stat_key(st);
-            std::optional<FileContent> previous;
-            DVOL_TRY(auto cached, cache_.lookup(path, key, &previous));
+            if (!pr.looked_up) {
+                // After a directory in its probe window: its xattrs were listed; the row only
+                // tells whether it knew them too (then it needs no refresh below).
+                std::optional<Xattrs> x;
+                DVOL_TRY(pr.cached, cache_.lookup(path, key, &pr.previous, &x));
+                pr.xattrs_cached = x.has_value();
+            }
+            std::optional<FileContent>& cached = pr.cached;
             // A cached chunk list that does not add up to the file's size is damaged: read the
             // file instead of recording it.
             if (cached && content_length(*cached) != key.size) cached.reset();
             if (cached) {
                 e.content = std::move(*cached);
+                // A row that did not give the xattrs gets them now, with this scan's time, so the
+                // next scan need not list them (git refreshes its index the same way). They were
+                // read after this lstat: a change since moved ctime, which the row then lacks.
+                if (store_objects_ && !pr.xattrs_cached) pending_.push_back(PendingRow{path, key, scan_ns_, e.content, e.xattrs});
                 return Visit::keep;
             }
-            set_previous(previous);
+            set_previous(pr.previous);
             auto opened = open_at(dirfd, name, O_RDONLY | O_NOFOLLOW | O_NOCTTY);
             if (!opened && opened.error().code == Errc::not_found) return Visit::skip;  // deleted meanwhile
             if (!opened) return make_error(opened.error().code, fmt::format("cannot read {}: {}", path, opened.error().message));
@@ -270,7 +312,7 @@ Result<Scanner::Visit> Scanner::scan_entry(int dirfd, const std::string& name, c
             // reads it again.
             StatKey after_key = stat_key(after);
             int64_t seen = (after_key == key && after_key.size == total) ? scan_ns_ : 0;
-            if (store_objects_) pending_.push_back(PendingRow{path, after_key, seen, e.content});
+            if (store_objects_) pending_.push_back(PendingRow{path, after_key, seen, e.content, e.xattrs});
             return Visit::keep;
         }
         case S_IFDIR: {
@@ -329,7 +371,7 @@ void Scanner::set_previous(const std::optional<FileContent>& previous) {
 }
 
 Status Scanner::save_cache() {
-    for (const auto& row : pending_) DVOL_CHECK(cache_.store(row.path, row.key, row.scan_ns, row.content));
+    for (const auto& row : pending_) DVOL_CHECK(cache_.store(row.path, row.key, row.scan_ns, row.content, &row.xattrs));
     pending_.clear();
     return {};
 }

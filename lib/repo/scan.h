@@ -52,16 +52,24 @@ private:
     // What scan_tree does with an entry: leave it out (a socket, or gone meanwhile), keep it, or
     // keep it and scan the directory it is (its subtree is filled in once scanned).
     enum class Visit { skip, keep, descend };
-    // An entry's lstat and extended attributes, taken ahead of scan_entry on two threads (the
-    // two system calls, each a path lookup, are most of the cost of an unchanged file).
+    // An entry's lstat, stat-cache row and extended attributes, taken ahead of scan_entry: the
+    // lstat and the xattrs on two threads (each system call a path lookup, most of the cost of
+    // an unchanged file), the row in between on this one. A file whose row records its xattrs
+    // (and is trusted) has them from there, without listing them.
     struct Probe {
         int stat_errno = 0;  // 0: `st` holds the entry's lstat
         struct stat st;
         bool xattrs_read = false;  // false: read them again (on the scanning thread) for the error
+        bool xattrs_cached = false;  // the stat-cache row gave the xattrs (and so `xattrs` holds them)
         XattrList xattrs;
+        bool looked_up = false;  // a regular file's row was looked up: `cached` and `previous` hold the answer
+        std::optional<FileContent> cached;    // its content from its row
+        std::optional<FileContent> previous;  // or the row's stale content (previous cuts)
     };
-    // Probes names[first, first + count) of the directory `dirfd` into `out`.
-    void probe(int dirfd, const std::vector<std::string>& names, size_t first, size_t count, std::vector<Probe>& out);
+    // Probes names[first, first + count) of the directory `dirfd` (at `dir_path`, relative to
+    // the live directory) into `out`.
+    Status probe(int dirfd, const std::string& dir_path, const std::vector<std::string>& names, size_t first, size_t count,
+                 std::vector<Probe>& out);
     Result<Visit> scan_entry(int dirfd, const std::string& name, const std::string& rel, Probe& probe, TreeEntry& out);
     // previous_ := the cuts and chunks of a file's previous content (none without one).
     void set_previous(const std::optional<FileContent>& previous);
@@ -71,6 +79,7 @@ private:
         StatKey key;
         int64_t scan_ns;
         FileContent content;
+        Xattrs xattrs;  // read after `key` was taken
     };
     ObjectStore& store_;
     StatCache& cache_;

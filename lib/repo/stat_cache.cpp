@@ -40,9 +40,10 @@ Status StatCache::tolerate(Status st) {
 }
 
 Result<std::optional<FileContent>> StatCache::lookup(const std::string& path, const StatKey& key,
-                                                     std::optional<FileContent>* stale) {
+                                                     std::optional<FileContent>* stale, std::optional<Xattrs>* xattrs) {
+    if (xattrs) xattrs->reset();
     if (damaged_) return std::optional<FileContent>();
-    auto found = lookup_now(path, key, stale);
+    auto found = lookup_now(path, key, stale, xattrs);
     if (!found) {
         DVOL_CHECK(tolerate(std::move(found).error()));
         return std::optional<FileContent>();
@@ -53,7 +54,7 @@ Result<std::optional<FileContent>> StatCache::lookup(const std::string& path, co
 namespace {
 
 // The columns both reads select, in this order.
-constexpr const char* kRowColumns = "path, size, mtime_ns, ctime_ns, ino, mode, uid, gid, scan_ns, content";
+constexpr const char* kRowColumns = "path, size, mtime_ns, ctime_ns, ino, mode, uid, gid, scan_ns, content, xattrs";
 
 // The row a statement selecting kRowColumns is on.
 StatCache::Row row_of(meta::Stmt& q) {
@@ -64,6 +65,10 @@ StatCache::Row row_of(meta::Stmt& q) {
     r.scan_ns = q.int64(8);
     auto c = q.blob_view(9);
     r.content.assign(c.begin(), c.end());
+    if (!q.is_null(10)) {
+        auto x = q.blob_view(10);
+        r.xattrs.emplace(x.begin(), x.end());
+    }
     return r;
 }
 
@@ -126,14 +131,15 @@ Status StatCache::take_ahead(const std::string& path, Row& out, bool& found, boo
 }
 
 Result<std::optional<FileContent>> StatCache::lookup_now(const std::string& path, const StatKey& key,
-                                                         std::optional<FileContent>* stale) {
+                                                         std::optional<FileContent>* stale, std::optional<Xattrs>* xattrs) {
     Row row;
     bool found = false, ask = !ahead_;
     if (ahead_) DVOL_CHECK(take_ahead(path, row, found, ask));
     std::optional<meta::Stmt> q;
     std::span<const std::byte> content_bytes;
+    std::optional<std::span<const std::byte>> xattr_bytes;
     if (ask) {
-        DVOL_TRY(auto prepared, db_.prepare("SELECT size, mtime_ns, ctime_ns, ino, mode, uid, gid, scan_ns, content "
+        DVOL_TRY(auto prepared, db_.prepare("SELECT size, mtime_ns, ctime_ns, ino, mode, uid, gid, scan_ns, content, xattrs "
                                             "FROM stat_cache WHERE volume_id = ? AND path = ?"));
         q.emplace(std::move(prepared));
         q->bind(1, volume_id_).bind_blob(2, as_bytes(path));
@@ -143,9 +149,11 @@ Result<std::optional<FileContent>> StatCache::lookup_now(const std::string& path
                               static_cast<uint32_t>(q->int64(4)), static_cast<uint32_t>(q->int64(5)), static_cast<uint32_t>(q->int64(6))};
             row.scan_ns = q->int64(7);
             content_bytes = q->blob_view(8);
+            if (!q->is_null(9)) xattr_bytes = q->blob_view(9);
         }
     } else {
         content_bytes = row.content;
+        if (row.xattrs) xattr_bytes = std::span<const std::byte>(*row.xattrs);
     }
     if (!found) return std::optional<FileContent>();
     bool fresh = row.key == key && row.key.mtime_ns + kRacyWindowNs <= row.scan_ns;
@@ -156,21 +164,26 @@ Result<std::optional<FileContent>> StatCache::lookup_now(const std::string& path
         *stale = std::move(*content);
         return std::optional<FileContent>();
     }
+    // The xattrs: an xattr change moves ctime alone, so the racy rule applies to ctime (a row
+    // whose xattrs do not decode only costs their listing).
+    if (xattrs && xattr_bytes && row.key.ctime_ns + kRacyWindowNs <= row.scan_ns) {
+        if (auto x = decode_xattrs(*xattr_bytes)) *xattrs = std::move(*x);
+    }
     return std::optional<FileContent>(std::move(*content));
 }
 
-Status StatCache::store(const std::string& path, const StatKey& key, int64_t scan_ns, const FileContent& content) {
+Status StatCache::store(const std::string& path, const StatKey& key, int64_t scan_ns, const FileContent& content, const Xattrs* xattrs) {
     if (batching_) {
-        queued_.push_back(Op{false, path, key, scan_ns, content});
+        queued_.push_back(Op{false, path, key, scan_ns, content, xattrs ? std::optional<Xattrs>(*xattrs) : std::nullopt});
         return {};
     }
     if (damaged_) return {};
-    return tolerate(store_now(path, key, scan_ns, content));
+    return tolerate(store_now(path, key, scan_ns, content, xattrs));
 }
 
 Status StatCache::forget(const std::string& path) {
     if (batching_) {
-        queued_.push_back(Op{true, path, {}, 0, {}});
+        queued_.push_back(Op{true, path, {}, 0, {}, {}});
         return {};
     }
     if (damaged_) return {};
@@ -180,20 +193,26 @@ Status StatCache::forget(const std::string& path) {
 Status StatCache::write_batch() {
     for (const auto& op : queued_) {
         if (damaged_) break;
-        DVOL_CHECK(tolerate(op.forget ? forget_now(op.path) : store_now(op.path, op.key, op.scan_ns, op.content)));
+        DVOL_CHECK(tolerate(op.forget ? forget_now(op.path)
+                                      : store_now(op.path, op.key, op.scan_ns, op.content, op.xattrs ? &*op.xattrs : nullptr)));
     }
     queued_.clear();
     batching_ = false;
     return {};
 }
 
-Status StatCache::store_now(const std::string& path, const StatKey& key, int64_t scan_ns, const FileContent& content) {
-    DVOL_TRY(auto q, db_.prepare("INSERT OR REPLACE INTO stat_cache(volume_id, path, size, mtime_ns, ctime_ns, ino, mode, uid, gid, scan_ns, content) "
-                                 "VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"));
+Status StatCache::store_now(const std::string& path, const StatKey& key, int64_t scan_ns, const FileContent& content, const Xattrs* xattrs) {
+    DVOL_TRY(auto q, db_.prepare("INSERT OR REPLACE INTO stat_cache(volume_id, path, size, mtime_ns, ctime_ns, ino, mode, uid, gid, scan_ns, content, "
+                                 "xattrs) VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"));
     auto enc = encode_content(content);
     q.bind(1, volume_id_).bind_blob(2, as_bytes(path)).bind(3, static_cast<int64_t>(key.size)).bind(4, key.mtime_ns);
     q.bind(5, key.ctime_ns).bind(6, static_cast<int64_t>(key.ino)).bind(7, key.mode).bind(8, key.uid).bind(9, key.gid);
     q.bind(10, scan_ns).bind_blob(11, enc);
+    if (xattrs) {
+        q.bind_blob(12, encode_xattrs(*xattrs));
+    } else {
+        q.bind_null(12);
+    }
     return q.run();
 }
 

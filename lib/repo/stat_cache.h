@@ -2,7 +2,10 @@
 // last read or wrote it and the content it had then. A file whose stat still matches is not
 // read again. A file modified within kRacyWindowNs of the scan that recorded it is "racily
 // clean" (a later write in the same timestamp tick would leave its stat unchanged) and is
-// always re-read: git's rule. The rows: docs/FORMAT.md, "SQLite".
+// always re-read: git's rule. A row may also keep the file's extended attributes as they were
+// when its stat was taken; they are trusted under the same rule with ctime in place of mtime (an
+// xattr change moves only ctime), so a scan of unchanged files lists no xattrs. The rows:
+// docs/FORMAT.md, "SQLite".
 #pragma once
 
 #include <sys/stat.h>
@@ -53,17 +56,23 @@ public:
     meta::Db& db() { return db_; }
     // The cached content of `path` when its stat matches `key` and it is not racily clean.
     // Otherwise, with `stale`, the content recorded last (if any) goes there: the file's
-    // previous cuts, for chunk_file's hints.
+    // previous cuts, for chunk_file's hints. With `xattrs`, the file's extended attributes go
+    // there when the content is returned, the row records them, and its ctime too is older
+    // than its scan by kRacyWindowNs; otherwise it is left empty (read them).
     Result<std::optional<FileContent>> lookup(const std::string& path, const StatKey& key,
-                                              std::optional<FileContent>* stale = nullptr);
+                                              std::optional<FileContent>* stale = nullptr,
+                                              std::optional<Xattrs>* xattrs = nullptr);
     // From now on, lookups read the volume's rows ahead in path order, a batch per query,
     // instead of one query each: for a scan, whose lookups come in (nearly) ascending path
     // order. A path looked up twice, or out of order beyond what is kept aside, may find no row
     // (so its file is read: never a wrong answer). Rows read ahead and not yet looked up stay in
     // memory, at most kAsideRows of them beside a batch.
     void read_ahead() { ahead_ = true; }
-    // Records `content` for `path` as seen at `scan_ns`. While batching, the write is queued.
-    Status store(const std::string& path, const StatKey& key, int64_t scan_ns, const FileContent& content);
+    // Records `content` for `path` as seen at `scan_ns`, with the file's extended attributes
+    // when `xattrs` is given (read after the stat `key` was taken; none: unknown). While
+    // batching, the write is queued.
+    Status store(const std::string& path, const StatKey& key, int64_t scan_ns, const FileContent& content,
+                 const Xattrs* xattrs = nullptr);
     // Forgets `path` and, when it was a directory, everything below it (queued while batching).
     Status forget(const std::string& path);
     // Queue store() and forget() in memory until write_batch(), which the caller runs inside
@@ -82,6 +91,7 @@ public:
         StatKey key;
         int64_t scan_ns = 0;
         std::vector<std::byte> content;
+        std::optional<std::vector<std::byte>> xattrs;  // the xattrs field's bytes; none: unknown (NULL)
     };
     Status for_each_row(const std::function<Status(const Row&)>& fn);
 
@@ -90,9 +100,10 @@ public:
     static Result<uint64_t> drop_rows(meta::Db& db, const std::function<Result<bool>(const FileContent&)>& keep);
 
 private:
-    Result<std::optional<FileContent>> lookup_now(const std::string& path, const StatKey& key, std::optional<FileContent>* stale);
+    Result<std::optional<FileContent>> lookup_now(const std::string& path, const StatKey& key, std::optional<FileContent>* stale,
+                                                  std::optional<Xattrs>* xattrs);
     Status prune_now(const std::string& live_dir);
-    Status store_now(const std::string& path, const StatKey& key, int64_t scan_ns, const FileContent& content);
+    Status store_now(const std::string& path, const StatKey& key, int64_t scan_ns, const FileContent& content, const Xattrs* xattrs);
     Status forget_now(const std::string& path);
     // The row of `path` from the rows read ahead (`found` false: none there); `ask` set when
     // they cannot tell (a row put aside may have been dropped) and a query must.
@@ -112,6 +123,7 @@ private:
         StatKey key;
         int64_t scan_ns;
         FileContent content;
+        std::optional<Xattrs> xattrs;
     };
     // For an operation's result: a corrupt database turns the cache off (and is no error).
     Status tolerate(Status st);

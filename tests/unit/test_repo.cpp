@@ -15,10 +15,12 @@
 
 #include <fmt/format.h>
 
+#include "base/fs.h"
 #include "diff/text_diff.h"
 #include "meta/db.h"
 #include "repo/readers.h"
 #include "repo/repository.h"
+#include "repo/stat_cache.h"
 #include "store/object_source.h"
 #include "support.h"
 
@@ -1227,6 +1229,129 @@ TEST_CASE("extended attributes survive commit and reset", "[repo]") {
     ssize_t n = ::getxattr(f.at("tagged").c_str(), "user.dvol-test", buf, sizeof buf);
     CHECK(n == 2);
     CHECK(std::string(buf, n > 0 ? static_cast<size_t>(n) : 0) == "v1");
+}
+
+namespace {
+
+// The stat-cache row of `path` in the fixture's volume, read behind the repository's back:
+// its xattrs field (none: NULL, unknown), ctime and scan time.
+struct RowXattrs {
+    std::optional<Xattrs> xattrs;
+    int64_t ctime_ns = 0;
+    int64_t scan_ns = 0;
+};
+
+RowXattrs row_xattrs(const RepoFixture& f, const std::string& path) {
+    auto db = meta::Db::open(f.pool / "dvol.db");
+    REQUIRE(db);
+    auto q = (*db)->prepare("SELECT xattrs, ctime_ns, scan_ns FROM stat_cache WHERE path = ?");
+    REQUIRE(q);
+    q->bind_blob(1, as_bytes(path));
+    auto row = q->step();
+    REQUIRE(row);
+    REQUIRE(*row);
+    RowXattrs out;
+    if (!q->is_null(0)) {
+        auto x = decode_xattrs(q->blob_view(0));
+        REQUIRE(x);
+        out.xattrs = std::move(*x);
+    }
+    out.ctime_ns = q->int64(1);
+    out.scan_ns = q->int64(2);
+    return out;
+}
+
+// Sets the row's xattrs field and scan time (a forged row: what a scan would take as the truth).
+void forge_row(const RepoFixture& f, const std::string& path, const Xattrs& x, int64_t scan_ns) {
+    auto db = meta::Db::open(f.pool / "dvol.db");
+    REQUIRE(db);
+    auto q = (*db)->prepare("UPDATE stat_cache SET xattrs = ?, scan_ns = ? WHERE path = ?");
+    REQUIRE(q);
+    REQUIRE(q->bind_blob(1, encode_xattrs(x)).bind(2, scan_ns).bind_blob(3, as_bytes(path)).run());
+    REQUIRE((*db)->changes() == 1);
+}
+
+}  // namespace
+
+TEST_CASE("xattrs kept in the stat cache spare their listing, and an xattr change is still seen", "[repo]") {
+    // stat_cache.h: a row records the file's xattrs, trusted as its content is but with ctime
+    // for mtime (an xattr change moves ctime alone). Commit records them and refreshes the rows
+    // that lack them; restore's rows do not know them; fsck checks them against the file.
+    RepoFixture f;
+    write_file(f.at("x"), "data");
+    write_file(f.at("y"), "more data");
+    if (::setxattr(f.at("x").c_str(), "user.dvol-test", "v1", 2, 0) != 0) {
+        WARN("SKIP: the file system does not support user xattrs");
+        return;
+    }
+    set_mtime_ns(f.at("x"), kOld);
+    set_mtime_ns(f.at("y"), kOld);
+    const Xattrs v1 = {{"user.dvol-test", "v1"}};
+    (void)f.commit("v1");
+    // The commit read the files and their xattrs; their ctime is too recent for the xattrs to be
+    // trusted yet (the content is: its mtime is old).
+    auto r = row_xattrs(f, "x");
+    REQUIRE(r.xattrs);
+    CHECK(*r.xattrs == v1);
+    CHECK(r.ctime_ns + kRacyWindowNs > r.scan_ns);
+
+    // An xattr change in the same second as the commit: ctime may not even move, and status
+    // and commit still see it.
+    REQUIRE(::setxattr(f.at("x").c_str(), "user.dvol-test", "v2", 2, 0) == 0);
+    CHECK(summary(f.status()) == "metadata x\n");
+    (void)f.commit("v2 at once");
+    CHECK(summary(f.status()) == "");
+    REQUIRE(::removexattr(f.at("x").c_str(), "user.dvol-test") == 0);
+    CHECK(summary(f.status()) == "metadata x\n");
+    REQUIRE(::setxattr(f.at("x").c_str(), "user.dvol-test", "v3", 2, 0) == 0);
+    ObjectId c3 = f.commit("v3");
+    const Xattrs v3 = {{"user.dvol-test", "v3"}};
+
+    // Past the racy window, the next commit refreshes the rows: now their xattrs are trusted.
+    ::usleep(static_cast<useconds_t>(kRacyWindowNs / 1000 + 100'000));
+    auto out = f.commit_outcome("refresh");
+    CHECK(out.files_read == 0);  // the content came from the rows
+    r = row_xattrs(f, "x");
+    REQUIRE(r.xattrs);
+    CHECK(*r.xattrs == v3);
+    CHECK(r.ctime_ns + kRacyWindowNs <= r.scan_ns);
+    r = row_xattrs(f, "y");
+    REQUIRE(r.xattrs);
+    CHECK(r.xattrs->empty());
+    CHECK(summary(f.status()) == "");
+
+    // The scan takes a trusted row's xattrs without listing the file's: a forged row shows it
+    // (status reports a change the file does not have), and fsck names the row.
+    forge_row(f, "x", {{"user.dvol-test", "forged"}}, r.scan_ns);
+    CHECK(summary(f.status()) == "metadata x\n");
+    auto report = f.repo->fsck();
+    REQUIRE(report);
+    bool named = false;
+    for (const auto& p : report->problems)
+        named = named || (p.kind == "bad-stat-cache" && p.message.find("records extended attributes the file does not have") != std::string::npos);
+    CHECK(named);
+    // The same forged row inside the racy window (ctime less than 2 s before its scan) is not
+    // trusted: the file's own xattrs are listed, and nothing changed.
+    forge_row(f, "x", {{"user.dvol-test", "forged"}}, r.ctime_ns + kRacyWindowNs - 1);
+    CHECK(summary(f.status()) == "");
+    report = f.repo->fsck();
+    REQUIRE(report);
+    CHECK(report->problems.empty());
+    forge_row(f, "x", v3, r.scan_ns);
+
+    // A change to a file whose row is trusted moves its ctime: seen by status and commit.
+    REQUIRE(::setxattr(f.at("x").c_str(), "user.dvol-test", "v4", 2, 0) == 0);
+    CHECK(summary(f.status()) == "metadata x\n");
+    (void)f.commit("v4");
+    CHECK(summary(f.status()) == "");
+
+    // Restore's rows do not know the xattrs it set (their ctime is the restore's own).
+    REQUIRE(f.repo->reset_hard(f.vol, c3.hex()));
+    CHECK_FALSE(row_xattrs(f, "x").xattrs);
+    char buf[8] = {};
+    CHECK(::getxattr(f.at("x").c_str(), "user.dvol-test", buf, sizeof buf) == 2);
+    CHECK(std::string(buf, 2) == "v3");
+    CHECK(summary(f.status()) == "");
 }
 
 TEST_CASE("a directory of more entries than the scan probes at once is scanned entry by entry", "[repo]") {

@@ -2,12 +2,15 @@
 
 #include <sys/stat.h>
 
+#include <map>
 #include <string>
 #include <vector>
 
 #include <fmt/format.h>
 
+#include "base/fs.h"
 #include "meta/db.h"
+#include "meta/schema.h"
 #include "repo/stat_cache.h"
 #include "support.h"
 
@@ -341,4 +344,136 @@ TEST_CASE("read-ahead lookups find every row, in the walk's order and out of it"
     CHECK_FALSE(*miss);
     REQUIRE(stale);
     CHECK(*stale == content_of("a/f00001"));
+}
+
+namespace {
+
+// The xattrs a lookup gives for `k` (none: read them), asserting the content is a hit.
+std::optional<Xattrs> xattrs_of(StatCache& c, const std::string& path, const StatKey& k, bool read_ahead = false) {
+    if (read_ahead) c.read_ahead();
+    std::optional<Xattrs> x;
+    auto r = c.lookup(path, k, nullptr, &x);
+    REQUIRE(r);
+    REQUIRE(*r);
+    return x;
+}
+
+}  // namespace
+
+TEST_CASE("a row's xattrs are given only when its ctime too is older than its scan by the racy window", "[stat_cache]") {
+    CacheFixture f;
+    StatCache cache(*f.db, f.vol);
+    StatKey k = key_at(kT);  // ctime kT + 7
+    Xattrs x = {{"security.selinux", std::string("system_u:object_r\0", 18)}, {"user.a", ""}};
+    bool ahead = GENERATE(false, true);  // one query per lookup, or the scan's read-ahead
+    INFO("read ahead: " << ahead);
+    SECTION("ctime well before the scan") {
+        REQUIRE(cache.store("f", k, kLater, content_of("a"), &x));
+        auto got = xattrs_of(cache, "f", k, ahead);
+        REQUIRE(got);
+        CHECK(*got == x);
+    }
+    SECTION("no xattrs is a list too") {
+        Xattrs none;
+        REQUIRE(cache.store("f", k, kLater, content_of("a"), &none));
+        auto got = xattrs_of(cache, "f", k, ahead);
+        REQUIRE(got);
+        CHECK(got->empty());
+    }
+    SECTION("ctime inside the window: the content is trusted, the xattrs are not") {
+        // mtime + 2 s <= scan, but ctime (7 ns later) + 2 s > scan: an xattr changed in the
+        // tick the row's stat was taken in would leave ctime as it is.
+        REQUIRE(cache.store("f", k, kT + kRacyWindowNs, content_of("a"), &x));
+        CHECK_FALSE(xattrs_of(cache, "f", k, ahead));
+    }
+    SECTION("ctime exactly at the window's end") {
+        REQUIRE(cache.store("f", k, k.ctime_ns + kRacyWindowNs, content_of("a"), &x));
+        CHECK(xattrs_of(cache, "f", k, ahead));
+    }
+    SECTION("a row without xattrs (restore's, or an older dvol's) does not know them") {
+        REQUIRE(cache.store("f", k, kLater, content_of("a")));
+        CHECK_FALSE(xattrs_of(cache, "f", k, ahead));
+    }
+    SECTION("xattrs that do not decode are not known, and the content still is") {
+        REQUIRE(cache.store("f", k, kLater, content_of("a"), &x));
+        REQUIRE(f.db->exec("UPDATE stat_cache SET xattrs = x'05ff'"));
+        CHECK_FALSE(xattrs_of(cache, "f", k, ahead));
+    }
+    SECTION("a stat that differs gives neither") {
+        REQUIRE(cache.store("f", k, kLater, content_of("a"), &x));
+        StatKey moved = k;
+        moved.ctime_ns += 1;  // what an xattr change does
+        std::optional<Xattrs> got = Xattrs{};
+        auto r = cache.lookup("f", moved, nullptr, &got);
+        REQUIRE(r);
+        CHECK_FALSE(*r);
+        CHECK_FALSE(got);
+    }
+}
+
+TEST_CASE("batched rows keep their xattrs, or their lack", "[stat_cache]") {
+    CacheFixture f;
+    StatCache cache(*f.db, f.vol);
+    StatKey k = key_at(kT);
+    Xattrs x = {{"user.b", "2"}};
+    cache.begin_batch();
+    REQUIRE(cache.store("known", k, kLater, content_of("a"), &x));
+    REQUIRE(cache.store("unknown", k, kLater, content_of("b")));
+    REQUIRE(cache.write_batch());
+    auto got = xattrs_of(cache, "known", k);
+    REQUIRE(got);
+    CHECK(*got == x);
+    CHECK_FALSE(xattrs_of(cache, "unknown", k));
+    std::map<std::string, bool> has;
+    REQUIRE(cache.for_each_row([&](const StatCache::Row& r) -> Status {
+        has[r.path] = r.xattrs.has_value();
+        return {};
+    }));
+    CHECK(has == std::map<std::string, bool>{{"known", true}, {"unknown", false}});
+}
+
+TEST_CASE("a version 4 store gets the xattrs column, its rows not knowing them", "[stat_cache]") {
+    dvol::test::TempDir dir;
+    auto opened = meta::Db::open(dir / "dvol.db");
+    REQUIRE(opened);
+    auto& db = **opened;
+    // The tables of schema version 4 that matter here, with a row written by that version.
+    REQUIRE(db.exec("CREATE TABLE meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);"
+                    "INSERT INTO meta VALUES('schema_version', '4');"
+                    "CREATE TABLE volumes(id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE, active_branch TEXT NOT NULL, created_ns INTEGER NOT NULL);"
+                    "INSERT INTO volumes VALUES(1, 'v', 'master', 0);"
+                    "CREATE TABLE stat_cache(volume_id INTEGER NOT NULL REFERENCES volumes(id) ON DELETE CASCADE, path BLOB NOT NULL, "
+                    "size INTEGER NOT NULL, mtime_ns INTEGER NOT NULL, ctime_ns INTEGER NOT NULL, ino INTEGER NOT NULL, mode INTEGER NOT NULL, "
+                    "uid INTEGER NOT NULL, gid INTEGER NOT NULL, scan_ns INTEGER NOT NULL, content BLOB NOT NULL, "
+                    "PRIMARY KEY(volume_id, path)) WITHOUT ROWID;"));
+    StatKey k = key_at(kT);
+    {
+        auto q = db.prepare("INSERT INTO stat_cache VALUES(1, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
+        REQUIRE(q);
+        auto enc = encode_content(content_of("old"));
+        q->bind_blob(1, as_bytes(std::string("f"))).bind(2, static_cast<int64_t>(k.size)).bind(3, k.mtime_ns).bind(4, k.ctime_ns);
+        q->bind(5, static_cast<int64_t>(k.ino)).bind(6, k.mode).bind(7, k.uid).bind(8, k.gid).bind(9, kLater).bind_blob(10, enc);
+        REQUIRE(q->run());
+    }
+    REQUIRE(meta::init_schema(db));
+    {
+        auto q = db.prepare("SELECT value FROM meta WHERE key = 'schema_version'");
+        REQUIRE(q);
+        auto row = q->step();
+        REQUIRE(row);
+        REQUIRE(*row);
+        CHECK(q->text(0) == std::to_string(meta::kSchemaVersion));
+    }
+    StatCache cache(db, 1);
+    auto hit = lookup(cache, "f", k);
+    REQUIRE(hit);
+    CHECK(*hit == content_of("old"));
+    CHECK_FALSE(xattrs_of(cache, "f", k));
+    // New rows record them; opening again changes nothing.
+    Xattrs x = {{"user.c", "3"}};
+    REQUIRE(cache.store("g", k, kLater, content_of("new"), &x));
+    REQUIRE(meta::init_schema(db));
+    auto got = xattrs_of(cache, "g", k);
+    REQUIRE(got);
+    CHECK(*got == x);
 }
