@@ -605,9 +605,9 @@ void rw_release(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
     fuse_reply_err(req, 0);
 }
 
-void rw_fsync(fuse_req_t req, fuse_ino_t ino, int, fuse_file_info*) {
+void rw_fsync(fuse_req_t req, fuse_ino_t ino, int datasync, fuse_file_info*) {
     guarded(req, "fsync", [&] {
-        auto st = layer(req).fsync(ino);
+        auto st = layer(req).fsync(ino, datasync != 0);
         if (!st) return reply_error(req, st.error(), "fsync", ino);
         fuse_reply_err(req, 0);
     });

@@ -95,6 +95,7 @@ struct LayerFs::FileData {
     std::set<uint64_t> copied;               // starts of the base extents in the data file
     std::vector<uint64_t> unsaved_copied;    // of those, the ones layer.db does not know yet
     uint64_t version = 0, saved_version = 0;  // changes made, and the last one written to layer.db
+    uint64_t saved_size = 0, saved_base_limit = 0;  // as layer.db holds them
     bool need_sync = false;                  // data written since the last fdatasync
     // Under LayerFs::mu_: handles and operations using it; an inode unlinked while open.
     int opens = 0;
@@ -972,6 +973,8 @@ Result<std::shared_ptr<LayerFs::FileData>> LayerFs::file_data(uint64_t ino) {
             f->mtime_ns = f->ctime_ns = be->entry->mtime_ns;
         }
     }
+    f->saved_size = f->size;
+    f->saved_base_limit = f->base_limit;
     f->opens = 1;
     files_.emplace(ino, f);
     return f;
@@ -1127,13 +1130,16 @@ Result<std::optional<uint64_t>> LayerFs::seek(Handle& h, uint64_t offset, bool d
     return std::optional<uint64_t>(data ? offset : f.size);
 }
 
-Status LayerFs::persist(FileData& f, bool durable) {
+Status LayerFs::persist(FileData& f, bool durable, bool datasync) {
     uint64_t size, base_limit, version;
     int64_t mtime, ctime;
     std::vector<uint64_t> marks;
     {
         std::unique_lock fl(f.mu);
-        if (!f.row || f.version == f.saved_version) {
+        bool only_times = f.size == f.saved_size && f.base_limit == f.saved_base_limit && f.unsaved_copied.empty();
+        if (!f.row || f.version == f.saved_version || (durable && datasync && only_times)) {
+            // Nothing layer.db must learn before the data is durable (fdatasync leaves the
+            // times for later): the data file alone.
             if (f.row && durable && f.need_sync) {
                 if (::fdatasync(f.fd.get()) != 0) return errno_error("sync", f.path);
                 f.need_sync = false;
@@ -1177,7 +1183,11 @@ Status LayerFs::persist(FileData& f, bool durable) {
         f.unsaved_copied.insert(f.unsaved_copied.end(), marks.begin(), marks.end());
         return st;
     }
-    f.saved_version = std::max(f.saved_version, version);
+    if (version >= f.saved_version) {
+        f.saved_version = version;
+        f.saved_size = size;
+        f.saved_base_limit = base_limit;
+    }
     return {};
 }
 
@@ -1196,7 +1206,7 @@ Status LayerFs::sync_db() {
     return st;
 }
 
-Status LayerFs::fsync(uint64_t ino) {
+Status LayerFs::fsync(uint64_t ino, bool datasync) {
     std::shared_ptr<FileData> f;
     {
         std::lock_guard lk(mu_);
@@ -1206,11 +1216,19 @@ Status LayerFs::fsync(uint64_t ino) {
         }
     }
     Status st;
-    if (f) st = persist(*f, true);
+    bool data_only = false;
+    if (f) {
+        {
+            std::shared_lock fl(f->mu);
+            data_only = datasync && f->size == f->saved_size && f->base_limit == f->saved_base_limit && f->unsaved_copied.empty();
+        }
+        st = persist(*f, true, datasync);
+    }
     std::lock_guard lk(mu_);
     if (f && --f->opens == 0) files_.erase(ino);
     DVOL_CHECK(st);
-    return sync_db();
+    // fdatasync of a file whose size and extents layer.db already holds needs nothing of it.
+    return data_only ? Status{} : sync_db();
 }
 
 Status LayerFs::flush_all() {

@@ -149,8 +149,10 @@ public:
     Result<size_t> write(Handle& h, uint64_t offset, std::span<const std::byte> data);
     // lseek SEEK_DATA / SEEK_HOLE (a file the layer holds shows no holes but its end).
     Result<std::optional<uint64_t>> seek(Handle& h, uint64_t offset, bool data);
-    // Makes the file's writes and every change to the namespace so far durable.
-    Status fsync(uint64_t ino);
+    // Makes the file's writes and every change to the namespace so far durable. `datasync`
+    // (fdatasync): when the file's size and copied extents are what layer.db holds, only its data
+    // is synced; its times reach layer.db later (at release or a flush), as fdatasync allows.
+    Status fsync(uint64_t ino, bool datasync = false);
     // The same for every file: what fsync of a directory, syncfs and unmounting do.
     Status flush_all();
     // Gives the handle back; the last one of an inode writes its state to layer.db (and deletes
@@ -211,7 +213,7 @@ private:
     Status sync_db();
 
     // Not under mu_.
-    Status persist(FileData& f, bool durable);
+    Status persist(FileData& f, bool durable, bool datasync = false);
     Status copy_extents(FileData& f, uint64_t begin, uint64_t end);
     Status truncate(FileData& f, uint64_t size, int64_t now);
 

@@ -518,6 +518,31 @@ TEST_CASE("a crash keeps fsync'ed writes and every namespace change, and leaves 
     CHECK(refused.error().code == Errc::conflict);
 }
 
+TEST_CASE("fdatasync of a file whose size and extents are recorded syncs its data alone, and keeps it", "[layer_fs]") {
+    Base b;
+    TempDir tmp;
+    std::string dir = tmp / "layer";
+    std::string expect = b.big.bytes;
+    {
+        auto m = mount(b, dir);
+        auto& fs = *m.fs;
+        uint64_t ino = look(fs, kRootIno, "big").ino;
+        auto h = open_rw(fs, ino);
+        write_at(fs, *h, 10, "first");  // copies extent 0: recorded at this fsync
+        REQUIRE(fs.fsync(ino, true));
+        write_at(fs, *h, 20, "second");  // same extent, same size: the data file only
+        REQUIRE(fs.fsync(ino, true));
+        write_at(fs, *h, expect.size(), "grown");  // a new size: recorded
+        REQUIRE(fs.fsync(ino, true));
+        (void)h.release();  // crash
+    }
+    expect.replace(10, 5, "first");
+    expect.replace(20, 6, "second");
+    expect += "grown";
+    auto m = mount(b, dir);
+    CHECK(read_all(*m.fs, look(*m.fs, kRootIno, "big").ino) == expect);
+}
+
 TEST_CASE("a file unlinked while open lives until its last release, and a crash does not leak it", "[layer_fs]") {
     Base b;
     TempDir tmp;
