@@ -1075,8 +1075,17 @@ Status LayerFs::truncate(FileData& f, uint64_t size, int64_t now) {
     std::unique_lock fl(f.mu);
     if (!f.row) return make_error(Errc::internal, fmt::format("inode {} truncated without a row", f.ino));
     if (size < f.base_limit) {
-        // The part of the base kept must stay readable: an extent cut by the new end keeps its
-        // bytes below it (copy nothing: below base_limit it is still read from the base).
+        // An extent of the base that the new end cuts is copied first, so that below the base
+        // limit every extent is either the base's whole or copied: a commit then keeps the
+        // base's extents by their ids and never needs a base chunk's bytes.
+        if (f.base) {
+            std::optional<uint64_t> cut;
+            DVOL_CHECK(base_.for_each_extent(*f.base, size, size + 1, [&](uint64_t start, const Extent&) -> Status {
+                if (start < size && !f.copied.contains(start)) cut = start;
+                return {};
+            }));
+            if (cut) DVOL_CHECK(copy_extents(f, *cut, *cut + 1));
+        }
         f.base_limit = size;
     }
     if (::ftruncate(f.fd.get(), static_cast<off_t>(std::min(size, f.size))) != 0) return errno_error("truncate", f.path);

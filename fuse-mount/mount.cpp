@@ -26,6 +26,7 @@
 #include "commit_fs.h"
 #include "layer_fs.h"
 #include "mountinfo.h"
+#include "repo/layer_tree.h"
 #include "repo/repository.h"
 #include "serve.h"
 #include "remote/backend.h"
@@ -125,6 +126,16 @@ Result<LazyServing> open_lazy(Repository& repo, const std::string& volume, const
     info.volume = lazy->volume;
     info.commit = lazy->commit;
     top = lazy->tree;
+    if (lazy_writes_enabled()) {
+        // A layer holds changes to the commit it was made over: the mount shows that commit with
+        // the layer, also once commits of the layer have moved the branch on.
+        DVOL_TRY(auto base, layer_base(lazy->cache_dir + "/layer"));
+        if (base && *base != lazy->commit) {
+            DVOL_TRY(auto c, repo.load_commit(*base));
+            info.commit = *base;
+            top = c.tree;
+        }
+    }
     return out;
 }
 

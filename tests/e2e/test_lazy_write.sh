@@ -16,7 +16,10 @@
 #     files, with readers going on beside it, and the mount process killed with SIGKILL at a
 #     random moment: every fsync'ed write is there after `dvol path` mounts the volume again,
 #     every other slot holds bytes that were written to it (or the base's), and the volume mounts
-#     every time.
+#     every time;
+#   - status lists the layer's changes against the tip, commit records them fetching nothing and
+#     storing only the layer's new chunks, gc keeps those, status is then clean, also after a
+#     remount (the mount shows the layer's base commit with the layer).
 # Needs /dev/fuse and root or fusermount3; SKIP otherwise. It ends only the processes it started.
 # shellcheck source=tests/cli/lib.sh
 . "$(dirname "$0")/../cli/lib.sh"
@@ -236,6 +239,31 @@ expect_ok tdvol mount data
 run python3 "$TEST_TMP/compare.py" "$E2E_DIR" "$TEST_TMP/real.json" "$LIVE"
 if [ "$RC" -eq 0 ]; then pass; else fail "after a remount, the same tree" "$(printf '%s\n%s' "$OUT" "$ERR" | head -c 12000)"; fi
 
+section "status and commit see the layer"
+pack_bytes() { cat "$DVOL_ROOT"/objects/packs/*.pack 2>/dev/null | wc -c; }
+expect_ok dvol status data
+expect_stdout_contains "typechange: over"  # a hard link now: full/hard comes first
+expect_stdout_contains "added:      sparse"
+expect_stdout_contains "deleted:    small"
+BEFORE=$(pack_bytes)
+: >"$DVOL_TEST_FETCH_LOG"
+expect_ok tdvol commit -m "the layer" data
+expect_eq "the commit fetched nothing" 0 "$(fetched_records)"
+GREW=$(( $(pack_bytes) - BEFORE ))
+# New bytes: the copied chunk of big (4 MiB at most), the small files written (under 1 MiB).
+check "the commit stored only the layer's new chunks ($GREW bytes)" test "$GREW" -le $((6 * MIB))
+expect_ok dvol status data
+expect_stdout_contains "nothing to commit"
+expect_eq "two commits" 2 "$(dvol log data | grep -c '^commit ')"
+expect_ok dvol gc
+check "gc keeps the chunks of the lazy volume's own commit ($(pack_bytes) bytes in packs)" test "$(pack_bytes)" -ge "$GREW"
+expect_ok dvol umount "$LIVE"
+expect_ok tdvol mount data
+run python3 "$TEST_TMP/compare.py" "$E2E_DIR" "$TEST_TMP/real.json" "$LIVE"
+if [ "$RC" -eq 0 ]; then pass; else fail "after the commit and a remount, the same tree" "$(printf '%s\n%s' "$OUT" "$ERR" | head -c 12000)"; fi
+expect_ok dvol status data
+expect_stdout_contains "nothing to commit"
+
 section "SIGKILL of the mount process under writes and reads, 20 times"
 cat >"$TEST_TMP/writer.py" <<'EOF'
 # Random 4 KiB writes into 64 slots of big (slot i at i MiB + 12 KiB), half fsync'ed, and new
@@ -344,6 +372,14 @@ for i in $(seq 1 20); do
 done
 echo "journal: $(grep -c '^done' "$JOURNAL") fsync'ed writes, $(grep -c '^intent' "$JOURNAL") writes, $(grep -c '^file' "$JOURNAL") files"
 check "the writers got writes in" test "$(grep -c '^done' "$JOURNAL")" -gt 20
+
+section "status and commit after the kills"
+expect_ok dvol status data
+expect_stdout_contains "modified:   big"
+expect_stdout_contains "added:      made"
+expect_ok tdvol commit -m "after the kills" data
+expect_ok dvol status data
+expect_stdout_contains "nothing to commit"
 
 section "rm of a writable lazy volume"
 expect_ok dvol rm -f data

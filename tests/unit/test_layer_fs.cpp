@@ -22,6 +22,7 @@
 #include "fuse-mount/commit_fs.h"
 #include "fuse-mount/layer_fs.h"
 #include "object/tree.h"
+#include "repo/layer_tree.h"
 #include "store/hash.h"
 #include "support.h"
 
@@ -650,4 +651,139 @@ TEST_CASE("concurrent writers and readers of one file and of the namespace", "[l
         for (int i = 0; i < 50; ++i) expect.replace(static_cast<size_t>(t) * 6000 + static_cast<size_t>(i) * 10, 100, std::string(100, static_cast<char>('A' + t)));
     CHECK(read_all(fs, big) == expect);
     CHECK(names(fs, kRootIno) == std::vector<std::string>{"big", "d", "link", "small", "sym"});
+}
+
+namespace {
+
+// path -> what stat, readlink, xattrs and the content show (inode numbers and link counts left out).
+std::string describe(const Attr& a) { return fmt::format("mode {:o} uid {} gid {} size {} mtime {} rdev {}", a.mode, a.uid, a.gid, a.size, a.mtime_ns, a.rdev); }
+
+void snapshot_layer(LayerFs& fs, uint64_t dir, const std::string& prefix, std::map<std::string, std::string>& out) {
+    auto entries = fs.readdir(dir);
+    REQUIRE(entries);
+    for (const auto& e : *entries) {
+        Attr a = look(fs, dir, e.name);
+        std::string path = prefix + e.name;
+        std::string d = describe(a);
+        auto names = fs.listxattr(a.ino);
+        REQUIRE(names);
+        for (const auto& x : *names) d += fmt::format(" xattr {}={}", x, fs.getxattr(a.ino, x)->value_or("?"));
+        if ((a.mode & S_IFMT) == S_IFREG) d += " content " + sha256(read_all(fs, a.ino)).hex();
+        if ((a.mode & S_IFMT) == S_IFLNK) d += " target " + *fs.readlink(a.ino);
+        out[path] = d;
+        if ((a.mode & S_IFMT) == S_IFDIR) snapshot_layer(fs, a.ino, path + "/", out);
+    }
+}
+
+void snapshot_commit(CommitFs& fs, uint64_t dir, const std::string& prefix, std::map<std::string, std::string>& out) {
+    auto d = fs.opendir(dir);
+    if (!d) FAIL(prefix << ": " << d.error().message);
+    for (size_t i = 0; i < (*d)->size(); ++i) {
+        std::string name = (*d)->entry(i).name;
+        auto r = fs.lookup(dir, name);
+        REQUIRE(r);
+        REQUIRE(r->has_value());
+        Attr a = **r;
+        std::string path = prefix + name;
+        std::string desc = describe(a);
+        auto names = fs.listxattr(a.ino);
+        REQUIRE(names);
+        for (const auto& x : *names) desc += fmt::format(" xattr {}={}", x, fs.getxattr(a.ino, x)->value_or("?"));
+        if ((a.mode & S_IFMT) == S_IFREG) {
+            auto f = fs.open_file(a.ino);
+            REQUIRE(f);
+            std::string all;
+            ReadResult rr;
+            for (uint64_t off = 0; off < (*f)->size(); off += rr.bytes) {
+                REQUIRE(fs.read(**f, off, 1 << 20, rr));
+                for (const auto& p : rr.pieces) all.append(reinterpret_cast<const char*>(p.data()), p.size());
+                if (rr.bytes == 0) break;
+            }
+            desc += " content " + sha256(all).hex();
+        }
+        if ((a.mode & S_IFMT) == S_IFLNK) desc += " target " + *fs.readlink(a.ino);
+        out[path] = desc;
+        if ((a.mode & S_IFMT) == S_IFDIR) snapshot_commit(fs, a.ino, path + "/", out);
+    }
+}
+
+}  // namespace
+
+TEST_CASE("the layer as a tree (status, commit): the same files, new chunks only for the layer's bytes, nothing of the base read", "[layer_fs]") {
+    Base b;
+    TempDir tmp;
+    std::string dir = tmp / "layer";
+    auto m = mount(b, dir);
+    auto& fs = *m.fs;
+    // Changes of every kind.
+    uint64_t big = look(fs, kRootIno, "big").ino;
+    {
+        auto h = open_rw(fs, big);
+        write_at(fs, *h, 5000, "changed");         // inside chunk 1
+        write_at(fs, *h, 20000, "in the hole");    // inside the hole
+        REQUIRE(fs.release(std::move(h)));
+    }
+    Attr d = look(fs, kRootIno, "d");
+    auto f = fs.mknod(d.ino, "new", new_file(0600));
+    REQUIRE(f);
+    {
+        auto h = open_rw(fs, f->ino);
+        write_at(fs, *h, 0, "a new file");
+        REQUIRE(fs.release(std::move(h)));
+    }
+    REQUIRE(fs.link(f->ino, kRootIno, "newlink"));
+    REQUIRE(fs.rename(kRootIno, "small", d.ino, "small-moved", 0));
+    SetAttr s;
+    s.mode = 0600;
+    s.mtime_ns = 42;
+    REQUIRE(fs.setattr(look(fs, d.ino, "inner").ino, s));
+    REQUIRE(fs.setxattr(look(fs, kRootIno, "sym").ino, "user.x", "y", 0));
+    REQUIRE(fs.mknod(kRootIno, "fifo", NewEntry{S_IFIFO | 0640, 1, 2, 0, {}}));
+    REQUIRE(fs.rmdir(look(fs, kRootIno, "d").ino, "sub"));
+    // A truncate inside an extent not copied copies it (so the tree never needs base bytes).
+    SetAttr cut;
+    cut.size = 14000;
+    REQUIRE(fs.setattr(big, cut));
+    SetAttr grow;
+    grow.size = 15000;
+    REQUIRE(fs.setattr(big, grow));
+    REQUIRE(fs.flush_all());
+
+    std::map<ObjectId, int> before;
+    for (const auto& id : b.big.ids) before[id] = b.src.gets(id);
+    std::vector<ObjectId> new_chunks;
+    LayerTreeSinks sinks;
+    sinks.meta = [&](const ObjectId& id, std::span<const std::byte> bytes) -> Status {
+        CHECK(sha256(bytes) == id);
+        b.src.put(bytes);
+        return {};
+    };
+    sinks.chunk = [&](const ObjectId& id, std::span<const std::byte> bytes) -> Status {
+        CHECK(sha256(bytes) == id);
+        new_chunks.push_back(id);
+        b.src.put(bytes);
+        return {};
+    };
+    auto lt = build_layer_tree(b.src, b.top, dir, sinks);
+    if (!lt) FAIL(lt.error().message);
+    // No chunk of the base was read to build it.
+    for (const auto& id : b.big.ids) CHECK(b.src.gets(id) == before[id]);
+    // Big's copied extent 1, its copied extent 3 with the bytes past it, the new file's bytes.
+    CHECK(lt->chunks >= 3);
+    CHECK(lt->chunks <= 5);
+
+    auto c = CommitFs::open(b.src, lt->top, {});
+    REQUIRE(c);
+    std::map<std::string, std::string> want, got;
+    snapshot_layer(fs, kRootIno, "", want);
+    snapshot_commit(**c, kRootIno, "", got);
+    CHECK(want == got);
+    CHECK(got.contains("d/small-moved"));
+    CHECK(got.contains("newlink"));
+    CHECK(!got.contains("d/sub"));
+
+    // The same layer gives the same tree again (status after a commit is clean).
+    auto again = build_layer_tree(b.src, b.top, dir, {});
+    REQUIRE(again);
+    CHECK(again->top == lt->top);
 }
