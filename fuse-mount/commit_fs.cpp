@@ -581,11 +581,14 @@ Result<std::optional<CommitFs::BaseEntry>> CommitFs::entry_at(std::string_view p
     b.entry = &top->tree.entries[0];
     if (path.empty()) return std::optional<BaseEntry>(std::move(b));
     size_t start = 0;
+    PathKey key = root_key();
     for (;;) {
         if (b.entry->type != EntryType::dir) return std::optional<BaseEntry>();
         size_t slash = path.find('/', start);
         std::string_view name = path.substr(start, slash == std::string_view::npos ? std::string_view::npos : slash - start);
         DVOL_TRY(auto dir, tree(b.entry->subtree));
+        if (!options_.count_links && dir->has_links) note_links(key, *dir);
+        key = child_key(key, name);
         const TreeEntry* e = dir->tree.find(name);
         if (!e) return std::optional<BaseEntry>();
         b.tree = std::move(dir);
@@ -602,6 +605,8 @@ Result<std::optional<CommitFs::BaseEntry>> CommitFs::entry_at(std::string_view p
     }
     return std::optional<BaseEntry>(std::move(b));
 }
+
+uint32_t CommitFs::link_count_at(std::string_view path) { return link_count(path.empty() ? root_key() : path_key(path)); }
 
 Result<Attr> CommitFs::entry_attr(uint64_t ino, const TreeEntry& e) {
     Attr a;

@@ -219,6 +219,9 @@ public:
     Result<std::shared_ptr<const CachedTree>> dir_tree(const TreeEntry& dir) { return tree(dir.subtree); }
     // The attributes of `e` (a resolved entry, never a hard link) as inode `ino`, its link count 1.
     Result<Attr> entry_attr(uint64_t ino, const TreeEntry& e);
+    // The link count of the file at `path` (a resolved path) as far as the directories looked
+    // into so far show it (entry_at notes the hard links of each directory it goes through).
+    uint32_t link_count_at(std::string_view path);
     // An open file over a file entry's content, read with read() and seek(); no inode is held.
     Result<std::unique_ptr<File>> open_entry(const TreeEntry& e);
     // Calls `fn(start, extent)` for each extent of `f` overlapping [begin, end), in order.

@@ -349,6 +349,7 @@ Result<Attr> LayerFs::attr_of_target(const Target& t) {
         DVOL_TRY(auto e, base_.entry_at(t.base));
         if (!e) return sys_error(ENOENT, fmt::format("{} is not in the base", t.base));
         DVOL_TRY(Attr a, base_.entry_attr(t.ino, *e->entry));
+        if (e->entry->type == EntryType::file) a.nlink = base_.link_count_at(t.base);
         if (auto f = files_.find(t.ino); f != files_.end()) {
             std::shared_lock fl(f->second->mu);
             a.size = f->second->size;
@@ -424,13 +425,15 @@ Status LayerFs::copy_up(uint64_t ino) {
     const TreeEntry& e = *be->entry;
     {
         DVOL_TRY(auto q, db_->prepare("INSERT INTO nodes(ino, mode, uid, gid, rdev, size, mtime_ns, ctime_ns, target, nlink, origin, origin_dir,"
-                                      " base_limit, listed, dirty) VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, 1, ?, ?, ?, 0, 0)"));
+                                      " base_limit, listed, dirty) VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, 0)"));
         q.bind(1, sq(ino)).bind(2, int64_t{CommitFs::entry_type_bits(e) | (e.mode & 07777)}).bind(3, int64_t{e.uid}).bind(4, int64_t{e.gid});
         q.bind(5, sq(e.rdev)).bind(6, sq(e.type == EntryType::file ? e.size : 0)).bind(7, e.mtime_ns).bind(8, e.mtime_ns);
         if (e.type == EntryType::symlink) q.bind(9, e.target); else q.bind_null(9);
-        q.bind(10, path);
-        if (path.empty()) q.bind_null(11); else q.bind(11, dirname_of(path));
-        q.bind(12, sq(e.type == EntryType::file ? e.size : 0));
+        // A base file's names as far as the directories looked into show them.
+        q.bind(10, int64_t{e.type == EntryType::file ? base_.link_count_at(path) : 1});
+        q.bind(11, path);
+        if (path.empty()) q.bind_null(12); else q.bind(12, dirname_of(path));
+        q.bind(13, sq(e.type == EntryType::file ? e.size : 0));
         DVOL_CHECK(q.run());
     }
     for (const auto& [k, v] : e.xattrs) {

@@ -19,6 +19,7 @@
 #include "repo/content.h"
 #include "repo/layer_tree.h"
 #include "repo/locks.h"
+#include "repo/readers.h"
 #include "repo/quiesced.h"
 #include "repo/restore.h"
 #include "repo/scan.h"
@@ -485,7 +486,38 @@ Result<ObjectId> Repository::resolve_in(const Volume& v, const std::string& ref)
 Result<ResetOutcome> Repository::reset_hard(const std::string& volume, const std::string& ref, const ProgressFn& progress,
                                             const LiveDataHooks& hooks) {
     DVOL_TRY(auto v, find_volume(volume));
-    DVOL_CHECK(refuse_lazy(v, "reset"));
+    DVOL_TRY(bool lazy, is_lazy(v.id));
+    if (lazy) {
+        // With a write layer (served for the tests only so far): the branch moves, the layer is
+        // dropped; the hooks unmount the live directory before (containers stopped) and mount
+        // it again after, on the new tip. Without one, a lazy volume is not reset.
+        DVOL_TRY(auto lv, lazy_volume(volume));
+        std::string layer_dir = lv->cache_dir + "/layer";
+        if (!path_exists(layer_dir + "/layer.db")) DVOL_CHECK(refuse_lazy(v, "reset"));
+        DVOL_TRY(auto lock, VolumeLock::acquire(*paths_, volume, wait_notice_));
+        DVOL_TRY(auto store_lock, StoreLock::acquire(*paths_, false, wait_notice_));
+        DVOL_TRY(v, find_volume(volume));
+        DVOL_TRY(ObjectId target, resolve_in(v, ref));
+        DVOL_TRY(ObjectId tree, commit_tree(target));
+        DVOL_TRY(auto old_tip, head(v));
+        {
+            // Its trees are kept with the volume (fetched by the clone, or made by its commits).
+            auto kept = open_kept_objects(lv->cache_dir);
+            DVOL_TRY(auto top, load_tree(*kept, nullptr, tree));
+            (void)top;
+        }
+        Quiesced quiet(hooks);
+        DVOL_CHECK(quiet.start());
+        {
+            DVOL_TRY(auto txn, meta::Db::Transaction::begin(*db_));
+            DVOL_CHECK(refs_->swap_tip(v.id, v.branch, old_tip, target, fmt::format("reset: moving to {}", ref)));
+            DVOL_CHECK(txn.commit());
+        }
+        DVOL_CHECK(remove_tree(layer_dir));
+        ResetOutcome out;
+        out.id = target;
+        return out;
+    }
     DVOL_TRY(auto lock, VolumeLock::acquire(*paths_, volume, wait_notice_));
     DVOL_TRY(auto store_lock, StoreLock::acquire(*paths_, false, wait_notice_));
     // Under the locks: the active branch, the ref and the commit cannot change or go away now.

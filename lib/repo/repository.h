@@ -222,7 +222,7 @@ struct LazyVolume {
 class LazySource {
 public:
     virtual ~LazySource() = default;
-    virtual ObjectSource& source() = 0;  // the cache
+    virtual ObjectSource& source() = 0;  // the store's packs (the volume's own commits), then the cache
     virtual ChunkCache& cache() = 0;
 };
 

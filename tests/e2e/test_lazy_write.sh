@@ -19,7 +19,10 @@
 #     every time;
 #   - status lists the layer's changes against the tip, commit records them fetching nothing and
 #     storing only the layer's new chunks, gc keeps those, status is then clean, also after a
-#     remount (the mount shows the layer's base commit with the layer).
+#     remount (the mount shows the layer's base commit with the layer); the commit mounted
+#     read-only (its new chunks from the store's packs) is the real directory's tree;
+#   - reset --hard drops the layer (an uncommitted file goes) and mounts the target: HEAD, the
+#     first commit of the layer (the real directory's tree again), the clone's commit.
 # Needs /dev/fuse and root or fusermount3; SKIP otherwise. It ends only the processes it started.
 # shellcheck source=tests/cli/lib.sh
 . "$(dirname "$0")/../cli/lib.sh"
@@ -258,6 +261,12 @@ expect_eq "two commits" 2 "$(dvol log data | grep -c '^commit ')"
 expect_ok dvol gc
 check "gc keeps the chunks of the lazy volume's own commit ($(pack_bytes) bytes in packs)" test "$(pack_bytes)" -ge "$GREW"
 expect_ok dvol umount "$LIVE"
+# Without the layer, the mount shows the tip read-only: the new commit, whose new chunks come
+# from the store's packs and the rest from the remote.
+expect_ok env -u DVOL_TEST_LAZY_WRITES "$DVOL" --disable-docker-integration mount data
+run python3 "$TEST_TMP/compare.py" "$E2E_DIR" "$TEST_TMP/real.json" "$LIVE"
+if [ "$RC" -eq 0 ]; then pass; else fail "the commit, mounted read-only, is the real directory's tree" "$(printf '%s\n%s' "$OUT" "$ERR" | head -c 12000)"; fi
+expect_ok dvol umount "$LIVE"
 expect_ok tdvol mount data
 run python3 "$TEST_TMP/compare.py" "$E2E_DIR" "$TEST_TMP/real.json" "$LIVE"
 if [ "$RC" -eq 0 ]; then pass; else fail "after the commit and a remount, the same tree" "$(printf '%s\n%s' "$OUT" "$ERR" | head -c 12000)"; fi
@@ -380,6 +389,26 @@ expect_stdout_contains "added:      made"
 expect_ok tdvol commit -m "after the kills" data
 expect_ok dvol status data
 expect_stdout_contains "nothing to commit"
+
+section "reset --hard drops the layer and mounts the target"
+echo "not committed" >"$LIVE/uncommitted"
+expect_ok dvol status data
+expect_stdout_contains "added:      uncommitted"
+expect_ok tdvol reset --hard HEAD data
+check "the live directory is mounted again" is_mounted "$LIVE"
+check "the uncommitted file is gone" test ! -e "$LIVE/uncommitted"
+expect_ok dvol status data
+expect_stdout_contains "nothing to commit"
+: >"$DVOL_TEST_FETCH_LOG"
+expect_ok tdvol reset --hard HEAD^ data
+check "made/ is gone: it came with the last commit" test ! -e "$LIVE/made"
+run python3 "$TEST_TMP/compare.py" "$E2E_DIR" "$TEST_TMP/real.json" "$LIVE"
+if [ "$RC" -eq 0 ]; then pass; else fail "reset to the first commit of the layer: the real directory's tree" "$(printf '%s\n%s' "$OUT" "$ERR" | head -c 12000)"; fi
+expect_ok dvol status data
+expect_stdout_contains "nothing to commit"
+expect_ok tdvol reset --hard HEAD^ data
+expect_eq "reset to the clone's commit: the source's big file" "$(sha256sum <"$SRC/big")" "$(sha256sum <"$LIVE/big")"
+expect_eq "and the source's small files" "$(cd "$SRC/small" && sha256sum f*)" "$(cd "$LIVE/small" && sha256sum f*)"
 
 section "rm of a writable lazy volume"
 expect_ok dvol rm -f data
