@@ -439,10 +439,16 @@ Result<Attr> CommitFs::lookup_entry(const Dir& dir, size_t i) {
 Result<std::unique_ptr<CommitFs::File>> CommitFs::open_file(uint64_t ino) {
     DVOL_TRY(Found f, entry_of(ino));
     if (f.entry->type != EntryType::file) return make_error(Errc::invalid_argument, fmt::format("inode {} is not a regular file", ino));
-    auto file = std::make_unique<File>();
+    DVOL_TRY(auto file, open_entry(*f.entry));
     file->ino_ = ino;
-    file->size_ = f.entry->size;
-    file->content_ = f.entry->content;
+    return file;
+}
+
+Result<std::unique_ptr<CommitFs::File>> CommitFs::open_entry(const TreeEntry& e) {
+    if (e.type != EntryType::file) return make_error(Errc::invalid_argument, fmt::format("{} is not a regular file", e.name));
+    auto file = std::make_unique<File>();
+    file->size_ = e.size;
+    file->content_ = e.content;
     uint64_t off = 0;
     if (file->content_.indirect) {
         for (const auto& l : file->content_.lists) {
@@ -456,7 +462,7 @@ Result<std::unique_ptr<CommitFs::File>> CommitFs::open_file(uint64_t ino) {
         }
     }
     if (off != file->size_)
-        return make_error(Errc::corrupt, fmt::format("inode {}: the extents cover {} bytes of a {}-byte file", ino, off, file->size_));
+        return make_error(Errc::corrupt, fmt::format("{}: the extents cover {} bytes of a {}-byte file", e.name, off, file->size_));
     return file;
 }
 
@@ -566,6 +572,74 @@ Result<std::optional<uint64_t>> CommitFs::seek(const File& f, uint64_t offset, b
     // No more extents: past the data there is only the implicit hole at the end of the file.
     if (data) return std::optional<uint64_t>();
     return std::optional<uint64_t>(f.size_);
+}
+
+// --- path-based access (the write layer) ----------------------------------------------------------
+
+Result<std::optional<CommitFs::BaseEntry>> CommitFs::entry_at(std::string_view path) {
+    DVOL_TRY(auto top, tree(top_));
+    BaseEntry b;
+    b.tree = top;
+    b.entry = &top->tree.entries[0];
+    if (path.empty()) return std::optional<BaseEntry>(std::move(b));
+    size_t start = 0;
+    PathKey key = root_key();
+    for (;;) {
+        if (b.entry->type != EntryType::dir) return std::optional<BaseEntry>();
+        size_t slash = path.find('/', start);
+        std::string_view name = path.substr(start, slash == std::string_view::npos ? std::string_view::npos : slash - start);
+        DVOL_TRY(auto dir, tree(b.entry->subtree));
+        if (!options_.count_links && dir->has_links) note_links(key, *dir);
+        key = child_key(key, name);
+        const TreeEntry* e = dir->tree.find(name);
+        if (!e) return std::optional<BaseEntry>();
+        b.tree = std::move(dir);
+        b.entry = e;
+        if (slash == std::string_view::npos) break;
+        start = slash + 1;
+    }
+    b.path = std::string(path);
+    if (b.entry->type == EntryType::hardlink) {
+        b.path = b.entry->target;
+        DVOL_TRY(Found f, resolve_link(b.path));
+        b.tree = std::move(f.tree);
+        b.entry = f.entry;
+    }
+    return std::optional<BaseEntry>(std::move(b));
+}
+
+uint32_t CommitFs::link_count_at(std::string_view path) { return link_count(path.empty() ? root_key() : path_key(path)); }
+
+Result<Attr> CommitFs::entry_attr(uint64_t ino, const TreeEntry& e) {
+    Attr a;
+    a.ino = ino;
+    a.mode = entry_type_bits(e) | (e.mode & 07777);
+    a.uid = e.uid;
+    a.gid = e.gid;
+    a.mtime_ns = e.mtime_ns;
+    if (e.type == EntryType::file) {
+        a.size = e.size;
+        DVOL_TRY(uint64_t data, data_bytes(e.content));
+        a.blocks = (data + 511) / 512;
+    } else if (e.type == EntryType::symlink) {
+        a.size = e.target.size();
+    } else if (e.type == EntryType::chardev || e.type == EntryType::blockdev) {
+        a.rdev = e.rdev;
+    }
+    return a;
+}
+
+Status CommitFs::for_each_extent(const File& f, uint64_t begin, uint64_t end, const std::function<Status(uint64_t, const Extent&)>& fn) {
+    end = std::min(end, f.size_);
+    if (begin >= end) return {};
+    DVOL_TRY(At at, locate(f, begin));
+    for (;;) {
+        DVOL_CHECK(fn(at.start, at.extent));
+        if (at.start + at.extent.length >= end) return {};
+        DVOL_TRY(auto next, next_extent(f, at));
+        if (!next) return {};
+        at = std::move(*next);
+    }
 }
 
 Stats CommitFs::stats() const {

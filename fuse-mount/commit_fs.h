@@ -69,6 +69,7 @@ struct Attr {
     uint64_t size = 0;
     uint64_t blocks = 0;  // 512-byte units: the file's data, holes excluded
     int64_t mtime_ns = 0;
+    int64_t ctime_ns = 0;  // 0: not known (a commit records no ctime), shown as the mtime
     uint64_t rdev = 0;
 };
 
@@ -209,6 +210,27 @@ public:
     // as a hole); nullopt (ENXIO) when there is none or `offset` is past the end.
     Result<std::optional<uint64_t>> seek(const File& f, uint64_t offset, bool data);
 
+    // Path-based access, for the write layer (layer_fs.h), which numbers its own inodes. A path
+    // is relative to the commit's root, components joined by '/', "" for the root itself.
+    struct BaseEntry {
+        std::shared_ptr<const CachedTree> tree;  // holds `entry`
+        const TreeEntry* entry = nullptr;        // never a hard link: resolved to its target
+        std::string path;                        // the entry's path (a hard link's: its target's)
+    };
+    // The entry at `path`, nullopt when there is none (or a component is not a directory).
+    Result<std::optional<BaseEntry>> entry_at(std::string_view path);
+    // A directory entry's tree.
+    Result<std::shared_ptr<const CachedTree>> dir_tree(const TreeEntry& dir) { return tree(dir.subtree); }
+    // The attributes of `e` (a resolved entry, never a hard link) as inode `ino`, its link count 1.
+    Result<Attr> entry_attr(uint64_t ino, const TreeEntry& e);
+    // The link count of the file at `path` (a resolved path) as far as the directories looked
+    // into so far show it (entry_at notes the hard links of each directory it goes through).
+    uint32_t link_count_at(std::string_view path);
+    // An open file over a file entry's content, read with read() and seek(); no inode is held.
+    Result<std::unique_ptr<File>> open_entry(const TreeEntry& e);
+    // Calls `fn(start, extent)` for each extent of `f` overlapping [begin, end), in order.
+    Status for_each_extent(const File& f, uint64_t begin, uint64_t end, const std::function<Status(uint64_t, const Extent&)>& fn);
+
     Stats stats() const;
 
 private:
@@ -297,5 +319,7 @@ private:
 PathKey child_key(const PathKey& dir, std::string_view name);
 PathKey root_key();
 uint64_t ino_candidate(const PathKey& key);
+// key of a path relative to the root ("a/b"; not empty).
+PathKey path_key(std::string_view path);
 
 }  // namespace dvol::mountfs

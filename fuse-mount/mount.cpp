@@ -24,7 +24,9 @@
 
 #include "base/fs.h"
 #include "commit_fs.h"
+#include "layer_fs.h"
 #include "mountinfo.h"
+#include "repo/layer_tree.h"
 #include "repo/repository.h"
 #include "serve.h"
 #include "remote/backend.h"
@@ -81,7 +83,17 @@ private:
 struct LazyServing {
     UniqueFd lock;
     std::unique_ptr<LazySource> source;
+    std::string cache_dir;
 };
+
+// Writable lazy volumes (issue 16, deliverable 3) are not finished: status, diff, commit, push and
+// reset do not see a layer's changes yet, so a writable mount would lie about them. Until they
+// do, only the tests turn the write layer on, with DVOL_TEST_LAZY_WRITES=1 in the mount process's
+// environment; everyone else gets the read-only mount (EROFS).
+bool lazy_writes_enabled() {
+    const char* v = std::getenv("DVOL_TEST_LAZY_WRITES");
+    return v && std::string_view(v) == "1";
+}
 
 Result<LazyServing> open_lazy(Repository& repo, const std::string& volume, const MountRequest& req, const Logger& log,
                               MountedInfo& info, ObjectId& top) {
@@ -89,6 +101,7 @@ Result<LazyServing> open_lazy(Repository& repo, const std::string& volume, const
     if (!lazy)
         return make_error(Errc::invalid_argument, fmt::format("volume {} is not lazy: mount a commit of it with dvol mount {} DIR", volume, volume));
     LazyServing out;
+    out.cache_dir = lazy->cache_dir;
     DVOL_CHECK(make_dirs(lazy->cache_dir));
     // One process serves a volume's cache: a second mount of the same volume (a race of two
     // commands remounting it) stops here.
@@ -113,6 +126,16 @@ Result<LazyServing> open_lazy(Repository& repo, const std::string& volume, const
     info.volume = lazy->volume;
     info.commit = lazy->commit;
     top = lazy->tree;
+    if (lazy_writes_enabled()) {
+        // A layer holds changes to the commit it was made over: the mount shows that commit with
+        // the layer, also once commits of the layer have moved the branch on.
+        DVOL_TRY(auto base, layer_base(lazy->cache_dir + "/layer"));
+        if (base && *base != lazy->commit) {
+            DVOL_TRY(auto c, repo.load_commit(*base));
+            info.commit = *base;
+            top = c.tree;
+        }
+    }
     return out;
 }
 
@@ -174,6 +197,14 @@ Status serve_commit(const MountRequest& req, const std::string& dir, Logger& log
     cfg.fsname = fmt::format("dvol:{}@{}", info.volume, info.commit.hex().substr(0, 12));
     cfg.threads = std::max(1u, req.threads);
     cfg.readahead_kib = req.readahead_kib;
+    std::unique_ptr<LayerFs> layer;
+    if (lazy && lazy_writes_enabled()) {
+        cfg.layer_dir = lazy->cache_dir + "/layer";
+        auto l = LayerFs::open(**fs, info.commit, cfg.layer_dir);
+        if (!l) return early(l.error());
+        layer = std::move(*l);
+        cfg.layer = layer.get();
+    }
     Status served = serve(**fs, cfg, log, [&](const Status& st) { ready(st, info); });
     if (served) {
         auto s = (*fs)->stats();
@@ -184,6 +215,7 @@ Status serve_commit(const MountRequest& req, const std::string& dir, Logger& log
                                   c.failures, c.evictions));
         }
     }
+    layer.reset();  // before its base
     fs->reset();  // before the sources it reads
     return served;
 }

@@ -10,6 +10,7 @@
 
 #include "base/error.h"
 #include "commit_fs.h"
+#include "layer_fs.h"
 
 namespace dvol::mountfs {
 
@@ -33,12 +34,16 @@ struct ServeConfig {
     std::string fsname;  // what mount(8) shows as the source: dvol:VOLUME@ID
     unsigned threads = 4;
     unsigned readahead_kib = 1024;  // 0: the kernel's default
+    // Writable: the layer served read-write (the CommitFs given to serve() is its base), keeping
+    // its data in `layer_dir`. Null: the commit, read-only.
+    LayerFs* layer = nullptr;
+    std::string layer_dir;
 };
 
 // Whether this dvol was built with FUSE.
 bool fuse_built();
 
-// Mounts `fs` read-only on cfg.dir and serves it until it is unmounted, or the process gets
+// Mounts `fs` read-only (or cfg.layer read-write) on cfg.dir and serves it until it is unmounted, or the process gets
 // SIGINT, SIGTERM or SIGHUP (then it unmounts). `ready` is called exactly once: with success
 // once the mount answers (a stat of the directory is served by it), or with the error that
 // stopped it first. Returns once the session has ended, with the error that ended it, if any.

@@ -28,6 +28,10 @@ enum class Errc {
 struct Error {
     Errc code = Errc::internal;
     std::string message;
+    // The errno a file system front end answers, when the failure is one of a file system's own
+    // (ENOTEMPTY, EEXIST, ENOTDIR...): fuse-mount's write layer sets it, its FUSE glue answers it.
+    // 0: the front end maps `code`.
+    int sys = 0;
 };
 
 inline Error make_error(Errc code, std::string message) { return Error{code, std::move(message)}; }

@@ -56,14 +56,44 @@ private:
     std::unique_ptr<remote::RemoteObjects> objects_;
 };
 
+// The store's packs first, then the cache: a lazy volume's own commits (made from its write
+// layer) have their new chunks in the packs only, until they are pushed.
+class LocalFirst final : public ObjectSource {
+public:
+    LocalFirst(ObjectSource& local, ObjectSource& rest) : local_(local), rest_(rest) {}
+    Result<bool> has(const ObjectId& id) override {
+        DVOL_TRY(bool here, local_.has(id));
+        return here ? true : rest_.has(id);
+    }
+    Status get(const ObjectId& id, std::vector<std::byte>& out) override {
+        auto here = local_.has(id);
+        if (here && *here) {
+            Status st = local_.get(id, out);
+            if (st) return st;
+        }
+        return rest_.get(id, out);
+    }
+    void prefetch(std::span<const ObjectId> ids) override { rest_.prefetch(ids); }
+    using ObjectSource::get;
+
+private:
+    ObjectSource& local_;
+    ObjectSource& rest_;
+};
+
 class LazySourceImpl final : public LazySource {
 public:
-    ObjectSource& source() override { return *cache_; }
+    ObjectSource& source() override { return *first_; }
     ChunkCache& cache() override { return *cache_; }
 
     std::unique_ptr<PooledSource> remote_;
+    std::unique_ptr<PooledSource> local_;
     std::unique_ptr<ChunkCache> cache_;  // destroyed first: its prefetch threads use remote_
-    ~LazySourceImpl() override { cache_.reset(); }
+    std::unique_ptr<LocalFirst> first_;
+    ~LazySourceImpl() override {
+        first_.reset();
+        cache_.reset();
+    }
 };
 
 }  // namespace
@@ -120,6 +150,13 @@ Result<std::unique_ptr<LazySource>> Repository::open_lazy_source(const LazyVolum
     co.bound = lazy.cache_size;
     co.log = options.log;
     DVOL_TRY(out->cache_, ChunkCache::open(lazy.cache_dir, *out->remote_, co));
+    std::vector<std::unique_ptr<ObjectSource>> local;
+    for (unsigned i = 0; i < std::max(1u, options.readers); ++i) {
+        DVOL_TRY(auto r, open_object_reader());
+        local.push_back(std::move(r));
+    }
+    out->local_ = std::make_unique<PooledSource>(std::move(local));
+    out->first_ = std::make_unique<LocalFirst>(*out->local_, *out->cache_);
     return std::unique_ptr<LazySource>(std::move(out));
 }
 

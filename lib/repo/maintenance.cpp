@@ -14,6 +14,7 @@
 #include "meta/db.h"
 #include "meta/mark_set.h"
 #include "meta/schema.h"
+#include "repo/layer_tree.h"
 #include "repo/locks.h"
 #include "repo/readers.h"
 #include "repo/repository.h"
@@ -509,11 +510,19 @@ Result<GcReport> Repository::gc(const ProgressFn& progress) {
     };
 
     std::map<int64_t, ObjectIdSet> keep;  // volume -> reachable commits
+    std::map<int64_t, std::string> names;
+    {
+        DVOL_TRY(auto vols, refs_->volumes());
+        for (const auto& vol : vols) names[vol.id] = vol.name;
+    }
     DVOL_TRY(auto tips, refs_->tips());
     for (const auto& [vid, tip] : tips) {
-        // A lazy volume's trees and chunks are not in the packs (its cache holds what it
-        // needs): its commits are kept, nothing of the store is marked for it.
+        // A lazy volume's trees are in its cache, with the chunks read from its remote; the
+        // chunks of its own commits (made from its write layer) are in the packs: its trees are
+        // walked through its kept objects, and whatever chunk they name is marked.
         DVOL_TRY(bool lazy, is_lazy(vid));
+        std::unique_ptr<ObjectSource> kept;
+        if (lazy) kept = open_kept_objects(paths_->volume_dir(names[vid]) + "/cache");
         std::vector<ObjectId> todo{tip};
         while (!todo.empty()) {
             ObjectId cur = todo.back();
@@ -521,7 +530,7 @@ Result<GcReport> Repository::gc(const ProgressFn& progress) {
             if (!keep[vid].insert(cur).second) continue;
             auto c = load_commit(cur);
             if (!c) return make_error(c.error().code, fmt::format("cannot collect garbage: {}; run dvol fsck", c.error().message));
-            if (!lazy) DVOL_CHECK(walk_tree(*store_, c->tree, "", walker, true));
+            DVOL_CHECK(walk_tree(lazy ? *kept : *store_, c->tree, "", walker, true));
             todo.insert(todo.end(), c->parents.begin(), c->parents.end());
         }
     }

@@ -17,7 +17,9 @@
 #include "meta/remote_index.h"
 #include "meta/schema.h"
 #include "repo/content.h"
+#include "repo/layer_tree.h"
 #include "repo/locks.h"
+#include "repo/readers.h"
 #include "repo/quiesced.h"
 #include "repo/restore.h"
 #include "repo/scan.h"
@@ -248,14 +250,93 @@ Result<Identity> Repository::identity() {
     return default_identity(std::move(name), std::move(email));
 }
 
+namespace {
+
+// An object of a lazy volume's own commits, kept with the trees its clone fetched (<cache>/meta/,
+// docs/FORMAT.md "The cache"): written, fsync'ed and renamed into place; the directory is
+// fsync'ed by the caller before anything names it.
+Status keep_object(const std::string& cache_dir, const ObjectId& id, std::span<const std::byte> bytes) {
+    std::string path = cache_dir + "/meta/" + id.hex();
+    if (path_exists(path)) return {};
+    std::string tmp = cache_dir + "/tmp/commit-" + id.hex();
+    DVOL_CHECK(make_dirs(cache_dir + "/tmp"));
+    DVOL_TRY(auto fd, open_file(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0644));
+    DVOL_CHECK(write_all(fd.get(), bytes, tmp));
+    DVOL_CHECK(fsync_fd(fd.get(), tmp));
+    if (::rename(tmp.c_str(), path.c_str()) != 0) return errno_error("rename into place", path);
+    return {};
+}
+
+}  // namespace
+
+// A lazy volume with a write layer (issue 16, deliverable 3; served only for the tests so far):
+// the new tree is the layer's base with the layer applied (repo/layer_tree.h), built without
+// fetching anything; the chunks cut from the layer's bytes go to the store's packs, the new trees
+// and extent lists to the volume's kept objects, where its other trees are.
+Result<CommitOutcome> Repository::commit_lazy(const std::string& volume, const std::string& message, const Identity& who,
+                                              const LiveDataHooks& hooks) {
+    DVOL_TRY(auto lv, lazy_volume(volume));
+    std::string layer_dir = lv->cache_dir + "/layer";
+    DVOL_TRY(auto base, layer_base(layer_dir));
+    if (!base)
+        return make_error(Errc::unsupported, fmt::format("nothing to commit: lazy volume {} is a read-only mount of its remote's commit", volume));
+    DVOL_TRY(auto lock, VolumeLock::acquire(*paths_, volume, wait_notice_));
+    DVOL_TRY(auto store_lock, StoreLock::acquire(*paths_, false, wait_notice_));
+    DVOL_TRY(auto v, find_volume(volume));
+    DVOL_CHECK(prepare_write());
+    DVOL_TRY(auto parent, head(v));
+    DVOL_TRY(ObjectId base_top, commit_tree(*base));
+    auto kept = open_kept_objects(lv->cache_dir);
+    uint64_t before = store_->stats().bytes_written;
+    LayerTreeSinks sinks;
+    sinks.meta = [&](const ObjectId& id, std::span<const std::byte> bytes) { return keep_object(lv->cache_dir, id, bytes); };
+    sinks.chunk = [&](const ObjectId& id, std::span<const std::byte> bytes) { return store_->put(id, bytes); };
+    LayerTree live;
+    {
+        Quiesced quiet(hooks);
+        DVOL_CHECK(quiet.start());
+        flush_live_mount(paths_->live_dir(volume));
+        DVOL_TRY(live, build_layer_tree(*kept, base_top, layer_dir, sinks));
+    }
+    if (parent) {
+        DVOL_TRY(ObjectId parent_top, commit_tree(*parent));
+        if (parent_top == live.top) return make_error(Errc::unsupported, fmt::format("nothing to commit: lazy volume {} has no change", volume));
+    }
+    DVOL_CHECK(store_->flush());  // every object is durable before anything names it
+    DVOL_CHECK(fsync_dir(lv->cache_dir + "/meta"));
+
+    Commit c;
+    c.tree = live.top;
+    if (parent) c.parents.push_back(*parent);
+    c.author_name = who.name;
+    c.author_email = who.email;
+    c.time = static_cast<int64_t>(::time(nullptr));
+    struct tm tm_local;
+    time_t t = static_cast<time_t>(c.time);
+    ::localtime_r(&t, &tm_local);
+    c.tz_offset_min = static_cast<int>(tm_local.tm_gmtoff / 60);
+    c.message = message;
+    DVOL_TRY(auto enc, encode_commit(c));
+    ObjectId id = sha256(enc);
+    DVOL_TRY(auto txn, meta::Db::Transaction::begin(*db_));
+    DVOL_CHECK(refs_->add_commit(v.id, id, live.top, c.time, enc));
+    DVOL_CHECK(refs_->swap_tip(v.id, v.branch, parent, id,
+                               fmt::format("commit{}: {}", parent ? "" : " (initial)", message.substr(0, message.find('\n')))));
+    DVOL_CHECK(txn.commit());
+    CommitOutcome out;
+    out.id = id;
+    out.bytes_read = live.chunk_bytes;
+    out.bytes_stored = store_->stats().bytes_written - before;
+    return out;
+}
+
 Result<CommitOutcome> Repository::commit(const std::string& volume, const std::string& message, const WarnFn& warn,
                                          const ProgressFn& progress, const LiveDataHooks& hooks) {
     if (message.empty()) return make_error(Errc::invalid_argument, "You must provide a commit message");
     DVOL_TRY(auto who, identity());
     DVOL_TRY(auto v, find_volume(volume));
     DVOL_TRY(bool lazy, is_lazy(v.id));
-    if (lazy)
-        return make_error(Errc::unsupported, fmt::format("nothing to commit: lazy volume {} is a read-only mount of its remote's commit", volume));
+    if (lazy) return commit_lazy(volume, message, who, hooks);
     DVOL_TRY(auto lock, VolumeLock::acquire(*paths_, volume, wait_notice_));
     DVOL_TRY(auto store_lock, StoreLock::acquire(*paths_, false, wait_notice_));
     DVOL_TRY(v, find_volume(volume));  // the active branch as it is under the lock
@@ -405,7 +486,38 @@ Result<ObjectId> Repository::resolve_in(const Volume& v, const std::string& ref)
 Result<ResetOutcome> Repository::reset_hard(const std::string& volume, const std::string& ref, const ProgressFn& progress,
                                             const LiveDataHooks& hooks) {
     DVOL_TRY(auto v, find_volume(volume));
-    DVOL_CHECK(refuse_lazy(v, "reset"));
+    DVOL_TRY(bool lazy, is_lazy(v.id));
+    if (lazy) {
+        // With a write layer (served for the tests only so far): the branch moves, the layer is
+        // dropped; the hooks unmount the live directory before (containers stopped) and mount
+        // it again after, on the new tip. Without one, a lazy volume is not reset.
+        DVOL_TRY(auto lv, lazy_volume(volume));
+        std::string layer_dir = lv->cache_dir + "/layer";
+        if (!path_exists(layer_dir + "/layer.db")) DVOL_CHECK(refuse_lazy(v, "reset"));
+        DVOL_TRY(auto lock, VolumeLock::acquire(*paths_, volume, wait_notice_));
+        DVOL_TRY(auto store_lock, StoreLock::acquire(*paths_, false, wait_notice_));
+        DVOL_TRY(v, find_volume(volume));
+        DVOL_TRY(ObjectId target, resolve_in(v, ref));
+        DVOL_TRY(ObjectId tree, commit_tree(target));
+        DVOL_TRY(auto old_tip, head(v));
+        {
+            // Its trees are kept with the volume (fetched by the clone, or made by its commits).
+            auto kept = open_kept_objects(lv->cache_dir);
+            DVOL_TRY(auto top, load_tree(*kept, nullptr, tree));
+            (void)top;
+        }
+        Quiesced quiet(hooks);
+        DVOL_CHECK(quiet.start());
+        {
+            DVOL_TRY(auto txn, meta::Db::Transaction::begin(*db_));
+            DVOL_CHECK(refs_->swap_tip(v.id, v.branch, old_tip, target, fmt::format("reset: moving to {}", ref)));
+            DVOL_CHECK(txn.commit());
+        }
+        DVOL_CHECK(remove_tree(layer_dir));
+        ResetOutcome out;
+        out.id = target;
+        return out;
+    }
     DVOL_TRY(auto lock, VolumeLock::acquire(*paths_, volume, wait_notice_));
     DVOL_TRY(auto store_lock, StoreLock::acquire(*paths_, false, wait_notice_));
     // Under the locks: the active branch, the ref and the commit cannot change or go away now.
@@ -530,9 +642,27 @@ Status Repository::refuse_uncommitted(const Volume& v, std::string_view otherwis
 
 Result<std::vector<Change>> Repository::status(const std::string& volume, const WarnFn& warn) {
     DVOL_TRY(auto v, find_volume(volume));
-    // Its live directory is the read-only mount of its tip: it never differs from it.
     DVOL_TRY(bool lazy, is_lazy(v.id));
-    if (lazy) return std::vector<Change>();
+    if (lazy) {
+        // Without a write layer its live directory is the read-only mount of its tip. With one,
+        // the live state is the layer's base with the layer applied (repo/layer_tree.h), compared
+        // with the tip; no chunk is fetched.
+        DVOL_TRY(auto lv, lazy_volume(volume));
+        std::string layer_dir = lv->cache_dir + "/layer";
+        DVOL_TRY(auto base, layer_base(layer_dir));
+        if (!base) return std::vector<Change>();
+        flush_live_mount(paths_->live_dir(v.name));
+        DVOL_TRY(ObjectId base_top, commit_tree(*base));
+        auto kept = open_kept_objects(lv->cache_dir);
+        TreeOverlay overlay;
+        LayerTreeSinks sinks;
+        sinks.meta = [&overlay](const ObjectId& id, std::span<const std::byte> bytes) -> Status {
+            if (auto t = decode_tree(bytes)) overlay.emplace(id, std::move(*t));  // extent lists are not needed
+            return {};
+        };
+        DVOL_TRY(auto live, build_layer_tree(*kept, base_top, layer_dir, sinks));
+        return diff_trees(*kept, &overlay, &lv->tree, &live.top);
+    }
     DVOL_TRY(auto store_lock, StoreLock::acquire(*paths_, false, wait_notice_));
     return live_changes(v, warn);
 }

@@ -222,7 +222,7 @@ struct LazyVolume {
 class LazySource {
 public:
     virtual ~LazySource() = default;
-    virtual ObjectSource& source() = 0;  // the cache
+    virtual ObjectSource& source() = 0;  // the store's packs (the volume's own commits), then the cache
     virtual ChunkCache& cache() = 0;
 };
 
@@ -465,6 +465,9 @@ private:
     Status fsck_objects(FsckReport& report, const ProgressFn& progress);
     Status check_stat_cache(FsckReport& report);
     Result<ObjectId> commit_tree(const ObjectId& commit);
+    // commit() of a lazy volume: from its write layer (repo/layer_tree.h).
+    Result<CommitOutcome> commit_lazy(const std::string& volume, const std::string& message, const Identity& who,
+                                      const LiveDataHooks& hooks);
     // The live pins; with `remove_dead` (gc, under the exclusive store lock), deletes the files of
     // dead ones.
     Result<std::vector<PinInfo>> scan_pins(bool remove_dead);
