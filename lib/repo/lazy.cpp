@@ -10,6 +10,7 @@
 #include "remote/remote_objects.h"
 #include "repo/repository.h"
 #include "store/chunk_cache.h"
+#include "store/local_first.h"
 #include "store/paths.h"
 #include "store/pooled_source.h"
 
@@ -54,31 +55,6 @@ private:
     std::unique_ptr<remote::Backend> backend_;
     int64_t remote_id_ = 0;
     std::unique_ptr<remote::RemoteObjects> objects_;
-};
-
-// The store's packs first, then the cache: a lazy volume's own commits (made from its write
-// layer) have their new chunks in the packs only, until they are pushed.
-class LocalFirst final : public ObjectSource {
-public:
-    LocalFirst(ObjectSource& local, ObjectSource& rest) : local_(local), rest_(rest) {}
-    Result<bool> has(const ObjectId& id) override {
-        DVOL_TRY(bool here, local_.has(id));
-        return here ? true : rest_.has(id);
-    }
-    Status get(const ObjectId& id, std::vector<std::byte>& out) override {
-        auto here = local_.has(id);
-        if (here && *here) {
-            Status st = local_.get(id, out);
-            if (st) return st;
-        }
-        return rest_.get(id, out);
-    }
-    void prefetch(std::span<const ObjectId> ids) override { rest_.prefetch(ids); }
-    using ObjectSource::get;
-
-private:
-    ObjectSource& local_;
-    ObjectSource& rest_;
 };
 
 class LazySourceImpl final : public LazySource {

@@ -26,10 +26,12 @@
 #include "remote/remote_objects.h"
 #include "repo/locks.h"
 #include "repo/quiesced.h"
+#include "repo/layer_tree.h"
 #include "repo/repository.h"
 #include "repo/stat_cache.h"
 #include "repo/walk.h"
 #include "store/chunk_cache.h"
+#include "store/local_first.h"
 #include "store/object_store.h"
 #include "store/paths.h"
 
@@ -290,8 +292,6 @@ Result<std::vector<RemoteBranch>> Repository::show_remote(const RemoteSpec& spec
 Result<PushOutcome> Repository::push(const RemoteSpec& spec, const std::string& volume, const std::optional<std::string>& branch_arg,
                                      const PushOptions& options, const ProgressFn& progress) {
     DVOL_TRY(auto v, find_volume(volume));
-    // Its commits are all the remote's already, and its objects are not in this store.
-    DVOL_CHECK(refuse_lazy(v, "push"));
     std::string branch = branch_arg.value_or(v.branch);
     if (!valid_name(branch)) return make_error(Errc::invalid_argument, invalid_name_message(branch, "branch name"));
     DVOL_TRY(auto row, refs_->branch(v.id, branch));
@@ -356,6 +356,18 @@ Result<PushOutcome> Repository::push(const RemoteSpec& spec, const std::string& 
         out.kind = PushOutcome::Kind::created;
     }
 
+    // A lazy volume's trees and extent lists are its kept objects (docs/FORMAT.md, "The cache"),
+    // not the store's; the chunks of its own commits are in the store, the others on the remote
+    // it was cloned from, which a push there skips as it has them.
+    DVOL_TRY(bool lazy, is_lazy(v.id));
+    std::unique_ptr<ObjectSource> kept;
+    std::unique_ptr<LocalFirst> store_then_kept;
+    if (lazy) {
+        kept = open_kept_objects(paths_->volume_dir(v.name) + "/cache");
+        store_then_kept = std::make_unique<LocalFirst>(*store_, *kept);
+    }
+    ObjectSource& trees = lazy ? static_cast<ObjectSource&>(*store_then_kept) : *store_;
+
     // What the remote lacks: the commits from the tip down to those it has, and what their trees
     // reach that it has not (a tree it has holds all below it).
     remote::RemoteObjects objects(*r.backend, *db_, *remote_index_, r.id);
@@ -397,7 +409,7 @@ Result<PushOutcome> Repository::push(const RemoteSpec& spec, const std::string& 
         };
         for (const auto& c : commits) {
             DVOL_TRY(auto commit, load_commit(c));
-            DVOL_CHECK(walk_tree(*store_, commit.tree, "", walker, true));
+            DVOL_CHECK(walk_tree(trees, commit.tree, "", walker, true));
         }
         if (unreadable) return *unreadable;
     }
@@ -419,12 +431,32 @@ Result<PushOutcome> Repository::push(const RemoteSpec& spec, const std::string& 
     std::vector<ObjectStore::StoredObject> batch(64);
     std::vector<Status> verdicts(batch.size());
     std::vector<std::byte> plain[2];
+    // A record from the store's packs, or one made of a lazy volume's kept object (verified
+    // against its id as it is read; stored raw, as commits are).
+    std::vector<std::byte> kept_bytes;
+    auto read_record = [&](const ObjectId& id, ObjectStore::StoredObject& slot) -> Status {
+        auto st = store_->read_stored(id, slot);
+        if (st || st.error().code != Errc::not_found || !kept) return st;
+        auto found = kept->get(id, kept_bytes);
+        if (!found && found.error().code == Errc::not_found)
+            return make_error(Errc::not_found, fmt::format("cannot push: object {} is neither in this store nor on remote {} "
+                                                           "(lazy volume {} has its data on the remote it was cloned from: "
+                                                           "push it there)",
+                                                           id.hex(), r.name, v.name));
+        DVOL_CHECK(found);
+        slot.id = id;
+        slot.pack = "(kept objects)";
+        slot.raw_len = static_cast<uint32_t>(kept_bytes.size());
+        slot.record = commit_record(id, kept_bytes);
+        slot.crc = crc32c(slot.record);
+        return {};
+    };
     auto send = [&](remote::PackUpload& up, std::span<const ObjectId> ids) -> Status {
         constexpr size_t kBatchBytes = size_t{16} << 20;
         while (!ids.empty()) {
             size_t n = 0, bytes = 0;
             while (n < ids.size() && n < batch.size() && bytes < kBatchBytes) {
-                DVOL_CHECK(store_->read_stored(ids[n], batch[n]));
+                DVOL_CHECK(read_record(ids[n], batch[n]));
                 bytes += batch[n].record.size();
                 ++n;
             }

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The write layer of lazy volumes (fuse-mount/layer_fs.h) for real, through the kernel's FUSE,
-# against a directory remote. Writable lazy volumes are not open to users yet (status, diff,
-# commit, push and reset do not see the layer): the test turns them on with
-# DVOL_TEST_LAZY_WRITES=1, which the mount process inherits.
+# against a directory remote. Writable lazy volumes are not open to users yet (diff does not see
+# the layer): the test turns them on with DVOL_TEST_LAZY_WRITES=1, which the mount process
+# inherits.
 #   - a volume of a 64 MiB random file and small files is pushed, then cloned lazily;
 #   - a 4 KiB write into the 64 MiB file fetches at most one record (the chunk it lands in,
 #     counted by $DVOL_TEST_FETCH_LOG) and the layer's data grows by at most one chunk;
