@@ -114,6 +114,11 @@ Result<std::optional<LazyVolume>> Repository::lazy_volume(const std::string& vol
     return std::optional<LazyVolume>(std::move(out));
 }
 
+Result<std::unique_ptr<ObjectSource>> Repository::open_lazy_remote(const LazyVolume& lazy) {
+    DVOL_TRY(auto r, RemoteReader::open(paths_->db(), lazy, LazySourceOptions{}));
+    return std::unique_ptr<ObjectSource>(std::move(r));
+}
+
 Result<std::unique_ptr<LazySource>> Repository::open_lazy_source(const LazyVolume& lazy, const LazySourceOptions& options) {
     auto out = std::make_unique<LazySourceImpl>();
     std::vector<std::unique_ptr<ObjectSource>> readers;

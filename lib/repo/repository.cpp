@@ -25,6 +25,7 @@
 #include "repo/scan.h"
 #include "repo/stat_cache.h"
 #include "repo/tree_diff.h"
+#include "store/local_first.h"
 #include "store/object_store.h"
 #include "store/paths.h"
 
@@ -640,6 +641,21 @@ Status Repository::refuse_uncommitted(const Volume& v, std::string_view otherwis
                                                   changes.size(), otherwise));
 }
 
+Result<std::optional<ObjectId>> Repository::lazy_live_tree(const Volume& v, const LazyVolume& lv, ObjectSource& kept, TreeOverlay& overlay) {
+    std::string layer_dir = lv.cache_dir + "/layer";
+    DVOL_TRY(auto base, layer_base(layer_dir));
+    if (!base) return std::optional<ObjectId>();
+    flush_live_mount(paths_->live_dir(v.name));
+    DVOL_TRY(ObjectId base_top, commit_tree(*base));
+    LayerTreeSinks sinks;
+    sinks.meta = [&overlay](const ObjectId& id, std::span<const std::byte> bytes) -> Status {
+        if (auto t = decode_tree(bytes)) overlay.emplace(id, std::move(*t));  // extent lists are not needed
+        return {};
+    };
+    DVOL_TRY(auto live, build_layer_tree(kept, base_top, layer_dir, sinks));
+    return std::optional<ObjectId>(live.top);
+}
+
 Result<std::vector<Change>> Repository::status(const std::string& volume, const WarnFn& warn) {
     DVOL_TRY(auto v, find_volume(volume));
     DVOL_TRY(bool lazy, is_lazy(v.id));
@@ -648,20 +664,11 @@ Result<std::vector<Change>> Repository::status(const std::string& volume, const 
         // the live state is the layer's base with the layer applied (repo/layer_tree.h), compared
         // with the tip; no chunk is fetched.
         DVOL_TRY(auto lv, lazy_volume(volume));
-        std::string layer_dir = lv->cache_dir + "/layer";
-        DVOL_TRY(auto base, layer_base(layer_dir));
-        if (!base) return std::vector<Change>();
-        flush_live_mount(paths_->live_dir(v.name));
-        DVOL_TRY(ObjectId base_top, commit_tree(*base));
         auto kept = open_kept_objects(lv->cache_dir);
         TreeOverlay overlay;
-        LayerTreeSinks sinks;
-        sinks.meta = [&overlay](const ObjectId& id, std::span<const std::byte> bytes) -> Status {
-            if (auto t = decode_tree(bytes)) overlay.emplace(id, std::move(*t));  // extent lists are not needed
-            return {};
-        };
-        DVOL_TRY(auto live, build_layer_tree(*kept, base_top, layer_dir, sinks));
-        return diff_trees(*kept, &overlay, &lv->tree, &live.top);
+        DVOL_TRY(auto live, lazy_live_tree(v, *lv, *kept, overlay));
+        if (!live) return std::vector<Change>();
+        return diff_trees(*kept, &overlay, &lv->tree, &*live);
     }
     DVOL_TRY(auto store_lock, StoreLock::acquire(*paths_, false, wait_notice_));
     return live_changes(v, warn);
@@ -733,21 +740,39 @@ Result<std::vector<FileDiff>> Repository::diff(const std::string& volume, const 
                                                const std::optional<std::string>& to, const std::string& path, const WarnFn& warn) {
     DVOL_TRY(auto v, find_volume(volume));
     DVOL_TRY(bool lazy, is_lazy(v.id));
-    if (lazy && !from && !to) return std::vector<FileDiff>();  // the live directory is its tip
-    if (lazy) DVOL_CHECK(refuse_lazy(v, "diff of commits"));
+    if (lazy && (from || to)) DVOL_CHECK(refuse_lazy(v, "diff of commits"));
     DVOL_TRY(auto store_lock, StoreLock::acquire(*paths_, false, wait_notice_));
     TreeOverlay overlay;
     std::optional<ObjectId> from_tree, to_tree;
     ObjectId live_top;
     bool to_live = !to;
-    if (from) {
+    // Where trees and content are read: the store; for a lazy volume, its kept objects (trees and
+    // extent lists) and its remote (the base's chunks, read without the cache its mount holds)
+    // after the store (its own commits' chunks).
+    ObjectSource* source = store_.get();
+    std::unique_ptr<ObjectSource> kept, remote;
+    std::unique_ptr<LocalFirst> store_kept, lazy_source;
+    if (lazy) {
+        DVOL_TRY(auto lv, lazy_volume(volume));
+        kept = open_kept_objects(lv->cache_dir);
+        DVOL_TRY(auto live, lazy_live_tree(v, *lv, *kept, overlay));
+        if (!live) return std::vector<FileDiff>();  // no write layer: the live directory is its tip
+        DVOL_TRY(remote, open_lazy_remote(*lv));
+        store_kept = std::make_unique<LocalFirst>(*store_, *kept);
+        lazy_source = std::make_unique<LocalFirst>(*store_kept, *remote);
+        source = lazy_source.get();
+        from_tree = lv->tree;
+        to_tree = *live;
+    } else if (from) {
         DVOL_TRY(auto c, resolve_in(v, *from));
         DVOL_TRY(from_tree, commit_tree(c));
     } else {
         DVOL_TRY(auto tip, head(v));
         if (tip) { DVOL_TRY(from_tree, commit_tree(*tip)); }
     }
-    if (to) {
+    if (lazy) {
+        // both sides set above
+    } else if (to) {
         DVOL_TRY(auto c, resolve_in(v, *to));
         DVOL_TRY(to_tree, commit_tree(c));
     } else {
@@ -761,14 +786,14 @@ Result<std::vector<FileDiff>> Repository::diff(const std::string& volume, const 
     while (prefix.starts_with("./")) prefix.erase(0, 2);
     while (!prefix.empty() && prefix.back() == '/') prefix.pop_back();
     if (prefix == ".") prefix.clear();
-    DVOL_TRY(auto changes, diff_trees(*store_, &overlay, from_tree ? &*from_tree : nullptr, &*to_tree, prefix));
+    DVOL_TRY(auto changes, diff_trees(*source, &overlay, from_tree ? &*from_tree : nullptr, &*to_tree, prefix));
     if (changes.empty() && !prefix.empty()) {
         // Nothing changed there, or nothing is there: say which (as git does for a path that
         // matches no file).
         bool found = false;
         for (const auto* top : {from_tree ? &*from_tree : nullptr, &*to_tree}) {
             if (!top || found) continue;
-            DVOL_TRY(found, path_in_tree(*store_, &overlay, *top, prefix));
+            DVOL_TRY(found, path_in_tree(*source, &overlay, *top, prefix));
         }
         if (!found) return make_error(Errc::not_found, fmt::format("path '{}' matches nothing in {} or {}", path, from.value_or("HEAD"),
                                                                    to.value_or("the live directory")));
@@ -788,7 +813,7 @@ Result<std::vector<FileDiff>> Repository::diff(const std::string& volume, const 
         auto read_side = [&](const TreeEntry* e, bool live) -> Result<std::optional<std::string>> {
             if (!e) return std::optional<std::string>();
             if (e->size > kMaxTextDiffSize) return std::optional<std::string>();
-            if (!live) return read_content(*store_, e->content, e->size, kMaxTextDiffSize);
+            if (!live) return read_content(*source, e->content, e->size, kMaxTextDiffSize);
             DVOL_TRY(UniqueFd live_fd, open_dir_nofollow(paths_->live_dir(volume)));
             DVOL_TRY(UniqueFd f, open_path_beneath(live_fd.get(), ch.path, O_RDONLY, ch.path));
             std::string data(e->size, '\0');

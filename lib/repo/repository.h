@@ -28,6 +28,7 @@
 #include "object/commit.h"
 #include "repo/change.h"
 #include "repo/progress.h"
+#include "repo/readers.h"
 
 namespace dvol {
 
@@ -441,6 +442,9 @@ public:
     Result<std::optional<LazyVolume>> lazy_volume(const std::string& volume);
     // Opens what a lazy volume's mount reads through. Holds no lock of the store.
     Result<std::unique_ptr<LazySource>> open_lazy_source(const LazyVolume& lazy, const LazySourceOptions& options);
+    // A lazy volume's remote read directly, one record per request, verified, without the chunk
+    // cache (which its mount holds): what `diff` reads the old side of a changed file through.
+    Result<std::unique_ptr<ObjectSource>> open_lazy_remote(const LazyVolume& lazy);
 
     // Wraps every Backend this Repository opens to reach a remote, once open_backend() has
     // made it: what the transfer tests use to count requests and to interrupt a transfer.
@@ -465,6 +469,10 @@ private:
     Status fsck_objects(FsckReport& report, const ProgressFn& progress);
     Status check_stat_cache(FsckReport& report);
     Result<ObjectId> commit_tree(const ObjectId& commit);
+    // The live tree of a lazy volume with a write layer: its base with the layer applied
+    // (repo/layer_tree.h), its new trees in `overlay`, nothing fetched or stored; nullopt
+    // without a layer (the live directory is the tip). The mount is flushed first.
+    Result<std::optional<ObjectId>> lazy_live_tree(const Volume& v, const LazyVolume& lv, ObjectSource& kept, TreeOverlay& overlay);
     // commit() of a lazy volume: from its write layer (repo/layer_tree.h).
     Result<CommitOutcome> commit_lazy(const std::string& volume, const std::string& message, const Identity& who,
                                       const LiveDataHooks& hooks);

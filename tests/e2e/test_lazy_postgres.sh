@@ -7,7 +7,8 @@
 #     (the mount's $DVOL_TEST_FETCH_LOG counts what the remote served; reported, and checked to
 #     be less than the whole);
 #   - pgbench transactions run on it (its writes land in the volume's local layer);
-#   - stopped, `dvol status` sees the changes; `dvol commit` records them; status is clean after;
+#   - stopped, `dvol status` and `dvol diff` see the changes; `dvol commit` records them; status is
+#     clean after;
 #   - `dvol push` sends only what the commit stored (the chunks the transactions changed, which
 #     are all B's store holds) and the commit's trees: less than the first push, and never the
 #     base's chunks;
@@ -134,9 +135,12 @@ check "B: pgbench changed the tables" test "$AFTER" != "$BEFORE"
 check "B: pgbench's history has rows" grep -q '^history|[1-9]' <<<"$AFTER"
 pg_stop fast
 
-section "B: status, commit, push"
+section "B: status, diff, commit, push"
 expect_ok dvol status pg
 expect_stdout_contains "Changes not committed"
+# The old sides of the changed files come from the remote (not the mount's cache).
+expect_ok dvol diff --volume pg
+expect_stdout_contains "Binary files a/base/"
 expect_ok dvol commit -m "pgbench on the lazy clone" pg || abort
 expect_ok dvol status pg
 expect_stdout_contains "nothing to commit"

@@ -21,6 +21,8 @@
 #     storing only the layer's new chunks, gc keeps those, status is then clean, also after a
 #     remount (the mount shows the layer's base commit with the layer); the commit mounted
 #     read-only (its new chunks from the store's packs) is the real directory's tree;
+#   - diff shows a text file written into the layer (a unified diff), and nothing once it is
+#     deleted again;
 #   - reset --hard drops the layer (an uncommitted file goes) and mounts the target: HEAD, the
 #     first commit of the layer (the real directory's tree again), the clone's commit.
 # Needs /dev/fuse and root or fusermount3; SKIP otherwise. It ends only the processes it started.
@@ -270,6 +272,21 @@ expect_ok dvol umount "$LIVE"
 expect_ok tdvol mount data
 run python3 "$TEST_TMP/compare.py" "$E2E_DIR" "$TEST_TMP/real.json" "$LIVE"
 if [ "$RC" -eq 0 ]; then pass; else fail "after the commit and a remount, the same tree" "$(printf '%s\n%s' "$OUT" "$ERR" | head -c 12000)"; fi
+expect_ok dvol status data
+expect_stdout_contains "nothing to commit"
+
+section "diff sees the layer"
+expect_ok dvol diff --volume data
+expect_eq "no change, no diff" "" "$OUT"
+printf 'hello lazy\nsecond line\n' >"$LIVE/notes.txt"
+expect_ok dvol diff --volume data
+expect_stdout_contains "+++ b/notes.txt"
+expect_stdout_contains "+hello lazy"
+expect_ok dvol diff --volume data -- notes.txt
+expect_stdout_contains "+second line"
+rm "$LIVE/notes.txt"
+expect_ok dvol diff --volume data
+expect_eq "the file gone again, no diff" "" "$OUT"
 expect_ok dvol status data
 expect_stdout_contains "nothing to commit"
 
