@@ -253,6 +253,27 @@ Result<Identity> Repository::identity() {
 
 namespace {
 
+// A commit of `tree` after `parent` by `who`, made now, in the local time zone.
+Commit new_commit(const ObjectId& tree, const std::optional<ObjectId>& parent, const Identity& who, const std::string& message) {
+    Commit c;
+    c.tree = tree;
+    if (parent) c.parents.push_back(*parent);
+    c.author_name = who.name;
+    c.author_email = who.email;
+    c.time = static_cast<int64_t>(::time(nullptr));
+    struct tm tm_local;
+    time_t t = static_cast<time_t>(c.time);
+    ::localtime_r(&t, &tm_local);
+    c.tz_offset_min = static_cast<int>(tm_local.tm_gmtoff / 60);
+    c.message = message;
+    return c;
+}
+
+// The reflog's line for a commit: its message's first line.
+std::string commit_action(const std::optional<ObjectId>& parent, const std::string& message) {
+    return fmt::format("commit{}: {}", parent ? "" : " (initial)", message.substr(0, message.find('\n')));
+}
+
 // An object of a lazy volume's own commits, kept with the trees its clone fetched (<cache>/meta/,
 // docs/FORMAT.md "The cache"): written, fsync'ed and renamed into place; the directory is
 // fsync'ed by the caller before anything names it.
@@ -306,23 +327,13 @@ Result<CommitOutcome> Repository::commit_lazy(const std::string& volume, const s
     DVOL_CHECK(store_->flush());  // every object is durable before anything names it
     DVOL_CHECK(fsync_dir(lv->cache_dir + "/meta"));
 
-    Commit c;
-    c.tree = live.top;
-    if (parent) c.parents.push_back(*parent);
-    c.author_name = who.name;
-    c.author_email = who.email;
-    c.time = static_cast<int64_t>(::time(nullptr));
-    struct tm tm_local;
-    time_t t = static_cast<time_t>(c.time);
-    ::localtime_r(&t, &tm_local);
-    c.tz_offset_min = static_cast<int>(tm_local.tm_gmtoff / 60);
-    c.message = message;
+    Commit c = new_commit(live.top, parent, who, message);
     DVOL_TRY(auto enc, encode_commit(c));
     ObjectId id = sha256(enc);
     DVOL_TRY(auto txn, meta::Db::Transaction::begin(*db_));
     DVOL_CHECK(refs_->add_commit(v.id, id, live.top, c.time, enc));
     DVOL_CHECK(refs_->swap_tip(v.id, v.branch, parent, id,
-                               fmt::format("commit{}: {}", parent ? "" : " (initial)", message.substr(0, message.find('\n')))));
+                               commit_action(parent, message)));
     DVOL_CHECK(txn.commit());
     CommitOutcome out;
     out.id = id;
@@ -356,24 +367,14 @@ Result<CommitOutcome> Repository::commit(const std::string& volume, const std::s
     }
     DVOL_CHECK(store_->flush());  // every object is durable before anything names it
 
-    Commit c;
-    c.tree = top;
-    if (parent) c.parents.push_back(*parent);
-    c.author_name = who.name;
-    c.author_email = who.email;
-    c.time = static_cast<int64_t>(::time(nullptr));
-    struct tm tm_local;
-    time_t t = static_cast<time_t>(c.time);
-    ::localtime_r(&t, &tm_local);
-    c.tz_offset_min = static_cast<int>(tm_local.tm_gmtoff / 60);
-    c.message = message;
+    Commit c = new_commit(top, parent, who, message);
     DVOL_TRY(auto enc, encode_commit(c));
     ObjectId id = sha256(enc);
 
     DVOL_TRY(auto txn, meta::Db::Transaction::begin(*db_));
     DVOL_CHECK(refs_->add_commit(v.id, id, top, c.time, enc));
     DVOL_CHECK(refs_->swap_tip(v.id, v.branch, parent, id,
-                               fmt::format("commit{}: {}", parent ? "" : " (initial)", message.substr(0, message.find('\n')))));
+                               commit_action(parent, message)));
     DVOL_CHECK(scanner.save_cache());
     DVOL_CHECK(txn.commit());
     {
