@@ -23,6 +23,7 @@
 #   run_cases NAME...             runs the functions case_NAME side by side, each on its own copy
 #                                 of the store (see "Cases run side by side" below)
 #   long_or SHORT LONG            SHORT, or LONG when DVOL_TEST_LONG=1 (loop counts)
+#   is_mounted DIR                a dvol FUSE mount is on DIR
 #
 # A failed check prints "FAIL: ..." with the command, exit code and output, and the test goes
 # on so that one run shows every failure; `finish` then exits 1. Where nothing sensible can
@@ -93,6 +94,13 @@ T=120  # seconds before a hung command counts as a failure
 tdvol() { timeout "$T" "$DVOL" --disable-docker-integration "$@"; }
 
 # use_store NAME: a fresh store under the test's directory.
+# is_mounted DIR: a dvol FUSE mount is on DIR (/proc/self/mountinfo: field 5 the mount point, the
+# type after the " - " separator).
+is_mounted() {
+    awk -v d="$1" '$5 == d { for (i = 6; i <= NF; i++) if ($i == "-") { if ($(i + 1) == "fuse.dvol") f = 1; break } }
+                   END { exit !f }' /proc/self/mountinfo
+}
+
 use_store() {
     export DVOL_ROOT="$TEST_TMP/$1"
     mkdir -p "$DVOL_ROOT"

@@ -33,10 +33,6 @@ SCALE=${DVOL_LAZY_PG_SCALE:-5}
 [ -c /dev/fuse ] || { echo "SKIP: no /dev/fuse here (FUSE is not available: load the fuse module; in a container, --device /dev/fuse)"; exit 77; }
 command -v fusermount3 >/dev/null || apt_install fuse3
 
-is_mounted() {
-    awk -v d="$1" '$5 == d { for (i = 6; i <= NF; i++) if ($i == "-") { if ($(i + 1) == "fuse.dvol") f = 1; break } }
-                   END { exit !f }' /proc/self/mountinfo
-}
 MOUNTED=()
 # shellcheck disable=SC2317  # run by the EXIT trap
 finish_all() {

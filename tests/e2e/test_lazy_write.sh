@@ -40,10 +40,6 @@ if [ "$IS_ROOT" != 1 ] && ! command -v fusermount3 >/dev/null; then
     exit 77
 fi
 
-is_mounted() {
-    awk -v d="$1" '$5 == d { for (i = 6; i <= NF; i++) if ($i == "-") { if ($(i + 1) == "fuse.dvol") f = 1; break } }
-                   END { exit !f }' /proc/self/mountinfo
-}
 MOUNTED=()
 BG_PIDS=()
 # shellcheck disable=SC2317  # run by the EXIT trap

@@ -38,13 +38,6 @@ if [ "$IS_ROOT" != 1 ] && ! command -v fusermount3 >/dev/null; then
 fi
 
 # --- mounts and their processes ----------------------------------------------------------------------
-# is_mounted DIR: a dvol mount is on DIR (/proc/self/mountinfo: field 5 the mount point, the type
-# after the " - " separator).
-# shellcheck disable=SC2317  # used by unmount_all
-is_mounted() {
-    awk -v d="$1" '$5 == d { for (i = 6; i <= NF; i++) if ($i == "-") { if ($(i + 1) == "fuse.dvol") f = 1; break } }
-                   END { exit !f }' /proc/self/mountinfo
-}
 MOUNTED=()   # directories this test mounted
 FG_PIDS=()   # foreground mount processes it started
 # shellcheck disable=SC2317  # run by the EXIT trap
@@ -58,7 +51,6 @@ unmount_all() {
     for p in "${FG_PIDS[@]}"; do kill "$p" 2>/dev/null; wait "$p" 2>/dev/null; done
 }
 trap 'unmount_all; cleanup' EXIT
-
 
 # mount_bg TARGET DIR [OPTIONS...]: dvol mount (a daemon); the directory is remembered for cleanup.
 mount_bg() {
