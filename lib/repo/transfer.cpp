@@ -574,7 +574,11 @@ Result<FetchOutcome> Repository::fetch_into(Remote& r, const Volume& v, const st
             DVOL_TRY(auto local, refs_->commit(c));
             if (local) {
                 n.encoded = std::move(*local);
-                n.local = true;
+                // Another volume's commit: its objects are here when its tree is in the store's
+                // packs (a tree present means its content present). A lazy volume's commit has its
+                // trees in that volume's cache: they are fetched like a new commit's.
+                auto decoded = decode_commit(n.encoded);
+                if (decoded) { DVOL_TRY(n.local, store_->has(decoded->tree)); }
             } else {
                 DVOL_CHECK(objects.get(c, n.encoded));  // verified: it hashes to c
             }
