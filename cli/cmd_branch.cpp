@@ -4,6 +4,7 @@
 #include "containers.h"
 #include "context.h"
 #include "json_out.h"
+#include "lazy_remount.h"
 #include "progress.h"
 
 namespace dvol::cli {
@@ -59,9 +60,12 @@ void add_checkout(CLI::App& app, Context& ctx) {
         // The containers using the volume stop while its data changes and start again after,
         // also when the checkout fails; a refusal comes before any is stopped.
         ContainerHold hold(ctx, vol, ContainerHold::Mode::stop);
+        LiveDataHooks hooks = hold.hooks();
+        LazyRemount lazy(ctx, *repo, vol, hooks);
         ProgressLine progress("Checking out");
         auto out = repo->checkout(vol, *branch, *create ? CheckoutMode::create : CheckoutMode::switch_branch, *force,
-                                  progress.callback(), hold.hooks());
+                                  progress.callback(), hooks);
+        lazy.remount();
         progress.finish();
         if (!out) return ctx.fail(out.error());
         if (out->kind == CheckoutOutcome::Kind::already_on) {

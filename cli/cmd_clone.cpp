@@ -25,8 +25,8 @@ void add_clone(CLI::App& app, Context& ctx) {
     cmd->add_option("-b,--branch", *branch, "The branch to check out (default: the remote's HEAD branch)")->type_name("BRANCH");
     cmd->add_option("--endpoint", *endpoint, "s3: the service's URL when it is not AWS")->type_name("URL");
     cmd->add_flag("--lazy", *lazy,
-                  "Fetch only the commits and trees; mount the live directory read-only and fetch each chunk from the remote on "
-                  "first read (needs FUSE)");
+                  "Fetch only the commits and trees; mount the live directory (writes go to a local layer) and fetch each "
+                  "chunk from the remote on first read (needs FUSE)");
     cmd->add_option("--cache-size", *cache_size, "--lazy: the bound of the chunk cache, e.g. 512M, 20G (default 1G; at least 8M)")
         ->type_name("SIZE");
     add_json_flag(*cmd, ctx);

@@ -1,8 +1,8 @@
 #include <fmt/format.h>
 
 #include "containers.h"
-#include "fuse-mount/mount.h"
 #include "context.h"
+#include "lazy_remount.h"
 #include "progress.h"
 
 namespace dvol::cli {
@@ -26,30 +26,10 @@ void add_reset(CLI::App& app, Context& ctx) {
         // also when the reset fails; an unknown ref is refused before any is stopped.
         ContainerHold hold(ctx, vol, ContainerHold::Mode::stop);
         LiveDataHooks hooks = hold.hooks();
-        auto lazy = repo->lazy_volume(vol);
-        bool remount = false;
-        if (lazy && *lazy) {
-            // A lazy volume's live directory is its mount: unmounted once the containers are
-            // stopped; mounted again on the new tip once the reset has let go of the volume's
-            // lock (the mount process, forked, would hold it for good), and the containers
-            // start after that, when `hold` lets them go.
-            std::string live = repo->live_dir(vol);
-            std::string store = ctx.store_dir;
-            hooks.quiesce = [q = hooks.quiesce, live, store, &remount]() -> Status {
-                if (q) DVOL_CHECK(q());
-                remount = true;
-                DVOL_TRY(bool mounted, mountfs::is_dvol_mount(live));
-                if (mounted) DVOL_CHECK(mountfs::unmount(live, store, Context::warn));
-                return {};
-            };
-            hooks.resume = [] {};
-        }
+        LazyRemount lazy(ctx, *repo, vol, hooks);
         ProgressLine progress("Resetting");
         auto out = repo->reset_hard(vol, *ref, progress.callback(), hooks);
-        if (remount) {
-            auto st = mountfs::ensure_lazy_mounted(ctx.store_dir, vol, [](const mountfs::MountedInfo&) {}, Context::warn);
-            if (!st) Context::warn(fmt::format("lazy volume {} is not mounted again: {}; dvol mount {} mounts it", vol, st.error().message, vol));
-        }
+        lazy.remount();
         progress.finish();
         if (!out) return ctx.fail(out.error());
         for (const auto& w : out->warnings) Context::warn(w);

@@ -86,15 +86,6 @@ struct LazyServing {
     std::string cache_dir;
 };
 
-// Writable lazy volumes (issue 16, deliverable 3) are not finished: status, diff, commit, push and
-// reset do not see a layer's changes yet, so a writable mount would lie about them. Until they
-// do, only the tests turn the write layer on, with DVOL_TEST_LAZY_WRITES=1 in the mount process's
-// environment; everyone else gets the read-only mount (EROFS).
-bool lazy_writes_enabled() {
-    const char* v = std::getenv("DVOL_TEST_LAZY_WRITES");
-    return v && std::string_view(v) == "1";
-}
-
 Result<LazyServing> open_lazy(Repository& repo, const std::string& volume, const MountRequest& req, const Logger& log,
                               MountedInfo& info, ObjectId& top) {
     DVOL_TRY(auto lazy, repo.lazy_volume(volume));
@@ -126,15 +117,13 @@ Result<LazyServing> open_lazy(Repository& repo, const std::string& volume, const
     info.volume = lazy->volume;
     info.commit = lazy->commit;
     top = lazy->tree;
-    if (lazy_writes_enabled()) {
-        // A layer holds changes to the commit it was made over: the mount shows that commit with
-        // the layer, also once commits of the layer have moved the branch on.
-        DVOL_TRY(auto base, layer_base(lazy->cache_dir + "/layer"));
-        if (base && *base != lazy->commit) {
-            DVOL_TRY(auto c, repo.load_commit(*base));
-            info.commit = *base;
-            top = c.tree;
-        }
+    // A layer holds changes to the commit it was made over: the mount shows that commit with the
+    // layer, also once commits of the layer have moved the branch on.
+    DVOL_TRY(auto base, layer_base(lazy->cache_dir + "/layer"));
+    if (base && *base != lazy->commit) {
+        DVOL_TRY(auto c, repo.load_commit(*base));
+        info.commit = *base;
+        top = c.tree;
     }
     return out;
 }
@@ -198,7 +187,7 @@ Status serve_commit(const MountRequest& req, const std::string& dir, Logger& log
     cfg.threads = std::max(1u, req.threads);
     cfg.readahead_kib = req.readahead_kib;
     std::unique_ptr<LayerFs> layer;
-    if (lazy && lazy_writes_enabled()) {
+    if (lazy) {  // a lazy volume's live directory is writable: its changes go to the layer
         cfg.layer_dir = lazy->cache_dir + "/layer";
         auto l = LayerFs::open(**fs, info.commit, cfg.layer_dir);
         if (!l) return early(l.error());

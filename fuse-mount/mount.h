@@ -1,12 +1,14 @@
-// dvol mount and dvol umount: any commit of the local store as a read-only file system. This is
-// a front end of the library beside cli/ and docker-plugin/; the CLI's mount and umount commands
-// are thin wrappers around it. Layers inside fuse-mount/:
+// dvol mount and dvol umount: any commit of the local store as a read-only file system, and a
+// lazy volume's live directory (its commit and its write layer, read-write). This is a front end
+// of the library beside cli/ and docker-plugin/; the CLI's mount and umount commands are thin
+// wrappers around it. Layers inside fuse-mount/:
 //
 //   mount.h/.cpp      this: resolving and pinning the commit, the serving process (foreground
 //                     or a daemon that reports back through a pipe), unmounting
 //   fuse_ops.cpp      the kernel's side (libfuse's low-level API; the only includer of
 //                     fuse_lowlevel.h), fuse_stub.cpp when built without FUSE
 //   commit_fs.h       inodes, trees and the read path, over any ObjectSource, without FUSE
+//   layer_fs.h        a lazy volume's write layer over its CommitFs
 //
 // Where objects come from: one ObjectSource, here a PooledSource of the store's object readers
 // (repo/object_reader.h); a chunk cache in front of a remote (lazy volumes) is another source for

@@ -1,7 +1,7 @@
 // Lazy volumes (docs/ARCHITECTURE.md, "Lazy volumes"): a volume whose commits, trees and extent
 // lists were fetched by clone --lazy, and whose chunks come from the remote on first read, through
 // a ChunkCache in the volume's directory. The mount (fuse-mount/) reads through open_lazy_source;
-// the commands that would read or change a lazy volume's data in the store refuse (refuse_lazy).
+// the commands that need its base objects in the store (fetch, pull, diff of commits) refuse (refuse_lazy).
 #include <fmt/format.h>
 
 #include "meta/db.h"
@@ -82,8 +82,8 @@ Result<bool> Repository::is_lazy(int64_t volume_id) {
 Status Repository::refuse_lazy(const Volume& v, std::string_view what) {
     DVOL_TRY(bool lazy, is_lazy(v.id));
     if (!lazy) return {};
-    return make_error(Errc::unsupported, fmt::format("{} is not supported on lazy volume {} (its live directory is a read-only mount "
-                                                     "of its remote); clone it without --lazy to work on it",
+    return make_error(Errc::unsupported, fmt::format("{} is not supported on lazy volume {} (its base objects are on its remote, "
+                                                     "not in the store); clone it without --lazy for that",
                                                      what, v.name));
 }
 

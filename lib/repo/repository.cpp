@@ -291,8 +291,7 @@ Status keep_object(const std::string& cache_dir, const ObjectId& id, std::span<c
 
 }  // namespace
 
-// A lazy volume with a write layer (issue 16, deliverable 3; served only for the tests so far):
-// the new tree is the layer's base with the layer applied (repo/layer_tree.h), built without
+// A lazy volume with a write layer (made by its mount at the first change): the new tree is the layer's base with the layer applied (repo/layer_tree.h), built without
 // fetching anything; the chunks cut from the layer's bytes go to the store's packs, the new trees
 // and extent lists to the volume's kept objects, where its other trees are.
 Result<CommitOutcome> Repository::commit_lazy(const std::string& volume, const std::string& message, const Identity& who,
@@ -300,8 +299,7 @@ Result<CommitOutcome> Repository::commit_lazy(const std::string& volume, const s
     DVOL_TRY(auto lv, lazy_volume(volume));
     std::string layer_dir = lv->cache_dir + "/layer";
     DVOL_TRY(auto base, layer_base(layer_dir));
-    if (!base)
-        return make_error(Errc::unsupported, fmt::format("nothing to commit: lazy volume {} is a read-only mount of its remote's commit", volume));
+    if (!base) return make_error(Errc::unsupported, fmt::format("nothing to commit: lazy volume {} has no change", volume));
     DVOL_TRY(auto lock, VolumeLock::acquire(*paths_, volume, wait_notice_));
     DVOL_TRY(auto store_lock, StoreLock::acquire(*paths_, false, wait_notice_));
     DVOL_TRY(auto v, find_volume(volume));
@@ -490,12 +488,10 @@ Result<ResetOutcome> Repository::reset_hard(const std::string& volume, const std
     DVOL_TRY(auto v, find_volume(volume));
     DVOL_TRY(bool lazy, is_lazy(v.id));
     if (lazy) {
-        // With a write layer (served for the tests only so far): the branch moves, the layer is
-        // dropped; the hooks unmount the live directory before (containers stopped) and mount
-        // it again after, on the new tip. Without one, a lazy volume is not reset.
+        // The branch moves, the write layer is dropped; the hooks unmount the live directory
+        // before (containers stopped) and mount it again after, on the new tip.
         DVOL_TRY(auto lv, lazy_volume(volume));
         std::string layer_dir = lv->cache_dir + "/layer";
-        if (!path_exists(layer_dir + "/layer.db")) DVOL_CHECK(refuse_lazy(v, "reset"));
         DVOL_TRY(auto lock, VolumeLock::acquire(*paths_, volume, wait_notice_));
         DVOL_TRY(auto store_lock, StoreLock::acquire(*paths_, false, wait_notice_));
         DVOL_TRY(v, find_volume(volume));
@@ -636,7 +632,13 @@ Result<std::vector<Change>> Repository::live_changes(const Volume& v, const Warn
 }
 
 Status Repository::refuse_uncommitted(const Volume& v, std::string_view otherwise) {
-    DVOL_TRY(auto changes, live_changes(v, nullptr));
+    DVOL_TRY(bool lazy, is_lazy(v.id));
+    std::vector<Change> changes;
+    if (lazy) {
+        DVOL_TRY(changes, status(v.name, nullptr));  // its write layer's changes
+    } else {
+        DVOL_TRY(changes, live_changes(v, nullptr));
+    }
     if (changes.empty()) return {};
     return make_error(Errc::conflict, fmt::format("{} has uncommitted changes ({} path(s)); commit them, or {}", v.name,
                                                   changes.size(), otherwise));
@@ -661,7 +663,7 @@ Result<std::vector<Change>> Repository::status(const std::string& volume, const 
     DVOL_TRY(auto v, find_volume(volume));
     DVOL_TRY(bool lazy, is_lazy(v.id));
     if (lazy) {
-        // Without a write layer its live directory is the read-only mount of its tip. With one,
+        // Without a write layer its live directory is the mount of its tip. With one,
         // the live state is the layer's base with the layer applied (repo/layer_tree.h), compared
         // with the tip; no chunk is fetched.
         DVOL_TRY(auto lv, lazy_volume(volume));
@@ -702,20 +704,8 @@ Result<CheckoutOutcome> Repository::checkout(const std::string& volume, const st
         out.restore.id = tip.value_or(ObjectId{});
         return out;
     }
-    {
-        // A lazy volume's mount shows its tip: switching to a branch at the same commit changes
-        // nothing it shows, anything else would need the mount re-pointed.
-        DVOL_TRY(bool lazy, is_lazy(v.id));
-        DVOL_TRY(auto tip, head(v));
-        if (lazy && target->tip == tip) {
-            DVOL_TRY(auto txn, meta::Db::Transaction::begin(*db_));
-            DVOL_CHECK(refs_->set_active_branch(v.id, branch));
-            DVOL_CHECK(txn.commit());
-            out.restore.id = tip.value_or(ObjectId{});
-            return out;
-        }
-        if (lazy) DVOL_CHECK(refuse_lazy(v, "switching to a branch at another commit"));
-    }
+    DVOL_TRY(bool lazy, is_lazy(v.id));
+    if (lazy) return checkout_lazy(v, branch, *target, force, hooks);
     if (!force) DVOL_CHECK(refuse_uncommitted(v, "use --force to discard them"));
     DVOL_CHECK(prepare_write());
     std::optional<ObjectId> tree;
@@ -734,6 +724,44 @@ Result<CheckoutOutcome> Repository::checkout(const std::string& volume, const st
     auto restored = materialise(v, tree ? &*tree : nullptr, target->tip.value_or(ObjectId{}), std::move(verified), progress);
     if (!restored) return unfinished(std::move(restored).error(), fmt::format("the active branch of {} is now {}", volume, branch));
     out.restore = std::move(*restored);
+    return out;
+}
+
+// A lazy volume's live directory is its mount of the tip and the write layer over it. A branch at
+// the same commit changes nothing the mount shows (the layer stays, as git keeps uncommitted
+// changes); another commit is what reset --hard does: the layer is dropped and the hooks unmount
+// the live directory (containers stopped) and mount it again on the branch's tip.
+Result<CheckoutOutcome> Repository::checkout_lazy(const Volume& v, const std::string& branch, const meta::BranchRow& target, bool force,
+                                                  const LiveDataHooks& hooks) {
+    CheckoutOutcome out;
+    DVOL_TRY(auto tip, head(v));
+    out.restore.id = target.tip.value_or(ObjectId{});
+    if (target.tip != tip) {
+        if (!target.tip) DVOL_CHECK(refuse_lazy(v, "switching to a branch without commits"));
+        DVOL_TRY(auto lv, lazy_volume(v.name));
+        {
+            // Its trees are kept with the volume (fetched by the clone, or made by its commits).
+            auto kept = open_kept_objects(lv->cache_dir);
+            DVOL_TRY(ObjectId tree, commit_tree(*target.tip));
+            DVOL_TRY(auto top, load_tree(*kept, nullptr, tree));
+            (void)top;
+        }
+        if (!force) DVOL_CHECK(refuse_uncommitted(v, "use --force to discard them"));
+        Quiesced quiet(hooks);
+        DVOL_CHECK(quiet.start());
+        // Checked again now that nothing writes (the mount is gone).
+        if (!force) DVOL_CHECK(refuse_uncommitted(v, "use --force to discard them"));
+        {
+            DVOL_TRY(auto txn, meta::Db::Transaction::begin(*db_));
+            DVOL_CHECK(refs_->set_active_branch(v.id, branch));
+            DVOL_CHECK(txn.commit());
+        }
+        DVOL_CHECK(remove_tree(lv->cache_dir + "/layer"));
+        return out;
+    }
+    DVOL_TRY(auto txn, meta::Db::Transaction::begin(*db_));
+    DVOL_CHECK(refs_->set_active_branch(v.id, branch));
+    DVOL_CHECK(txn.commit());
     return out;
 }
 

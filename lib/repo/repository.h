@@ -35,6 +35,7 @@ namespace dvol {
 namespace meta {
 class Db;
 class RemoteIndex;
+struct BranchRow;
 }
 namespace remote {
 class Backend;
@@ -483,6 +484,9 @@ private:
     // Errc::conflict when the live directory differs from the active branch's tip ("commit
     // them, or `otherwise`").
     Status refuse_uncommitted(const Volume& v, std::string_view otherwise);
+    // checkout's part for a lazy volume (under checkout's locks).
+    Result<CheckoutOutcome> checkout_lazy(const Volume& v, const std::string& branch, const meta::BranchRow& target, bool force,
+                                          const LiveDataHooks& hooks);
     Status prepare_write();
     // Verifies every object a restore of `tree` into the volume would read (see Restorer::verify).
     // Returns the chunks it verified, for materialise() to trust.

@@ -18,9 +18,12 @@
 #     with EIO, and the cache holds nothing but verified chunks;
 #   - the mount process killed with SIGKILL: `dvol path` mounts the volume again and every file
 #     reads back right;
-#   - the mount is read-only (EROFS); status is clean, commit has nothing to commit, reset
-#     refuses in one line, push finds the remote up to date; gc and fsck leave the lazy volume
-#     readable; rm unmounts it and frees its cache.
+#   - unchanged, status is clean, commit has nothing to commit, push finds the remote up to
+#     date; a write on a new branch is seen by status and committed; an uncommitted one refuses
+#     a checkout to the other commit (one line); checkout between the two commits mounts each one
+#     again (--force drops the uncommitted write); that commit pushed and cloned in full into
+#     the same store (whose packs lack its trees); gc and fsck leave the lazy volume readable; rm unmounts it and frees
+#     its cache. (The write layer itself: test_lazy_write.sh.)
 # Needs /dev/fuse and root or fusermount3 (s3: root, for Ceph); SKIP otherwise. It ends only the
 # processes it started (mount processes by the pid in their cache's lock file; RGW by rgw.sh).
 # shellcheck source=tests/cli/lib.sh
@@ -175,21 +178,37 @@ expect_eq "no record was fetched twice (of $FIRST)" 0 "$DUPS"
 check "the first pass fetched the data's records ($FIRST)" test "$FIRST" -ge 16
 
 section "commands on a lazy volume"
-run touch "$LIVE/new"
-check "a write is refused: read-only file system" bash -c "[ $RC -ne 0 ] && grep -q 'Read-only file system' '$ERR_FILE'"
 expect_ok dvol status data
 expect_stdout_contains "nothing to commit"
 expect_fail 1 dvol commit -m x data
 expect_stderr_contains "nothing to commit"
-expect_fail 1 dvol reset --hard HEAD data
-expect_stderr_one_line
-expect_stderr_contains "lazy volume data"
 expect_ok dvol push "$REMOTE" data
 expect_stdout_contains "Everything up-to-date"
+expect_ok dvol reset --hard HEAD data
 expect_ok dvol log data
 expect_ok dvol checkout -b other data
 expect_ok dvol checkout master data
 expect_eq "checkout between branches at the mounted commit" master "$(dvol branch data | sed -n 's/^\* //p')"
+# Writable: a branch with a commit of its own, and checkout between commits (the mount follows).
+expect_ok dvol checkout other data
+expect_ok sh -c "echo lazy-write > '$LIVE/new'"
+expect_ok dvol status data
+expect_stdout_contains "new"
+expect_ok dvol commit -m "a file on branch other" data
+expect_ok dvol status data
+expect_stdout_contains "nothing to commit"
+expect_ok sh -c "echo pending > '$LIVE/new2'"
+expect_fail 1 dvol checkout master data
+expect_stderr_one_line
+expect_stderr_contains "uncommitted changes"
+expect_eq "the refused checkout kept the write" pending "$(cat "$LIVE/new2")"
+expect_ok dvol checkout --force master data
+check "master's tip, mounted again, has neither new file" test ! -e "$LIVE/new" -a ! -e "$LIVE/new2"
+expect_eq "master: every byte right" "$SUMS" "$(sums "$LIVE")"
+expect_ok dvol checkout other data
+expect_eq "other's tip, mounted again, has its file" lazy-write "$(cat "$LIVE/new")"
+check "checkout --force dropped the uncommitted file" test ! -e "$LIVE/new2"
+expect_ok dvol checkout master data
 expect_ok dvol gc
 expect_ok dvol fsck
 expect_eq "after gc and fsck: every byte right" "$SUMS" "$(sums "$LIVE")"
@@ -285,6 +304,17 @@ for c in "$DVOL_ROOT/volumes/victim/cache/chunks"/*; do
 done
 expect_eq "the cache holds no unverified chunk" 0 "$BAD"
 expect_ok dvol rm -f victim
+
+section "a lazy volume's commit pushed, cloned in full into its store"
+# Last: the full clone puts the data's chunks in the store's packs, which a lazy mount reads first.
+# The store knows the commit (the lazy volume's), but its trees are in the lazy volume's cache,
+# not the packs, so the clone fetches them.
+expect_ok tdvol push "$REMOTE" data other
+expect_ok tdvol clone -b other "$REMOTE" data full
+expect_eq "a full clone in the same store has the lazy volume's commit" lazy-write "$(cat "$(dvol path full)/new" 2>&1)"
+expect_eq "and the rest of it" "$SUMS" "$(sums "$(dvol path full)" | grep -v ' ./new$')"
+expect_ok dvol rm -f full
+expect_ok dvol branch -D other data
 
 section "rm of a mounted lazy volume"
 expect_ok dvol rm -f data

@@ -15,8 +15,6 @@
 #   - a full clone into store C starts and has B's checksums, its indexes consistent (amcheck);
 #   - B's postmaster starts again on the same mount after the commit, with the same checksums;
 #   - fsck passes on the three stores.
-# Writable lazy volumes are not open to users yet (diff does not see the layer): the test turns
-# them on with DVOL_TEST_LAZY_WRITES=1, which the mount processes inherit.
 # Needs root, /dev/fuse and PostgreSQL (installed with apt-get when missing); s3 also Ceph. SKIP
 # otherwise. It ends only what it started: its postmaster (by the pid in postmaster.pid), the mount
 # processes (dvol umount, by their live directories), the RGW (rgw.sh).
@@ -28,7 +26,6 @@
 . "$(dirname "$0")/rgw.sh"
 
 BACKEND=${1:-dir}
-export DVOL_TEST_LAZY_WRITES=1
 SCALE=${DVOL_LAZY_PG_SCALE:-5}
 [ -c /dev/fuse ] || { echo "SKIP: no /dev/fuse here (FUSE is not available: load the fuse module; in a container, --device /dev/fuse)"; exit 77; }
 command -v fusermount3 >/dev/null || apt_install fuse3
