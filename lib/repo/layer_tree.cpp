@@ -281,8 +281,17 @@ private:
                     l.size = 0;
                     return std::optional<TreeEntry>(std::move(l));
                 }
-                // A base hard link whose group's first name was not met here: kept as recorded.
-                if (e.type == EntryType::file) first_path_.emplace(key, live_path);
+                // The first name of its group met here holds the content, the later ones link to it
+                // (the tree's rule). A base hard link comes first when the group's first base name
+                // was deleted or renamed past it in the layer: it takes that name's file entry.
+                if (e.type == EntryType::hardlink) {
+                    DVOL_TRY(auto target, base_entry(resolved));
+                    if (!target || target->type != EntryType::file)
+                        return corrupt(fmt::format("hard link {} to {}, which is not a file of the base", path, resolved));
+                    e = std::move(*target);
+                    e.name = name;
+                }
+                first_path_.emplace(key, live_path);
                 return std::optional<TreeEntry>(std::move(e));
             }
             default: return std::optional<TreeEntry>(std::move(e));

@@ -10,6 +10,7 @@
 #include <sys/xattr.h>
 
 #include <algorithm>
+#include <functional>
 #include <map>
 #include <mutex>
 #include <random>
@@ -23,6 +24,7 @@
 #include "fuse-mount/layer_fs.h"
 #include "object/tree.h"
 #include "repo/layer_tree.h"
+#include "repo/readers.h"
 #include "store/hash.h"
 #include "support.h"
 
@@ -786,4 +788,84 @@ TEST_CASE("the layer as a tree (status, commit): the same files, new chunks only
     auto again = build_layer_tree(b.src, b.top, dir, {});
     REQUIRE(again);
     CHECK(again->top == lt->top);
+}
+
+// Hard links of the base whose group's first name the layer deleted or renamed: the first name
+// left (in the tree's order) holds the content, the others link to it. Base:
+//   /c        "shared" (first name of c, d/a, d/b)      /e   "other" (first name of e, f)
+//   /d/a, /d/b  hard links to c                        /f   hard link to e
+// Layer: unlink c, rename d/a to d/z, unlink e.
+TEST_CASE("the layer as a tree: hard links whose first base name is gone or moved stay valid", "[layer_fs]") {
+    CountingSource src;
+    TreeEntry c = entry("c", EntryType::file);
+    c.content.extents = {Extent{src.put("shared"), 6, false}};
+    c.size = 6;
+    TreeEntry a = entry("a", EntryType::hardlink);
+    a.target = "c";
+    TreeEntry bl = entry("b", EntryType::hardlink);
+    bl.target = "c";
+    TreeEntry e = entry("e", EntryType::file);
+    e.content.extents = {Extent{src.put("other"), 5, false}};
+    e.size = 5;
+    TreeEntry f = entry("f", EntryType::hardlink);
+    f.target = "e";
+    ObjectId d = src.put_tree(tree_of({a, bl}));
+    ObjectId root = src.put_tree(tree_of({c, dir("d", d), e, f}));
+    TreeEntry r = dir(std::string(kRootEntryName), root);
+    ObjectId top = src.put_tree(tree_of({r}));
+
+    TempDir tmp;
+    std::string ldir = tmp / "layer";
+    auto base = CommitFs::open(src, top, {});
+    REQUIRE(base);
+    auto fs = LayerFs::open(**base, sha256(std::string_view("links base")), ldir);
+    REQUIRE(fs);
+    Attr dd = look(**fs, kRootIno, "d");
+    REQUIRE((*fs)->unlink(kRootIno, "c"));
+    REQUIRE((*fs)->rename(dd.ino, "a", dd.ino, "z", 0));
+    REQUIRE((*fs)->unlink(kRootIno, "e"));
+    REQUIRE((*fs)->flush_all());
+
+    LayerTreeSinks sinks;
+    sinks.meta = [&](const ObjectId&, std::span<const std::byte> bytes) -> Status {
+        src.put(bytes);
+        return {};
+    };
+    auto lt = build_layer_tree(src, top, ldir, sinks);
+    if (!lt) FAIL(lt.error().message);
+    // Every hard link names a file that comes before it in the tree.
+    std::vector<std::pair<std::string, std::string>> links;
+    std::map<std::string, std::string> files;
+    std::function<void(const ObjectId&, const std::string&)> walk = [&](const ObjectId& id, const std::string& prefix) {
+        auto t = load_tree(src, nullptr, id);
+        REQUIRE(t);
+        for (const auto& x : t->entries) {
+            std::string p = prefix.empty() ? x.name : prefix + "/" + x.name;
+            if (x.type == EntryType::dir) walk(x.subtree, p);
+            if (x.type == EntryType::hardlink) links.emplace_back(p, x.target);
+            if (x.type == EntryType::file) files[p] = std::string(x.content.extents.empty() ? "" : x.content.extents[0].id.hex());
+        }
+    };
+    auto top_tree = load_tree(src, nullptr, lt->top);
+    REQUIRE(top_tree);
+    walk(top_tree->entries[0].subtree, "");
+    CHECK(files.size() == 2);
+    CHECK(files.contains("d/b"));  // the group of c: d/b comes first now
+    CHECK(files.contains("f"));    // the group of e: f alone
+    REQUIRE(links.size() == 1);
+    CHECK(links[0] == std::pair<std::string, std::string>("d/z", "d/b"));
+    TreePaths paths(src, top_tree->entries[0].subtree);
+    for (const auto& [p, t] : links) {
+        auto why = hardlink_problem(paths, p, t);
+        REQUIRE(why);
+        INFO(why->value_or(""));
+        CHECK(!why->has_value());
+    }
+    // And the tree shows what the layer shows.
+    auto cf = CommitFs::open(src, lt->top, {});
+    REQUIRE(cf);
+    std::map<std::string, std::string> want, got;
+    snapshot_layer(**fs, kRootIno, "", want);
+    snapshot_commit(**cf, kRootIno, "", got);
+    CHECK(want == got);
 }
