@@ -177,6 +177,39 @@ private:
         return row(ino);
     }
 
+    // Whether the live tree shows the base's entry `path` at that same path: no directory on the
+    // way, nor the entry, renamed, deleted or replaced by the layer.
+    Result<bool> live_is_base(const std::string& path) {
+        DVOL_TRY(auto cur, row(kRoot));
+        std::string at;  // the base path reached so far
+        for (size_t start = 0;;) {
+            size_t slash = path.find('/', start);
+            std::string name = path.substr(start, slash == std::string::npos ? std::string::npos : slash - start);
+            std::string want = join(at, name);
+            if (cur && cur->listed) {
+                DVOL_TRY(auto q, db_.prepare("SELECT ino, base_path FROM dirents WHERE parent = ? AND name = ?"));
+                q.bind(1, sq(cur->ino)).bind(2, name);
+                DVOL_TRY(bool found, q.step());
+                if (!found) return false;
+                if (!q.is_null(0)) {
+                    uint64_t ino = uq(q.int64(0));
+                    q.reset();
+                    DVOL_TRY(cur, row(ino));
+                    if (!cur || cur->origin != want) return false;
+                } else {
+                    if (q.is_null(1) || q.text(1) != want) return false;
+                    q.reset();
+                    DVOL_TRY(cur, row_by_origin(want));
+                }
+            } else {
+                DVOL_TRY(cur, row_by_origin(want));  // a base child, or its row
+            }
+            at = std::move(want);
+            if (slash == std::string::npos) return true;
+            start = slash + 1;
+        }
+    }
+
     Result<bool> any_row() {
         DVOL_TRY(auto q, db_.prepare("SELECT 1 FROM nodes LIMIT 1"));
         return q.step();
@@ -282,9 +315,13 @@ private:
                     return std::optional<TreeEntry>(std::move(l));
                 }
                 // The first name of its group met here holds the content, the later ones link to it
-                // (the tree's rule). A base hard link comes first when the group's first base name
-                // was deleted or renamed past it in the layer: it takes that name's file entry.
+                // (the tree's rule). A base hard link whose group's first name is still where it
+                // was and before it is kept as recorded (that name lies in a directory the layer
+                // left alone, kept by its id). Otherwise (that name deleted, replaced, or moved
+                // past it) this one comes first and takes the group's file entry.
                 if (e.type == EntryType::hardlink) {
+                    DVOL_TRY(bool in_place, live_is_base(resolved));
+                    if (in_place && scan_order_before(resolved, live_path)) return std::optional<TreeEntry>(std::move(e));
                     DVOL_TRY(auto target, base_entry(resolved));
                     if (!target || target->type != EntryType::file)
                         return corrupt(fmt::format("hard link {} to {}, which is not a file of the base", path, resolved));

@@ -21,6 +21,7 @@
 #include "repo/stat_cache.h"
 #include "repo/walk.h"
 #include "store/hash.h"
+#include "store/local_first.h"
 #include "store/object_store.h"
 
 namespace dvol {
@@ -38,6 +39,10 @@ struct Checker {
     Checker(ObjectSource& s, std::vector<FsckProblem>& p) : source(s), problems(p) {}
     ObjectSource& source;
     std::vector<FsckProblem>& problems;
+    // A lazy volume's walk (its trees and lists kept in its cache, then the packs): a chunk not
+    // here is on its remote, which fsck does not read; those here are checked as any.
+    bool chunks_on_remote = false;
+    std::string where = "the store";
     std::unordered_map<ObjectId, size_t, ObjectIdHash> bad;  // object -> problem index
     // What lies below each tree checked: one item per entry with a problem in it or below it.
     // Paths are put together only when a commit is reported, from its top down, so a deep tree
@@ -75,7 +80,7 @@ struct Checker {
     Result<std::optional<size_t>> check_leaf(const ObjectId& id) {
         if (auto it = bad.find(id); it != bad.end()) return std::optional<size_t>(it->second);
         DVOL_TRY(bool present, source.has(id));
-        if (!present) return std::optional<size_t>(problem(id, "missing-object", fmt::format("object {} is referenced but not in the store", id.hex())));
+        if (!present) return std::optional<size_t>(problem(id, "missing-object", fmt::format("object {} is referenced but not in {}", id.hex(), where)));
         return std::optional<size_t>();
     }
 
@@ -83,7 +88,8 @@ struct Checker {
     Result<std::optional<size_t>> check_chunk(const ObjectId& id, uint64_t length) {
         if (auto it = bad.find(id); it != bad.end()) return std::optional<size_t>(it->second);
         DVOL_TRY(auto len, source.size_of(id));
-        if (!len) return std::optional<size_t>(problem(id, "missing-object", fmt::format("object {} is referenced but not in the store", id.hex())));
+        if (!len && chunks_on_remote) return std::optional<size_t>();
+        if (!len) return std::optional<size_t>(problem(id, "missing-object", fmt::format("object {} is referenced but not in {}", id.hex(), where)));
         if (*len == length) return std::optional<size_t>();
         auto [it, fresh] = bad_length.emplace(std::make_pair(id, length), problems.size());
         if (fresh)
@@ -457,6 +463,19 @@ Status Repository::fsck_objects(FsckReport& report, const ProgressFn& progress) 
     for (const auto& vol : volumes) {
         const std::string& vname = vol.name;
         DVOL_TRY(bool lazy, is_lazy(vol.id));
+        // A lazy volume's trees and extent lists are kept in its cache, its own commits' chunks
+        // in the packs, the rest on its remote.
+        std::unique_ptr<ObjectSource> kept;
+        std::unique_ptr<LocalFirst> lazy_source;
+        std::unique_ptr<Checker> lazy_check;
+        if (lazy) {
+            kept = open_kept_objects(paths_->volume_dir(vname) + "/cache");
+            lazy_source = std::make_unique<LocalFirst>(*store_, *kept);
+            lazy_check = std::make_unique<Checker>(*lazy_source, report.problems);
+            lazy_check->chunks_on_remote = true;
+            lazy_check->where = fmt::format("the store or the cache of lazy volume {}", vname);
+        }
+        Checker& checker = lazy ? *lazy_check : check;
         DVOL_TRY(auto commits, refs_->commits(vol.id));
         for (const auto& row : commits) {
             const ObjectId& cid = row.id;
@@ -469,9 +488,7 @@ Status Repository::fsck_objects(FsckReport& report, const ProgressFn& progress) 
                                                       {FsckAffected{vname, cid.hex(), ""}}});
                 continue;
             }
-            // A lazy volume's trees are in its cache, read from its remote, not in the store.
-            if (lazy) continue;
-            DVOL_TRY(auto found, check.check_top(decoded->tree));
+            DVOL_TRY(auto found, checker.check_top(decoded->tree));
             for (const auto& [p, path] : found) {
                 auto& affects = report.problems[p].affects;
                 FsckAffected a{vname, cid.hex(), path};

@@ -22,6 +22,10 @@ public:
         }
         return rest_.get(id, out);
     }
+    Result<std::optional<uint64_t>> size_of(const ObjectId& id) override {
+        DVOL_TRY(auto here, local_.size_of(id));
+        return here ? here : rest_.size_of(id);
+    }
     void prefetch(std::span<const ObjectId> ids) override { rest_.prefetch(ids); }
     using ObjectSource::get;
 

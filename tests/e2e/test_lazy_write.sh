@@ -255,6 +255,18 @@ expect_stdout_contains "nothing to commit"
 expect_eq "two commits" 2 "$(dvol log data | grep -c '^commit ')"
 expect_ok dvol gc
 check "gc keeps the chunks of the lazy volume's own commit ($(pack_bytes) bytes in packs)" test "$(pack_bytes)" -ge "$GREW"
+# fsck walks a lazy volume's commits through the trees and lists in its cache (and the chunks
+# its own commits stored): clean now; a damaged kept tree is named, and clean again once mended.
+expect_ok tdvol fsck
+expect_stdout_contains "no problems found"
+META="$DVOL_ROOT/volumes/data/cache/meta"
+KEPT=$(find "$META" -type f | head -n 1)
+cp "$KEPT" "$TEST_TMP/kept.bak"
+python3 -c 'import sys; p = sys.argv[1]; b = bytearray(open(p, "rb").read()); b[len(b) // 2] ^= 0xFF; open(p, "wb").write(b)' "$KEPT"
+expect_fail 1 tdvol fsck
+expect_stdout_contains "$(basename "$KEPT")"
+cp "$TEST_TMP/kept.bak" "$KEPT"
+expect_ok tdvol fsck
 # reset --hard HEAD drops the layer and mounts the tip itself: the new commit, whose new chunks
 # come from the store's packs and the rest from the remote.
 expect_ok tdvol reset --hard HEAD data

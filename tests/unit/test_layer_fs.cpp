@@ -794,7 +794,9 @@ TEST_CASE("the layer as a tree (status, commit): the same files, new chunks only
 // left (in the tree's order) holds the content, the others link to it. Base:
 //   /c        "shared" (first name of c, d/a, d/b)      /e   "other" (first name of e, f)
 //   /d/a, /d/b  hard links to c                        /f   hard link to e
-// Layer: unlink c, rename d/a to d/z, unlink e.
+//   /g/x      "kept" (first name of g/x, h)            /h   hard link to g/x
+// Layer: unlink c, rename d/a to d/z, unlink e; g, which the layer leaves alone, keeps its tree
+// id and h its link.
 TEST_CASE("the layer as a tree: hard links whose first base name is gone or moved stay valid", "[layer_fs]") {
     CountingSource src;
     TreeEntry c = entry("c", EntryType::file);
@@ -809,8 +811,14 @@ TEST_CASE("the layer as a tree: hard links whose first base name is gone or move
     e.size = 5;
     TreeEntry f = entry("f", EntryType::hardlink);
     f.target = "e";
+    TreeEntry x = entry("x", EntryType::file);
+    x.content.extents = {Extent{src.put("kept"), 4, false}};
+    x.size = 4;
+    TreeEntry h = entry("h", EntryType::hardlink);
+    h.target = "g/x";
     ObjectId d = src.put_tree(tree_of({a, bl}));
-    ObjectId root = src.put_tree(tree_of({c, dir("d", d), e, f}));
+    ObjectId g = src.put_tree(tree_of({x}));
+    ObjectId root = src.put_tree(tree_of({c, dir("d", d), e, f, dir("g", g), h}));
     TreeEntry r = dir(std::string(kRootEntryName), root);
     ObjectId top = src.put_tree(tree_of({r}));
 
@@ -849,11 +857,13 @@ TEST_CASE("the layer as a tree: hard links whose first base name is gone or move
     auto top_tree = load_tree(src, nullptr, lt->top);
     REQUIRE(top_tree);
     walk(top_tree->entries[0].subtree, "");
-    CHECK(files.size() == 2);
+    CHECK(files.size() == 3);
     CHECK(files.contains("d/b"));  // the group of c: d/b comes first now
     CHECK(files.contains("f"));    // the group of e: f alone
-    REQUIRE(links.size() == 1);
+    CHECK(files.contains("g/x"));  // as it was
+    REQUIRE(links.size() == 2);
     CHECK(links[0] == std::pair<std::string, std::string>("d/z", "d/b"));
+    CHECK(links[1] == std::pair<std::string, std::string>("h", "g/x"));
     TreePaths paths(src, top_tree->entries[0].subtree);
     for (const auto& [p, t] : links) {
         auto why = hardlink_problem(paths, p, t);
