@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -41,6 +42,7 @@ struct Row {
     uint64_t rdev = 0;
     uint64_t size = 0;
     int64_t mtime_ns = 0;
+    int64_t ctime_ns = 0;
     std::string target;
     std::optional<std::string> origin;
     uint64_t base_limit = 0;
@@ -84,10 +86,23 @@ private:
     std::vector<Extent> extents_;
 };
 
+int64_t now_ns() {
+    struct timespec ts;
+    ::clock_gettime(CLOCK_REALTIME, &ts);
+    return static_cast<int64_t>(ts.tv_sec) * 1000000000 + ts.tv_nsec;
+}
+
+int64_t ns_of(const struct timespec& ts) { return static_cast<int64_t>(ts.tv_sec) * 1000000000 + ts.tv_nsec; }
+
+// A file's content is taken from the content cache only when written there at least this long
+// before the build that made it: a write in the same tick of the kernel's clock as that build
+// would leave the data file's times unchanged (git's "racily clean" entries).
+constexpr int64_t kRacyNs = 2'000'000'000;
+
 class Builder {
 public:
-    Builder(ObjectSource& base, meta::Db& db, std::string dir, const LayerTreeSinks& sinks)
-        : base_(base), db_(db), dir_(std::move(dir)), sinks_(sinks) {}
+    Builder(ObjectSource& base, meta::Db& db, std::string dir, const LayerTreeSinks& sinks, meta::Db* cache, int64_t start_ns)
+        : base_(base), db_(db), dir_(std::move(dir)), sinks_(sinks), cache_(cache), start_ns_(start_ns) {}
 
     Result<ObjectId> top(const ObjectId& base_top) {
         DVOL_TRY(auto top, tree(base_top));
@@ -110,6 +125,8 @@ public:
     }
 
     uint64_t chunks = 0, chunk_bytes = 0;
+    uint64_t cache_hits = 0;
+    std::vector<LayerContentEntry> fresh;
 
 private:
     static constexpr uint64_t kRoot = 1;
@@ -148,7 +165,7 @@ public:
 
 private:
     Result<std::optional<Row>> row(uint64_t ino) {
-        DVOL_TRY(auto q, db_.prepare("SELECT mode, uid, gid, rdev, size, mtime_ns, target, origin, base_limit, listed FROM nodes WHERE ino = ?"));
+        DVOL_TRY(auto q, db_.prepare("SELECT mode, uid, gid, rdev, size, mtime_ns, target, origin, base_limit, listed, ctime_ns FROM nodes WHERE ino = ?"));
         q.bind(1, sq(ino));
         DVOL_TRY(bool found, q.step());
         if (!found) return std::optional<Row>();
@@ -164,6 +181,7 @@ private:
         if (!q.is_null(7)) r.origin = q.text(7);
         r.base_limit = uq(q.int64(8));
         r.listed = q.int64(9) != 0;
+        r.ctime_ns = q.int64(10);
         return std::optional<Row>(std::move(r));
     }
 
@@ -387,7 +405,8 @@ private:
     }
 
     // A file's content: the base's extents below the base limit that were not copied, by their
-    // ids; the rest (copied extents, bytes past the base limit) cut from the data file.
+    // ids; the rest (copied extents, bytes past the base limit) cut from the data file. Taken
+    // from the content cache when the row and the data file are as they were then.
     Result<FileContent> content(const Row& r) {
         std::vector<uint64_t> copied;
         {
@@ -399,6 +418,45 @@ private:
                 copied.push_back(uq(q.int64(0)));
             }
         }
+        // What the content depends on: the row, its copied marks and the data file (whose times
+        // the kernel moves on every write, also one the row does not know of yet). Taken before
+        // the bytes are read: a write while they are read changes it for the next build.
+        std::string key = fmt::format("{} {} {} {} {} {}", r.size, r.base_limit, r.mtime_ns, r.ctime_ns, r.origin ? "o:" + *r.origin : "-",
+                                      copied.size());
+        for (uint64_t c : copied) key += fmt::format(",{}", c);
+        bool cacheable = r.ctime_ns < start_ns_ - kRacyNs;
+        {
+            struct stat st;
+            std::string data = fmt::format("{}/data/{:016x}", dir_, r.ino);
+            if (::stat(data.c_str(), &st) == 0) {
+                key += fmt::format(" f:{}:{}:{}:{}", st.st_ino, st.st_size, ns_of(st.st_mtim), ns_of(st.st_ctim));
+                cacheable = cacheable && ns_of(st.st_mtim) < start_ns_ - kRacyNs && ns_of(st.st_ctim) < start_ns_ - kRacyNs;
+            } else if (errno == ENOENT) {
+                key += " f:-";
+            } else {
+                cacheable = false;
+            }
+        }
+        if (cache_) {
+            auto q = cache_->prepare("SELECT content FROM contents WHERE ino = ? AND key = ?");
+            if (q) {
+                q->bind(1, sq(r.ino)).bind(2, key);
+                auto found = q->step();
+                if (found && *found) {
+                    auto c = decode_content(q->blob_view(0));
+                    if (c) {
+                        cache_hits++;
+                        return std::move(*c);
+                    }
+                }
+            }
+        }
+        DVOL_TRY(FileContent c, compute(r, copied));
+        if (cacheable) fresh.push_back(LayerContentEntry{r.ino, std::move(key), encode_content(c)});
+        return c;
+    }
+
+    Result<FileContent> compute(const Row& r, const std::vector<uint64_t>& copied) {
         std::optional<TreeEntry> be;
         if (r.origin && r.base_limit > 0) {
             DVOL_TRY(be, base_entry(*r.origin));
@@ -492,6 +550,8 @@ private:
     meta::Db& db_;
     std::string dir_;
     const LayerTreeSinks& sinks_;
+    meta::Db* cache_;
+    int64_t start_ns_;
     Chunker chunker_;
     std::vector<std::byte> buf_;
     std::unordered_map<ObjectId, std::shared_ptr<const Tree>, ObjectIdHash> trees_;
@@ -544,16 +604,48 @@ Result<std::optional<ObjectId>> layer_base(const std::string& layer_dir) {
     return std::optional<ObjectId>(*id);
 }
 
-Result<LayerTree> build_layer_tree(ObjectSource& base, const ObjectId& base_top, const std::string& layer_dir, const LayerTreeSinks& sinks) {
+namespace {
+
+constexpr const char* kContentsDb = "/contents.db";
+
+Result<std::unique_ptr<meta::Db>> open_contents(const std::string& layer_dir) {
+    DVOL_TRY(auto db, meta::Db::open(layer_dir + kContentsDb));
+    DVOL_CHECK(db->exec("PRAGMA synchronous=NORMAL;"
+                        "CREATE TABLE IF NOT EXISTS contents(ino INTEGER PRIMARY KEY, key TEXT NOT NULL, content BLOB NOT NULL)"));
+    return db;
+}
+
+}  // namespace
+
+Result<LayerTree> build_layer_tree(ObjectSource& base, const ObjectId& base_top, const std::string& layer_dir, const LayerTreeSinks& sinks,
+                                   int64_t as_of_ns) {
     DVOL_TRY(auto db, meta::Db::open(layer_dir + "/layer.db"));
     DVOL_TRY(auto read, meta::Db::ReadScope::begin(*db));  // one snapshot of the layer
-    Builder b(base, *db, layer_dir, sinks);
+    // The content cache is a cache: one that cannot be opened is done without.
+    std::unique_ptr<meta::Db> cache;
+    if (path_exists(layer_dir + kContentsDb)) {
+        if (auto c = open_contents(layer_dir)) cache = std::move(*c);
+    }
+    Builder b(base, *db, layer_dir, sinks, cache.get(), as_of_ns ? as_of_ns : now_ns());
     b.base_top_ = base_top;
     LayerTree out;
     DVOL_TRY(out.top, b.top(base_top));
     out.chunks = b.chunks;
     out.chunk_bytes = b.chunk_bytes;
+    out.cache_hits = b.cache_hits;
+    out.fresh = std::move(b.fresh);
     return out;
+}
+
+Status save_layer_contents(const std::string& layer_dir, const std::vector<LayerContentEntry>& entries) {
+    if (entries.empty()) return {};
+    DVOL_TRY(auto db, open_contents(layer_dir));
+    DVOL_TRY(auto txn, meta::Db::Transaction::begin(*db));
+    for (const auto& e : entries) {
+        DVOL_TRY(auto q, db->prepare("INSERT OR REPLACE INTO contents(ino, key, content) VALUES(?, ?, ?)"));
+        DVOL_CHECK(q.bind(1, sq(e.ino)).bind(2, e.key).bind_blob(3, e.content).run());
+    }
+    return txn.commit();
 }
 
 }  // namespace dvol

@@ -19,6 +19,7 @@
 #include <optional>
 #include <span>
 #include <string>
+#include <vector>
 
 #include "base/error.h"
 #include "base/object_id.h"
@@ -36,10 +37,22 @@ struct LayerTreeSinks {
     std::function<Status(const ObjectId&, std::span<const std::byte>)> chunk;
 };
 
+// A file's content as built from the layer, with what it depends on (its row, copied marks and
+// data file's identity and times): a later build takes it as it is while that is unchanged.
+struct LayerContentEntry {
+    uint64_t ino = 0;
+    std::string key;
+    std::vector<std::byte> content;  // encode_content
+};
+
 struct LayerTree {
     ObjectId top;           // the top tree
     uint64_t chunks = 0;    // chunks cut from the layer's bytes
     uint64_t chunk_bytes = 0;
+    uint64_t cache_hits = 0;  // files taken from the content cache, their bytes not read
+    // Contents built from the layer's bytes that may go to the content cache: only once the
+    // commit that stored their chunks is durable (save_layer_contents).
+    std::vector<LayerContentEntry> fresh;
 };
 
 // A lazy volume's kept objects (its trees and extent lists: <cache>/meta/<hex>, docs/FORMAT.md
@@ -53,7 +66,16 @@ std::unique_ptr<ObjectSource> open_kept_objects(const std::string& cache_dir);
 void flush_live_mount(const std::string& live_dir);
 
 // The top tree of base tree `base_top` (read through `base`: trees and extent lists only) with the
-// layer in `layer_dir` applied.
-Result<LayerTree> build_layer_tree(ObjectSource& base, const ObjectId& base_top, const std::string& layer_dir, const LayerTreeSinks& sinks);
+// layer in `layer_dir` applied. A file whose row and data file are as a previous commit saw them
+// takes the content that commit stored (the content cache, `layer_dir`/contents.db), its bytes
+// not read again: a commit costs what changed since the last one.
+// `as_of_ns`: the build's time (0: now), which decides what is too recent to cache; tests give
+// a later one.
+Result<LayerTree> build_layer_tree(ObjectSource& base, const ObjectId& base_top, const std::string& layer_dir, const LayerTreeSinks& sinks,
+                                   int64_t as_of_ns = 0);
+
+// Adds `entries` (LayerTree::fresh of a build whose chunks are all durable in the store) to the
+// content cache of the layer in `layer_dir`.
+Status save_layer_contents(const std::string& layer_dir, const std::vector<LayerContentEntry>& entries);
 
 }  // namespace dvol

@@ -333,6 +333,9 @@ Result<CommitOutcome> Repository::commit_lazy(const std::string& volume, const s
     DVOL_CHECK(refs_->swap_tip(v.id, v.branch, parent, id,
                                commit_action(parent, message)));
     DVOL_CHECK(txn.commit());
+    // The contents it cut are in the packs now, named by this commit: the next build of the
+    // layer may take them as they are. Only a cache: failing to keep it fails nothing.
+    (void)save_layer_contents(layer_dir, live.fresh);
     CommitOutcome out;
     out.id = id;
     out.bytes_read = live.chunk_bytes;

@@ -879,3 +879,75 @@ TEST_CASE("the layer as a tree: hard links whose first base name is gone or move
     snapshot_commit(**cf, kRootIno, "", got);
     CHECK(want == got);
 }
+
+// The content cache: a commit's contents are taken as they are by the next build while the file's
+// row and data file are unchanged; a write (also one not yet flushed to the row) or a recent
+// change makes the file read again. The builds here are "10 s later", so nothing is too recent.
+TEST_CASE("the layer as a tree: a file unchanged since the last commit is not read again", "[layer_fs]") {
+    Base b;
+    TempDir tmp;
+    std::string dir = tmp / "layer";
+    auto m = mount(b, dir);
+    auto& fs = *m.fs;
+    uint64_t big = look(fs, kRootIno, "big").ino;
+    auto f = fs.mknod(kRootIno, "new", new_file());
+    REQUIRE(f);
+    {
+        auto h = open_rw(fs, big);
+        write_at(fs, *h, 5000, "changed");
+        REQUIRE(fs.release(std::move(h)));
+        auto n = open_rw(fs, f->ino);
+        write_at(fs, *n, 0, std::string(50000, 'n'));
+        REQUIRE(fs.release(std::move(n)));
+    }
+    REQUIRE(fs.flush_all());
+    auto later = [] {
+        struct timespec ts;
+        ::clock_gettime(CLOCK_REALTIME, &ts);
+        return static_cast<int64_t>(ts.tv_sec + 10) * 1000000000 + ts.tv_nsec;
+    };
+    LayerTreeSinks sinks;
+    sinks.meta = [&](const ObjectId&, std::span<const std::byte> bytes) -> Status {
+        b.src.put(bytes);
+        return {};
+    };
+    sinks.chunk = [&](const ObjectId&, std::span<const std::byte> bytes) -> Status {
+        b.src.put(bytes);
+        return {};
+    };
+    auto first = build_layer_tree(b.src, b.top, dir, sinks, later());
+    if (!first) FAIL(first.error().message);
+    CHECK(first->cache_hits == 0);
+    CHECK(first->fresh.size() == 2);
+    CHECK(first->chunks >= 2);
+    // Not saved (no commit): the next build reads the bytes again.
+    auto again = build_layer_tree(b.src, b.top, dir, {}, later());
+    REQUIRE(again);
+    CHECK(again->cache_hits == 0);
+    CHECK(again->top == first->top);
+    REQUIRE(save_layer_contents(dir, first->fresh));
+    auto cached = build_layer_tree(b.src, b.top, dir, {}, later());
+    REQUIRE(cached);
+    CHECK(cached->cache_hits == 2);
+    CHECK(cached->chunks == 0);
+    CHECK(cached->top == first->top);
+    // A write to new, not flushed to its row: new is read again, big is not.
+    {
+        auto n = open_rw(fs, f->ino);
+        write_at(fs, *n, 100, "x");
+        auto after = build_layer_tree(b.src, b.top, dir, {}, later());
+        REQUIRE(after);
+        CHECK(after->cache_hits == 1);
+        CHECK(after->top != first->top);
+        REQUIRE(fs.release(std::move(n)));
+    }
+    REQUIRE(fs.flush_all());
+    auto flushed = build_layer_tree(b.src, b.top, dir, {}, later());
+    REQUIRE(flushed);
+    CHECK(flushed->cache_hits == 1);
+    // As of now, what was just written is too recent to be cached.
+    auto now = build_layer_tree(b.src, b.top, dir, {});
+    REQUIRE(now);
+    CHECK(now->fresh.empty());
+    CHECK(now->top == flushed->top);
+}
