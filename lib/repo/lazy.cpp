@@ -1,7 +1,7 @@
 // Lazy volumes (docs/ARCHITECTURE.md, "Lazy volumes"): a volume whose commits, trees and extent
 // lists were fetched by clone --lazy, and whose chunks come from the remote on first read, through
 // a ChunkCache in the volume's directory. The mount (fuse-mount/) reads through open_lazy_source;
-// the commands that need its base objects in the store (fetch, pull, diff of commits) refuse (refuse_lazy).
+// the commands that need its base objects in the store (fetch, pull) refuse (refuse_lazy).
 #include <fmt/format.h>
 
 #include "meta/db.h"

@@ -772,12 +772,22 @@ Result<std::vector<FileDiff>> Repository::diff(const std::string& volume, const 
                                                const std::optional<std::string>& to, const std::string& path, const WarnFn& warn) {
     DVOL_TRY(auto v, find_volume(volume));
     DVOL_TRY(bool lazy, is_lazy(v.id));
-    if (lazy && (from || to)) DVOL_CHECK(refuse_lazy(v, "diff of commits"));
     DVOL_TRY(auto store_lock, StoreLock::acquire(*paths_, false, wait_notice_));
     TreeOverlay overlay;
     std::optional<ObjectId> from_tree, to_tree;
     ObjectId live_top;
     bool to_live = !to;
+    if (from) {
+        DVOL_TRY(auto c, resolve_in(v, *from));
+        DVOL_TRY(from_tree, commit_tree(c));
+    } else {
+        DVOL_TRY(auto tip, head(v));
+        if (tip) { DVOL_TRY(from_tree, commit_tree(*tip)); }
+    }
+    if (to) {
+        DVOL_TRY(auto c, resolve_in(v, *to));
+        DVOL_TRY(to_tree, commit_tree(c));
+    }
     // Where trees and content are read: the store; for a lazy volume, its kept objects (trees and
     // extent lists) and its remote (the base's chunks, read without the cache its mount holds)
     // after the store (its own commits' chunks).
@@ -787,27 +797,18 @@ Result<std::vector<FileDiff>> Repository::diff(const std::string& volume, const 
     if (lazy) {
         DVOL_TRY(auto lv, lazy_volume(volume));
         kept = open_kept_objects(lv->cache_dir);
-        DVOL_TRY(auto live, lazy_live_tree(v, *lv, *kept, overlay));
-        if (!live) return std::vector<FileDiff>();  // no write layer: the live directory is its tip
+        if (!to) {
+            // The live state: the tip with the write layer applied; without a layer, the tip.
+            DVOL_TRY(auto live, lazy_live_tree(v, *lv, *kept, overlay));
+            to_live = live.has_value();
+            to_tree = live.value_or(lv->tree);
+            if (!from && !live) return std::vector<FileDiff>();
+        }
         DVOL_TRY(remote, open_lazy_remote(*lv));
         store_kept = std::make_unique<LocalFirst>(*store_, *kept);
         lazy_source = std::make_unique<LocalFirst>(*store_kept, *remote);
         source = lazy_source.get();
-        from_tree = lv->tree;
-        to_tree = *live;
-    } else if (from) {
-        DVOL_TRY(auto c, resolve_in(v, *from));
-        DVOL_TRY(from_tree, commit_tree(c));
-    } else {
-        DVOL_TRY(auto tip, head(v));
-        if (tip) { DVOL_TRY(from_tree, commit_tree(*tip)); }
-    }
-    if (lazy) {
-        // both sides set above
-    } else if (to) {
-        DVOL_TRY(auto c, resolve_in(v, *to));
-        DVOL_TRY(to_tree, commit_tree(c));
-    } else {
+    } else if (!to) {
         StatCache cache(*db_, v.id, cache_damage());
         Scanner scanner(*store_, cache, false, warn);
         DVOL_TRY(live_top, scanner.scan(paths_->live_dir(volume)));

@@ -280,7 +280,7 @@ if [ "$RC" -eq 0 ]; then pass; else fail "after the commit and a remount, the sa
 expect_ok dvol status data
 expect_stdout_contains "nothing to commit"
 
-section "diff sees the layer"
+section "diff sees the layer and the commits"
 expect_ok dvol diff --volume data
 expect_eq "no change, no diff" "" "$OUT"
 printf 'hello lazy\nsecond line\n' >"$LIVE/notes.txt"
@@ -289,6 +289,15 @@ expect_stdout_contains "+++ b/notes.txt"
 expect_stdout_contains "+hello lazy"
 expect_ok dvol diff --volume data -- notes.txt
 expect_stdout_contains "+second line"
+# Between commits (the clone's and the layer's), and from a commit to the live state.
+expect_ok dvol diff --volume data HEAD^ HEAD
+expect_stdout_contains "Binary files /dev/null and b/sparse differ"
+expect_stdout_contains "metadata of full: mode"
+expect_ok dvol diff --volume data HEAD HEAD^
+expect_stdout_contains "Binary files a/sparse and /dev/null differ"
+expect_ok dvol diff --volume data HEAD^
+expect_stdout_contains "+hello lazy"
+expect_stdout_contains "Binary files /dev/null and b/sparse differ"
 rm "$LIVE/notes.txt"
 expect_ok dvol diff --volume data
 expect_eq "the file gone again, no diff" "" "$OUT"
