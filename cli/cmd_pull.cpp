@@ -5,6 +5,7 @@
 #include "context.h"
 #include "fetch_report.h"
 #include "json_out.h"
+#include "lazy_remount.h"
 #include "progress.h"
 
 namespace dvol::cli {
@@ -26,8 +27,11 @@ void add_pull(CLI::App& app, Context& ctx) {
         if (!repo) return;
         // The containers using the volume stop while its data changes and start again after.
         ContainerHold hold(ctx, vol, ContainerHold::Mode::stop);
+        LiveDataHooks hooks = hold.hooks();
+        LazyRemount lazy(ctx, *repo, vol, hooks);
         ProgressLine progress("Pulling", "");
-        auto out = repo->pull(RemoteSpec{*remote, *endpoint}, vol, *branch, progress.callback(), hold.hooks());
+        auto out = repo->pull(RemoteSpec{*remote, *endpoint}, vol, *branch, progress.callback(), hooks);
+        lazy.remount();
         progress.finish();
         if (!out) return ctx.fail(out.error());
         for (const auto& w : out->restore.warnings) Context::warn(w);

@@ -1,8 +1,9 @@
 // A lazy volume's live directory is its FUSE mount (its tip and the write layer over it). A
-// command that moves the volume to another commit (reset --hard, checkout of a branch elsewhere)
-// unmounts it once the containers are stopped and mounts it again on the new tip after the
-// library has let go of the volume's lock: the mount process, forked under it, would hold it
-// for good. The containers start after that, when their ContainerHold lets them go.
+// command that moves the volume to another commit (reset --hard, checkout of a branch
+// elsewhere, pull) unmounts it once the containers are stopped and mounts it again on the new
+// tip after the library has let go of the volume's lock: the mount process, forked under it,
+// would hold it for good. The containers start after that, when their ContainerHold lets them
+// go.
 #pragma once
 
 #include <string>

@@ -637,6 +637,19 @@ Result<LayerTree> build_layer_tree(ObjectSource& base, const ObjectId& base_top,
     return out;
 }
 
+// docs/FORMAT.md "The cache".
+Status keep_object(const std::string& cache_dir, const ObjectId& id, std::span<const std::byte> bytes) {
+    std::string path = cache_dir + "/meta/" + id.hex();
+    if (path_exists(path)) return {};
+    std::string tmp = cache_dir + "/tmp/commit-" + id.hex();
+    DVOL_CHECK(make_dirs(cache_dir + "/tmp"));
+    DVOL_TRY(auto fd, open_file(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0644));
+    DVOL_CHECK(write_all(fd.get(), bytes, tmp));
+    DVOL_CHECK(fsync_fd(fd.get(), tmp));
+    if (::rename(tmp.c_str(), path.c_str()) != 0) return errno_error("rename into place", path);
+    return {};
+}
+
 Status save_layer_contents(const std::string& layer_dir, const std::vector<LayerContentEntry>& entries) {
     if (entries.empty()) return {};
     DVOL_TRY(auto db, open_contents(layer_dir));

@@ -60,6 +60,12 @@ struct LayerTree {
 // against its name.
 std::unique_ptr<ObjectSource> open_kept_objects(const std::string& cache_dir);
 
+// Keeps object `id` (a tree or extent list of the volume's own commits, or fetched for it) with
+// the volume's other kept objects: written under <cache>/tmp/, fsync'ed and renamed into
+// <cache>/meta/; the caller fsyncs <cache>/meta/ before anything names it. Nothing when it is
+// kept already. Safe while the volume's mount runs.
+Status keep_object(const std::string& cache_dir, const ObjectId& id, std::span<const std::byte> bytes);
+
 // Makes the mount on `live_dir` write what it holds in memory to its layer (an fsync of the
 // directory, which the write layer answers by flushing everything). Nothing when it is not
 // mounted or its process is gone: the layer on disk is then all there is.

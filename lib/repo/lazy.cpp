@@ -1,7 +1,6 @@
 // Lazy volumes (docs/ARCHITECTURE.md, "Lazy volumes"): a volume whose commits, trees and extent
 // lists were fetched by clone --lazy, and whose chunks come from the remote on first read, through
-// a ChunkCache in the volume's directory. The mount (fuse-mount/) reads through open_lazy_source;
-// the commands that need its base objects in the store (fetch, pull) refuse (refuse_lazy).
+// a ChunkCache in the volume's directory. The mount (fuse-mount/) reads through open_lazy_source.
 #include <fmt/format.h>
 
 #include "meta/db.h"
@@ -77,14 +76,6 @@ public:
 Result<bool> Repository::is_lazy(int64_t volume_id) {
     DVOL_TRY(auto url, refs_->volume_option(volume_id, kLazyUrlOption));
     return url.has_value();
-}
-
-Status Repository::refuse_lazy(const Volume& v, std::string_view what) {
-    DVOL_TRY(bool lazy, is_lazy(v.id));
-    if (!lazy) return {};
-    return make_error(Errc::unsupported, fmt::format("{} is not supported on lazy volume {} (its base objects are on its remote, "
-                                                     "not in the store); clone it without --lazy for that",
-                                                     what, v.name));
 }
 
 Result<std::optional<LazyVolume>> Repository::lazy_volume(const std::string& volume) {

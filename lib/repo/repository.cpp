@@ -274,21 +274,6 @@ std::string commit_action(const std::optional<ObjectId>& parent, const std::stri
     return fmt::format("commit{}: {}", parent ? "" : " (initial)", message.substr(0, message.find('\n')));
 }
 
-// An object of a lazy volume's own commits, kept with the trees its clone fetched (<cache>/meta/,
-// docs/FORMAT.md "The cache"): written, fsync'ed and renamed into place; the directory is
-// fsync'ed by the caller before anything names it.
-Status keep_object(const std::string& cache_dir, const ObjectId& id, std::span<const std::byte> bytes) {
-    std::string path = cache_dir + "/meta/" + id.hex();
-    if (path_exists(path)) return {};
-    std::string tmp = cache_dir + "/tmp/commit-" + id.hex();
-    DVOL_CHECK(make_dirs(cache_dir + "/tmp"));
-    DVOL_TRY(auto fd, open_file(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0644));
-    DVOL_CHECK(write_all(fd.get(), bytes, tmp));
-    DVOL_CHECK(fsync_fd(fd.get(), tmp));
-    if (::rename(tmp.c_str(), path.c_str()) != 0) return errno_error("rename into place", path);
-    return {};
-}
-
 }  // namespace
 
 // A lazy volume with a write layer (made by its mount at the first change): the new tree is the layer's base with the layer applied (repo/layer_tree.h), built without
@@ -740,7 +725,8 @@ Result<CheckoutOutcome> Repository::checkout_lazy(const Volume& v, const std::st
     DVOL_TRY(auto tip, head(v));
     out.restore.id = target.tip.value_or(ObjectId{});
     if (target.tip != tip) {
-        if (!target.tip) DVOL_CHECK(refuse_lazy(v, "switching to a branch without commits"));
+        if (!target.tip)
+            return make_error(Errc::unsupported, fmt::format("branch {} of lazy volume {} has no commit to mount", branch, v.name));
         DVOL_TRY(auto lv, lazy_volume(v.name));
         {
             // Its trees are kept with the volume (fetched by the clone, or made by its commits).

@@ -504,11 +504,13 @@ private:
     Result<Remote> open_remote(const RemoteSpec& spec, bool for_push = false);
     Result<bool> is_ancestor(const ObjectId& ancestor, const ObjectId& tip);
     // `lazy_cache`: the directory of a lazy volume's cache, where trees and extent lists go
-    // (and no chunk is fetched); empty for an ordinary fetch into the store.
+    // (and no chunk is fetched); empty for an ordinary fetch into the store. `lazy_mounted`: the
+    // volume exists and its mount may run (a fetch or pull, not a clone).
     Result<FetchOutcome> fetch_into(Remote& r, const Volume& v, const std::string& remote_volume, const ProgressFn& progress,
-                                    const std::string& lazy_cache = "");
-    // Errc::unsupported ("`what` is not supported on lazy volume V...") when `v` is lazy.
-    Status refuse_lazy(const Volume& v, std::string_view what);
+                                    const std::string& lazy_cache = "", bool lazy_mounted = false);
+    // Where a fetch or pull (`what`) of `v` from `r` keeps trees: a lazy volume's cache directory
+    // ("" for an ordinary volume); Errc::unsupported when `r` is not the remote it reads from.
+    Result<std::string> lazy_fetch_cache(const Volume& v, const Remote& r, std::string_view what);
     Result<bool> is_lazy(int64_t volume_id);
     Result<std::string> remote_volume_of(const Volume& v);
 

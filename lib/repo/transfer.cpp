@@ -515,7 +515,7 @@ Result<PushOutcome> Repository::push(const RemoteSpec& spec, const std::string& 
 }
 
 Result<FetchOutcome> Repository::fetch_into(Remote& r, const Volume& v, const std::string& rv, const ProgressFn& progress,
-                                            const std::string& lazy_cache) {
+                                            const std::string& lazy_cache, bool lazy_mounted) {
     FetchOutcome out;
     out.remote_volume = rv;
     RemoteVolume refs;
@@ -534,13 +534,19 @@ Result<FetchOutcome> Repository::fetch_into(Remote& r, const Volume& v, const st
     // to bring costs the refs' requests alone.
     remote::RemoteObjects objects(*r.backend, *db_, *remote_index_, r.id);
     // A lazy volume's trees and extent lists go to its cache's kept tier, not to the store's
-    // packs (whose invariant, a tree present means its content present, they would break).
-    std::unique_ptr<ChunkCache> lazy;
-    if (!lazy_cache.empty()) {
+    // packs (whose invariant, a tree present means its content present, they would break): by
+    // the cache itself for a clone (nothing mounts it yet), else one by one beside it (its mount
+    // may run and owns the cache), each fsync'ed.
+    bool lazy = !lazy_cache.empty();
+    std::unique_ptr<ChunkCache> cache;
+    std::unique_ptr<ObjectSource> kept;
+    if (lazy && !lazy_mounted) {
         ChunkCache::Options co;
         co.prefetch_threads = 0;
         co.bound = UINT64_MAX;  // only the kept tier is written here: nothing to evict
-        DVOL_TRY(lazy, ChunkCache::open(lazy_cache, objects, co));
+        DVOL_TRY(cache, ChunkCache::open(lazy_cache, objects, co));
+    } else if (lazy) {
+        kept = open_kept_objects(lazy_cache);
     }
     for (const auto& [b, tip] : refs.branches) {
         DVOL_TRY(bool have, refs_->has_commit(v.id, tip));
@@ -620,7 +626,12 @@ Result<FetchOutcome> Repository::fetch_into(Remote& r, const Volume& v, const st
             if (queued.contains(id)) return false;
             if (lazy) {
                 // Kept children first: a kept tree has all its trees and lists kept below it.
-                if (kind == ObjectKind::chunk || lazy->pinned(id)) return false;
+                if (kind == ObjectKind::chunk) return false;
+                if (cache && cache->pinned(id)) return false;
+                if (kept) {
+                    DVOL_TRY(bool here, kept->has(id));
+                    if (here) return false;
+                }
                 queued.insert(id);
                 return true;
             }
@@ -643,7 +654,14 @@ Result<FetchOutcome> Repository::fetch_into(Remote& r, const Volume& v, const st
         if (unreadable) return *unreadable;
     }
     if (lazy) {
-        for (const auto& id : metadata) DVOL_CHECK(lazy->pin(id, read.at(id)));
+        for (const auto& id : metadata) {
+            if (cache) {
+                DVOL_CHECK(cache->pin(id, read.at(id)));
+            } else {
+                DVOL_CHECK(keep_object(lazy_cache, id, read.at(id)));
+            }
+        }
+        if (kept) DVOL_CHECK(fsync_dir(lazy_cache + "/meta"));
         out.received.objects = metadata.size();
         out.received.bytes = objects.stats().bytes;
         out.received.requests = objects.stats().requests;
@@ -698,31 +716,42 @@ Result<FetchOutcome> Repository::fetch_into(Remote& r, const Volume& v, const st
     return out;
 }
 
+// A lazy volume fetches from the remote it reads its chunks from (another one's commits would
+// name chunks its mount cannot reach), into its cache. "" for an ordinary volume.
+Result<std::string> Repository::lazy_fetch_cache(const Volume& v, const Remote& r, std::string_view what) {
+    DVOL_TRY(auto lv, lazy_volume(v.name));
+    if (!lv) return std::string();
+    std::string endpoint = r.key.size() > r.url.size() ? r.key.substr(r.url.size() + 1) : "";
+    if (lv->url != r.url || lv->endpoint != endpoint)
+        return make_error(Errc::unsupported, fmt::format("lazy volume {} reads its data from {}: {} from that remote only", v.name, lv->url, what));
+    return lv->cache_dir;
+}
+
 Result<FetchOutcome> Repository::fetch(const RemoteSpec& spec, const std::string& volume, const ProgressFn& progress) {
     DVOL_TRY(auto v, find_volume(volume));
-    DVOL_CHECK(refuse_lazy(v, "fetch"));
     DVOL_TRY(std::string rv, remote_volume_of(v));
     DVOL_TRY(auto r, open_remote(spec));
+    DVOL_TRY(std::string lazy_cache, lazy_fetch_cache(v, r, "fetch"));
     DVOL_TRY(auto store_lock, StoreLock::acquire(*paths_, false, wait_notice_));
     DVOL_CHECK(prepare_write());
-    return fetch_into(r, v, rv, progress);
+    return fetch_into(r, v, rv, progress, lazy_cache, true);
 }
 
 Result<PullOutcome> Repository::pull(const RemoteSpec& spec, const std::string& volume, const std::optional<std::string>& branch_arg,
                                      const ProgressFn& progress, const LiveDataHooks& hooks) {
     DVOL_TRY(auto v, find_volume(volume));
-    DVOL_CHECK(refuse_lazy(v, "pull"));
     std::string branch = branch_arg.value_or(v.branch);
     if (!valid_name(branch)) return make_error(Errc::invalid_argument, invalid_name_message(branch, "branch name"));
     DVOL_TRY(std::string rv, remote_volume_of(v));
     DVOL_TRY(auto r, open_remote(spec));
+    DVOL_TRY(std::string lazy_cache, lazy_fetch_cache(v, r, "pull"));
     DVOL_TRY(auto lock, VolumeLock::acquire(*paths_, volume, wait_notice_));
     DVOL_TRY(auto store_lock, StoreLock::acquire(*paths_, false, wait_notice_));
     DVOL_CHECK(prepare_write());
     DVOL_TRY(v, find_volume(volume));
     PullOutcome out;
     out.branch = branch;
-    DVOL_TRY(out.fetched, fetch_into(r, v, rv, progress));
+    DVOL_TRY(out.fetched, fetch_into(r, v, rv, progress, lazy_cache, true));
 
     std::optional<ObjectId> theirs;
     DVOL_TRY(auto tracking, refs_->tracking(v.id));
@@ -765,6 +794,21 @@ Result<PullOutcome> Repository::pull(const RemoteSpec& spec, const std::string& 
     }
     DVOL_CHECK(refuse_uncommitted(v, "reset --hard, before pulling"));
     DVOL_TRY(ObjectId tree, commit_tree(*theirs));
+    if (!lazy_cache.empty()) {
+        // As reset --hard does: the hooks unmount the live directory (containers stopped) and
+        // mount it again on the new tip; the layer, with nothing uncommitted, goes.
+        Quiesced quiet(hooks);
+        DVOL_CHECK(quiet.start());
+        DVOL_CHECK(refuse_uncommitted(v, "reset --hard, before pulling"));
+        {
+            DVOL_TRY(auto txn, meta::Db::Transaction::begin(*db_));
+            DVOL_CHECK(refs_->swap_tip(v.id, branch, row->tip, *theirs, action));
+            DVOL_CHECK(txn.commit());
+        }
+        DVOL_CHECK(remove_tree(lazy_cache + "/layer"));
+        out.restore.id = *theirs;
+        return out;
+    }
     DVOL_TRY(auto verified, verify_restore(v, &tree, std::move(out.fetched.verified)));
     Quiesced quiet(hooks);
     DVOL_CHECK(quiet.start());

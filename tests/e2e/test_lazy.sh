@@ -22,7 +22,8 @@
 #     date; a write on a new branch is seen by status and committed; an uncommitted one refuses
 #     a checkout to the other commit (one line); checkout between the two commits mounts each one
 #     again (--force drops the uncommitted write); that commit pushed and cloned in full into
-#     the same store (whose packs lack its trees); gc and fsck leave the lazy volume readable; rm unmounts it and frees
+#     the same store (whose packs lack its trees); a new commit fetched and pulled into it
+#     (the mount follows), a pull from another remote refused; gc and fsck leave the lazy volume readable; rm unmounts it and frees
 #     its cache. (The write layer itself: test_lazy_write.sh.)
 # Needs /dev/fuse and root or fusermount3 (s3: root, for Ceph); SKIP otherwise. It ends only the
 # processes it started (mount processes by the pid in their cache's lock file; RGW by rgw.sh).
@@ -315,6 +316,24 @@ expect_eq "a full clone in the same store has the lazy volume's commit" lazy-wri
 expect_eq "and the rest of it" "$SUMS" "$(sums "$(dvol path full)" | grep -v ' ./new$')"
 expect_ok dvol rm -f full
 expect_ok dvol branch -D other data
+
+section "fetch and pull into a lazy volume"
+use_store src
+printf 'pulled\n' >"$(dvol path data)/pulled"
+expect_ok dvol commit -m "a file to pull" data
+expect_ok tdvol push "$REMOTE" data
+use_store lazy
+expect_ok tdvol fetch "$REMOTE" data
+expect_ok tdvol pull "$REMOTE" data
+check "the live directory, mounted again, has the pulled file" test "$(cat "$LIVE/pulled" 2>&1)" = pulled
+expect_eq "and the rest of it" "$SUMS" "$(sums "$LIVE" | grep -v ' ./pulled$')"
+expect_ok dvol status data
+expect_stdout_contains "nothing to commit"
+expect_ok tdvol pull "$REMOTE" data
+mkdir -p "$TEST_TMP/elsewhere"
+expect_fail 1 tdvol pull "$TEST_TMP/elsewhere" data
+expect_stderr_one_line
+expect_stderr_contains "reads its data from"
 
 section "rm of a mounted lazy volume"
 expect_ok dvol rm -f data
