@@ -168,15 +168,48 @@ Result<std::shared_ptr<const CachedList>> CommitFs::extent_list(const ExtentList
     });
 }
 
+std::shared_ptr<std::vector<std::byte>> CommitFs::chunk_buffer(size_t bytes) {
+    std::unique_ptr<std::vector<std::byte>> b;
+    {
+        std::lock_guard lk(spares_->mu);
+        // The smallest spare that holds `bytes`; when none does, the largest.
+        auto better = [&](const auto& x, const auto& y) {
+            bool xf = x->capacity() >= bytes, yf = y->capacity() >= bytes;
+            if (xf != yf) return xf;
+            return xf ? x->capacity() < y->capacity() : x->capacity() > y->capacity();
+        };
+        auto& spare = spares_->buffers;
+        auto best = spare.begin();
+        for (auto it = spare.begin(); it != spare.end(); ++it)
+            if (better(*it, *best)) best = it;
+        if (best != spare.end()) {
+            b = std::move(*best);
+            spare.erase(best);
+        }
+    }
+    if (!b) b = std::make_unique<std::vector<std::byte>>();
+    // (An extent's length comes from the commit: a damaged one claiming more than any chunk can
+    // hold gets no room made for it; its load fails on the size the store gives.)
+    if (b->capacity() < bytes && bytes <= kMaxChunkRoom) {
+        b->clear();  // grown without copying what it held
+        b->reserve(bytes);
+    }
+    return std::shared_ptr<std::vector<std::byte>>(b.release(), [spares = spares_](std::vector<std::byte>* v) {
+        std::unique_ptr<std::vector<std::byte>> owned(v);
+        std::lock_guard lk(spares->mu);
+        if (spares->buffers.size() < kSpareBuffers) spares->buffers.push_back(std::move(owned));
+    });
+}
+
 Result<std::shared_ptr<const std::vector<std::byte>>> CommitFs::chunk(const Extent& x) {
     return chunks_.get(x.id, [&]() -> Result<LoadingCache<std::vector<std::byte>>::Loaded> {
-        auto c = std::make_shared<std::vector<std::byte>>();
+        auto c = chunk_buffer(x.length);
         if (auto st = source_.get(x.id, *c); !st) return object_error(st.error());
         if (c->size() != x.length)
             return make_error(Errc::corrupt, fmt::format("chunk {} holds {} bytes where its extent says {}", x.id.hex(), c->size(), x.length));
         chunk_loads_++;
         if (options_.trace) options_.trace(fmt::format("loaded chunk {} ({} bytes)", x.id.hex(), c->size()));
-        size_t cost = c->size() + sizeof(*c);
+        size_t cost = c->capacity() + sizeof(*c);  // a reused buffer may be larger than the chunk
         return LoadingCache<std::vector<std::byte>>::Loaded{std::move(c), cost};
     });
 }

@@ -290,6 +290,19 @@ private:
 
     ObjectSource& source_;
     Options options_;
+    // Buffers of chunks the cache has let go, for the next chunks to be loaded into: a new
+    // buffer costs a page fault and zeroing for every page of every chunk: a quarter of a cold
+    // sequential read's CPU time in the mount once hashing was gone (docs/DECISIONS.md). A
+    // reused buffer keeps its size, so loading a chunk no larger writes no zeros first.
+    // Shared with every buffer handed out, which may outlive this CommitFs (a ReadResult kept).
+    static constexpr size_t kSpareBuffers = 8;
+    static constexpr size_t kMaxChunkRoom = 16u << 20;
+    struct Spares {
+        std::mutex mu;
+        std::vector<std::unique_ptr<std::vector<std::byte>>> buffers;
+    };
+    std::shared_ptr<std::vector<std::byte>> chunk_buffer(size_t bytes);  // with room for `bytes`
+    std::shared_ptr<Spares> spares_ = std::make_shared<Spares>();
     LoadingCache<CachedTree> trees_;
     LoadingCache<CachedList> lists_;
     LoadingCache<std::vector<std::byte>> chunks_;

@@ -143,6 +143,7 @@ Status serve_commit(const MountRequest& req, const std::string& dir, Logger& log
     std::optional<LazyServing> lazy;
     std::vector<std::unique_ptr<ObjectSource>> readers;
     ObjectId top;
+    bool no_xattrs = false;
     {
         auto repo = Repository::open(req.store_dir, false);  // a mount makes no store
         if (!repo) return early(repo.error());
@@ -158,13 +159,20 @@ Status serve_commit(const MountRequest& req, const std::string& dir, Logger& log
             if (!pinned) return early(pinned.error());
             pin.emplace(std::move(*pinned));
             for (unsigned i = 0; i < std::max(1u, req.threads); ++i) {
-                auto r = (*repo)->open_object_reader();
+                // Records checked by their CRC-32C rather than hashed (docs/DECISIONS.md, "FUSE mount").
+                auto r = (*repo)->open_object_reader(ReadCheck::checksum);
                 if (!r) return early(r.error());
                 readers.push_back(std::move(r.value()));
             }
             info.volume = pin->volume();
             info.commit = pin->commit();
             top = pin->tree();
+            // A commit without any xattr lets the kernel stop asking for them (serve.h); when
+            // that cannot be known (a damaged tree), they are asked for as always, and the
+            // damaged directory answers EIO when it is looked into.
+            auto has = (*repo)->tree_has_xattrs(top);
+            if (!has) log.error(fmt::format("mounting {} with xattrs asked of every file: {}", dir, has.error().message));
+            no_xattrs = has && !*has;
         }
     }
     std::unique_ptr<PooledSource> pooled;
@@ -186,6 +194,7 @@ Status serve_commit(const MountRequest& req, const std::string& dir, Logger& log
     cfg.fsname = fmt::format("dvol:{}@{}", info.volume, info.commit.hex().substr(0, 12));
     cfg.threads = std::max(1u, req.threads);
     cfg.readahead_kib = req.readahead_kib;
+    cfg.no_xattrs = no_xattrs;
     std::unique_ptr<LayerFs> layer;
     if (lazy) {  // a lazy volume's live directory is writable: its changes go to the layer
         cfg.layer_dir = lazy->cache_dir + "/layer";

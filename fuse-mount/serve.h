@@ -34,6 +34,11 @@ struct ServeConfig {
     std::string fsname;  // what mount(8) shows as the source: dvol:VOLUME@ID
     unsigned threads = 4;
     unsigned readahead_kib = 1024;  // 0: the kernel's default
+    // Read-only mounts: the commit has no extended attribute at all (Repository::tree_has_xattrs).
+    // getxattr then answers ENOSYS, after which the kernel asks no more for the whole mount and
+    // fails every getxattr itself with EOPNOTSUPP; listxattr still answers (an empty list).
+    // Never for a writable mount, where setxattr can add some.
+    bool no_xattrs = false;
     // Writable: the layer served read-write (the CommitFs given to serve() is its base), keeping
     // its data in `layer_dir`. Null: the commit, read-only.
     LayerFs* layer = nullptr;

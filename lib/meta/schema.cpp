@@ -111,6 +111,11 @@ CREATE TABLE IF NOT EXISTS remote_branches(
   branch TEXT NOT NULL,
   tip BLOB NOT NULL,
   PRIMARY KEY(volume_id, remote_id, branch)) WITHOUT ROWID;
+-- Facts about a tree and everything below it, found once by walking the trees: a tree's id
+-- names its content, so a row never goes stale (gc drops the rows of trees it deletes).
+CREATE TABLE IF NOT EXISTS tree_facts(
+  tree BLOB PRIMARY KEY,
+  has_xattrs INTEGER NOT NULL) WITHOUT ROWID;
 )sql";
 
 Result<bool> has_column(Db& db, const char* table, const char* column) {
@@ -141,7 +146,8 @@ Status init_schema(Db& db) {
     if (!row) {
         DVOL_TRY(auto ins, db.prepare("INSERT INTO meta(key, value) VALUES('schema_version', ?)"));
         DVOL_CHECK(ins.bind(1, std::to_string(kSchemaVersion)).run());
-    } else if (version == "1" || version == "2" || version == "3" || version == "4" || version == "5") {
+    } else if (version == "1" || version == "2" || version == "3" || version == "4" || version == "5" ||
+               version == "6") {
         // v1 -> v2 -> v3 -> v4: kSchema above created the reflog, volume_options and mounts
         // tables, and the remotes' tables. v4 -> v5: objects gains crc, left NULL (unknown) in
         // the rows already there. v5 -> v6: stat_cache gains xattrs, NULL (unknown) in the rows

@@ -12,6 +12,7 @@
 #include "base/fs.h"
 #include "base/xattr.h"
 #include "meta/db.h"
+#include "meta/tree_facts.h"
 #include "meta/mark_set.h"
 #include "meta/schema.h"
 #include "repo/layer_tree.h"
@@ -587,6 +588,9 @@ Result<GcReport> Repository::gc(const ProgressFn& progress) {
             }
             return true;
         }));
+        // Facts about trees about to be deleted go with them (a tree stored again later is
+        // walked again when asked about).
+        DVOL_CHECK(meta::TreeFacts(*db_).drop_unless(live));
         DVOL_CHECK(txn.commit());
     }
 

@@ -19,7 +19,13 @@
 
 namespace dvol {
 
+// How a reader proves what it reads: `hash`, by hashing the content (ObjectSource::get's
+// contract); `checksum`, by the CRC-32C the index keeps of each record
+// (ObjectStore::get_by_checksum), which shows the bytes are the ones this store wrote under the
+// id, at a fraction of the cost (the mount of a commit: docs/DECISIONS.md, "FUSE mount").
+enum class ReadCheck { hash, checksum };
+
 // A reader of the store at `paths`. Not thread-safe: one thread at a time; open one per thread.
-Result<std::unique_ptr<ObjectSource>> open_object_reader(const StorePaths& paths);
+Result<std::unique_ptr<ObjectSource>> open_object_reader(const StorePaths& paths, ReadCheck check = ReadCheck::hash);
 
 }  // namespace dvol

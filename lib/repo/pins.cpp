@@ -10,9 +10,13 @@
 
 #include <fmt/format.h>
 
+#include "meta/db.h"
+#include "meta/tree_facts.h"
 #include "repo/locks.h"
 #include "repo/object_reader.h"
+#include "repo/readers.h"
 #include "repo/repository.h"
+#include "store/object_store.h"
 #include "store/paths.h"
 
 namespace dvol {
@@ -158,6 +162,44 @@ Result<std::vector<PinInfo>> Repository::scan_pins(bool remove_dead) {
 
 Result<std::vector<PinInfo>> Repository::pins() { return scan_pins(false); }
 
-Result<std::unique_ptr<ObjectSource>> Repository::open_object_reader() { return dvol::open_object_reader(*paths_); }
+Result<std::unique_ptr<ObjectSource>> Repository::open_object_reader(ReadCheck check) { return dvol::open_object_reader(*paths_, check); }
+
+namespace {
+
+Result<bool> any_xattrs_below(ObjectSource& source, const ObjectId& tree) {
+    // Trees only, each once however often it appears (the answer for a tree is the same
+    // wherever it is); the first entry with an xattr ends the walk.
+    std::vector<ObjectId> todo{tree};
+    ObjectIdSet seen;
+    while (!todo.empty()) {
+        ObjectId id = todo.back();
+        todo.pop_back();
+        if (!seen.insert(id).second) continue;
+        DVOL_TRY(Tree t, load_tree(source, nullptr, id));
+        for (const auto& e : t.entries) {
+            if (!e.xattrs.empty()) return true;
+            if (e.type == EntryType::dir) todo.push_back(e.subtree);
+        }
+    }
+    return false;
+}
+
+}  // namespace
+
+Result<bool> Repository::tree_has_xattrs(const ObjectId& tree) {
+    meta::TreeFacts facts(*db_);
+    DVOL_TRY(auto known, facts.has_xattrs(tree));
+    if (known) return *known;
+    bool has = false;
+    {
+        // Read under the store lock, as every reader of objects: no gc moves them meanwhile.
+        DVOL_TRY(auto store_lock, StoreLock::acquire(*paths_, false, wait_notice_));
+        DVOL_TRY(has, any_xattrs_below(*store_, tree));
+    }
+    DVOL_TRY(auto txn, meta::Db::Transaction::begin(*db_));
+    DVOL_CHECK(facts.set_has_xattrs(tree, has));
+    DVOL_CHECK(txn.commit());
+    return has;
+}
 
 }  // namespace dvol

@@ -27,6 +27,7 @@
 #include "meta/refs.h"
 #include "object/commit.h"
 #include "repo/change.h"
+#include "repo/object_reader.h"
 #include "repo/progress.h"
 #include "repo/readers.h"
 
@@ -367,7 +368,13 @@ public:
     Result<std::vector<PinInfo>> pins();
     // A new reader of the store's objects with its own SQLite connection, for use on another
     // thread, without the store lock, beside a running gc (repo/object_reader.h).
-    Result<std::unique_ptr<ObjectSource>> open_object_reader();
+    Result<std::unique_ptr<ObjectSource>> open_object_reader(ReadCheck check = ReadCheck::hash);
+    // Whether some entry of tree `tree` (a commit's top tree: the live directory's own entry
+    // included) or of a tree below it has an extended attribute: recorded in the store the first
+    // time it is asked (meta/tree_facts.h), found before that by walking the trees, read under
+    // the store lock. The trees must be in the store (a pinned commit's are). A tree that cannot
+    // be read is an error, and nothing is recorded.
+    Result<bool> tree_has_xattrs(const ObjectId& tree);
 
     // Branches.
     Result<std::vector<BranchInfo>> branches(const std::string& volume);

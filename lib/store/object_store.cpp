@@ -302,6 +302,34 @@ Status ObjectStore::get_checked(const ObjectId& id, std::vector<std::byte>& out)
     return {};
 }
 
+Status ObjectStore::get_by_checksum(const ObjectId& id, std::vector<std::byte>& out) {
+    Location loc;
+    DVOL_TRY(bool found, lookup(id, loc));
+    if (!found) return make_error(Errc::not_found, fmt::format("object {} is not in the store", id.hex()));
+    if (!loc.crc) return get(id, out);
+    std::string name;
+    auto pack = pack_fd(loc.pack_id, name);
+    if (!pack) return make_error(pack.error().code, fmt::format("object {}: {}", id.hex(), pack.error().message));
+    auto corrupt = [&](std::string_view why) { return corrupt_object(id, name, why); };
+    if (loc.raw_len > kMaxObjectSize || loc.stored_len > kMaxStoredSize) return corrupt("index gives an impossible size");
+    std::array<std::byte, kRecordHeaderSize> header{};
+    if (auto st = pread_exact(*pack, header, loc.offset, name); !st) return corrupt(st.error().message);
+    if (const char* why = record_header_problem(header.data(), id, loc.raw_len, loc.stored_len)) return corrupt(why);
+    // The header and the payload apart, so that a raw payload lands where the caller wants it.
+    Codec codec = record_codec(header.data());
+    std::vector<std::byte>& payload = codec == Codec::raw ? out : scratch_;
+    payload.resize(loc.stored_len);
+    if (auto st = pread_exact(*pack, payload, loc.offset + kRecordHeaderSize, name); !st) return corrupt(st.error().message);
+    if (crc32c(payload, crc32c(header)) != *loc.crc)
+        return corrupt("the record's bytes do not match the checksum the index keeps of them");
+    if (codec == Codec::raw) {
+        if (out.size() != loc.raw_len) return corrupt("raw record length does not match its header");
+        return {};
+    }
+    if (auto st = decompress(codec, payload, loc.raw_len, out); !st) return corrupt(st.error().message);
+    return {};
+}
+
 Status ObjectStore::get_verified(const ObjectId& id, std::vector<std::byte>& out) {
     DVOL_CHECK(read_stored(id, stored_));
     return decode_stored(stored_, out, false);

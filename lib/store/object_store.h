@@ -66,6 +66,13 @@ public:
     // Like get(), and the record's bytes checked against the index's CRC-32C as well, when it
     // has one (fsck: a mismatch would make push refuse the object).
     Status get_checked(const ObjectId& id, std::vector<std::byte>& out);
+    // Like get(), but the bytes read are proven by the CRC-32C the index keeps of the record
+    // rather than by hashing the content: the checksum was computed when the record was written,
+    // from content hashed and compressed moments before, so a match shows these are the bytes
+    // this store wrote under `id` (docs/DECISIONS.md, "FUSE mount"). A row without one (a store
+    // older than schema 5) is hashed as get() does. A record stored raw is read straight into
+    // `out`, with no copy. Errors as get().
+    Status get_by_checksum(const ObjectId& id, std::vector<std::byte>& out);
 
     // An object's record as read from its pack, not yet decoded, so that decoding and
     // verifying can run on another thread.

@@ -6,6 +6,8 @@
 #   - a 10,020-file commit (100,200 files with DVOL_TEST_LONG=1): listing one directory loads
 #     that directory's tree and no other (the mount's --verbose log counts tree loads), `ls -lR`
 #     of all of it, the mount process's peak memory;
+#   - a commit without any xattr: getxattr "not supported" (the kernel stops asking), listxattr
+#     empty; one with an xattr deep down shows it;
 #   - VOLUME@HEAD~1 shows the older state; SEEK_DATA/SEEK_HOLE on a sparse file; a 64 MiB random
 #     file read byte for byte (sha256); hard links share st_ino; `dvol umount` leaves the
 #     directory empty;
@@ -183,6 +185,49 @@ check "the mount is read-only" test "$RC" -ne 0
 check "... and says so" grep -q "Read-only file system" <<<"$ERR"
 run mkdir "$M1b/newdir"
 check "mkdir in the mount is refused" test "$RC" -ne 0
+
+# --- a commit without any xattr ---------------------------------------------------------------------
+# The mount of a commit that has no xattr at all answers getxattr with ENOSYS, after which the
+# kernel fails every getxattr itself ("Operation not supported") and asks the mount no more (ls -l
+# asks two of every file); listxattr still answers, with nothing. A commit with one xattr, deep
+# down, shows it (and the fidelity tree's above were all shown).
+section "xattrs"
+cat >"$TEST_TMP/xattrs.py" <<'EOF'
+import errno, os, sys
+path, want = sys.argv[1], sys.argv[2]
+names = os.listxattr(path, follow_symlinks=False)
+try:
+    value = os.getxattr(path, "user.deep", follow_symlinks=False)
+    got = "value " + value.decode()
+except OSError as e:
+    got = {errno.ENODATA: "no such attribute", errno.EOPNOTSUPP: "not supported"}.get(e.errno, "errno %d" % e.errno)
+print("listxattr %s, getxattr %s" % (names, got))
+sys.exit(0 if got == want and (names == ["user.deep"]) == want.startswith("value") else 1)
+EOF
+M_NOX="$TEST_TMP/mnt-noxattr"
+mount_bg "probe" "$M_NOX"
+run python3 "$TEST_TMP/xattrs.py" "$M_NOX/f" "not supported"
+if [ "$RC" -eq 0 ]; then pass; else fail "a commit without xattrs: getxattr not supported, listxattr empty" "$(last_details)"; fi
+run python3 "$TEST_TMP/xattrs.py" "$M_NOX" "not supported"
+if [ "$RC" -eq 0 ]; then pass; else fail "... of the root directory too" "$(last_details)"; fi
+check "... and its files read as always" grep -qx probe "$M_NOX/f"
+expect_ok tdvol umount "$M_NOX"
+if [ "$XATTR_OK" = 1 ]; then
+    expect_ok dvol init deepx || abort
+    PX=$(dvol path deepx)
+    mkdir -p "$PX/a/b/c"
+    echo plain >"$PX/top"
+    echo deep >"$PX/a/b/c/f"
+    python3 -c 'import os, sys; os.setxattr(sys.argv[1], "user.deep", b"down here")' "$PX/a/b/c/f"
+    expect_ok dvol commit -m "one xattr, deep down" deepx || abort
+    M_X="$TEST_TMP/mnt-deepx"
+    mount_bg "deepx" "$M_X"
+    run python3 "$TEST_TMP/xattrs.py" "$M_X/a/b/c/f" "value down here"
+    if [ "$RC" -eq 0 ]; then pass; else fail "a commit with one xattr deep down shows it" "$(last_details)"; fi
+    run python3 "$TEST_TMP/xattrs.py" "$M_X/top" "no such attribute"
+    if [ "$RC" -eq 0 ]; then pass; else fail "... and its other files have none (ENODATA, not ENOSYS)" "$(last_details)"; fi
+    expect_ok tdvol umount "$M_X"
+fi
 
 # --- older revisions, sparse files, big files ---------------------------------------------------
 section "revisions and content"

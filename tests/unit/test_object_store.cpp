@@ -509,6 +509,13 @@ TEST_CASE("a schema 4 store is upgraded in place: its objects read as before, th
         REQUIRE(*q->step());
         CHECK(q->text(0) == std::to_string(meta::kSchemaVersion));
     }
+    {
+        // ... and has the tables of the later versions, empty (v7: tree_facts).
+        auto q = (*db)->prepare("SELECT count(*) FROM tree_facts");
+        REQUIRE(q);
+        REQUIRE(*q->step());
+        CHECK(q->int64(0) == 0);
+    }
     auto store = ObjectStore::open(paths, **db);
     REQUIRE(store);
     ObjectStore::StoredObject rec;
@@ -522,4 +529,69 @@ TEST_CASE("a schema 4 store is upgraded in place: its objects read as before, th
     REQUIRE((*store)->flush());
     REQUIRE((*store)->read_stored(*added, rec));
     CHECK(rec.crc);
+}
+
+TEST_CASE("get_by_checksum reads what get reads, and catches a flipped byte by the record's checksum", "[object_store]") {
+    // The mount's reads (docs/DECISIONS.md, "FUSE mount"): the checksum instead of the hash.
+    StoreFixture f;
+    auto raw = random_bytes(300000, 17);  // stored raw: read straight into the caller's buffer
+    auto packed = compressible(200000);   // stored compressed
+    auto raw_id = f.store->put(raw);
+    auto packed_id = f.store->put(packed);
+    REQUIRE(raw_id);
+    REQUIRE(packed_id);
+    REQUIRE(f.store->flush());
+    std::vector<std::byte> out(5, std::byte{1});  // whatever the buffer held goes
+    REQUIRE(f.store->get_by_checksum(*raw_id, out));
+    CHECK(out == raw);
+    REQUIRE(f.store->get_by_checksum(*packed_id, out));
+    CHECK(out == packed);
+    out.assign(1 << 20, std::byte{7});  // a larger buffer, as the mount reuses them
+    REQUIRE(f.store->get_by_checksum(*raw_id, out));
+    CHECK(out == raw);
+    std::vector<std::byte> none;
+    auto missing = f.store->get_by_checksum(sha256(bytes_of("not stored")), none);
+    REQUIRE_FALSE(missing);
+    CHECK(missing.error().code == Errc::not_found);
+
+    auto packs = files_in(f.dir / "objects/packs");
+    REQUIRE(packs.size() == 1);
+    uint64_t raw_record = kPackHeaderSize;
+    uint64_t packed_record = raw_record + kRecordHeaderSize + raw.size();
+    SECTION("a byte of a raw payload") { flip_byte(packs[0], raw_record + kRecordHeaderSize + 1000); }
+    SECTION("a byte of a compressed payload") { flip_byte(packs[0], packed_record + kRecordHeaderSize + 500); }
+    SECTION("a byte of a header that is not checked otherwise (the reserved bytes)") { flip_byte(packs[0], packed_record + 6); }
+    auto s = f.open_store();
+    std::vector<std::byte> a, b;
+    auto ra = s->get_by_checksum(*raw_id, a);
+    auto rb = s->get_by_checksum(*packed_id, b);
+    REQUIRE(static_cast<bool>(ra) != static_cast<bool>(rb));  // exactly the damaged one fails
+    const auto& failed = ra ? rb : ra;
+    const ObjectId& damaged = ra ? *packed_id : *raw_id;
+    CHECK(failed.error().code == Errc::corrupt);
+    CHECK(failed.error().message.find(damaged.hex()) != std::string::npos);
+    CHECK(failed.error().message.find("checksum") != std::string::npos);
+}
+
+TEST_CASE("get_by_checksum hashes the content of a row without a checksum", "[object_store]") {
+    StoreFixture f;
+    auto raw = random_bytes(50000, 5);
+    auto id = f.store->put(raw);
+    REQUIRE(id);
+    REQUIRE(f.store->flush());
+    {
+        auto up = f.db->prepare("UPDATE objects SET crc = NULL");
+        REQUIRE(up);
+        REQUIRE(up->run());
+    }
+    auto s = f.open_store();
+    std::vector<std::byte> out;
+    REQUIRE(s->get_by_checksum(*id, out));
+    CHECK(out == raw);
+    flip_byte(files_in(f.dir / "objects/packs").at(0), kPackHeaderSize + kRecordHeaderSize + 10);
+    auto t = f.open_store();
+    auto st = t->get_by_checksum(*id, out);
+    REQUIRE_FALSE(st);
+    CHECK(st.error().code == Errc::corrupt);
+    CHECK(st.error().message.find("hash") != std::string::npos);
 }

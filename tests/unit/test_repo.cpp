@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <array>
 #include <filesystem>
 #include <map>
 #include <string>
@@ -1584,4 +1585,116 @@ TEST_CASE("an object reader reads on while gc moves records into a new pack", "[
     CHECK(gc->packs_rewritten >= 1);
     CHECK(committed_file(**reader, pin->tree(), "y") == dvol::test::string_of(y));
     CHECK(committed_file(**reader, pin->tree(), "x") == dvol::test::string_of(x));
+}
+
+TEST_CASE("a reader that checks records by their checksum reads on while gc moves records", "[repo]") {
+    // The mount's readers (ReadCheck::checksum): a record looked up before gc moved it fails its
+    // checksum in the reused or deleted pack, and is looked up again.
+    RepoFixture f;
+    auto x = random_bytes(400'000, 21), y = random_bytes(400'000, 22);
+    write_file(f.at("x"), x);
+    write_file(f.at("y"), y);
+    write_file(f.at("d"), random_bytes(4'000'000, 23));
+    f.commit("x, y and d in one pack");
+    REQUIRE(f.repo->create_volume("other", false));
+    write_file(f.repo->live_dir("other") + "/x", x);
+    write_file(f.repo->live_dir("other") + "/y", y);
+    REQUIRE(f.repo->commit("other", "x and y again", kNoWarn));
+    auto pin = f.repo->pin_commit("other", "HEAD", "test");
+    REQUIRE(pin);
+
+    auto reader = f.repo->open_object_reader(ReadCheck::checksum);
+    REQUIRE(reader);
+    CHECK(committed_file(**reader, pin->tree(), "x") == dvol::test::string_of(x));
+    REQUIRE(f.repo->remove_volume(f.vol));
+    auto gc = f.repo->gc();
+    REQUIRE(gc);
+    CHECK(gc->packs_rewritten >= 1);
+    CHECK(committed_file(**reader, pin->tree(), "y") == dvol::test::string_of(y));
+    CHECK(committed_file(**reader, pin->tree(), "x") == dvol::test::string_of(x));
+}
+
+namespace {
+
+// The tree_facts row of `tree`: -1 when there is none, else has_xattrs.
+int fact_row(const RepoFixture& f, const ObjectId& tree) {
+    auto db = meta::Db::open(f.pool / "dvol.db");
+    REQUIRE(db);
+    auto q = (*db)->prepare("SELECT has_xattrs FROM tree_facts WHERE tree = ?");
+    REQUIRE(q);
+    q->bind_blob(1, tree.as_span());
+    auto row = q->step();
+    REQUIRE(row);
+    return *row ? static_cast<int>(q->int64(0)) : -1;
+}
+
+ObjectId top_tree(RepoFixture& f, const ObjectId& commit) {
+    auto c = f.repo->load_commit(commit);
+    REQUIRE(c);
+    return c->tree;
+}
+
+}  // namespace
+
+TEST_CASE("tree_has_xattrs: found by walking the trees once, recorded, dropped by gc with its tree", "[repo]") {
+    // The fact that lets a read-only mount of a commit without xattrs tell the kernel to stop
+    // asking for them (fuse-mount/serve.h): it must see an xattr however deep it is.
+    RepoFixture f;
+    REQUIRE(make_dirs(f.at("a/b/c")));
+    REQUIRE(make_dirs(f.at("z")));
+    write_file(f.at("top"), "top");
+    write_file(f.at("z/other"), "other");
+    write_file(f.at("a/b/c/deep"), "deep");
+    ObjectId plain = top_tree(f, f.commit("no xattr anywhere"));
+    if (::setxattr(f.at("a/b/c/deep").c_str(), "user.dvol-test", "v", 1, 0) != 0) {
+        WARN("SKIP: the file system does not support user xattrs");
+        return;
+    }
+    ObjectId deep = top_tree(f, f.commit("one xattr, three directories down"));
+    REQUIRE(deep != plain);
+
+    CHECK(fact_row(f, plain) == -1);
+    auto has = f.repo->tree_has_xattrs(plain);
+    REQUIRE(has);
+    CHECK(!*has);
+    has = f.repo->tree_has_xattrs(deep);
+    REQUIRE(has);
+    CHECK(*has);
+    CHECK(fact_row(f, plain) == 0);
+    CHECK(fact_row(f, deep) == 1);
+
+    // The live directory's own xattr counts too (the top tree's one entry).
+    REQUIRE(::removexattr(f.at("a/b/c/deep").c_str(), "user.dvol-test") == 0);
+    REQUIRE(::setxattr(f.live().c_str(), "user.dvol-test", "v", 1, 0) == 0);
+    ObjectId root_only = top_tree(f, f.commit("an xattr on the live directory only"));
+    has = f.repo->tree_has_xattrs(root_only);
+    REQUIRE(has);
+    CHECK(*has);
+
+    // Asked again, the row answers: the trees are not walked a second time (a row changed by
+    // hand shows it).
+    {
+        auto db = meta::Db::open(f.pool / "dvol.db");
+        REQUIRE(db);
+        auto up = (*db)->prepare("UPDATE tree_facts SET has_xattrs = 1 WHERE tree = ?");
+        REQUIRE(up);
+        REQUIRE(up->bind_blob(1, plain.as_span()).run());
+    }
+    has = f.repo->tree_has_xattrs(plain);
+    REQUIRE(has);
+    CHECK(*has);
+
+    // gc drops the rows of the trees it deletes and keeps the others.
+    REQUIRE(f.repo->reset_hard(f.vol, "HEAD~2"));
+    REQUIRE(f.repo->gc());
+    CHECK(fact_row(f, plain) == 1);
+    CHECK(fact_row(f, deep) == -1);
+    CHECK(fact_row(f, root_only) == -1);
+
+    // An unreadable tree is an error, and nothing is recorded.
+    std::array<std::byte, ObjectId::size> junk{};
+    junk.fill(std::byte{0x5a});
+    ObjectId missing = ObjectId::from_bytes(junk);
+    CHECK(!f.repo->tree_has_xattrs(missing));
+    CHECK(fact_row(f, missing) == -1);
 }
