@@ -121,6 +121,8 @@ Result<std::unique_ptr<LazySource>> Repository::open_lazy_source(const LazyVolum
     ChunkCache::Options co;
     co.bound = lazy.cache_size;
     co.log = options.log;
+    // RemoteObjects decodes every record and hashes it against its id before handing it over.
+    co.trust_upstream = true;
     DVOL_TRY(out->cache_, ChunkCache::open(lazy.cache_dir, *out->remote_, co));
     std::vector<std::unique_ptr<ObjectSource>> local;
     for (unsigned i = 0; i < std::max(1u, options.readers); ++i) {

@@ -5,7 +5,10 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <array>
 #include <cerrno>
+#include <cstdlib>
+#include <cstring>
 
 #include <fmt/format.h>
 
@@ -22,6 +25,37 @@ constexpr uint64_t kMaxObject = 64u << 20;
 
 // The most ids the order of read-ahead objects in memory holds, taken ones included.
 constexpr size_t kAheadOrder = 256;
+
+// Direct writes of chunk files: the alignment of memory, offsets and lengths (a page, which
+// every device's logical block divides), and the buffer each writing thread stages them in.
+constexpr size_t kDirectAlign = 4096;
+constexpr size_t kDirectStage = 1u << 20;
+
+// A chunk file's trailer (docs/FORMAT.md, "The cache"): the chunk's length (u64 LE), the CRC-32C
+// of the chunk's bytes and then of those 8 length bytes (u32 LE), and the magic "dvc1".
+constexpr std::array<std::byte, 4> kChunkMagic{std::byte{'d'}, std::byte{'v'}, std::byte{'c'}, std::byte{'1'}};
+static_assert(ChunkCache::kChunkTrailer == 8 + 4 + kChunkMagic.size());
+
+std::array<std::byte, ChunkCache::kChunkTrailer> chunk_trailer(std::span<const std::byte> bytes) {
+    std::array<std::byte, ChunkCache::kChunkTrailer> t{};
+    uint64_t n = bytes.size();
+    for (int i = 0; i < 8; ++i) t[i] = static_cast<std::byte>(n >> (8 * i));
+    uint32_t crc = crc32c(std::span(t).first(8), crc32c(bytes));
+    for (int i = 0; i < 4; ++i) t[8 + i] = static_cast<std::byte>(crc >> (8 * i));
+    std::copy(kChunkMagic.begin(), kChunkMagic.end(), t.begin() + 12);
+    return t;
+}
+
+// Whether `file` (a chunk file's whole contents) is a chunk of this format written whole: the
+// magic, the length that makes the file's size, the CRC. A file cut short (a crash, a full disk)
+// loses its trailer, or its size no longer agrees with the length; a torn write (blocks of old
+// or zero bytes in it) fails the CRC.
+bool chunk_file_ok(std::span<const std::byte> file) {
+    if (file.size() < ChunkCache::kChunkTrailer) return false;
+    auto body = file.first(file.size() - ChunkCache::kChunkTrailer);
+    auto t = chunk_trailer(body);
+    return std::equal(t.begin(), t.end(), file.end() - ChunkCache::kChunkTrailer);
+}
 
 }  // namespace
 
@@ -65,14 +99,21 @@ Status ChunkCache::load_existing() {
     std::vector<Found> found;
     for (const auto& name : names) {
         struct stat st;
-        auto id = ObjectId::from_hex(name);
+        std::optional<ObjectId> id;
+        if (name.size() > kChunkSuffix.size() && name.ends_with(kChunkSuffix))
+            id = ObjectId::from_hex(std::string_view(name).substr(0, name.size() - kChunkSuffix.size()));
         if (!id || ::fstatat(dfd.get(), name.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0 || !S_ISREG(st.st_mode) ||
-            static_cast<uint64_t>(st.st_size) > kMaxObject) {
-            // Not a cache file: nothing of ours to keep.
+            static_cast<uint64_t>(st.st_size) > kMaxObject + kChunkTrailer) {
+            // Not a cache file of this format (the plain `<hex>` files of the earlier one
+            // included): nothing of ours to keep.
             (void)remove_entry_at(dfd.get(), name, chunks + "/" + name);
             continue;
         }
-        found.push_back({*id, static_cast<uint64_t>(st.st_size), st.st_mtim.tv_sec * 1'000'000'000LL + st.st_mtim.tv_nsec});
+        // Counted by its chunk's length; the check of the trailer comes when it is read (a file
+        // cut short, even to less than a trailer, is kept until then: it may also be one that
+        // another process is writing).
+        uint64_t size = static_cast<uint64_t>(st.st_size);
+        found.push_back({*id, size > kChunkTrailer ? size - kChunkTrailer : 0, st.st_mtim.tv_sec * 1'000'000'000LL + st.st_mtim.tv_nsec});
     }
     std::sort(found.begin(), found.end(), [](const Found& a, const Found& b) { return a.mtime_ns < b.mtime_ns; });
     std::lock_guard lk(mu_);
@@ -85,32 +126,47 @@ Status ChunkCache::load_existing() {
     return {};
 }
 
-std::string ChunkCache::chunk_path(const ObjectId& id) const { return dir_ + "/chunks/" + id.hex(); }
+std::string ChunkCache::chunk_path(const ObjectId& id) const { return dir_ + "/chunks/" + id.hex() + std::string(kChunkSuffix); }
 std::string ChunkCache::meta_path(const ObjectId& id) const { return dir_ + "/meta/" + id.hex(); }
 
-bool ChunkCache::read_verified(const std::string& path, const ObjectId& id, std::vector<std::byte>& out) {
+bool ChunkCache::read_verified(const std::string& path, const ObjectId& id, std::vector<std::byte>& out, bool chunk) {
     UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW));
     if (!fd.valid()) return false;
     struct stat st;
-    bool ok = ::fstat(fd.get(), &st) == 0 && S_ISREG(st.st_mode) && static_cast<uint64_t>(st.st_size) <= kMaxObject;
+    uint64_t limit = kMaxObject + (chunk ? kChunkTrailer : 0);
+    bool ok = ::fstat(fd.get(), &st) == 0 && S_ISREG(st.st_mode) && static_cast<uint64_t>(st.st_size) <= limit;
     if (ok) {
         out.resize(static_cast<size_t>(st.st_size));
-        ok = static_cast<bool>(pread_exact(fd.get(), out, 0, path)) && sha256(out) == id;
+        ok = static_cast<bool>(pread_exact(fd.get(), out, 0, path));
+    }
+    if (ok && chunk) {
+        // The trailer, not a second SHA-256: the bytes were verified against `id` before this
+        // file was written, and what can happen to the file since (a crash or a full disk
+        // cutting it short, a torn write, a bad disk) the length and the CRC catch
+        // (docs/DECISIONS.md, "Lazy volumes").
+        ok = chunk_file_ok(out);
+        if (ok) out.resize(out.size() - kChunkTrailer);
+    } else if (ok) {
+        ok = sha256(out) == id;
     }
     if (ok) return true;
-    // Damaged (a torn write the rename should have prevented, a bad disk): never served.
+    discard_damaged(path, id, chunk);
+    return false;
+}
+
+void ChunkCache::discard_damaged(const std::string& path, const ObjectId& id, bool chunk) {
+    // Damaged (cut short or torn by a crash, a bad disk): never served.
     ::unlink(path.c_str());
     {
         std::lock_guard lk(mu_);
         ++stats_.damaged;
-        if (auto it = entries_.find(id); it != entries_.end() && path == chunk_path(id)) {
+        if (auto it = entries_.find(id); chunk && it != entries_.end()) {
             stats_.used -= it->second.size;
             lru_.erase(it->second.pos);
             entries_.erase(it);
         }
     }
     if (options_.log) options_.log(fmt::format("cache file {} failed verification: deleted, to be fetched again", path));
-    return false;
 }
 
 Result<bool> ChunkCache::has(const ObjectId& id) {
@@ -122,7 +178,8 @@ bool ChunkCache::pinned(const ObjectId& id) const { return path_exists(meta_path
 
 bool ChunkCache::cached(const ObjectId& id) {
     std::lock_guard lk(mu_);
-    return entries_.contains(id);
+    auto it = entries_.find(id);
+    return it != entries_.end() && it->second.ready;
 }
 
 void ChunkCache::touch(const ObjectId& id) {
@@ -148,8 +205,8 @@ bool ChunkCache::take_ahead(const ObjectId& id, std::vector<std::byte>& out) {
 
 Status ChunkCache::get(const ObjectId& id, std::vector<std::byte>& out) {
     if (take_ahead(id, out)) return {};
-    if (read_verified(meta_path(id), id, out)) return {};
-    if (cached(id) && read_verified(chunk_path(id), id, out)) {
+    if (read_verified(meta_path(id), id, out, false)) return {};
+    if (cached(id) && read_verified(chunk_path(id), id, out, true)) {
         touch(id);
         // The order survives a restart through the files' mtimes.
         ::utimensat(AT_FDCWD, chunk_path(id).c_str(), nullptr, 0);
@@ -164,10 +221,11 @@ Status ChunkCache::fetch(const ObjectId& id, std::vector<std::byte>& out) {
     bool stored_since = false;
     {
         std::lock_guard lk(mu_);
-        stored_since = entries_.contains(id) && !flights_.contains(id);
+        auto it = entries_.find(id);
+        stored_since = it != entries_.end() && it->second.ready && !flights_.contains(id);
     }
     // Stored by a fetch that ended since get() looked: read it from there.
-    if (stored_since && read_verified(chunk_path(id), id, out)) {
+    if (stored_since && read_verified(chunk_path(id), id, out, true)) {
         touch(id);
         return {};
     }
@@ -199,8 +257,9 @@ Status ChunkCache::fetch(const ObjectId& id, std::vector<std::byte>& out) {
 
 void ChunkCache::land(const ObjectId& id, const std::shared_ptr<Flight>& flight, Status& st, std::vector<std::byte>& bytes,
                       bool ahead) {
-    // The upstream verifies; checked again here since what goes to disk must be right.
-    if (st && sha256(bytes) != id)
+    // Upstream verifies (ObjectSource::get's promise); checked again here unless told that
+    // upstream does (RemoteObjects hashes every record it decodes).
+    if (st && !options_.trust_upstream && sha256(bytes) != id)
         st = make_error(Errc::corrupt, fmt::format("object {} fetched does not match its id", id.hex()));
     if (st) {
         if (auto stored = store(id, bytes); !stored && options_.log)
@@ -275,6 +334,57 @@ Status ChunkCache::write_file(const std::string& path, std::span<const std::byte
     return {};
 }
 
+Status ChunkCache::write_chunk(const std::string& path, std::span<const std::byte> bytes) {
+    // In place, without a temporary name, a rename or an fsync: a file cut short or torn by a
+    // crash fails its trailer's check when read, and until this write returns no reader opens
+    // it (store()). O_TRUNC: what an earlier mount process left there and the cache no longer
+    // counts.
+    const int flags = O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW;
+    // The whole blocks with O_DIRECT (docs/DECISIONS.md, "Lazy volumes"): the chunk is in the
+    // mount's memory and, once read, in the kernel's page cache of the FUSE file already; a
+    // buffered write would copy it into a third place, new page-cache pages, which cost more
+    // than the rest of the fetch together. Staged through one aligned buffer per thread (direct
+    // I/O wants aligned memory), reused from chunk to chunk. The tail and the trailer, less
+    // than a block, are written through the page cache.
+    size_t direct = options_.direct_writes ? bytes.size() / kDirectAlign * kDirectAlign : 0;
+    UniqueFd fd;
+    if (direct > 0) {
+        fd.reset(::open(path.c_str(), flags | O_DIRECT, 0600));
+        if (!fd.valid() && errno != EINVAL) return errno_error("create", path);
+        if (!fd.valid()) direct = 0;  // a file system without direct I/O (tmpfs): buffered
+    }
+    if (!fd.valid()) {
+        DVOL_TRY(fd, open_file(path, flags, 0600));
+    }
+    size_t done = 0;
+    if (direct > 0) {
+        struct Stage {
+            std::byte* p = nullptr;
+            ~Stage() { std::free(p); }
+        };
+        thread_local Stage stage;
+        if (!stage.p) stage.p = static_cast<std::byte*>(std::aligned_alloc(kDirectAlign, kDirectStage));
+        while (stage.p && done < direct) {
+            size_t n = std::min(kDirectStage, direct - done);
+            std::memcpy(stage.p, bytes.data() + done, n);
+            ssize_t w = ::pwrite(fd.get(), stage.p, n, static_cast<off_t>(done));
+            if (w < 0 && errno == EINTR) continue;
+            // Refused (EINVAL: an alignment this device does not take) or short: the rest
+            // goes through the page cache, from where this stopped.
+            if (w < 0 && errno != EINVAL) return errno_error("write", path);
+            if (w <= 0) break;
+            done += static_cast<size_t>(w);
+            if (static_cast<size_t>(w) < n) break;
+        }
+        int fl = ::fcntl(fd.get(), F_GETFL);
+        if (fl < 0 || ::fcntl(fd.get(), F_SETFL, fl & ~O_DIRECT) != 0) return errno_error("fcntl", path);
+    }
+    auto trailer = chunk_trailer(bytes);
+    DVOL_CHECK(pwrite_all(fd.get(), bytes.subspan(done), done, path));
+    DVOL_CHECK(pwrite_all(fd.get(), trailer, bytes.size(), path));
+    return {};
+}
+
 Status ChunkCache::store(const ObjectId& id, std::span<const std::byte> bytes) {
     {
         // Room is made before the file is written, so that the tier never holds more than the
@@ -283,18 +393,26 @@ Status ChunkCache::store(const ObjectId& id, std::span<const std::byte> bytes) {
         if (entries_.contains(id)) return {};
         make_room(bytes.size());
         lru_.push_back(id);
-        entries_[id] = Entry{bytes.size(), std::prev(lru_.end())};
+        entries_[id] = Entry{bytes.size(), std::prev(lru_.end()), false};
         stats_.used += bytes.size();
     }
-    Status st = write_file(chunk_path(id), bytes);
-    if (!st) {
-        std::lock_guard lk(mu_);
-        if (auto it = entries_.find(id); it != entries_.end()) {
-            stats_.used -= it->second.size;
-            lru_.erase(it->second.pos);
-            entries_.erase(it);
-        }
+    // Only this thread writes this file: the fetch of `id` is its flight until store() returns,
+    // and a reader takes the file only once its entry is ready.
+    Status st = write_chunk(chunk_path(id), bytes);
+    std::lock_guard lk(mu_);
+    auto it = entries_.find(id);
+    if (st && it != entries_.end()) {
+        it->second.ready = true;
+        return st;
     }
+    if (it != entries_.end()) {
+        stats_.used -= it->second.size;
+        lru_.erase(it->second.pos);
+        entries_.erase(it);
+    }
+    // Failed, or evicted while it was written (make_room's unlink may have come before the
+    // file existed): no file is left that the cache does not count.
+    ::unlink(chunk_path(id).c_str());
     return st;
 }
 

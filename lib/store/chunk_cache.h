@@ -4,14 +4,20 @@
 //
 // Two tiers in one directory:
 // - meta/<hex>: objects placed with pin() (a lazy clone's trees and extent lists), never evicted,
-//   not counted in the bound;
-// - chunks/<hex>: what get() fetched from upstream, at most `bound` bytes (plain lengths) on disk
-//   at any instant, temporary files included; a single object larger than the bound is kept
-//   alone, so the tier never holds more than max(bound, the largest object).
-// Every file is the object's plain bytes, written to tmp/ and renamed into place, and verified
-// (re-hashed against its name) each time it is read: a file a crash truncated, or that the disk
-// damaged, is deleted and fetched again, never served. open() deletes tmp/ leftovers and takes
-// the chunks it finds, recency from their mtimes.
+//   not counted in the bound; each file the object's plain bytes, written to tmp/ and renamed
+//   into place, and re-hashed (SHA-256 against its name) each time it is read;
+// - chunks/<hex>.chunk: what get() fetched from upstream, at most `bound` bytes (plain lengths;
+//   each file also holds a trailer of kChunkTrailer bytes) at any instant, files being written
+//   included; a single object larger than the bound is kept alone, so the tier never holds more
+//   than max(bound, the largest object). Each file is the object's plain bytes followed by a
+//   trailer (its length and a CRC-32C of both, docs/FORMAT.md), written in place without a
+//   rename or an fsync, and checked against the trailer each time it is read: a file a crash
+//   truncated or tore, or that the disk damaged, fails the check, is deleted and fetched again,
+//   never served. What upstream hands over was verified against its id (ObjectSource::get's
+//   promise; checked again here unless Options::trust_upstream says upstream verifies).
+// open() deletes tmp/ leftovers and what chunks/ holds that is not a cache file of this format
+// (the plain `<hex>` files of the earlier format included), and takes the chunks it finds,
+// recency from their mtimes.
 //
 // get() serves a verified copy: from the tiers, else from upstream (which verifies too), then
 // stores it. Concurrent get()s of one missing object fetch it once (the others wait for that
@@ -38,6 +44,7 @@
 #include <mutex>
 #include <span>
 #include <string>
+#include <string_view>
 #include <thread>
 #include <unordered_map>
 #include <vector>
@@ -50,12 +57,24 @@ namespace dvol {
 
 class ChunkCache final : public ObjectSource {
 public:
+    // The bytes each file of chunks/ holds past the chunk's own (docs/FORMAT.md).
+    static constexpr size_t kChunkTrailer = 16;
+    static constexpr std::string_view kChunkSuffix = ".chunk";
+
     struct Options {
         uint64_t bound = 1ull << 30;  // bytes in chunks/
         unsigned prefetch_threads = 2;
         size_t prefetch_queue = 16;
         size_t prefetch_batch = 8;
         uint64_t ahead_bound = 16u << 20;
+        // Whether what upstream's get() and get_many() hand over needs no second SHA-256 before
+        // it is served and stored: true when upstream verifies every object against its id
+        // itself (the remote's RemoteObjects decodes and hashes each record). False, the
+        // default: hashed here again, and an object that does not match is an error, not stored.
+        bool trust_upstream = false;
+        // Whether chunk files are written with O_DIRECT (their whole 4 KiB blocks; the rest
+        // through the page cache), where the file system takes it. Off: all buffered.
+        bool direct_writes = true;
         // Told of every fetch from upstream (id, plain bytes, error or success) and of every
         // damaged cache file deleted: the mount's log.
         std::function<void(const std::string&)> log;
@@ -85,7 +104,7 @@ public:
     // Stores `bytes` (which must hash to `id`: Errc::corrupt otherwise) in the meta tier.
     Status pin(const ObjectId& id, std::span<const std::byte> bytes);
     bool pinned(const ObjectId& id) const;
-    // Whether chunks/ holds `id` now.
+    // Whether chunks/ holds `id` now, written whole.
     bool cached(const ObjectId& id);
 
     Stats stats();
@@ -94,9 +113,11 @@ public:
 private:
     ChunkCache(std::string dir, ObjectSource& upstream, Options options);
     Status load_existing();
-    // Reads the file at `path` and checks it against `id`: true when served, false when absent
-    // or damaged (then deleted).
-    bool read_verified(const std::string& path, const ObjectId& id, std::vector<std::byte>& out);
+    // Reads the file at `path` and checks it (meta: its SHA-256 against `id`; chunk: its trailer):
+    // true when served, false when absent or damaged (then deleted, and its entry dropped).
+    bool read_verified(const std::string& path, const ObjectId& id, std::vector<std::byte>& out, bool chunk);
+    // Forgets a cache file that failed its check: deleted, counted, logged.
+    void discard_damaged(const std::string& path, const ObjectId& id, bool chunk);
     std::string chunk_path(const ObjectId& id) const;
     std::string meta_path(const ObjectId& id) const;
     // Fetches `id` from upstream once whatever the number of callers, and stores it.
@@ -111,6 +132,8 @@ private:
     bool take_ahead(const ObjectId& id, std::vector<std::byte>& out);
     Status store(const ObjectId& id, std::span<const std::byte> bytes);
     Status write_file(const std::string& path, std::span<const std::byte> bytes);
+    // Writes chunks/<hex>.chunk in place: the bytes, then the trailer.
+    Status write_chunk(const std::string& path, std::span<const std::byte> bytes);
     // With mu_ held: evicts least recently used chunks until `need` more bytes fit the bound.
     void make_room(uint64_t need);
     void touch(const ObjectId& id);
@@ -124,6 +147,8 @@ private:
     struct Entry {
         uint64_t size = 0;
         std::list<ObjectId>::iterator pos;  // in lru_
+        // False while store() writes its file (room already made): not read from until written.
+        bool ready = true;
     };
     std::unordered_map<ObjectId, Entry, ObjectIdHash> entries_;
     std::list<ObjectId> lru_;  // least recently used first

@@ -94,6 +94,11 @@ uint64_t dir_bytes(const std::string& dir) {
     return total;
 }
 
+// The file of chunks/ that holds `id`.
+std::string chunk_file(const std::string& dir, const ObjectId& id) {
+    return dir + "/chunks/" + id.hex() + std::string(ChunkCache::kChunkSuffix);
+}
+
 ChunkCache::Options options(uint64_t bound) {
     ChunkCache::Options o;
     o.bound = bound;
@@ -117,7 +122,7 @@ TEST_CASE("chunk cache: stays within its bound, least recently used out first", 
     CHECK(up.gets == 3);
     for (int i = 3; i < 6; ++i) {
         REQUIRE(c.get(ids[i]));
-        CHECK(dir_bytes(tmp / "c/chunks") <= 3000);
+        CHECK(dir_bytes(tmp / "c/chunks") <= 3000 + 3 * ChunkCache::kChunkTrailer);
         CHECK(c.stats().used <= 3000);
     }
     CHECK(c.stats().evictions == 3);
@@ -135,7 +140,7 @@ TEST_CASE("chunk cache: stays within its bound, least recently used out first", 
         ObjectId big = up.put(random_bytes(5000, 99));
         REQUIRE(c.get(big));
         CHECK(c.stats().used == 5000);
-        CHECK(dir_bytes(tmp / "c/chunks") == 5000);
+        CHECK(dir_bytes(tmp / "c/chunks") == 5000 + ChunkCache::kChunkTrailer);
     }
     SECTION("reopened, the cache keeps what it held, within a smaller bound") {
         cache->reset();
@@ -203,7 +208,7 @@ TEST_CASE("chunk cache: nothing unverified is served or kept", "[chunk_cache]") 
     SECTION("a cache file damaged on disk is deleted and fetched again") {
         REQUIRE((*cache)->get(id));
         {
-            std::fstream f(tmp / ("c/chunks/" + id.hex()), std::ios::in | std::ios::out | std::ios::binary);
+            std::fstream f(chunk_file(tmp / "c", id), std::ios::in | std::ios::out | std::ios::binary);
             f.seekp(100);
             f.put('\x55');
             f.put('\xaa');
@@ -234,21 +239,109 @@ TEST_CASE("chunk cache: what a crash leaves is cleaned or verified, never served
     ObjectId id = up.put(data);
     REQUIRE(make_dirs(tmp / "c/chunks"));
     REQUIRE(make_dirs(tmp / "c/tmp"));
-    // A write cut short under its temporary name, a truncated file under the final name (as a
-    // file system without ordered data might leave), and something that is not a cache file.
+    // A file being written to tmp/ (the kept tier's way), a chunk file of this format cut short
+    // (its trailer gone, as a crash while it was written leaves it), a file of the earlier
+    // format (plain bytes named by the id), and something that is not a cache file.
     std::ofstream(tmp / "c/tmp/0123abcd") << "half a chunk";
-    std::ofstream(tmp / ("c/chunks/" + id.hex())).write(reinterpret_cast<const char*>(data.data()), 4096);
+    std::ofstream(chunk_file(tmp / "c", id)).write(reinterpret_cast<const char*>(data.data()), 4096);
+    ObjectId old = up.put(random_bytes(3000, 12));
+    std::ofstream(tmp / ("c/chunks/" + old.hex())) << "plain bytes of the earlier format";
     std::ofstream(tmp / "c/chunks/not-a-chunk") << "junk";
     auto cache = ChunkCache::open(tmp / "c", up, options(1 << 20));
     REQUIRE(cache);
     CHECK(dir_bytes(tmp / "c/tmp") == 0);
     CHECK_FALSE(path_exists(tmp / "c/chunks/not-a-chunk"));
+    CHECK_FALSE(path_exists(tmp / ("c/chunks/" + old.hex())));
+    CHECK_FALSE((*cache)->cached(old));
     auto got = (*cache)->get(id);
     REQUIRE(got);
     CHECK(*got == data);
     CHECK(up.gets == 1);
     CHECK((*cache)->stats().damaged == 1);
-    CHECK(dir_bytes(tmp / "c/chunks") == data.size());
+    CHECK(dir_bytes(tmp / "c/chunks") == data.size() + ChunkCache::kChunkTrailer);
+    got = (*cache)->get(old);
+    REQUIRE(got);
+    CHECK(sha256(*got) == old);
+    CHECK(up.gets == 2);
+}
+
+TEST_CASE("chunk cache: a chunk file cut short or torn is fetched again, never served", "[chunk_cache]") {
+    TempDir tmp;
+    Upstream up;
+    auto data = random_bytes(3 * 4096 + 100, 13);
+    ObjectId id = up.put(data);
+    {
+        auto cache = ChunkCache::open(tmp / "c", up, options(1 << 20));
+        REQUIRE(cache);
+        REQUIRE((*cache)->get(id));
+    }
+    std::string file = chunk_file(tmp / "c", id);
+    REQUIRE(path_exists(file));
+    const uint64_t whole = data.size() + ChunkCache::kChunkTrailer;
+    REQUIRE(dir_bytes(tmp / "c/chunks") == whole);
+    auto overwrite = [&](uint64_t at, std::vector<char> bytes) {
+        std::fstream f(file, std::ios::in | std::ios::out | std::ios::binary);
+        f.seekp(static_cast<std::streamoff>(at));
+        f.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+    };
+    // Each change below is what a crash (or the disk) can leave; the cache is then opened again,
+    // as the next mount process does.
+    SECTION("cut short by one byte") { REQUIRE(::truncate(file.c_str(), static_cast<off_t>(whole - 1)) == 0); }
+    SECTION("cut short to its first block: no trailer") { REQUIRE(::truncate(file.c_str(), 4096) == 0); }
+    SECTION("cut short to nothing") { REQUIRE(::truncate(file.c_str(), 0) == 0); }
+    SECTION("torn: a block of zeros in the middle, the trailer intact") { overwrite(4096, std::vector<char>(4096, 0)); }
+    SECTION("torn: a block of zeros at the end, where the trailer was") {
+        overwrite(whole - 100, std::vector<char>(100, 0));
+    }
+    SECTION("one bit flipped") {
+        std::ifstream in(file, std::ios::binary);
+        in.seekg(5000);
+        char c = 0;
+        in.get(c);
+        overwrite(5000, {static_cast<char>(c ^ 1)});
+    }
+    SECTION("longer than its trailer says: bytes appended") {
+        std::ofstream(file, std::ios::app | std::ios::binary) << "appended";
+    }
+    int gets = up.gets;
+    auto cache = ChunkCache::open(tmp / "c", up, options(1 << 20));
+    REQUIRE(cache);
+    CHECK((*cache)->cached(id));  // counted at open, checked when read
+    auto got = (*cache)->get(id);
+    REQUIRE(got);
+    CHECK(*got == data);
+    CHECK(up.gets == gets + 1);
+    CHECK((*cache)->stats().damaged == 1);
+    // Written again whole: the next read is served from it.
+    CHECK(dir_bytes(tmp / "c/chunks") == whole);
+    got = (*cache)->get(id);
+    REQUIRE(got);
+    CHECK(*got == data);
+    CHECK(up.gets == gets + 1);
+}
+
+TEST_CASE("chunk cache: with trust_upstream, what upstream hands over is not hashed again", "[chunk_cache]") {
+    // The remote's RemoteObjects hashes every record it decodes: the lazy mount tells the cache,
+    // which then serves and stores what upstream verified without a second SHA-256. Shown here by
+    // an upstream that breaks that promise, whose bytes then pass (and only then).
+    TempDir tmp;
+    Upstream up;
+    auto data = random_bytes(2048, 14);
+    ObjectId id = up.put(data);
+    auto o = options(1 << 20);
+    o.trust_upstream = true;
+    auto cache = ChunkCache::open(tmp / "c", up, o);
+    REQUIRE(cache);
+    up.damage = true;
+    auto got = (*cache)->get(id);
+    REQUIRE(got);
+    CHECK(*got != data);
+    // What the cache file holds is what was stored: its own check (the trailer) passes.
+    up.damage = false;
+    auto again = (*cache)->get(id);
+    REQUIRE(again);
+    CHECK(*again == *got);
+    CHECK(up.gets == 1);
 }
 
 TEST_CASE("chunk cache: prefetched objects are there for the read that follows", "[chunk_cache]") {
@@ -283,7 +376,7 @@ TEST_CASE("chunk cache: a read ahead asks upstream for its objects together; a d
     // Queued at once, taken 4 then 2 by the one thread: two requests for six objects.
     CHECK(up.batches == std::vector<size_t>{4, 2});
     for (int i = 0; i < 6; ++i) CHECK(c.cached(ids[i]) == (i != 2));
-    CHECK(dir_bytes(tmp / "c/chunks") == 5 * 1000);
+    CHECK(dir_bytes(tmp / "c/chunks") == 5 * (1000 + ChunkCache::kChunkTrailer));
     // The damaged one is fetched again by the read that needs it, and fails as long as upstream
     // serves it wrong; the others are served from the cache.
     CHECK_FALSE(c.get(ids[2]));
@@ -311,7 +404,7 @@ TEST_CASE("chunk cache: what a read ahead fetched is served once from memory, wi
     for (int i = 0; i < 2000 && c.stats().fetches < 4; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(5));
     REQUIRE(c.stats().fetches == 4);
     // Without the files, what is served comes from memory: the last two fetched, once each.
-    for (const auto& id : ids) REQUIRE(::unlink((tmp / "c/chunks/" + id.hex()).c_str()) == 0);
+    for (const auto& id : ids) REQUIRE(::unlink(chunk_file(tmp / "c", id).c_str()) == 0);
     for (int i : {2, 3}) {
         auto got = c.get(ids[i]);
         REQUIRE(got);
