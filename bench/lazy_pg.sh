@@ -143,8 +143,8 @@ run_one() {
     chmod 0711 "$DVOL_ROOT" "$DVOL_ROOT/volumes" "$DVOL_ROOT/volumes/pg" 2>/dev/null
     chown postgres:postgres "$live"
     chmod 0700 "$live"
-    as_pg "$PGBIN/pg_ctl" -D "$live" -l "$W/pg-$kind.log" -w -t 300 \
-        -o "-k $W/sock -p $PORT -c listen_addresses=''" start >/dev/null || { echo "pg_ctl start ($kind, $r) failed"; tail "$W/pg-$kind.log"; exit 1; }
+    as_pg "$PGBIN/pg_ctl" -D "$live" -l "$W/sock/pg-$kind.log" -w -t 300 \
+        -o "-k $W/sock -p $PORT -c listen_addresses=''" start >/dev/null || { echo "pg_ctl start ($kind, $r) failed"; tail "$W/sock/pg-$kind.log"; exit 1; }
     PG_DIR=$live
     t2=$(now)
     got=$(as_pg "$PGBIN/psql" -X -A -t -q -h "$W/sock" -p "$PORT" -U postgres -d postgres \
