@@ -19,8 +19,7 @@
 #
 # The data set is made under $BENCH_DIR/data (default /var/tmp/dvol-bench) by bench.py's own
 # generator, once (bench/run.sh's runs reuse it); everything else under $BENCH_DIR/lazy-pg,
-# deleted after. Writable lazy volumes are turned on for the mount (DVOL_TEST_LAZY_WRITES=1) as long
-# as a release needs it; PostgreSQL writes its pid file and WAL into the volume's layer.
+# deleted after. PostgreSQL writes its pid file and WAL into the lazy volume's write layer.
 set -u
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 DVOL=${1:-}
@@ -38,7 +37,6 @@ REMOTES=${REMOTES:-s3 dir}
 BENCH_DIR=${BENCH_DIR:-/var/tmp/dvol-bench}
 W=$BENCH_DIR/lazy-pg
 MIB=$((1024 * 1024))
-export DVOL_TEST_LAZY_WRITES=1
 rm -rf "$W"
 mkdir -p "$W/sock"
 chown postgres:postgres "$W/sock"
