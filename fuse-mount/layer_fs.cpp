@@ -1115,19 +1115,38 @@ Status LayerFs::read(Handle& h, uint64_t offset, size_t size, std::vector<std::b
     uint64_t base_end = std::min(end, f.base_limit);
     if (f.base && offset < base_end) {
         ReadResult rr;
-        DVOL_CHECK(base_.for_each_extent(*f.base, offset, base_end, [&](uint64_t start, const Extent& x) -> Status {
-            uint64_t a = std::max(offset, start), b = std::min(base_end, start + x.length);
-            if (f.copied.contains(start)) return from_data(a, b);
-            if (x.hole) return {};
-            DVOL_CHECK(base_.read(*f.base, a, static_cast<size_t>(b - a), rr));
-            uint64_t at = a;
+        // Neighbouring base extents not copied up are read with one CommitFs::read: read one
+        // extent at a time, each piece would start where the previous ended, which its read
+        // ahead takes for a sequential read, and a random read across two chunks would fetch
+        // 16 chunks ahead (measured: 4x the bytes for random 1 MiB reads).
+        uint64_t run_a = 0, run_b = 0;  // the base range [run_a, run_b) not read yet
+        auto read_run = [&]() -> Status {
+            if (run_b <= run_a) return {};
+            DVOL_CHECK(base_.read(*f.base, run_a, static_cast<size_t>(run_b - run_a), rr));
+            uint64_t at = run_a;
             for (const auto& p : rr.pieces) {
                 std::copy(p.begin(), p.end(), out.begin() + static_cast<ptrdiff_t>(at - offset));
                 at += p.size();
             }
             rr.clear();
+            run_a = run_b = 0;
+            return {};
+        };
+        DVOL_CHECK(base_.for_each_extent(*f.base, offset, base_end, [&](uint64_t start, const Extent& x) -> Status {
+            uint64_t a = std::max(offset, start), b = std::min(base_end, start + x.length);
+            if (f.copied.contains(start)) {
+                DVOL_CHECK(read_run());
+                return from_data(a, b);
+            }
+            // A hole joins the run too (CommitFs::read gives its zeros).
+            if (run_b != a || run_b <= run_a) {
+                DVOL_CHECK(read_run());
+                run_a = a;
+            }
+            run_b = b;
             return {};
         }));
+        DVOL_CHECK(read_run());
     }
     uint64_t layer_begin = std::max(offset, f.base ? f.base_limit : 0);
     if (f.row && layer_begin < end) DVOL_CHECK(from_data(layer_begin, end));
