@@ -61,11 +61,21 @@ public:
         std::lock_guard lk(mu_);
         return gets_[id];
     }
+    // Read-ahead hints (CommitFs's prefetch of the chunks after a sequential read).
+    void prefetch(std::span<const ObjectId> ids) override {
+        std::lock_guard lk(mu_);
+        hinted_ += ids.size();
+    }
+    size_t hinted() {
+        std::lock_guard lk(mu_);
+        return hinted_;
+    }
 
 private:
     std::mutex mu_;
     std::map<ObjectId, std::vector<std::byte>> objects_;
     std::map<ObjectId, int> gets_;
+    size_t hinted_ = 0;
 };
 
 TreeEntry entry(const std::string& name, EntryType type, uint32_t mode = 0644) {
@@ -245,6 +255,38 @@ TEST_CASE("the base shows through unchanged, and reading it changes nothing", "[
     CHECK(look(*m2.fs, kRootIno, "big").ino == big.ino);
     // Nothing was written to the layer for reads.
     CHECK(m.fs->counters().extents_copied == 0);
+}
+
+TEST_CASE("a read across base extents is one read of the base: random reads hint no read ahead", "[layer_fs]") {
+    // With the base's read ahead on (as the lazy mount has it), a read that spans two extents
+    // must reach CommitFs as one read: read extent by extent, the second piece would start where
+    // the first ended, look sequential, and hint the chunks after it to the source (a lazy
+    // volume's random reads then fetched 4x their bytes).
+    Base b;
+    TempDir tmp;
+    Options o;
+    o.readahead_chunks = 16;
+    auto c = CommitFs::open(b.src, b.top, o);
+    REQUIRE(c);
+    auto l = LayerFs::open(**c, b.commit, tmp / "layer");
+    REQUIRE(l);
+    auto& fs = **l;
+    Attr big = look(fs, kRootIno, "big");
+    auto h = fs.open_file(big.ino, false, false);
+    REQUIRE(h);
+    std::vector<std::byte> buf;
+    auto text = [&] { return std::string(reinterpret_cast<const char*>(buf.data()), buf.size()); };
+    // Across chunks 0 and 1, then across 1 and 2: neither continues the read before it.
+    REQUIRE(fs.read(**h, 4096 - 100, 200, buf));
+    CHECK(text() == b.big.bytes.substr(4096 - 100, 200));
+    REQUIRE(fs.read(**h, 2 * 4096 - 50, 100, buf));
+    CHECK(text() == b.big.bytes.substr(2 * 4096 - 50, 100));
+    CHECK(b.src.hinted() == 0);
+    // A read that continues the last one is sequential: the chunk after it (3) is hinted.
+    REQUIRE(fs.read(**h, 2 * 4096 + 50, 10, buf));
+    CHECK(text() == b.big.bytes.substr(2 * 4096 + 50, 10));
+    CHECK(b.src.hinted() == 1);
+    REQUIRE(fs.release(std::move(*h)));
 }
 
 TEST_CASE("the first small write into a big base file copies the one extent it touches", "[layer_fs]") {
