@@ -57,8 +57,53 @@ uint32_t crc32c_table(const unsigned char* p, size_t n, uint32_t c) {
     return c;
 }
 
+// The register after `n` zero bytes, from register `x`, as a linear map over GF(2): four
+// tables of the images of each byte of x. Three streams of one buffer are hashed at once below
+// (the crc32 instruction takes 3 cycles, one can start every cycle) and joined with it:
+// reg(A || B, x) = shift_|B|(reg(A, x)) ^ reg(B, 0).
+struct CrcShift {
+    uint32_t t[4][256];
+    explicit CrcShift(size_t n) {
+        uint32_t col[32];
+        for (int i = 0; i < 32; ++i) {
+            uint32_t x = 1u << i;
+            for (size_t k = 0; k < n; ++k) x = kCrcTable[x & 0xff] ^ (x >> 8);
+            col[i] = x;
+        }
+        for (int k = 0; k < 4; ++k)
+            for (uint32_t b = 0; b < 256; ++b) {
+                uint32_t v = 0;
+                for (int i = 0; i < 8; ++i)
+                    if ((b >> i) & 1) v ^= col[8 * k + i];
+                t[k][b] = v;
+            }
+    }
+    uint32_t operator()(uint32_t x) const { return t[0][x & 0xff] ^ t[1][(x >> 8) & 0xff] ^ t[2][(x >> 16) & 0xff] ^ t[3][x >> 24]; }
+};
+
 #if defined(__x86_64__)
+constexpr size_t kCrcStream = 8192;  // bytes per stream of a three-stream step
+
 __attribute__((target("sse4.2"))) uint32_t crc32c_sse42(const unsigned char* p, size_t n, uint32_t c) {
+    if (n >= 3 * kCrcStream) {
+        static const CrcShift shift(kCrcStream);
+        while (n >= 3 * kCrcStream) {
+            uint64_t c0 = c, c1 = 0, c2 = 0;
+            for (const unsigned char* end = p + kCrcStream; p < end; p += 8) {
+                uint64_t v0, v1, v2;
+                std::memcpy(&v0, p, 8);
+                std::memcpy(&v1, p + kCrcStream, 8);
+                std::memcpy(&v2, p + 2 * kCrcStream, 8);
+                c0 = __builtin_ia32_crc32di(c0, v0);
+                c1 = __builtin_ia32_crc32di(c1, v1);
+                c2 = __builtin_ia32_crc32di(c2, v2);
+            }
+            c = shift(static_cast<uint32_t>(c0)) ^ static_cast<uint32_t>(c1);
+            c = shift(c) ^ static_cast<uint32_t>(c2);
+            p += 2 * kCrcStream;
+            n -= 3 * kCrcStream;
+        }
+    }
     uint64_t c64 = c;
     while (n >= 8) {
         uint64_t v;
@@ -75,6 +120,10 @@ const bool kHaveSse42 = __builtin_cpu_supports("sse4.2");
 #endif
 
 }  // namespace
+
+uint32_t crc32c_portable(std::span<const std::byte> data, uint32_t crc) {
+    return ~crc32c_table(reinterpret_cast<const unsigned char*>(data.data()), data.size(), ~crc);
+}
 
 uint32_t crc32c(std::span<const std::byte> data, uint32_t crc) {
     auto p = reinterpret_cast<const unsigned char*>(data.data());

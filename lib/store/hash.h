@@ -36,5 +36,8 @@ inline ObjectId sha256(std::string_view s) {
 // or continued from the value of the bytes before it. The CPU's crc32 instruction where it has
 // one (SSE 4.2), a table otherwise.
 uint32_t crc32c(std::span<const std::byte> data, uint32_t crc = 0);
+// The same with a table, a byte at a time, whatever the CPU (what crc32c does without SSE 4.2;
+// the tests compare the two).
+uint32_t crc32c_portable(std::span<const std::byte> data, uint32_t crc = 0);
 
 }  // namespace dvol

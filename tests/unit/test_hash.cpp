@@ -1,5 +1,7 @@
 #include <catch2/catch.hpp>
 
+#include <random>
+
 #include <set>
 #include <string>
 
@@ -153,4 +155,25 @@ TEST_CASE("crc32c matches the known vectors, whole or in pieces", "[hash]") {
     // One flipped bit changes it.
     data[500] ^= std::byte{0x10};
     CHECK(crc32c(data) != whole);
+}
+
+TEST_CASE("crc32c with the crc32 instruction (three streams at once on long buffers) matches the table", "[hash]") {
+    std::mt19937_64 rng(42);
+    std::vector<std::byte> data(5 * 3 * 8192 + 777);
+    for (auto& b : data) b = static_cast<std::byte>(rng());
+    // Lengths around the three-stream step (3 x 8 KiB), odd offsets, and a running crc.
+    for (size_t len : {size_t{0}, size_t{7}, size_t{8191}, size_t{24575}, size_t{24576}, size_t{24577}, size_t{49152}, size_t{49159},
+                       size_t{65536}, data.size() - 1}) {
+        for (size_t off : {size_t{0}, size_t{1}, size_t{5}}) {
+            if (off + len > data.size()) continue;
+            std::span<const std::byte> s(data.data() + off, len);
+            INFO("length " << len << " offset " << off);
+            CHECK(crc32c(s) == crc32c_portable(s));
+            CHECK(crc32c(s, 0x12345678u) == crc32c_portable(s, 0x12345678u));
+        }
+    }
+    // A long run of zeros and of ones.
+    std::vector<std::byte> z(100000, std::byte{0}), o(100000, std::byte{0xff});
+    CHECK(crc32c(z) == crc32c_portable(z));
+    CHECK(crc32c(o) == crc32c_portable(o));
 }
