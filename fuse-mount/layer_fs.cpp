@@ -52,8 +52,8 @@ std::string dirname_of(std::string_view path) {
 }
 
 // SQLite integers are signed: numbers from 2^63 up are stored as their two's complement.
-int64_t sq(uint64_t v) { return static_cast<int64_t>(v); }
-uint64_t uq(int64_t v) { return static_cast<uint64_t>(v); }
+int64_t sq(uint64_t v) { return layer_sql_ino(v); }
+uint64_t uq(int64_t v) { return layer_ino(v); }
 
 uint32_t type_of(uint32_t mode) { return mode & S_IFMT; }
 
@@ -64,22 +64,6 @@ uint64_t base_ino_candidate(std::string_view path) {
     uint64_t ino = ino_candidate(path_key(path)) & ~kLayerInoBase;
     return ino <= kRootIno ? 2 : ino;
 }
-
-struct LayerFs::Row {
-    uint64_t ino = 0;
-    uint32_t mode = 0;  // S_IF* and permission bits
-    uint32_t uid = 0;
-    uint32_t gid = 0;
-    uint64_t rdev = 0;
-    uint64_t size = 0;
-    int64_t mtime_ns = 0;
-    int64_t ctime_ns = 0;
-    std::string target;
-    uint32_t nlink = 1;
-    std::optional<std::string> origin;
-    uint64_t base_limit = 0;
-    bool listed = false;
-};
 
 struct LayerFs::FileData {
     uint64_t ino = 0;
@@ -213,28 +197,7 @@ Status LayerFs::recover() {
 
 // --- rows ---------------------------------------------------------------------------------------
 
-Result<std::optional<LayerFs::Row>> LayerFs::load_row(uint64_t ino) {
-    DVOL_TRY(auto q, db_->prepare(
-                         "SELECT mode, uid, gid, rdev, size, mtime_ns, ctime_ns, target, nlink, origin, base_limit, listed FROM nodes WHERE ino = ?"));
-    q.bind(1, sq(ino));
-    DVOL_TRY(bool found, q.step());
-    if (!found) return std::optional<Row>();
-    Row r;
-    r.ino = ino;
-    r.mode = static_cast<uint32_t>(q.int64(0));
-    r.uid = static_cast<uint32_t>(q.int64(1));
-    r.gid = static_cast<uint32_t>(q.int64(2));
-    r.rdev = uq(q.int64(3));
-    r.size = uq(q.int64(4));
-    r.mtime_ns = q.int64(5);
-    r.ctime_ns = q.int64(6);
-    if (!q.is_null(7)) r.target = q.text(7);
-    r.nlink = static_cast<uint32_t>(q.int64(8));
-    if (!q.is_null(9)) r.origin = q.text(9);
-    r.base_limit = uq(q.int64(10));
-    r.listed = q.int64(11) != 0;
-    return std::optional<Row>(std::move(r));
-}
+Result<std::optional<LayerFs::Row>> LayerFs::load_row(uint64_t ino) { return load_layer_row(*db_, ino); }
 
 Result<LayerFs::Row> LayerFs::row_of(uint64_t ino) {
     DVOL_TRY(auto r, load_row(ino));
@@ -248,13 +211,7 @@ Result<bool> LayerFs::row_exists(uint64_t ino) {
     return q.step();
 }
 
-Result<std::optional<uint64_t>> LayerFs::row_by_origin(std::string_view path) {
-    DVOL_TRY(auto q, db_->prepare("SELECT ino FROM nodes WHERE origin = ?"));
-    q.bind(1, path);
-    DVOL_TRY(bool found, q.step());
-    if (!found) return std::optional<uint64_t>();
-    return std::optional<uint64_t>(uq(q.int64(0)));
-}
+Result<std::optional<uint64_t>> LayerFs::row_by_origin(std::string_view path) { return layer_ino_by_origin(*db_, path); }
 
 uint64_t LayerFs::base_ino(const std::string& path, bool exact) {
     if (auto it = base_ino_.find(path); it != base_ino_.end()) return it->second;

@@ -60,7 +60,7 @@
 #include "base/object_id.h"
 #include "commit_fs.h"
 #include "meta/db.h"
-
+#include "repo/layer_rows.h"
 
 namespace dvol::mountfs {
 
@@ -166,7 +166,7 @@ public:
     Counters counters() const;
 
 private:
-    struct Row;
+    using Row = LayerRow;
     struct Node {
         uint64_t nlookup = 0;
         bool row = false;

@@ -16,6 +16,7 @@
 #include "base/fs.h"
 #include "meta/db.h"
 #include "object/tree.h"
+#include "repo/layer_rows.h"
 #include "repo/readers.h"
 #include "store/chunker.h"
 #include "store/hash.h"
@@ -24,8 +25,8 @@ namespace dvol {
 
 namespace {
 
-int64_t sq(uint64_t v) { return static_cast<int64_t>(v); }
-uint64_t uq(int64_t v) { return static_cast<uint64_t>(v); }
+int64_t sq(uint64_t v) { return layer_sql_ino(v); }
+uint64_t uq(int64_t v) { return layer_ino(v); }
 
 std::string join(std::string_view dir, std::string_view name) {
     if (dir.empty()) return std::string(name);
@@ -34,20 +35,7 @@ std::string join(std::string_view dir, std::string_view name) {
 
 Error corrupt(std::string what) { return make_error(Errc::corrupt, "write layer: " + std::move(what)); }
 
-struct Row {
-    uint64_t ino = 0;
-    uint32_t mode = 0;
-    uint32_t uid = 0;
-    uint32_t gid = 0;
-    uint64_t rdev = 0;
-    uint64_t size = 0;
-    int64_t mtime_ns = 0;
-    int64_t ctime_ns = 0;
-    std::string target;
-    std::optional<std::string> origin;
-    uint64_t base_limit = 0;
-    bool listed = false;
-};
+using Row = LayerRow;
 
 // Extents into a canonical FileContent: adjacent holes merged, more than 4096 extents split
 // into extent lists handed to the meta sink.
@@ -164,35 +152,12 @@ public:
     ObjectId base_top_;
 
 private:
-    Result<std::optional<Row>> row(uint64_t ino) {
-        DVOL_TRY(auto q, db_.prepare("SELECT mode, uid, gid, rdev, size, mtime_ns, target, origin, base_limit, listed, ctime_ns FROM nodes WHERE ino = ?"));
-        q.bind(1, sq(ino));
-        DVOL_TRY(bool found, q.step());
-        if (!found) return std::optional<Row>();
-        Row r;
-        r.ino = ino;
-        r.mode = static_cast<uint32_t>(q.int64(0));
-        r.uid = static_cast<uint32_t>(q.int64(1));
-        r.gid = static_cast<uint32_t>(q.int64(2));
-        r.rdev = uq(q.int64(3));
-        r.size = uq(q.int64(4));
-        r.mtime_ns = q.int64(5);
-        if (!q.is_null(6)) r.target = q.text(6);
-        if (!q.is_null(7)) r.origin = q.text(7);
-        r.base_limit = uq(q.int64(8));
-        r.listed = q.int64(9) != 0;
-        r.ctime_ns = q.int64(10);
-        return std::optional<Row>(std::move(r));
-    }
+    Result<std::optional<Row>> row(uint64_t ino) { return load_layer_row(db_, ino); }
 
     Result<std::optional<Row>> row_by_origin(const std::string& path) {
-        DVOL_TRY(auto q, db_.prepare("SELECT ino FROM nodes WHERE origin = ?"));
-        q.bind(1, path);
-        DVOL_TRY(bool found, q.step());
-        if (!found) return std::optional<Row>();
-        uint64_t ino = uq(q.int64(0));
-        q.reset();
-        return row(ino);
+        DVOL_TRY(auto ino, layer_ino_by_origin(db_, path));
+        if (!ino) return std::optional<Row>();
+        return row(*ino);
     }
 
     // Whether the live tree shows the base's entry `path` at that same path: no directory on the
