@@ -243,15 +243,47 @@ void op_releasedir(fuse_req_t req, fuse_ino_t, fuse_file_info* fi) {
     fuse_reply_err(req, 0);
 }
 
-// Directory offsets: 0 and 1 are "." and "..", entry i is at i + 2; each entry carries the
-// offset of the next one.
+// A readdir reply being filled, for either table of operations: entries go in until the
+// kernel's buffer is full. Directory offsets: 0 and 1 are "." and "..", entry i is at i + 2;
+// each entry carries the offset of the next one.
+class DirReply {
+public:
+    DirReply(fuse_req_t req, size_t size, bool plus) : req_(req), buf_(size), plus_(plus) {}
+    // Adds `name` with the type and inode number in `st`; false when it does not fit (the reply
+    // ends before it). READDIRPLUS: `fill` may complete the entry's attributes and lookup (left
+    // as `st` alone, the kernel looks it up later).
+    template <class Fill>
+    bool add(const std::string& name, const struct stat& st, off_t next, Fill&& fill) {
+        size_t need = plus_ ? fuse_add_direntry_plus(req_, nullptr, 0, name.c_str(), nullptr, 0)
+                            : fuse_add_direntry(req_, nullptr, 0, name.c_str(), nullptr, 0);
+        if (used_ + need > buf_.size()) return false;
+        if (plus_) {
+            fuse_entry_param e;
+            std::memset(&e, 0, sizeof e);
+            e.attr = st;
+            fill(e);
+            fuse_add_direntry_plus(req_, buf_.data() + used_, buf_.size() - used_, name.c_str(), &e, next);
+        } else {
+            fuse_add_direntry(req_, buf_.data() + used_, buf_.size() - used_, name.c_str(), &st, next);
+        }
+        used_ += need;
+        return true;
+    }
+    void send() { fuse_reply_buf(req_, buf_.data(), used_); }
+
+private:
+    fuse_req_t req_;
+    std::vector<char> buf_;
+    bool plus_;
+    size_t used_ = 0;
+};
+
 void readdir_common(fuse_req_t req, size_t size, off_t off, fuse_file_info* fi, bool plus) {
     auto& fs = server(req).fs;
     const auto& dir = *reinterpret_cast<const CommitFs::Dir*>(fi->fh);
-    std::vector<char> buf(size);
-    size_t used = 0;
+    DirReply reply(req, size, plus);
     for (auto o = static_cast<uint64_t>(std::max<off_t>(off, 0));; ++o) {
-        std::string_view name;
+        std::string name;
         struct stat st;
         std::memset(&st, 0, sizeof st);
         size_t index = 0;
@@ -267,32 +299,19 @@ void readdir_common(fuse_req_t req, size_t size, off_t off, fuse_file_info* fi, 
             st.st_ino = fs.entry_ino(dir, index);
             st.st_mode = CommitFs::entry_type_bits(e);
         }
-        std::string name_z(name);
-        auto next = static_cast<off_t>(o + 1);
-        if (!plus) {
-            size_t need = fuse_add_direntry(req, nullptr, 0, name_z.c_str(), nullptr, 0);
-            if (used + need > size) break;
-            fuse_add_direntry(req, buf.data() + used, size - used, name_z.c_str(), &st, next);
-            used += need;
-            continue;
-        }
-        size_t need = fuse_add_direntry_plus(req, nullptr, 0, name_z.c_str(), nullptr, 0);
-        if (used + need > size) break;
-        fuse_entry_param e;
-        std::memset(&e, 0, sizeof e);
-        e.attr = st;  // "." and "..", and entries that fail: no inode given, the kernel looks up later
-        if (o >= 2) {
+        // "." and "..", and entries that fail: no inode given, the kernel looks up later.
+        bool added = reply.add(name, st, static_cast<off_t>(o + 1), [&](fuse_entry_param& e) {
+            if (o < 2) return;
             auto a = fs.lookup_entry(dir, index);
             if (a) {
                 e = entry_param(*a);
             } else {
                 server(req).log.error(fmt::format("readdir of inode {}, entry {}: {}", dir.ino(), name, a.error().message));
             }
-        }
-        fuse_add_direntry_plus(req, buf.data() + used, size - used, name_z.c_str(), &e, next);
-        used += need;
+        });
+        if (!added) break;
     }
-    fuse_reply_buf(req, buf.data(), used);
+    reply.send();
 }
 
 void op_readdir(fuse_req_t req, fuse_ino_t, size_t size, off_t off, fuse_file_info* fi) {
@@ -657,8 +676,7 @@ void rw_releasedir(fuse_req_t req, fuse_ino_t, fuse_file_info* fi) {
 void rw_readdir_common(fuse_req_t req, size_t size, off_t off, fuse_file_info* fi, bool plus) {
     auto& fs = layer(req);
     const auto& dir = *reinterpret_cast<const RwDir*>(fi->fh);
-    std::vector<char> buf(size);
-    size_t used = 0;
+    DirReply reply(req, size, plus);
     for (auto o = static_cast<uint64_t>(std::max<off_t>(off, 0));; ++o) {
         std::string name;
         struct stat st;
@@ -674,27 +692,14 @@ void rw_readdir_common(fuse_req_t req, size_t size, off_t off, fuse_file_info* f
             st.st_ino = dir.entries[index].ino;
             st.st_mode = dir.entries[index].type;
         }
-        auto next = static_cast<off_t>(o + 1);
-        if (!plus) {
-            size_t need = fuse_add_direntry(req, nullptr, 0, name.c_str(), nullptr, 0);
-            if (used + need > size) break;
-            fuse_add_direntry(req, buf.data() + used, size - used, name.c_str(), &st, next);
-            used += need;
-            continue;
-        }
-        size_t need = fuse_add_direntry_plus(req, nullptr, 0, name.c_str(), nullptr, 0);
-        if (used + need > size) break;
-        fuse_entry_param e;
-        std::memset(&e, 0, sizeof e);
-        e.attr = st;
-        if (o >= 2) {
+        bool added = reply.add(name, st, static_cast<off_t>(o + 1), [&](fuse_entry_param& e) {
+            if (o < 2) return;
             auto a = fs.lookup(dir.ino, name);
             if (a && *a) e = rw_entry(**a);  // gone since the listing, or failed: the kernel looks up later
-        }
-        fuse_add_direntry_plus(req, buf.data() + used, size - used, name.c_str(), &e, next);
-        used += need;
+        });
+        if (!added) break;
     }
-    fuse_reply_buf(req, buf.data(), used);
+    reply.send();
 }
 
 void rw_readdir(fuse_req_t req, fuse_ino_t, size_t size, off_t off, fuse_file_info* fi) {
