@@ -751,6 +751,22 @@ void snapshot_commit(CommitFs& fs, uint64_t dir, const std::string& prefix, std:
     }
 }
 
+// Sinks for build_layer_tree that keep what it makes in `src`, each checked against its id.
+LayerTreeSinks sinks_into(CountingSource& src) {
+    LayerTreeSinks sinks;
+    sinks.meta = [&src](const ObjectId& id, std::span<const std::byte> bytes) -> Status {
+        CHECK(sha256(bytes) == id);
+        src.put(bytes);
+        return {};
+    };
+    sinks.chunk = [&src](const ObjectId& id, std::span<const std::byte> bytes) -> Status {
+        CHECK(sha256(bytes) == id);
+        src.put(bytes);
+        return {};
+    };
+    return sinks;
+}
+
 }  // namespace
 
 TEST_CASE("the layer as a tree (status, commit): the same files, new chunks only for the layer's bytes, nothing of the base read", "[layer_fs]") {
@@ -795,20 +811,7 @@ TEST_CASE("the layer as a tree (status, commit): the same files, new chunks only
 
     std::map<ObjectId, int> before;
     for (const auto& id : b.big.ids) before[id] = b.src.gets(id);
-    std::vector<ObjectId> new_chunks;
-    LayerTreeSinks sinks;
-    sinks.meta = [&](const ObjectId& id, std::span<const std::byte> bytes) -> Status {
-        CHECK(sha256(bytes) == id);
-        b.src.put(bytes);
-        return {};
-    };
-    sinks.chunk = [&](const ObjectId& id, std::span<const std::byte> bytes) -> Status {
-        CHECK(sha256(bytes) == id);
-        new_chunks.push_back(id);
-        b.src.put(bytes);
-        return {};
-    };
-    auto lt = build_layer_tree(b.src, b.top, dir, sinks);
+    auto lt = build_layer_tree(b.src, b.top, dir, sinks_into(b.src));
     if (!lt) FAIL(lt.error().message);
     // No chunk of the base was read to build it.
     for (const auto& id : b.big.ids) CHECK(b.src.gets(id) == before[id]);
@@ -876,12 +879,7 @@ TEST_CASE("the layer as a tree: hard links whose first base name is gone or move
     REQUIRE((*fs)->unlink(kRootIno, "e"));
     REQUIRE((*fs)->flush_all());
 
-    LayerTreeSinks sinks;
-    sinks.meta = [&](const ObjectId&, std::span<const std::byte> bytes) -> Status {
-        src.put(bytes);
-        return {};
-    };
-    auto lt = build_layer_tree(src, top, ldir, sinks);
+    auto lt = build_layer_tree(src, top, ldir, sinks_into(src));
     if (!lt) FAIL(lt.error().message);
     // Every hard link names a file that comes before it in the tree.
     std::vector<std::pair<std::string, std::string>> links;
@@ -948,16 +946,7 @@ TEST_CASE("the layer as a tree: a file unchanged since the last commit is not re
         ::clock_gettime(CLOCK_REALTIME, &ts);
         return static_cast<int64_t>(ts.tv_sec + 10) * 1000000000 + ts.tv_nsec;
     };
-    LayerTreeSinks sinks;
-    sinks.meta = [&](const ObjectId&, std::span<const std::byte> bytes) -> Status {
-        b.src.put(bytes);
-        return {};
-    };
-    sinks.chunk = [&](const ObjectId&, std::span<const std::byte> bytes) -> Status {
-        b.src.put(bytes);
-        return {};
-    };
-    auto first = build_layer_tree(b.src, b.top, dir, sinks, later());
+    auto first = build_layer_tree(b.src, b.top, dir, sinks_into(b.src), later());
     if (!first) FAIL(first.error().message);
     CHECK(first->cache_hits == 0);
     CHECK(first->fresh.size() == 2);
