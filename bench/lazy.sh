@@ -83,9 +83,8 @@ if [ "$(id -u)" = 0 ]; then
     export RGW_SIZE=$((3 * 1024 * 1024 * 1024))
     if rgw_start "$W/rgw"; then
         RGW_UP=1
-        export AWS_ENDPOINT_URL=$RGW_ENDPOINT AWS_ACCESS_KEY_ID=$RGW_ACCESS_KEY AWS_SECRET_ACCESS_KEY=$RGW_SECRET_KEY AWS_REGION=us-east-1
-        curl -s -o /dev/null --user "$AWS_ACCESS_KEY_ID:$AWS_SECRET_ACCESS_KEY" --aws-sigv4 "aws:amz:$AWS_REGION:s3" -X PUT \
-            -H 'x-amz-content-sha256: UNSIGNED-PAYLOAD' "$RGW_ENDPOINT/lazybench"
+        rgw_client_env
+        rgw_make_bucket lazybench || { echo "$RGW_SKIP_REASON" >&2; exit 1; }
         DVOL_ROOT=$W/src d push s3://lazybench/x v >/dev/null
         measure rgw s3://lazybench/x
     else

@@ -98,9 +98,8 @@ for r in $REMOTES; do
         export RGW_STORE=bluestore RGW_SIZE=$((8 * 1024 * MIB))
         rgw_start "$W/rgw" || { echo "rgw: cannot start ($RGW_SKIP_REASON)"; exit 1; }
         RGW_UP=1
-        export AWS_ENDPOINT_URL=$RGW_ENDPOINT AWS_ACCESS_KEY_ID=$RGW_ACCESS_KEY AWS_SECRET_ACCESS_KEY=$RGW_SECRET_KEY AWS_REGION=us-east-1
-        curl -s -o /dev/null --user "$AWS_ACCESS_KEY_ID:$AWS_SECRET_ACCESS_KEY" --aws-sigv4 "aws:amz:$AWS_REGION:s3" -X PUT \
-            -H 'x-amz-content-sha256: UNSIGNED-PAYLOAD' "$RGW_ENDPOINT/lazypg"
+        rgw_client_env
+        rgw_make_bucket lazypg || { echo "$RGW_SKIP_REASON" >&2; exit 1; }
         URL[s3]=s3://lazypg/x
         ;;
     *) echo "unknown remote $r (s3, dir)" >&2; exit 2 ;;

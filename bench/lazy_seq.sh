@@ -73,9 +73,8 @@ d0 commit -m big v >/dev/null || { echo "commit failed"; exit 1; }
 export RGW_STORE=bluestore RGW_SIZE=$((4 * 1024 * MIB))
 rgw_start "$W/rgw" || { echo "rgw: cannot start ($RGW_SKIP_REASON)"; exit 1; }
 RGW_UP=1
-export AWS_ENDPOINT_URL=$RGW_ENDPOINT AWS_ACCESS_KEY_ID=$RGW_ACCESS_KEY AWS_SECRET_ACCESS_KEY=$RGW_SECRET_KEY AWS_REGION=us-east-1
-curl -s -o /dev/null --user "$AWS_ACCESS_KEY_ID:$AWS_SECRET_ACCESS_KEY" --aws-sigv4 "aws:amz:$AWS_REGION:s3" -X PUT \
-    -H 'x-amz-content-sha256: UNSIGNED-PAYLOAD' "$RGW_ENDPOINT/lazyseq"
+rgw_client_env
+rgw_make_bucket lazyseq || { echo "$RGW_SKIP_REASON" >&2; exit 1; }
 d0 push s3://lazyseq/x v >/dev/null || { echo "push failed"; exit 1; }
 
 printf '| round | binary | load before | cold MB/s | requests, MiB fetched | mount CPU user + sys s | RGW + OSD CPU s | disk cache MB/s (new mount) |\n'

@@ -93,7 +93,6 @@ T=120  # seconds before a hung command counts as a failure
 # dvol under a time limit, so that a hang fails the test instead of hanging it.
 tdvol() { timeout "$T" "$DVOL" --disable-docker-integration "$@"; }
 
-# use_store NAME: a fresh store under the test's directory.
 # is_mounted DIR: a dvol FUSE mount is on DIR (/proc/self/mountinfo: field 5 the mount point, the
 # type after the " - " separator).
 is_mounted() {
@@ -101,6 +100,18 @@ is_mounted() {
                    END { exit !f }' /proc/self/mountinfo
 }
 
+# unmount_dvol_mounts DIR...: ends the dvol mounts on these directories (dvol umount, else a lazy
+# detach), for the EXIT traps of tests that mount.
+unmount_dvol_mounts() {
+    local d
+    for d in "$@"; do
+        if is_mounted "$d"; then
+            "$DVOL" umount "$d" >/dev/null 2>&1 || umount -l "$d" 2>/dev/null || fusermount3 -u -z "$d" 2>/dev/null
+        fi
+    done
+}
+
+# use_store NAME: a fresh store under the test's directory.
 use_store() {
     export DVOL_ROOT="$TEST_TMP/$1"
     mkdir -p "$DVOL_ROOT"

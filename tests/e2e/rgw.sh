@@ -13,6 +13,8 @@
 #   rgw_signal DIR STOP|CONT     # freeze / thaw the gateway
 #   rgw_gateway_stop DIR         # stop the gateway alone (the objects stay in the OSD)
 #   rgw_gateway_start DIR        # and start it again, on the same port
+#   rgw_client_env               # export AWS_* for a client (dvol, curl) of this gateway
+#   rgw_make_bucket NAME         # create a bucket; return 1 with RGW_SKIP_REASON if it cannot
 #
 #   tests/e2e/rgw.sh start DIR   # prints RGW_* assignments for eval; exit 77 when it cannot
 #   tests/e2e/rgw.sh stop DIR
@@ -334,6 +336,22 @@ rgw_gateway_start() { # DIR
         sleep 0.25
     done
     RGW_SKIP_REASON="radosgw does not answer on 127.0.0.1:$port after 120 s"
+    return 1
+}
+
+# The environment of an S3 client (dvol, curl) of the gateway rgw_start started: its endpoint
+# and keys, and nothing from the caller's own AWS configuration.
+rgw_client_env() {
+    export AWS_ENDPOINT_URL=$RGW_ENDPOINT AWS_ACCESS_KEY_ID=$RGW_ACCESS_KEY AWS_SECRET_ACCESS_KEY=$RGW_SECRET_KEY AWS_REGION=us-east-1
+    unset AWS_SESSION_TOKEN AWS_PROFILE AWS_ENDPOINT_URL_S3 AWS_DEFAULT_REGION AWS_SHARED_CREDENTIALS_FILE AWS_CONFIG_FILE
+}
+
+rgw_make_bucket() { # NAME (after rgw_client_env)
+    local code
+    code=$(curl -s --max-time 60 -o /dev/null -w '%{http_code}' --user "$AWS_ACCESS_KEY_ID:$AWS_SECRET_ACCESS_KEY" \
+        --aws-sigv4 "aws:amz:$AWS_REGION:s3" -X PUT -H 'x-amz-content-sha256: UNSIGNED-PAYLOAD' "$RGW_ENDPOINT/${1:?rgw_make_bucket NAME}")
+    [ "$code" = 200 ] && return 0
+    RGW_SKIP_REASON="cannot create bucket $1 on the gateway (HTTP $code)"
     return 1
 }
 

@@ -47,13 +47,9 @@ MOUNTED=()  # live directories of lazy volumes this test made
 FG_PIDS=()
 # shellcheck disable=SC2317  # run by the EXIT trap
 unmount_all() {
-    local d p
+    local p
     for p in "${FG_PIDS[@]}"; do kill "$p" 2>/dev/null; wait "$p" 2>/dev/null; done
-    for d in "${MOUNTED[@]}"; do
-        if is_mounted "$d"; then
-            "$DVOL" umount "$d" >/dev/null 2>&1 || umount -l "$d" 2>/dev/null || fusermount3 -u -z "$d" 2>/dev/null
-        fi
-    done
+    unmount_dvol_mounts "${MOUNTED[@]}"
     [ "$BACKEND" = s3 ] && rgw_stop "$TEST_TMP/rgw"
 }
 trap 'unmount_all; cleanup' EXIT
@@ -76,11 +72,8 @@ s3)
         exit 77
     fi
     echo "Ceph RGW at $RGW_ENDPOINT, started in $RGW_START_SECONDS s"
-    export AWS_ENDPOINT_URL=$RGW_ENDPOINT AWS_ACCESS_KEY_ID=$RGW_ACCESS_KEY AWS_SECRET_ACCESS_KEY=$RGW_SECRET_KEY AWS_REGION=us-east-1
-    unset AWS_SESSION_TOKEN AWS_PROFILE AWS_ENDPOINT_URL_S3 AWS_DEFAULT_REGION AWS_SHARED_CREDENTIALS_FILE AWS_CONFIG_FILE
-    code=$(curl -s --max-time 60 -o /dev/null -w '%{http_code}' --user "$AWS_ACCESS_KEY_ID:$AWS_SECRET_ACCESS_KEY" \
-        --aws-sigv4 "aws:amz:$AWS_REGION:s3" -X PUT -H 'x-amz-content-sha256: UNSIGNED-PAYLOAD' "$RGW_ENDPOINT/dvol-lazy")
-    [ "$code" = 200 ] || { echo "SKIP: cannot create a bucket on the gateway (HTTP $code)"; exit 77; }
+    rgw_client_env
+    rgw_make_bucket dvol-lazy || { echo "SKIP: $RGW_SKIP_REASON"; exit 77; }
     REMOTE="s3://dvol-lazy/e2e"
     remote_stop() { rgw_gateway_stop "$TEST_TMP/rgw"; }
     remote_start() { rgw_gateway_start "$TEST_TMP/rgw"; }

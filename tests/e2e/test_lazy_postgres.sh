@@ -33,13 +33,8 @@ command -v fusermount3 >/dev/null || apt_install fuse3
 MOUNTED=()
 # shellcheck disable=SC2317  # run by the EXIT trap
 finish_all() {
-    local d
     stop_our_postmaster
-    for d in "${MOUNTED[@]}"; do
-        if is_mounted "$d"; then
-            "$DVOL" umount "$d" >/dev/null 2>&1 || umount -l "$d" 2>/dev/null || fusermount3 -u -z "$d" 2>/dev/null
-        fi
-    done
+    unmount_dvol_mounts "${MOUNTED[@]}"
     [ "$BACKEND" = s3 ] && rgw_stop "$TEST_TMP/rgw"
 }
 trap 'finish_all; cleanup' EXIT
@@ -61,11 +56,8 @@ s3)
         exit 77
     fi
     echo "Ceph RGW at $RGW_ENDPOINT, started in $RGW_START_SECONDS s"
-    export AWS_ENDPOINT_URL=$RGW_ENDPOINT AWS_ACCESS_KEY_ID=$RGW_ACCESS_KEY AWS_SECRET_ACCESS_KEY=$RGW_SECRET_KEY AWS_REGION=us-east-1
-    unset AWS_SESSION_TOKEN AWS_PROFILE AWS_ENDPOINT_URL_S3 AWS_DEFAULT_REGION AWS_SHARED_CREDENTIALS_FILE AWS_CONFIG_FILE
-    code=$(curl -s --max-time 60 -o /dev/null -w '%{http_code}' --user "$AWS_ACCESS_KEY_ID:$AWS_SECRET_ACCESS_KEY" \
-        --aws-sigv4 "aws:amz:$AWS_REGION:s3" -X PUT -H 'x-amz-content-sha256: UNSIGNED-PAYLOAD' "$RGW_ENDPOINT/dvol-lazy-pg")
-    [ "$code" = 200 ] || { echo "SKIP: cannot create a bucket on the gateway (HTTP $code)"; exit 77; }
+    rgw_client_env
+    rgw_make_bucket dvol-lazy-pg || { echo "SKIP: $RGW_SKIP_REASON"; exit 77; }
     REMOTE="s3://dvol-lazy-pg/e2e"
     ;;
 *)

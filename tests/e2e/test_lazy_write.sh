@@ -42,13 +42,9 @@ MOUNTED=()
 BG_PIDS=()
 # shellcheck disable=SC2317  # run by the EXIT trap
 unmount_all() {
-    local d p
+    local p
     for p in "${BG_PIDS[@]}"; do kill "$p" 2>/dev/null; wait "$p" 2>/dev/null; done
-    for d in "${MOUNTED[@]}"; do
-        if is_mounted "$d"; then
-            "$DVOL" umount "$d" >/dev/null 2>&1 || umount -l "$d" 2>/dev/null || fusermount3 -u -z "$d" 2>/dev/null
-        fi
-    done
+    unmount_dvol_mounts "${MOUNTED[@]}"
 }
 trap 'unmount_all; cleanup' EXIT
 
