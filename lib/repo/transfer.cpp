@@ -580,17 +580,16 @@ Result<FetchOutcome> Repository::fetch_into(Remote& r, const Volume& v, const st
             DVOL_TRY(auto local, refs_->commit(c));
             if (local) {
                 n.encoded = std::move(*local);
-                // Another volume's commit: its objects are here when its tree is in the store's
-                // packs (a tree present means its content present). A lazy volume's commit has its
-                // trees in that volume's cache: they are fetched like a new commit's.
-                auto decoded = decode_commit(n.encoded);
-                if (decoded) { DVOL_TRY(n.local, store_->has(decoded->tree)); }
             } else {
                 DVOL_CHECK(objects.get(c, n.encoded));  // verified: it hashes to c
             }
             auto decoded = decode_commit(n.encoded);
             if (!decoded) return make_error(Errc::corrupt, fmt::format("commit {} on remote {}: {}", c.hex(), r.name, decoded.error().message));
             n.commit = std::move(*decoded);
+            // Another volume's commit: its objects are here when its tree is in the store's packs
+            // (a tree present means its content present). A lazy volume's commit has its trees in
+            // that volume's cache: they are fetched like a new commit's.
+            if (local) { DVOL_TRY(n.local, store_->has(n.commit.tree)); }
             todo.insert(todo.end(), n.commit.parents.begin(), n.commit.parents.end());
             commits.push_back(std::move(n));
         }
