@@ -484,14 +484,8 @@ Result<ResetOutcome> Repository::reset_hard(const std::string& volume, const std
         DVOL_TRY(auto store_lock, StoreLock::acquire(*paths_, false, wait_notice_));
         DVOL_TRY(v, find_volume(volume));
         DVOL_TRY(ObjectId target, resolve_in(v, ref));
-        DVOL_TRY(ObjectId tree, commit_tree(target));
         DVOL_TRY(auto old_tip, head(v));
-        {
-            // Its trees are kept with the volume (fetched by the clone, or made by its commits).
-            auto kept = open_kept_objects(lv->cache_dir);
-            DVOL_TRY(auto top, load_tree(*kept, nullptr, tree));
-            (void)top;
-        }
+        DVOL_CHECK(require_kept_tree(*lv, target));
         Quiesced quiet(hooks);
         DVOL_CHECK(quiet.start());
         {
@@ -715,6 +709,16 @@ Result<CheckoutOutcome> Repository::checkout(const std::string& volume, const st
     return out;
 }
 
+// A commit a lazy volume is moved to has its top tree with the volume's kept objects (fetched by
+// the clone or a pull, or made by its commits): checked before anything changes.
+Status Repository::require_kept_tree(const LazyVolume& lv, const ObjectId& commit) {
+    DVOL_TRY(ObjectId tree, commit_tree(commit));
+    auto kept = open_kept_objects(lv.cache_dir);
+    DVOL_TRY(auto top, load_tree(*kept, nullptr, tree));
+    (void)top;
+    return {};
+}
+
 // A lazy volume's live directory is its mount of the tip and the write layer over it. A branch at
 // the same commit changes nothing the mount shows (the layer stays, as git keeps uncommitted
 // changes); another commit is what reset --hard does: the layer is dropped and the hooks unmount
@@ -728,13 +732,7 @@ Result<CheckoutOutcome> Repository::checkout_lazy(const Volume& v, const std::st
         if (!target.tip)
             return make_error(Errc::unsupported, fmt::format("branch {} of lazy volume {} has no commit to mount", branch, v.name));
         DVOL_TRY(auto lv, lazy_volume(v.name));
-        {
-            // Its trees are kept with the volume (fetched by the clone, or made by its commits).
-            auto kept = open_kept_objects(lv->cache_dir);
-            DVOL_TRY(ObjectId tree, commit_tree(*target.tip));
-            DVOL_TRY(auto top, load_tree(*kept, nullptr, tree));
-            (void)top;
-        }
+        DVOL_CHECK(require_kept_tree(*lv, *target.tip));
         if (!force) DVOL_CHECK(refuse_uncommitted(v, "use --force to discard them"));
         Quiesced quiet(hooks);
         DVOL_CHECK(quiet.start());

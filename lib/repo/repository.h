@@ -491,6 +491,8 @@ private:
     // Errc::conflict when the live directory differs from the active branch's tip ("commit
     // them, or `otherwise`").
     Status refuse_uncommitted(const Volume& v, std::string_view otherwise);
+    // Errc::not_found (or corrupt) unless `commit`'s top tree is among `lv`'s kept objects.
+    Status require_kept_tree(const LazyVolume& lv, const ObjectId& commit);
     // checkout's part for a lazy volume (under checkout's locks).
     Result<CheckoutOutcome> checkout_lazy(const Volume& v, const std::string& branch, const meta::BranchRow& target, bool force,
                                           const LiveDataHooks& hooks);
