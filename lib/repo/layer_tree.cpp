@@ -2,7 +2,6 @@
 
 #include <fcntl.h>
 #include <sys/stat.h>
-#include <time.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -18,6 +17,7 @@
 #include "object/tree.h"
 #include "repo/layer_rows.h"
 #include "repo/readers.h"
+#include "repo/stat_cache.h"
 #include "store/chunker.h"
 #include "store/hash.h"
 
@@ -73,19 +73,6 @@ private:
     const LayerTreeSinks& sinks_;
     std::vector<Extent> extents_;
 };
-
-int64_t now_ns() {
-    struct timespec ts;
-    ::clock_gettime(CLOCK_REALTIME, &ts);
-    return static_cast<int64_t>(ts.tv_sec) * 1000000000 + ts.tv_nsec;
-}
-
-int64_t ns_of(const struct timespec& ts) { return static_cast<int64_t>(ts.tv_sec) * 1000000000 + ts.tv_nsec; }
-
-// A file's content is taken from the content cache only when written there at least this long
-// before the build that made it: a write in the same tick of the kernel's clock as that build
-// would leave the data file's times unchanged (git's "racily clean" entries).
-constexpr int64_t kRacyNs = 2'000'000'000;
 
 class Builder {
 public:
@@ -389,13 +376,16 @@ private:
         std::string key = fmt::format("{} {} {} {} {} {}", r.size, r.base_limit, r.mtime_ns, r.ctime_ns, r.origin ? "o:" + *r.origin : "-",
                                       copied.size());
         for (uint64_t c : copied) key += fmt::format(",{}", c);
-        bool cacheable = r.ctime_ns < start_ns_ - kRacyNs;
+        // Kept for later builds only when older than the stat cache's racy window: a write in the
+        // same tick of the kernel's clock as this build would leave the data file's times unchanged.
+        bool cacheable = r.ctime_ns < start_ns_ - kRacyWindowNs;
         {
             struct stat st;
             std::string data = fmt::format("{}/data/{:016x}", dir_, r.ino);
             if (::stat(data.c_str(), &st) == 0) {
-                key += fmt::format(" f:{}:{}:{}:{}", st.st_ino, st.st_size, ns_of(st.st_mtim), ns_of(st.st_ctim));
-                cacheable = cacheable && ns_of(st.st_mtim) < start_ns_ - kRacyNs && ns_of(st.st_ctim) < start_ns_ - kRacyNs;
+                StatKey k = stat_key(st);
+                key += fmt::format(" f:{}:{}:{}:{}", k.ino, k.size, k.mtime_ns, k.ctime_ns);
+                cacheable = cacheable && k.mtime_ns < start_ns_ - kRacyWindowNs && k.ctime_ns < start_ns_ - kRacyWindowNs;
             } else if (errno == ENOENT) {
                 key += " f:-";
             } else {
