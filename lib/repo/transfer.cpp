@@ -792,7 +792,6 @@ Result<PullOutcome> Repository::pull(const RemoteSpec& spec, const std::string& 
         return out;
     }
     DVOL_CHECK(refuse_uncommitted(v, "reset --hard, before pulling"));
-    DVOL_TRY(ObjectId tree, commit_tree(*theirs));
     if (!lazy_cache.empty()) {
         // As reset --hard does: the hooks unmount the live directory (containers stopped) and
         // mount it again on the new tip; the layer, with nothing uncommitted, goes.
@@ -808,6 +807,7 @@ Result<PullOutcome> Repository::pull(const RemoteSpec& spec, const std::string& 
         out.restore.id = *theirs;
         return out;
     }
+    DVOL_TRY(ObjectId tree, commit_tree(*theirs));
     DVOL_TRY(auto verified, verify_restore(v, &tree, std::move(out.fetched.verified)));
     Quiesced quiet(hooks);
     DVOL_CHECK(quiet.start());
