@@ -26,6 +26,7 @@
 #include "repo/layer_tree.h"
 #include "repo/readers.h"
 #include "store/hash.h"
+#include "memory_source.h"
 #include "support.h"
 
 using namespace dvol;
@@ -34,49 +35,7 @@ using dvol::test::TempDir;
 
 namespace {
 
-class CountingSource : public ObjectSource {
-public:
-    ObjectId put(std::span<const std::byte> bytes) {
-        std::lock_guard lk(mu_);
-        ObjectId id = sha256(bytes);
-        objects_[id].assign(bytes.begin(), bytes.end());
-        return id;
-    }
-    ObjectId put(std::string_view s) { return put(std::as_bytes(std::span(s.data(), s.size()))); }
-    ObjectId put_tree(const Tree& t) { return put(encode_tree(t)); }
-    Result<bool> has(const ObjectId& id) override {
-        std::lock_guard lk(mu_);
-        return objects_.contains(id);
-    }
-    Status get(const ObjectId& id, std::vector<std::byte>& out) override {
-        std::lock_guard lk(mu_);
-        ++gets_[id];
-        auto it = objects_.find(id);
-        if (it == objects_.end()) return make_error(Errc::not_found, "object " + id.hex() + " is not here");
-        out = it->second;
-        return {};
-    }
-    using ObjectSource::get;
-    int gets(const ObjectId& id) {
-        std::lock_guard lk(mu_);
-        return gets_[id];
-    }
-    // Read-ahead hints (CommitFs's prefetch of the chunks after a sequential read).
-    void prefetch(std::span<const ObjectId> ids) override {
-        std::lock_guard lk(mu_);
-        hinted_ += ids.size();
-    }
-    size_t hinted() {
-        std::lock_guard lk(mu_);
-        return hinted_;
-    }
-
-private:
-    std::mutex mu_;
-    std::map<ObjectId, std::vector<std::byte>> objects_;
-    std::map<ObjectId, int> gets_;
-    size_t hinted_ = 0;
-};
+using dvol::test::MemorySource;
 
 TreeEntry entry(const std::string& name, EntryType type, uint32_t mode = 0644) {
     TreeEntry e;
@@ -106,7 +65,7 @@ struct BigFile {
     std::vector<ObjectId> ids;
     TreeEntry entry;
 };
-BigFile big_file(CountingSource& src, const std::string& name, size_t chunks, size_t chunk_size, uint64_t seed, size_t tail_hole = 0) {
+BigFile big_file(MemorySource& src, const std::string& name, size_t chunks, size_t chunk_size, uint64_t seed, size_t tail_hole = 0) {
     BigFile f;
     f.entry = entry(name, EntryType::file);
     auto data = dvol::test::random_bytes(chunks * chunk_size, seed);
@@ -132,7 +91,7 @@ BigFile big_file(CountingSource& src, const std::string& name, size_t chunks, si
 //   /d/sub/     empty directory
 //   /sym -> small
 struct Base {
-    CountingSource src;
+    MemorySource src;
     BigFile big;
     ObjectId top;
     ObjectId commit = sha256(std::string_view("the base commit"));
@@ -627,7 +586,7 @@ TEST_CASE("random writes, truncates and crashes against a model", "[layer_fs]") 
     // more writes, then a crash. After the reopen the file is what it was at the fsync (or,
     // for bytes written after it, either value).
     Base b;
-    CountingSource& src = b.src;
+    MemorySource& src = b.src;
     (void)src;
     TempDir tmp;
     std::string dir = tmp / "layer";
@@ -752,7 +711,7 @@ void snapshot_commit(CommitFs& fs, uint64_t dir, const std::string& prefix, std:
 }
 
 // Sinks for build_layer_tree that keep what it makes in `src`, each checked against its id.
-LayerTreeSinks sinks_into(CountingSource& src) {
+LayerTreeSinks sinks_into(MemorySource& src) {
     LayerTreeSinks sinks;
     sinks.meta = [&src](const ObjectId& id, std::span<const std::byte> bytes) -> Status {
         CHECK(sha256(bytes) == id);
@@ -843,7 +802,7 @@ TEST_CASE("the layer as a tree (status, commit): the same files, new chunks only
 // Layer: unlink c, rename d/a to d/z, unlink e; g, which the layer leaves alone, keeps its tree
 // id and h its link.
 TEST_CASE("the layer as a tree: hard links whose first base name is gone or moved stay valid", "[layer_fs]") {
-    CountingSource src;
+    MemorySource src;
     TreeEntry c = entry("c", EntryType::file);
     c.content.extents = {Extent{src.put("shared"), 6, false}};
     c.size = 6;

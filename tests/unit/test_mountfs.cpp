@@ -20,6 +20,7 @@
 #include "fuse-mount/mountinfo.h"
 #include "object/tree.h"
 #include "store/hash.h"
+#include "memory_source.h"
 #include "store/pooled_source.h"
 
 using namespace dvol;
@@ -27,66 +28,7 @@ using namespace dvol::mountfs;
 
 namespace {
 
-// Objects in memory, safe for several threads; counts gets per object; can damage one.
-class MemorySource : public ObjectSource {
-public:
-    ObjectId put(std::span<const std::byte> bytes) {
-        std::lock_guard lk(mu_);
-        ObjectId id = sha256(bytes);
-        objects_[id].assign(bytes.begin(), bytes.end());
-        return id;
-    }
-    ObjectId put(std::string_view s) { return put(std::as_bytes(std::span(s.data(), s.size()))); }
-    ObjectId put_tree(const Tree& t) { return put(encode_tree(t)); }
-
-    Result<bool> has(const ObjectId& id) override {
-        std::lock_guard lk(mu_);
-        return objects_.contains(id);
-    }
-    Status get(const ObjectId& id, std::vector<std::byte>& out) override {
-        std::lock_guard lk(mu_);
-        ++gets_[id];
-        if (damaged_.contains(id)) return make_error(Errc::corrupt, "object " + id.hex() + " in pack p is corrupt: hash mismatch");
-        auto it = objects_.find(id);
-        if (it == objects_.end()) return make_error(Errc::not_found, "object " + id.hex() + " is not in the store");
-        out = it->second;
-        return {};
-    }
-    using ObjectSource::get;
-
-    int gets(const ObjectId& id) {
-        std::lock_guard lk(mu_);
-        return gets_[id];
-    }
-    int total_gets() {
-        std::lock_guard lk(mu_);
-        int n = 0;
-        for (auto& [id, c] : gets_) n += c;
-        return n;
-    }
-    void damage(const ObjectId& id) {
-        std::lock_guard lk(mu_);
-        damaged_[id] = true;
-    }
-    void drop(const ObjectId& id) {
-        std::lock_guard lk(mu_);
-        objects_.erase(id);
-    }
-
-private:
-    std::mutex mu_;
-    std::map<ObjectId, std::vector<std::byte>> objects_;
-    std::map<ObjectId, int> gets_;
-    std::map<ObjectId, bool> damaged_;
-
-public:
-    // What prefetch() was told, in order (the readahead hint of sequential reads).
-    void prefetch(std::span<const ObjectId> ids) override {
-        std::lock_guard lk(mu_);
-        prefetched.insert(prefetched.end(), ids.begin(), ids.end());
-    }
-    std::vector<ObjectId> prefetched;
-};
+using dvol::test::MemorySource;
 
 TreeEntry entry(const std::string& name, EntryType type, uint32_t mode = 0644) {
     TreeEntry e;
