@@ -3,6 +3,7 @@
 #include <sys/stat.h>
 
 #include <algorithm>
+#include <bit>
 
 #include <fmt/format.h>
 
@@ -192,7 +193,8 @@ std::shared_ptr<std::vector<std::byte>> CommitFs::chunk_buffer(size_t bytes) {
     // hold gets no room made for it; its load fails on the size the store gives.)
     if (b->capacity() < bytes && bytes <= kMaxChunkRoom) {
         b->clear();  // grown without copying what it held
-        b->reserve(bytes);
+        // To a power of two, so that a spare more often holds the next chunk as it is.
+        b->reserve(std::bit_ceil(bytes));
     }
     return std::shared_ptr<std::vector<std::byte>>(b.release(), [spares = spares_](std::vector<std::byte>* v) {
         std::unique_ptr<std::vector<std::byte>> owned(v);
@@ -554,6 +556,9 @@ Status CommitFs::read(const File& f, uint64_t offset, size_t size, ReadResult& o
             DVOL_TRY(auto c, chunk(at.extent));
             out.pieces.emplace_back(c->data() + (pos - at.start), static_cast<size_t>(n));
             out.keep.push_back(std::move(c));
+            // A sequential read that reaches a chunk's end is done with it: the kernel keeps
+            // the pages.
+            if (sequential && pos + n == at.start + at.extent.length) chunks_.retire(at.extent.id);
         }
         out.bytes += static_cast<size_t>(n);
         pos += n;

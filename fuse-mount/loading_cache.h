@@ -6,9 +6,11 @@
 // long as a caller holds them.
 #pragma once
 
+#include <algorithm>
 #include <condition_variable>
 #include <cstddef>
 #include <cstdint>
+#include <deque>
 #include <list>
 #include <memory>
 #include <mutex>
@@ -85,6 +87,24 @@ public:
         return out;
     }
 
+    // Says no caller is expected to ask for `id` again soon (a sequential read has passed it).
+    // The last `kRetiredKept` values retired stay (reads of one stretch of a file arrive in any
+    // order on several threads); older ones are let go at once instead of when they become the
+    // least recently used, so their memory serves the next loads while the CPU's caches still
+    // hold it. A value retired and asked for again is simply loaded again.
+    void retire(const ObjectId& id) {
+        std::lock_guard lk(mu_);
+        if (std::find(retired_.begin(), retired_.end(), id) != retired_.end()) return;
+        retired_.push_back(id);
+        if (retired_.size() <= kRetiredKept) return;
+        auto it = map_.find(retired_.front());
+        retired_.pop_front();
+        if (it == map_.end() || it->second.loading) return;
+        bytes_ -= it->second.bytes;
+        lru_.erase(it->second.lru);
+        map_.erase(it);
+    }
+
     struct Stats {
         uint64_t hits = 0;
         uint64_t loads = 0;
@@ -108,6 +128,8 @@ private:
     std::condition_variable cv_;
     std::unordered_map<ObjectId, Slot, ObjectIdHash> map_;
     std::list<ObjectId> lru_;  // loaded values, most recently used first
+    static constexpr size_t kRetiredKept = 8;
+    std::deque<ObjectId> retired_;  // the last values retired, oldest first
     size_t bytes_ = 0;
     uint64_t hits_ = 0;
     uint64_t loads_ = 0;
