@@ -22,6 +22,9 @@ namespace {
 // Entries probed at a time (Scanner::probe): enough to share out between two threads, few
 // enough that a huge directory's probes stay small.
 constexpr size_t kProbeWindow = 256;
+// Entries listed and lstat'ed ahead of the scan (WalkAhead): far enough that the walk rarely
+// waits for the scan or the scan for the walk, near enough that their lstats are recent.
+constexpr size_t kWalkAheadEntries = 4096;
 }  // namespace
 
 void fill_metadata(TreeEntry& e, const struct stat& st) {
@@ -118,18 +121,29 @@ Result<ObjectId> Scanner::scan_tree(int root_fd, const std::string& live_dir) {
         // directory of a million entries holds a few hundred probes, not a million.
         std::vector<Probe> probes;
         size_t probed_from = 0;
+        // The walk ahead's lstats of `names`, when it listed this directory.
+        std::optional<WalkAhead::Dir> ahead;
     };
-    auto listing = [&](int fd, const std::string& rel) -> Result<std::vector<std::string>> {
-        DVOL_TRY(auto names, list_dir(fd, rel.empty() ? live_dir : rel));
-        std::sort(names.begin(), names.end());
-        return names;
+    // The lists and lstats of the directories to come, made on another thread meanwhile.
+    WalkAhead ahead(root_fd, live_dir, kWalkAheadEntries);
+    auto listing = [&](int fd, const std::string& rel, Frame& f) -> Status {
+        f.path_len = rel.size();
+        if (auto d = ahead.take(rel)) {
+            f.names = std::move(d->names);
+            f.ahead = std::move(d);
+        } else {
+            DVOL_TRY(f.names, list_dir(fd, rel.empty() ? live_dir : rel));
+            std::sort(f.names.begin(), f.names.end());
+        }
+        f.tree.entries.reserve(f.names.size());
+        return {};
     };
     std::string path;  // of the entry at hand, relative to the live directory
     std::vector<Frame> frames;
     {
-        DVOL_TRY(auto names, listing(root_fd, path));
-        frames.push_back(Frame{std::move(names), 0, {}, 0, {}, 0});
-        frames.back().tree.entries.reserve(frames.back().names.size());
+        Frame top;
+        DVOL_CHECK(listing(root_fd, path, top));
+        frames.push_back(std::move(top));
     }
     for (;;) {
         Frame& f = frames.back();
@@ -144,7 +158,8 @@ Result<ObjectId> Scanner::scan_tree(int root_fd, const std::string& live_dir) {
         }
         if (f.next == f.probed_from + f.probes.size()) {
             f.probed_from = f.next;
-            DVOL_CHECK(probe(dirs.fd(), path, f.names, f.next, std::min(kProbeWindow, f.names.size() - f.next), f.probes));
+            DVOL_CHECK(probe(dirs.fd(), path, f.names, f.next, std::min(kProbeWindow, f.names.size() - f.next), f.ahead ? &*f.ahead : nullptr,
+                             f.probes));
         }
         Probe& pr = f.probes[f.next - f.probed_from];
         const std::string& name = f.names[f.next++];
@@ -166,26 +181,34 @@ Result<ObjectId> Scanner::scan_tree(int root_fd, const std::string& live_dir) {
             continue;
         }
         DVOL_CHECK(std::move(entered));
-        DVOL_TRY(auto names, listing(dirs.fd(), path));
-        Frame sub{std::move(names), 0, {}, path.size(), {}, 0};
-        sub.tree.entries.reserve(sub.names.size());
+        Frame sub;
+        DVOL_CHECK(listing(dirs.fd(), path, sub));
         frames.push_back(std::move(sub));
     }
 }
 
 Status Scanner::probe(int dirfd, const std::string& dir_path, const std::vector<std::string>& names, size_t first, size_t count,
-                      std::vector<Probe>& out) {
+                      const WalkAhead::Dir* ahead, std::vector<Probe>& out) {
     out.resize(count);
-    // Each index touches only its own probe; errors are kept as errno (or, for xattrs, redone
-    // on the scanning thread, which builds the message with the entry's path).
-    workers_.threads().run(count, [&](size_t i, int) {
-        Probe& p = out[i];
+    for (auto& p : out) {
         p.xattrs.clear();
         p.xattrs_read = p.xattrs_cached = p.looked_up = false;
         p.cached.reset();
         p.previous.reset();
-        p.stat_errno = ::fstatat(dirfd, names[first + i].c_str(), &p.st, AT_SYMLINK_NOFOLLOW) == 0 ? 0 : errno;
-    });
+    }
+    if (ahead) {
+        for (size_t i = 0; i < count; ++i) {
+            out[i].stat_errno = ahead->errnos[first + i];
+            out[i].st = ahead->stats[first + i];
+        }
+    } else {
+        // Each index touches only its own probe; errors are kept as errno (or, for xattrs, redone
+        // on the scanning thread, which builds the message with the entry's path).
+        workers_.threads().run(count, [&](size_t i, int) {
+            Probe& p = out[i];
+            p.stat_errno = ::fstatat(dirfd, names[first + i].c_str(), &p.st, AT_SYMLINK_NOFOLLOW) == 0 ? 0 : errno;
+        });
+    }
     // The rows of the regular files, in the walk's order (the cache reads them ahead), up to
     // the first directory: the walk enters it before the entries after it, and their rows come
     // after its rows (scan_entry looks those up, and their xattrs are listed). A row's xattrs

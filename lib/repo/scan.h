@@ -18,6 +18,7 @@
 #include "repo/progress.h"
 #include "repo/readers.h"
 #include "repo/stat_cache.h"
+#include "repo/walk_ahead.h"
 #include "store/chunker.h"
 #include "store/object_store.h"
 
@@ -68,8 +69,9 @@ private:
     };
     // Probes names[first, first + count) of the directory `dirfd` (at `dir_path`, relative to
     // the live directory) into `out`.
+    // `ahead`: the walk ahead's listing of the directory, whose lstats are taken instead.
     Status probe(int dirfd, const std::string& dir_path, const std::vector<std::string>& names, size_t first, size_t count,
-                 std::vector<Probe>& out);
+                 const WalkAhead::Dir* ahead, std::vector<Probe>& out);
     Result<Visit> scan_entry(int dirfd, const std::string& name, const std::string& rel, Probe& probe, TreeEntry& out);
     // previous_ := the cuts and chunks of a file's previous content (none without one).
     void set_previous(const std::optional<FileContent>& previous);

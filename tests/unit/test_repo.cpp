@@ -22,6 +22,7 @@
 #include "repo/readers.h"
 #include "repo/repository.h"
 #include "repo/stat_cache.h"
+#include "repo/walk_ahead.h"
 #include "store/object_source.h"
 #include "support.h"
 
@@ -1674,4 +1675,58 @@ TEST_CASE("tree_has_xattrs: found by walking the trees once, recorded, dropped b
     ObjectId missing = ObjectId::from_bytes(junk);
     CHECK(!f.repo->tree_has_xattrs(missing));
     CHECK(fact_row(f, missing) == -1);
+}
+
+TEST_CASE("walk order: paths compare component by component", "[repo]") {
+    CHECK(walk_order_less("", "a"));
+    CHECK(walk_order_less("a", "a/b"));
+    CHECK(walk_order_less("a/b", "a-c"));  // the directory a is entered before the name a-c comes
+    CHECK_FALSE(walk_order_less("a-c", "a/b"));
+    CHECK(walk_order_less("a/b/c", "a/c"));
+    CHECK(walk_order_less("a/z", "b"));
+    CHECK_FALSE(walk_order_less("a/b", "a"));
+    CHECK_FALSE(walk_order_less("a/b", "a/b"));
+    CHECK_FALSE(walk_order_less("", ""));
+}
+
+TEST_CASE("WalkAhead lists and lstats directories in the scan's order; what it skipped is the caller's", "[repo]") {
+    TempDir t;
+    for (const char* d : {"a", "a/b", "a/b/c", "a-c", "e", "e/f"}) REQUIRE(::mkdir((t / d).c_str(), 0755) == 0);
+    for (const char* f : {"z", "a/x", "a/b/c/y", "a-c/w", "e/f/v"}) write_file(t / f, std::string(f));
+    REQUIRE(::symlink("a", (t / "s").c_str()) == 0);  // never entered: not a directory to lstat
+    UniqueFd root(::open(t.path().c_str(), O_RDONLY | O_DIRECTORY));
+    REQUIRE(root.get() >= 0);
+    for (size_t bound : {size_t{1}, size_t{4096}}) {
+        WalkAhead w(root.get(), t.path(), bound);
+        auto top = w.take("");
+        REQUIRE(top);
+        CHECK(top->names == std::vector<std::string>{"a", "a-c", "e", "s", "z"});
+        REQUIRE(top->stats.size() == 5);
+        CHECK(top->errnos == std::vector<int>(5, 0));
+        CHECK(S_ISDIR(top->stats[0].st_mode));
+        CHECK(S_ISLNK(top->stats[3].st_mode));
+        CHECK(top->stats[4].st_size == 1);
+        auto a = w.take("a");
+        REQUIRE(a);
+        CHECK(a->names == std::vector<std::string>{"b", "x"});
+        // a/b is skipped by the caller: asking for a/b/c drops it.
+        auto c = w.take("a/b/c");
+        REQUIRE(c);
+        CHECK(c->names == std::vector<std::string>{"y"});
+        // Asking for what the walk never made (s is a symlink) gives nothing and drops nothing.
+        CHECK_FALSE(w.take("a-b"));
+        auto ac = w.take("a-c");
+        REQUIRE(ac);
+        CHECK(ac->names == std::vector<std::string>{"w"});
+        // Skipping e drops e and hands out e/f.
+        auto f = w.take("e/f");
+        REQUIRE(f);
+        CHECK(f->names == std::vector<std::string>{"v"});
+        CHECK_FALSE(w.take("s"));  // the walk is over
+    }
+    // Destroyed before everything was taken, with the walk blocked on its bound: it stops.
+    {
+        WalkAhead w(root.get(), t.path(), 1);
+        REQUIRE(w.take(""));
+    }
 }

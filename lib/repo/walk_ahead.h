@@ -1,0 +1,67 @@
+// Lists and lstat()s the directories of a live directory ahead of a scan, on a thread of its
+// own, in the order the scan enters them (depth first, each directory's entries sorted by name
+// bytes, a directory entered where it comes). The scan takes each directory's listing from here
+// instead of making the system calls itself, which are most of the cost of a scan that finds
+// little changed (a status, a commit of a few files): the two run side by side.
+//
+// The walk is a hint: what it did not produce (a directory it could not open, list or enter,
+// or one the scan reached by another way), the scan lists itself, and any error is the scan's
+// own, with its message. Its lstats are taken between the scan's start and the scan's use of
+// them, as the scan's own probes of a window of entries are.
+#pragma once
+
+#include <sys/stat.h>
+
+#include <condition_variable>
+#include <cstddef>
+#include <deque>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
+namespace dvol {
+
+class WalkAhead {
+public:
+    struct Dir {
+        std::string path;                // relative to the live directory, "" for itself
+        std::vector<std::string> names;  // sorted by bytes, without "." and ".."
+        std::vector<int> errnos;         // per name: 0, or the lstat's errno
+        std::vector<struct stat> stats;  // per name, when its errno is 0
+    };
+
+    // Starts walking the directory `root_fd` (borrowed: kept open by the caller until this is
+    // destroyed), at most `max_entries` entries ahead of what take() has handed out.
+    WalkAhead(int root_fd, std::string live_dir, size_t max_entries);
+    ~WalkAhead();  // stops the walk and joins its thread
+    WalkAhead(const WalkAhead&) = delete;
+    WalkAhead& operator=(const WalkAhead&) = delete;
+
+    // The listing of the directory at `path`, or nullopt when the walk has not produced it (the
+    // caller lists it itself). Listings of directories before `path` in the walk's order that
+    // were not taken are dropped: ask in the walk's order.
+    std::optional<Dir> take(const std::string& path);
+
+private:
+    void run();
+    bool push(Dir d);  // false: stop
+
+    const int root_fd_;
+    const std::string live_dir_;
+    const size_t max_entries_;
+    std::mutex mu_;
+    std::condition_variable cv_;
+    std::deque<Dir> ready_;
+    size_t queued_entries_ = 0;
+    bool done_ = false;  // the walk has ended
+    bool stop_ = false;  // the scan has ended
+    std::thread thread_;  // last: it starts once the rest is set
+};
+
+// Whether path `a` comes before path `b` in the walk's order: compared component by component
+// ("a/b" before "a-c", as the directory "a" is entered before the name "a-c" comes).
+bool walk_order_less(const std::string& a, const std::string& b);
+
+}  // namespace dvol
