@@ -57,9 +57,7 @@ std::optional<WalkAhead::Dir> WalkAhead::take(const std::string& path) {
 
 bool WalkAhead::push(Dir d) {
     std::unique_lock lk(mu_);
-    // One listing more than the bound is let through when none waits, so a directory larger
-    // than the bound still goes.
-    cv_.wait(lk, [&] { return stop_ || ready_.empty() || queued_entries_ + d.names.size() <= max_entries_; });
+    cv_.wait(lk, [&] { return stop_ || queued_entries_ + d.names.size() <= max_entries_; });
     if (stop_) return false;
     queued_entries_ += d.names.size();
     ready_.push_back(std::move(d));
@@ -84,6 +82,9 @@ void WalkAhead::run() {
     auto visit = [&](int fd, const std::string& path, std::vector<Frame>& frames) -> Listed {
         auto names = list_dir(fd, path.empty() ? live_dir_ : path);
         if (!names) return Listed::no;  // the scan lists it itself, and says why it cannot
+        // A directory larger than the bound ends the walk: the scan probes it a window at a
+        // time, so its lstats never all sit in memory at once, and goes on alone.
+        if (names->size() > max_entries_) return Listed::stop;
         std::sort(names->begin(), names->end());
         Dir d;
         d.path = path;

@@ -370,6 +370,36 @@ TEST_CASE("an unchanged volume commits without reading its files", "[repo]") {
     CHECK((*log)[0].commit.tree != (*log)[1].commit.tree);
 }
 
+TEST_CASE("a scan past a directory larger than the walk ahead's bound goes on alone, and sees everything", "[repo]") {
+    // 5,000 entries in one directory (more than the 4,096 the walk ahead holds), between
+    // directories it lists: status and commit see the same changes either side of it.
+    RepoFixture f;
+    for (const char* d : {"a", "big", "z", "z/deep"}) REQUIRE(::mkdir(f.at(d).c_str(), 0755) == 0);
+    for (int i = 0; i < 5000; ++i) {
+        write_file(f.at(fmt::format("big/f{:04}", i)), fmt::format("{}", i));
+        set_mtime_ns(f.at(fmt::format("big/f{:04}", i)), kOld);
+    }
+    for (const char* p : {"a/one", "z/two", "z/deep/three"}) {
+        write_file(f.at(p), p);
+        set_mtime_ns(f.at(p), kOld);
+    }
+    f.commit("one");
+    CHECK(f.status().empty());
+    write_file(f.at("a/one"), "changed");
+    write_file(f.at("big/f4999"), "changed too");
+    write_file(f.at("z/deep/four"), "new");
+    REQUIRE(::unlink(f.at("z/two").c_str()) == 0);
+    auto st = f.status();
+    std::vector<std::string> paths;
+    for (const auto& c : st) paths.push_back(c.path);
+    std::sort(paths.begin(), paths.end());
+    CHECK(paths == std::vector<std::string>{"a/one", "big/f4999", "z/deep/four", "z/two"});
+    auto out = f.commit_outcome("two");
+    CHECK(out.files == 5003);
+    CHECK(out.files_read == 3);  // the others were known unchanged, the big directory's too
+    CHECK(f.status().empty());
+}
+
 TEST_CASE("resolve_ref", "[repo]") {
     RepoFixture f;
     auto no_commits = f.repo->resolve_ref(f.vol, "HEAD");
@@ -1696,7 +1726,7 @@ TEST_CASE("WalkAhead lists and lstats directories in the scan's order; what it s
     REQUIRE(::symlink("a", (t / "s").c_str()) == 0);  // never entered: not a directory to lstat
     UniqueFd root(::open(t.path().c_str(), O_RDONLY | O_DIRECTORY));
     REQUIRE(root.get() >= 0);
-    for (size_t bound : {size_t{1}, size_t{4096}}) {
+    for (size_t bound : {size_t{5}, size_t{4096}}) {
         WalkAhead w(root.get(), t.path(), bound);
         auto top = w.take("");
         REQUIRE(top);
@@ -1726,7 +1756,24 @@ TEST_CASE("WalkAhead lists and lstats directories in the scan's order; what it s
     }
     // Destroyed before everything was taken, with the walk blocked on its bound: it stops.
     {
-        WalkAhead w(root.get(), t.path(), 1);
+        WalkAhead w(root.get(), t.path(), 5);
         REQUIRE(w.take(""));
+    }
+    // A directory larger than the bound ends the walk there: what comes before it is handed
+    // out, it and what follows are the caller's.
+    {
+        WalkAhead w(root.get(), t.path(), 2);
+        CHECK_FALSE(w.take(""));  // five entries
+    }
+    {
+        WalkAhead w(root.get(), t.path(), 5);
+        REQUIRE(w.take(""));
+        REQUIRE(w.take("a"));
+        for (int i = 0; i < 6; ++i) write_file(t / fmt::format("a-c/many{}", i), "x");  // a-c: 7 entries
+        // The walk may have listed a-c before or after: either it is handed out whole, or not
+        // at all; never a part of it.
+        auto ac = w.take("a-c");
+        if (ac) CHECK(ac->names.size() == ac->stats.size());
+        if (ac) CHECK(ac->names.size() <= 5);
     }
 }
