@@ -78,28 +78,38 @@ void WalkAhead::run() {
         cv_.notify_all();
     };
     // Lists the current directory and hands it out; its subdirectories are the next frame.
+    // A directory larger than the bound is not handed out (the scan probes it a window at a
+    // time, so its lstats never all sit in memory at once): only its subdirectories are kept,
+    // found a window at a time, and the walk goes on below it.
     enum class Listed { yes, no, stop };
+    std::vector<int> errnos;
+    std::vector<struct stat> stats;
     auto visit = [&](int fd, const std::string& path, std::vector<Frame>& frames) -> Listed {
         auto names = list_dir(fd, path.empty() ? live_dir_ : path);
         if (!names) return Listed::no;  // the scan lists it itself, and says why it cannot
-        // A directory larger than the bound ends the walk: the scan probes it a window at a
-        // time, so its lstats never all sit in memory at once, and goes on alone.
-        if (names->size() > max_entries_) return Listed::stop;
         std::sort(names->begin(), names->end());
-        Dir d;
-        d.path = path;
-        d.errnos.resize(names->size());
-        d.stats.resize(names->size());
+        bool whole = names->size() <= max_entries_;
+        size_t window = whole ? names->size() : max_entries_;
         Frame f;
         f.path_len = path.size();
-        // Each lstat a path lookup: shared with a second thread.
-        stat_workers.run(names->size(), [&](size_t i, int) {
-            d.errnos[i] = ::fstatat(fd, (*names)[i].c_str(), &d.stats[i], AT_SYMLINK_NOFOLLOW) == 0 ? 0 : errno;
-        });
-        for (size_t i = 0; i < names->size(); ++i)
-            if (d.errnos[i] == 0 && S_ISDIR(d.stats[i].st_mode)) f.names.push_back((*names)[i]);
-        d.names = std::move(*names);
+        for (size_t first = 0; first < names->size(); first += window) {
+            size_t n = std::min(window, names->size() - first);
+            errnos.resize(n);
+            stats.resize(n);
+            // Each lstat a path lookup: shared with a second thread.
+            stat_workers.run(n, [&](size_t i, int) {
+                errnos[i] = ::fstatat(fd, (*names)[first + i].c_str(), &stats[i], AT_SYMLINK_NOFOLLOW) == 0 ? 0 : errno;
+            });
+            for (size_t i = 0; i < n; ++i)
+                if (errnos[i] == 0 && S_ISDIR(stats[i].st_mode)) f.names.push_back((*names)[first + i]);
+        }
         frames.push_back(std::move(f));
+        if (!whole) return Listed::yes;
+        Dir d;
+        d.path = path;
+        d.names = std::move(*names);
+        d.errnos = errnos;
+        d.stats = stats;
         return push(std::move(d)) ? Listed::yes : Listed::stop;
     };
     auto dirs = DirStack::begin(root_fd_, live_dir_, false);

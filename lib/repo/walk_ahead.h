@@ -33,8 +33,8 @@ public:
     };
 
     // Starts walking the directory `root_fd` (borrowed: kept open by the caller until this is
-    // destroyed), at most `max_entries` entries ahead of what take() has handed out. The walk
-    // ends at the first directory holding more entries than that (the caller goes on alone).
+    // destroyed), at most `max_entries` entries ahead of what take() has handed out. A
+    // directory holding more entries than that is walked through but not handed out.
     WalkAhead(int root_fd, std::string live_dir, size_t max_entries);
     ~WalkAhead();  // stops the walk and joins its thread
     WalkAhead(const WalkAhead&) = delete;

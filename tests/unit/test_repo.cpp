@@ -370,16 +370,16 @@ TEST_CASE("an unchanged volume commits without reading its files", "[repo]") {
     CHECK((*log)[0].commit.tree != (*log)[1].commit.tree);
 }
 
-TEST_CASE("a scan past a directory larger than the walk ahead's bound goes on alone, and sees everything", "[repo]") {
-    // 5,000 entries in one directory (more than the 4,096 the walk ahead holds), between
-    // directories it lists: status and commit see the same changes either side of it.
+TEST_CASE("a scan past a directory larger than the walk ahead's bound sees everything", "[repo]") {
+    // 5,000 entries in one directory (more than the 4,096 the walk ahead holds), with a
+    // subdirectory, between directories it lists: status and commit see every change.
     RepoFixture f;
-    for (const char* d : {"a", "big", "z", "z/deep"}) REQUIRE(::mkdir(f.at(d).c_str(), 0755) == 0);
+    for (const char* d : {"a", "big", "big/sub", "z", "z/deep"}) REQUIRE(::mkdir(f.at(d).c_str(), 0755) == 0);
     for (int i = 0; i < 5000; ++i) {
         write_file(f.at(fmt::format("big/f{:04}", i)), fmt::format("{}", i));
         set_mtime_ns(f.at(fmt::format("big/f{:04}", i)), kOld);
     }
-    for (const char* p : {"a/one", "z/two", "z/deep/three"}) {
+    for (const char* p : {"a/one", "big/sub/five", "z/two", "z/deep/three"}) {
         write_file(f.at(p), p);
         set_mtime_ns(f.at(p), kOld);
     }
@@ -387,16 +387,17 @@ TEST_CASE("a scan past a directory larger than the walk ahead's bound goes on al
     CHECK(f.status().empty());
     write_file(f.at("a/one"), "changed");
     write_file(f.at("big/f4999"), "changed too");
+    write_file(f.at("big/sub/five"), "changed below");
     write_file(f.at("z/deep/four"), "new");
     REQUIRE(::unlink(f.at("z/two").c_str()) == 0);
     auto st = f.status();
     std::vector<std::string> paths;
     for (const auto& c : st) paths.push_back(c.path);
     std::sort(paths.begin(), paths.end());
-    CHECK(paths == std::vector<std::string>{"a/one", "big/f4999", "z/deep/four", "z/two"});
+    CHECK(paths == std::vector<std::string>{"a/one", "big/f4999", "big/sub/five", "z/deep/four", "z/two"});
     auto out = f.commit_outcome("two");
-    CHECK(out.files == 5003);
-    CHECK(out.files_read == 3);  // the others were known unchanged, the big directory's too
+    CHECK(out.files == 5004);
+    CHECK(out.files_read == 4);  // the others were known unchanged, the big directory's too
     CHECK(f.status().empty());
 }
 
@@ -1759,11 +1760,14 @@ TEST_CASE("WalkAhead lists and lstats directories in the scan's order; what it s
         WalkAhead w(root.get(), t.path(), 5);
         REQUIRE(w.take(""));
     }
-    // A directory larger than the bound ends the walk there: what comes before it is handed
-    // out, it and what follows are the caller's.
+    // A directory larger than the bound is not handed out, but what lies below it is.
     {
         WalkAhead w(root.get(), t.path(), 2);
         CHECK_FALSE(w.take(""));  // five entries
+        auto a = w.take("a");
+        REQUIRE(a);
+        CHECK(a->names == std::vector<std::string>{"b", "x"});
+        CHECK(w.take("e/f"));
     }
     {
         WalkAhead w(root.get(), t.path(), 5);
