@@ -204,7 +204,7 @@ Status Restorer::queue_record(const ObjectId& id) {
     return {};
 }
 
-Status Restorer::run_batch(const std::function<Status(size_t, int, std::span<const std::byte>)>& fn, bool check_hash) {
+Status Restorer::run_batch(const std::function<Status(size_t, int, std::span<const std::byte>)>& fn, bool verify_only) {
     std::vector<Status> results(pending_.size());
     pool_.run(pending_.size(), [&](size_t i, int worker) {
         results[i] = [&]() -> Status {
@@ -212,8 +212,11 @@ Status Restorer::run_batch(const std::function<Status(size_t, int, std::span<con
             // written from there, without a copy (decode_stored_view).
             auto& rec = records_[worker];
             DVOL_CHECK(ObjectStore::read_located(pending_[i], rec));
+            // verify(): the record against its checksum, decompressed when compressed; not
+            // hashed (see ObjectStore::check_stored_decodes).
+            if (verify_only) return ObjectStore::check_stored_decodes(rec, decode_bufs_[worker]);
             std::span<const std::byte> plain;
-            DVOL_CHECK(ObjectStore::decode_stored_view(rec, decode_bufs_[worker], plain, check_hash || (i < writes_.size() && writes_[i].check_hash)));
+            DVOL_CHECK(ObjectStore::decode_stored_view(rec, decode_bufs_[worker], plain, i < writes_.size() && writes_[i].check_hash));
             return fn(i, worker, plain);
         }();
     });

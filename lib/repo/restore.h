@@ -106,10 +106,14 @@ private:
     // thread-safe) into the next slot of pending_; the workers read it.
     Status queue_record(const ObjectId& id);
     // Runs fn(i, worker) for every queued record on two threads (worker 0 or 1 names the
-    // thread's buffers), each record read first into that worker's records_ slot; empties the
-    // queue (records and writes_) and returns the first error.
-    Status run_batch(const std::function<Status(size_t, int, std::span<const std::byte>)>& fn, bool check_hash);
-    // Reads, decodes and verifies the chunks queued by verify_chunk, on two threads.
+    // thread's buffers), each record read first into that worker's records_ slot and decoded
+    // (hashed where its Write says so); empties the queue (records and writes_) and returns the
+    // first error. With `verify_only`, each record is checked (check_stored_decodes) instead
+    // and fn is not called.
+    Status run_batch(const std::function<Status(size_t, int, std::span<const std::byte>)>& fn, bool verify_only);
+    // Reads and checks the chunks queued by verify_chunk, on two threads: each record against
+    // the CRC-32C the index keeps of it, and decompressed when compressed (hashed only for rows
+    // without a checksum).
     Status verify_pending();
     Result<Tree> load_root(const ObjectId& top, TreeEntry& root);
 
