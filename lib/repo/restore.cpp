@@ -10,6 +10,7 @@
 #include <cstdint>
 #include <cstring>
 #include <map>
+#include <mutex>
 
 #include <fmt/format.h>
 
@@ -206,7 +207,18 @@ Status Restorer::queue_record(const ObjectId& id) {
 
 Status Restorer::run_batch(const std::function<Status(size_t, int, std::span<const std::byte>)>& fn, bool verify_only) {
     std::vector<Status> results(pending_.size());
-    pool_.run(pending_.size(), [&](size_t i, int worker) {
+    // Writes: the calling thread takes the batch's records from the front, the helper from the
+    // back. A batch holds its files' chunks in order, so the two threads write two different
+    // files whenever the batch has more than one: buffered writes to one file are serialised
+    // by its inode's lock, where a waiting thread spins.
+    std::mutex ends;
+    size_t front = 0, back = pending_.size();
+    pool_.run(pending_.size(), [&](size_t task, int worker) {
+        size_t i = task;
+        if (!verify_only) {
+            std::lock_guard lock(ends);
+            i = worker == 0 ? front++ : --back;
+        }
         results[i] = [&]() -> Status {
             // Read straight into the worker's buffer; a chunk stored raw (incompressible) is
             // written from there, without a copy (decode_stored_view).
