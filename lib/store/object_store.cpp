@@ -275,6 +275,26 @@ Status ObjectStore::read_located(const StoredRef& ref, StoredObject& out) {
     return {};
 }
 
+Result<bool> ObjectStore::copy_raw_payload(const StoredRef& ref, int out_fd, uint64_t offset, std::string_view path) {
+    std::array<std::byte, kRecordHeaderSize> header{};
+    if (auto st = pread_exact(ref.where.fd, header, ref.where.offset, *ref.pack); !st) return corrupt_object(ref.id, *ref.pack, st.error().message);
+    if (const char* why = record_header_problem(header.data(), ref.id, ref.where.raw_len, ref.where.stored_len))
+        return corrupt_object(ref.id, *ref.pack, why);
+    if (record_codec(header.data()) != Codec::raw) return false;
+    if (ref.where.stored_len != ref.where.raw_len) return corrupt_object(ref.id, *ref.pack, "raw record length does not match its header");
+    auto in = static_cast<loff_t>(ref.where.offset + kRecordHeaderSize);
+    auto out = static_cast<loff_t>(offset);
+    for (size_t left = ref.where.stored_len; left > 0;) {
+        ssize_t n = ::copy_file_range(ref.where.fd, &in, out_fd, &out, left, 0);
+        if (n < 0 && errno == EINTR) continue;
+        if (n < 0 && (errno == EXDEV || errno == EINVAL || errno == ENOSYS || errno == EOPNOTSUPP || errno == EBADF)) return false;
+        if (n < 0) return errno_error("write", path);
+        if (n == 0) return corrupt_object(ref.id, *ref.pack, "the pack ends inside the record");
+        left -= static_cast<size_t>(n);
+    }
+    return true;
+}
+
 Result<std::optional<ObjectStore::RecordRef>> ObjectStore::locate(const ObjectId& id) {
     Location loc;
     DVOL_TRY(bool found, lookup(id, loc));

@@ -132,6 +132,13 @@ public:
     // Reads the record `ref` names into `out`, checking its header as read_stored does.
     // Touches only its arguments: any thread.
     static Status read_located(const StoredRef& ref, StoredObject& out);
+    // Copies the payload of the record `ref` names, when it is stored raw (incompressible
+    // data), into `out_fd` at `offset` inside the kernel (copy_file_range: the bytes do not pass
+    // through a buffer of ours). Only for a record this process has checked since it took the
+    // store lock: the header is checked again, the payload is not. False when the record is
+    // compressed or the kernel cannot copy between the two files; then part of the range may
+    // have been written, and the caller writes it all itself. Any thread.
+    static Result<bool> copy_raw_payload(const StoredRef& ref, int out_fd, uint64_t offset, std::string_view path);
     // Per-thread buffers for holds().
     struct CompareBuffers {
         std::vector<std::byte> record;
