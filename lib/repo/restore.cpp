@@ -10,6 +10,7 @@
 #include <cstdint>
 #include <cstring>
 #include <map>
+#include <mutex>
 
 #include <fmt/format.h>
 
@@ -204,17 +205,35 @@ Status Restorer::queue_record(const ObjectId& id) {
     return {};
 }
 
-Status Restorer::run_batch(const std::function<Status(size_t, int, std::span<const std::byte>)>& fn, bool check_hash) {
+Status Restorer::run_batch(const std::function<Status(Chunk&)>& fn, bool verify_only) {
     std::vector<Status> results(pending_.size());
-    pool_.run(pending_.size(), [&](size_t i, int worker) {
+    // Writes: the calling thread takes the batch's records from the front, the helper from the
+    // back. A batch holds its files' chunks in order, so the two threads write two different
+    // files whenever the batch has more than one: buffered writes to one file are serialised
+    // by its inode's lock, where a waiting thread spins.
+    std::mutex ends;
+    size_t front = 0, back = pending_.size();
+    pool_.run(pending_.size(), [&](size_t task, int worker) {
+        size_t i = task;
+        if (!verify_only) {
+            std::lock_guard lock(ends);
+            i = worker == 0 ? front++ : --back;
+        }
         results[i] = [&]() -> Status {
-            // Read straight into the worker's buffer; a chunk stored raw (incompressible) is
-            // written from there, without a copy (decode_stored_view).
-            auto& rec = records_[worker];
-            DVOL_CHECK(ObjectStore::read_located(pending_[i], rec));
-            std::span<const std::byte> plain;
-            DVOL_CHECK(ObjectStore::decode_stored_view(rec, decode_bufs_[worker], plain, check_hash || (i < writes_.size() && writes_[i].check_hash)));
-            return fn(i, worker, plain);
+            if (verify_only) {
+                // verify(): the record against its checksum, decompressed when compressed; not
+                // hashed (see ObjectStore::check_stored_decodes).
+                auto& rec = records_[worker];
+                DVOL_CHECK(ObjectStore::read_located(pending_[i], rec));
+                return ObjectStore::check_stored_decodes(rec, decode_bufs_[worker]);
+            }
+            // A large chunk checked already, written whole: its writer tries a copy inside the
+            // kernel first (a raw record's payload goes from the pack to the file), and reads it
+            // only when that fails.
+            const Write& w = writes_[i];
+            Chunk c{i, worker, {}, !w.check_hash && !w.compare_first && pending_[i].where.stored_len >= kCopyInKernel};
+            if (!c.copy_first) DVOL_CHECK(load(c));
+            return fn(c);
         }();
     });
     pending_.clear();
@@ -229,8 +248,35 @@ Status Restorer::run_batch(const std::function<Status(size_t, int, std::span<con
     return {};
 }
 
+Status Restorer::load(Chunk& c) {
+    // Read straight into the worker's buffer; a chunk stored raw (incompressible) is written
+    // from there, without a copy (decode_stored_view).
+    auto& rec = records_[c.worker];
+    DVOL_CHECK(ObjectStore::read_located(pending_[c.i], rec));
+    c.copy_first = false;
+    return ObjectStore::decode_stored_view(rec, decode_bufs_[c.worker], c.plain, writes_[c.i].check_hash);
+}
+
+Status Restorer::put(Chunk& c, int fd, const std::string& rel) {
+    if (c.copy_first) {
+        DVOL_TRY(bool copied, ObjectStore::copy_raw_payload(pending_[c.i], fd, writes_[c.i].offset, rel));
+        if (copied) return {};
+        DVOL_CHECK(load(c));
+        DVOL_CHECK(check_length(c));
+    }
+    return pwrite_all(fd, c.plain, writes_[c.i].offset, rel);
+}
+
+Status Restorer::check_length(const Chunk& c) const {
+    const Write& w = writes_[c.i];
+    uint64_t size = c.copy_first ? pending_[c.i].where.raw_len : c.plain.size();
+    if (size != w.length)  // verify() refuses these before anything changes
+        return make_error(Errc::corrupt, fmt::format("{}: a chunk of {} bytes where its extent says {}", *w.rel, size, w.length));
+    return {};
+}
+
 Status Restorer::verify_pending() {
-    return run_batch([](size_t, int, std::span<const std::byte>) -> Status { return {}; }, true);
+    return run_batch([](Chunk&) -> Status { return {}; }, true);
 }
 
 Result<Restorer::Listing> Restorer::list_have(int dirfd, const std::string& rel) {
@@ -444,19 +490,18 @@ Status Restorer::write_extent(int fd, const std::string& rel, uint64_t offset, c
 Status Restorer::flush_writes() {
     open_new_files_ = 0;
     DVOL_CHECK(run_batch(
-        [&](size_t i, int worker, std::span<const std::byte> data) -> Status {
-            const Write& w = writes_[i];
-            if (data.size() != w.length)  // verify() refuses these before anything changes
-                return make_error(Errc::corrupt, fmt::format("{}: a chunk of {} bytes where its extent says {}", *w.rel, data.size(), w.length));
+        [&](Chunk& c) -> Status {
+            const Write& w = writes_[c.i];
+            DVOL_CHECK(check_length(c));
             if (NewFile* f = w.whole) {
                 DVOL_TRY(f->fd, open_beneath(f->dirfd, *f->name, O_RDWR | O_CREAT | O_EXCL | O_NOCTTY, f->rel, 0600));
-                DVOL_CHECK(pwrite_all(f->fd.get(), data, w.offset, f->rel));
-                DVOL_CHECK(finish_file(*f, &worker_warnings_[worker]));
+                DVOL_CHECK(put(c, f->fd.get(), f->rel));
+                DVOL_CHECK(finish_file(*f, &worker_warnings_[c.worker]));
                 f->fd.reset();
                 return {};
             }
-            if (!w.compare_first) return pwrite_all(w.fd, data, w.offset, *w.rel);
-            return write_changed(w, data, current_bufs_[worker]);
+            if (!w.compare_first) return put(c, w.fd, *w.rel);
+            return write_changed(w, c.plain, current_bufs_[c.worker]);
         },
         false));
     return finish_new_files();

@@ -105,11 +105,32 @@ private:
     // Finds where the record of `id` lies (the index is read on this thread: the store is not
     // thread-safe) into the next slot of pending_; the workers read it.
     Status queue_record(const ObjectId& id);
-    // Runs fn(i, worker) for every queued record on two threads (worker 0 or 1 names the
-    // thread's buffers), each record read first into that worker's records_ slot; empties the
-    // queue (records and writes_) and returns the first error.
-    Status run_batch(const std::function<Status(size_t, int, std::span<const std::byte>)>& fn, bool check_hash);
-    // Reads, decodes and verifies the chunks queued by verify_chunk, on two threads.
+    // A queued record as a worker handles it: its index in pending_ (and writes_), the worker
+    // (0 or 1, naming the thread's buffers), and its decoded bytes, unless `copy_first`: a
+    // large chunk checked already and written whole, which put() first tries to copy inside the
+    // kernel from its pack (a raw record), loading it only when that fails.
+    struct Chunk {
+        size_t i;
+        int worker;
+        std::span<const std::byte> plain;
+        bool copy_first;
+    };
+    static constexpr uint32_t kCopyInKernel = 256u << 10;
+    // Reads record c.i into the worker's records_ slot and decodes it (hashed where its Write
+    // says so) into c.plain.
+    Status load(Chunk& c);
+    // Writes chunk c to fd at its Write's offset.
+    Status put(Chunk& c, int fd, const std::string& rel);
+    // The chunk's length against its extent's.
+    Status check_length(const Chunk& c) const;
+    // Runs fn for every queued record on two threads, each record read and decoded first
+    // (load) unless it is to be copied; empties the queue (records and writes_) and returns the
+    // first error. With `verify_only`, each record is checked (check_stored_decodes) instead
+    // and fn is not called.
+    Status run_batch(const std::function<Status(Chunk&)>& fn, bool verify_only);
+    // Reads and checks the chunks queued by verify_chunk, on two threads: each record against
+    // the CRC-32C the index keeps of it, and decompressed when compressed (hashed only for rows
+    // without a checksum).
     Status verify_pending();
     Result<Tree> load_root(const ObjectId& top, TreeEntry& root);
 

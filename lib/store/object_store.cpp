@@ -225,6 +225,15 @@ Status ObjectStore::check_stored(const StoredObject& in, std::vector<std::byte>&
     return {};
 }
 
+Status ObjectStore::check_stored_decodes(const StoredObject& in, std::vector<std::byte>& scratch) {
+    if (!in.crc) return decode_stored(in, scratch);
+    DVOL_CHECK(check_stored(in, scratch));
+    if (in.record.size() < kRecordHeaderSize) return corrupt_object(in.id, in.pack, "record shorter than its header");
+    if (record_codec(in.record.data()) != Codec::raw) return decode_stored(in, scratch, false);
+    if (in.record.size() - kRecordHeaderSize != in.raw_len) return corrupt_object(in.id, in.pack, "raw record length does not match its header");
+    return {};
+}
+
 Status ObjectStore::decode_stored_view(const StoredObject& in, std::vector<std::byte>& scratch, std::span<const std::byte>& plain,
                                        bool check_hash) {
     if (in.record.size() < kRecordHeaderSize || record_codec(in.record.data()) != Codec::raw) {
@@ -249,6 +258,7 @@ Status ObjectStore::locate_stored(const ObjectId& id, StoredRef& out) {
     out.id = id;
     out.where = RecordRef{*pack, loc.offset, loc.stored_len, loc.raw_len};
     out.pack = loc.pack_id == 0 ? &staging_.name : &packs_.at(loc.pack_id).second;
+    out.crc = loc.crc;
     if (loc.raw_len > kMaxObjectSize || loc.stored_len > kMaxStoredSize) return corrupt_object(id, name, "index gives an impossible size");
     return {};
 }
@@ -257,11 +267,32 @@ Status ObjectStore::read_located(const StoredRef& ref, StoredObject& out) {
     out.id = ref.id;
     out.pack = *ref.pack;
     out.raw_len = ref.where.raw_len;
+    out.crc = ref.crc;
     auto corrupt = [&](std::string_view why) { return corrupt_object(ref.id, out.pack, why); };
     out.record.resize(kRecordHeaderSize + ref.where.stored_len);
     if (auto st = pread_exact(ref.where.fd, out.record, ref.where.offset, out.pack); !st) return corrupt(st.error().message);
     if (const char* why = record_header_problem(out.record.data(), ref.id, ref.where.raw_len, ref.where.stored_len)) return corrupt(why);
     return {};
+}
+
+Result<bool> ObjectStore::copy_raw_payload(const StoredRef& ref, int out_fd, uint64_t offset, std::string_view path) {
+    std::array<std::byte, kRecordHeaderSize> header{};
+    if (auto st = pread_exact(ref.where.fd, header, ref.where.offset, *ref.pack); !st) return corrupt_object(ref.id, *ref.pack, st.error().message);
+    if (const char* why = record_header_problem(header.data(), ref.id, ref.where.raw_len, ref.where.stored_len))
+        return corrupt_object(ref.id, *ref.pack, why);
+    if (record_codec(header.data()) != Codec::raw) return false;
+    if (ref.where.stored_len != ref.where.raw_len) return corrupt_object(ref.id, *ref.pack, "raw record length does not match its header");
+    auto in = static_cast<loff_t>(ref.where.offset + kRecordHeaderSize);
+    auto out = static_cast<loff_t>(offset);
+    for (size_t left = ref.where.stored_len; left > 0;) {
+        ssize_t n = ::copy_file_range(ref.where.fd, &in, out_fd, &out, left, 0);
+        if (n < 0 && errno == EINTR) continue;
+        if (n < 0 && (errno == EXDEV || errno == EINVAL || errno == ENOSYS || errno == EOPNOTSUPP || errno == EBADF)) return false;
+        if (n < 0) return errno_error("write", path);
+        if (n == 0) return corrupt_object(ref.id, *ref.pack, "the pack ends inside the record");
+        left -= static_cast<size_t>(n);
+    }
+    return true;
 }
 
 Result<std::optional<ObjectStore::RecordRef>> ObjectStore::locate(const ObjectId& id) {

@@ -94,6 +94,12 @@ public:
     // object's CRC-32 the same way); a row without one (a store older than schema 5) by
     // decoding and hashing, in `scratch`. Any thread.
     static Status check_stored(const StoredObject& in, std::vector<std::byte>& scratch);
+    // What reset and checkout check of a chunk before they change anything (docs/DECISIONS.md,
+    // "Verify before restore"): check_stored, and a compressed record also decompressed (into
+    // `scratch`) to the length the index gives, without hashing it: the bytes are those this
+    // store wrote under the id, and they decode. A row without a checksum (a store older than
+    // schema 5) is decoded and hashed. Any thread.
+    static Status check_stored_decodes(const StoredObject& in, std::vector<std::byte>& scratch);
     // Frees the buffers of `slots` beyond the first `bytes` of capacity: slots reused batch after
     // batch keep no more than a batch's worth (left alone, each would grow to the largest
     // record it ever held).
@@ -120,11 +126,19 @@ public:
         ObjectId id;
         RecordRef where;
         const std::string* pack = nullptr;  // the pack's name, owned by the store (see close_packs)
+        std::optional<uint32_t> crc;        // the index's CRC-32C of the record, if it has one
     };
     Status locate_stored(const ObjectId& id, StoredRef& out);
     // Reads the record `ref` names into `out`, checking its header as read_stored does.
     // Touches only its arguments: any thread.
     static Status read_located(const StoredRef& ref, StoredObject& out);
+    // Copies the payload of the record `ref` names, when it is stored raw (incompressible
+    // data), into `out_fd` at `offset` inside the kernel (copy_file_range: the bytes do not pass
+    // through a buffer of ours). Only for a record this process has checked since it took the
+    // store lock: the header is checked again, the payload is not. False when the record is
+    // compressed or the kernel cannot copy between the two files; then part of the range may
+    // have been written, and the caller writes it all itself. Any thread.
+    static Result<bool> copy_raw_payload(const StoredRef& ref, int out_fd, uint64_t offset, std::string_view path);
     // Per-thread buffers for holds().
     struct CompareBuffers {
         std::vector<std::byte> record;

@@ -453,6 +453,106 @@ TEST_CASE("a record's checksum from the index: push's check catches a flipped by
     CHECK_FALSE(ObjectStore::check_stored(unknown, scratch));
 }
 
+TEST_CASE("reset's check of a chunk: the record's checksum, then decompressed, not hashed", "[object_store]") {
+    StoreFixture f;
+    auto raw = random_bytes(30000, 5);  // stored raw
+    auto packed = compressible(200000);
+    auto raw_id = f.store->put(raw);
+    auto packed_id = f.store->put(packed);
+    REQUIRE(raw_id);
+    REQUIRE(packed_id);
+    REQUIRE(f.store->flush());
+    auto s = f.open_store();
+    ObjectStore::StoredRef ref;
+    ObjectStore::StoredObject rec, packed_rec;
+    std::vector<std::byte> scratch;
+
+    // locate_stored carries the index's checksum to read_located.
+    REQUIRE(s->locate_stored(*raw_id, ref));
+    REQUIRE(ref.crc);
+    REQUIRE(ObjectStore::read_located(ref, rec));
+    REQUIRE(rec.crc);
+    CHECK(*rec.crc == crc32c(rec.record));
+    CHECK(ObjectStore::check_stored_decodes(rec, scratch));
+    CHECK(scratch.empty());  // a raw record: nothing decoded
+    REQUIRE(s->locate_stored(*packed_id, ref));
+    REQUIRE(ObjectStore::read_located(ref, packed_rec));
+    CHECK(ObjectStore::check_stored_decodes(packed_rec, scratch));
+    CHECK(std::equal(scratch.begin(), scratch.end(), packed.begin(), packed.end()));  // decompressed
+
+    // A flipped byte of either payload fails the checksum.
+    for (auto* r : {&rec, &packed_rec}) {
+        auto bad = *r;
+        bad.record[kRecordHeaderSize + 10] ^= std::byte{1};
+        auto st = ObjectStore::check_stored_decodes(bad, scratch);
+        REQUIRE_FALSE(st);
+        CHECK(st.error().code == Errc::corrupt);
+        CHECK(st.error().message.find(bad.id.hex()) != std::string::npos);
+    }
+    // A compressed record that matches its checksum but does not decode (a fault between
+    // compressing and writing) is caught by the decompression.
+    auto broken = packed_rec;
+    broken.record.resize(broken.record.size() - 8);
+    broken.crc = crc32c(broken.record);
+    auto st = ObjectStore::check_stored_decodes(broken, scratch);
+    REQUIRE_FALSE(st);
+    CHECK(st.error().code == Errc::corrupt);
+    // A row without a checksum (a store older than schema 5) is hashed: a raw payload with a
+    // flipped byte decodes, and is refused.
+    auto unknown = rec;
+    unknown.crc.reset();
+    CHECK(ObjectStore::check_stored_decodes(unknown, scratch));
+    unknown.record[kRecordHeaderSize + 10] ^= std::byte{1};
+    auto hashed = ObjectStore::check_stored_decodes(unknown, scratch);
+    REQUIRE_FALSE(hashed);
+    CHECK(hashed.error().message.find("hash") != std::string::npos);
+}
+
+TEST_CASE("copy_raw_payload copies a raw record's payload into a file, and declines a compressed one", "[object_store]") {
+    StoreFixture f;
+    auto raw = random_bytes(300000, 7);  // stored raw
+    auto packed = compressible(300000);
+    auto raw_id = f.store->put(raw);
+    auto packed_id = f.store->put(packed);
+    REQUIRE(raw_id);
+    REQUIRE(packed_id);
+    REQUIRE(f.store->flush());
+    auto s = f.open_store();
+    std::string out_path = f.dir / "out.bin";
+    int fd = ::open(out_path.c_str(), O_RDWR | O_CREAT | O_TRUNC, 0600);
+    REQUIRE(fd >= 0);
+    ObjectStore::StoredRef ref;
+
+    REQUIRE(s->locate_stored(*raw_id, ref));
+    auto copied = ObjectStore::copy_raw_payload(ref, fd, 4096, out_path);
+    REQUIRE(copied);
+    CHECK(*copied);
+    REQUIRE(s->locate_stored(*packed_id, ref));
+    auto declined = ObjectStore::copy_raw_payload(ref, fd, 0, out_path);
+    REQUIRE(declined);
+    CHECK_FALSE(*declined);
+    ::close(fd);
+    std::string got = dvol::test::read_file(out_path);
+    REQUIRE(got.size() == 4096 + raw.size());
+    CHECK(got.substr(0, 4096) == std::string(4096, '\0'));  // nothing written for the compressed one
+    CHECK(std::memcmp(got.data() + 4096, raw.data(), raw.size()) == 0);
+
+    // A damaged header is refused, naming the object, before anything is copied.
+    auto packs = files_in(f.dir / "objects/packs");
+    REQUIRE(packs.size() == 1);
+    auto t = f.open_store();
+    REQUIRE(t->locate_stored(*raw_id, ref));
+    flip_byte(packs[0], ref.where.offset + 20);  // inside the id the header names
+    int fd2 = ::open(out_path.c_str(), O_RDWR | O_TRUNC);
+    REQUIRE(fd2 >= 0);
+    auto bad = ObjectStore::copy_raw_payload(ref, fd2, 0, out_path);
+    ::close(fd2);
+    REQUIRE_FALSE(bad);
+    CHECK(bad.error().code == Errc::corrupt);
+    CHECK(bad.error().message.find(raw_id->hex()) != std::string::npos);
+    CHECK(fs::file_size(out_path) == 0);
+}
+
 TEST_CASE("get_checked reports a record whose checksum in the index is wrong, even when it decodes", "[object_store]") {
     StoreFixture f;
     auto id = f.store->put(compressible(50000));
