@@ -9,6 +9,7 @@
 #include <cctype>
 #include <charconv>
 #include <ctime>
+#include <future>
 
 #include <fmt/format.h>
 
@@ -234,7 +235,11 @@ Identity default_identity(std::optional<std::string> name, std::optional<std::st
         if (!email) email = git.email;
     }
     std::string user;
-    if (const passwd* pw = ::getpwuid(::geteuid())) user = pw->pw_name;
+    // getpwuid_r: commit calls this on a thread of its own.
+    passwd pwd{};
+    passwd* pw = nullptr;
+    char buf[4096];
+    if (::getpwuid_r(::geteuid(), &pwd, buf, sizeof buf, &pw) == 0 && pw) user = pw->pw_name;
     if (user.empty()) user = "dvol";
     if (!name) name = user;
     if (!email) {
@@ -331,10 +336,17 @@ Result<CommitOutcome> Repository::commit_lazy(const std::string& volume, const s
 Result<CommitOutcome> Repository::commit(const std::string& volume, const std::string& message, const WarnFn& warn,
                                          const ProgressFn& progress, const LiveDataHooks& hooks) {
     if (message.empty()) return make_error(Errc::invalid_argument, "You must provide a commit message");
-    DVOL_TRY(auto who, identity());
+    DVOL_TRY(auto name, config_get("user.name"));
+    DVOL_TRY(auto email, config_get("user.email"));
     DVOL_TRY(auto v, find_volume(volume));
     DVOL_TRY(bool lazy, is_lazy(v.id));
-    if (lazy) return commit_lazy(volume, message, who, hooks);
+    if (lazy) return commit_lazy(volume, message, default_identity(std::move(name), std::move(email)), hooks);
+    // The author, when dvol's config lacks it, comes from git's config, and libgit2's set-up
+    // reads the system's CA certificates (5 ms, a tenth of a small commit): on a thread of its
+    // own, beside the scan, which needs it only at the end.
+    auto who = std::async(std::launch::async, [name = std::move(name), email = std::move(email)]() mutable {
+        return default_identity(std::move(name), std::move(email));
+    });
     DVOL_TRY(auto lock, VolumeLock::acquire(*paths_, volume, wait_notice_));
     DVOL_TRY(auto store_lock, StoreLock::acquire(*paths_, false, wait_notice_));
     DVOL_TRY(v, find_volume(volume));  // the active branch as it is under the lock
@@ -353,7 +365,7 @@ Result<CommitOutcome> Repository::commit(const std::string& volume, const std::s
     }
     DVOL_CHECK(store_->flush());  // every object is durable before anything names it
 
-    Commit c = new_commit(top, parent, who, message);
+    Commit c = new_commit(top, parent, who.get(), message);
     DVOL_TRY(auto enc, encode_commit(c));
     ObjectId id = sha256(enc);
 
