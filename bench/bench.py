@@ -9,6 +9,7 @@ command. A tool that exits non-zero fails the whole run.
 """
 import argparse
 import datetime
+import fcntl
 import json
 import os
 import platform
@@ -1478,6 +1479,13 @@ def main():
     tools = [t for t in (a.tools or ",".join(TOOLS_ALL + ["rclone"])).split(",") if t]
     bench_dir = os.path.abspath(os.environ.get("BENCH_DIR", "/var/tmp/dvol-bench"))
     os.makedirs(bench_dir, exist_ok=True)
+    # One run per bench directory: each run empties BENCH_DIR/work, which a second run would
+    # pull from under the first (its stores, its mounts). Held until this process exits.
+    lock_fd = os.open(os.path.join(bench_dir, ".lock"), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    try:
+        fcntl.flock(lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        sys.exit(f"bench: another run is using {bench_dir} (set BENCH_DIR to another directory to run beside it)")
     dvol_exe = os.path.abspath(a.dvol)
     cfg = SIZES[a.size]
     started = datetime.datetime.now(datetime.timezone.utc)
