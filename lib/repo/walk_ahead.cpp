@@ -77,6 +77,12 @@ void WalkAhead::run() {
         done_ = true;
         cv_.notify_all();
     };
+    // The scan has ended (with an error, or done): a walk that hands nothing out for a while
+    // (directories larger than the bound) must not keep its destructor waiting.
+    auto stopped = [&] {
+        std::lock_guard lk(mu_);
+        return stop_;
+    };
     // Lists the current directory and hands it out; its subdirectories are the next frame.
     // A directory larger than the bound is not handed out (the scan probes it a window at a
     // time, so its lstats never all sit in memory at once): only its subdirectories are kept,
@@ -93,6 +99,7 @@ void WalkAhead::run() {
         Frame f;
         f.path_len = path.size();
         for (size_t first = 0; first < names->size(); first += window) {
+            if (first > 0 && stopped()) return Listed::stop;
             size_t n = std::min(window, names->size() - first);
             errnos.resize(n);
             stats.resize(n);
@@ -117,7 +124,7 @@ void WalkAhead::run() {
     std::string path;
     std::vector<Frame> frames;
     if (visit(dirs->fd(), path, frames) != Listed::yes) return finish();
-    while (!frames.empty()) {
+    while (!frames.empty() && !stopped()) {
         Frame& f = frames.back();
         if (f.next == f.names.size()) {
             frames.pop_back();
