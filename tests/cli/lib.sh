@@ -284,6 +284,19 @@ expect_eq() {
     pass
 }
 
+# Runs CMD... (a script that checks something and exits 0 when it holds): pass, or fail with
+# what it printed.
+expect_script_ok() {
+    local what=$1
+    shift
+    run "$@"
+    if [ "$RC" -ne 0 ]; then
+        fail "$what" "$(last_details)"
+        return 1
+    fi
+    pass
+}
+
 check() {
     local what=$1
     shift

@@ -224,14 +224,17 @@ for d in diffs[:200]:
     print(d)
 sys.exit(1 if diffs else 0)
 EOF
-run python3 "$TEST_TMP/compare.py" "$E2E_DIR" "$TEST_TMP/real.json" "$LIVE"
-if [ "$RC" -eq 0 ]; then pass; else fail "the mount's tree is the real directory's" "$(printf '%s\n%s' "$OUT" "$ERR" | head -c 12000)"; fi
+# Passes when the live directory's tree is the one recorded of the real directory (real.json).
+live_is_real() {
+    run python3 "$TEST_TMP/compare.py" "$E2E_DIR" "$TEST_TMP/real.json" "$LIVE"
+    if [ "$RC" -eq 0 ]; then pass; else fail "$1" "$(printf '%s\n%s' "$OUT" "$ERR" | head -c 12000)"; fi
+}
+live_is_real "the mount's tree is the real directory's"
 
 section "the mount remounted keeps it all"
 expect_ok dvol umount "$LIVE"
 expect_ok tdvol mount data
-run python3 "$TEST_TMP/compare.py" "$E2E_DIR" "$TEST_TMP/real.json" "$LIVE"
-if [ "$RC" -eq 0 ]; then pass; else fail "after a remount, the same tree" "$(printf '%s\n%s' "$OUT" "$ERR" | head -c 12000)"; fi
+live_is_real "after a remount, the same tree"
 
 section "status and commit see the layer"
 pack_bytes() { cat "$DVOL_ROOT"/objects/packs/*.pack 2>/dev/null | wc -c; }
@@ -267,12 +270,10 @@ expect_ok tdvol fsck
 # come from the store's packs and the rest from the remote.
 expect_ok tdvol reset --hard HEAD data
 expect_eq "reset dropped the layer's data files" 0 "$(find "$LAYER/data" -type f | wc -l)"
-run python3 "$TEST_TMP/compare.py" "$E2E_DIR" "$TEST_TMP/real.json" "$LIVE"
-if [ "$RC" -eq 0 ]; then pass; else fail "the commit, mounted without a layer, is the real directory's tree" "$(printf '%s\n%s' "$OUT" "$ERR" | head -c 12000)"; fi
+live_is_real "the commit, mounted without a layer, is the real directory's tree"
 expect_ok dvol umount "$LIVE"
 expect_ok tdvol mount data
-run python3 "$TEST_TMP/compare.py" "$E2E_DIR" "$TEST_TMP/real.json" "$LIVE"
-if [ "$RC" -eq 0 ]; then pass; else fail "after the commit and a remount, the same tree" "$(printf '%s\n%s' "$OUT" "$ERR" | head -c 12000)"; fi
+live_is_real "after the commit and a remount, the same tree"
 expect_ok dvol status data
 expect_stdout_contains "nothing to commit"
 
@@ -429,8 +430,7 @@ expect_stdout_contains "nothing to commit"
 : >"$DVOL_TEST_FETCH_LOG"
 expect_ok tdvol reset --hard HEAD^ data
 check "made/ is gone: it came with the last commit" test ! -e "$LIVE/made"
-run python3 "$TEST_TMP/compare.py" "$E2E_DIR" "$TEST_TMP/real.json" "$LIVE"
-if [ "$RC" -eq 0 ]; then pass; else fail "reset to the first commit of the layer: the real directory's tree" "$(printf '%s\n%s' "$OUT" "$ERR" | head -c 12000)"; fi
+live_is_real "reset to the first commit of the layer: the real directory's tree"
 expect_ok dvol status data
 expect_stdout_contains "nothing to commit"
 expect_ok tdvol reset --hard HEAD^ data

@@ -206,10 +206,8 @@ sys.exit(0 if got == want and (names == ["user.deep"]) == want.startswith("value
 EOF
 M_NOX="$TEST_TMP/mnt-noxattr"
 mount_bg "probe" "$M_NOX"
-run python3 "$TEST_TMP/xattrs.py" "$M_NOX/f" "not supported"
-if [ "$RC" -eq 0 ]; then pass; else fail "a commit without xattrs: getxattr not supported, listxattr empty" "$(last_details)"; fi
-run python3 "$TEST_TMP/xattrs.py" "$M_NOX" "not supported"
-if [ "$RC" -eq 0 ]; then pass; else fail "... of the root directory too" "$(last_details)"; fi
+expect_script_ok "a commit without xattrs: getxattr not supported, listxattr empty" python3 "$TEST_TMP/xattrs.py" "$M_NOX/f" "not supported"
+expect_script_ok "... of the root directory too" python3 "$TEST_TMP/xattrs.py" "$M_NOX" "not supported"
 check "... and its files read as always" grep -qx probe "$M_NOX/f"
 expect_ok tdvol umount "$M_NOX"
 if [ "$XATTR_OK" = 1 ]; then
@@ -222,10 +220,8 @@ if [ "$XATTR_OK" = 1 ]; then
     expect_ok dvol commit -m "one xattr, deep down" deepx || abort
     M_X="$TEST_TMP/mnt-deepx"
     mount_bg "deepx" "$M_X"
-    run python3 "$TEST_TMP/xattrs.py" "$M_X/a/b/c/f" "value down here"
-    if [ "$RC" -eq 0 ]; then pass; else fail "a commit with one xattr deep down shows it" "$(last_details)"; fi
-    run python3 "$TEST_TMP/xattrs.py" "$M_X/top" "no such attribute"
-    if [ "$RC" -eq 0 ]; then pass; else fail "... and its other files have none (ENODATA, not ENOSYS)" "$(last_details)"; fi
+    expect_script_ok "a commit with one xattr deep down shows it" python3 "$TEST_TMP/xattrs.py" "$M_X/a/b/c/f" "value down here"
+    expect_script_ok "... and its other files have none (ENODATA, not ENOSYS)" python3 "$TEST_TMP/xattrs.py" "$M_X/top" "no such attribute"
     expect_ok tdvol umount "$M_X"
 fi
 
@@ -299,8 +295,7 @@ assert os.pread(fd, 4096, 16 * MiB) == bytes(4096)
 st = os.fstat(fd)
 assert st.st_blocks * 512 <= 10 * MiB, st.st_blocks
 EOF
-run python3 "$TEST_TMP/seek.py" "$M3/sparse"
-if [ "$RC" -eq 0 ]; then pass; else fail "SEEK_DATA/SEEK_HOLE find the data and the holes of the sparse file" "$(last_details)"; fi
+expect_script_ok "SEEK_DATA/SEEK_HOLE find the data and the holes of the sparse file" python3 "$TEST_TMP/seek.py" "$M3/sparse"
 echo "sparse file regions: $OUT"
 
 expect_ok tdvol umount "$M2"
