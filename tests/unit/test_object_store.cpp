@@ -47,6 +47,24 @@ void flip_byte(const std::string& path, uint64_t offset) {
     REQUIRE(pwrite_all(fd->get(), b, offset, path));
 }
 
+// Two records in one flushed pack: `raw` random bytes (stored raw) and `packed` compressible
+// ones (stored compressed).
+struct RawAndPacked {
+    std::vector<std::byte> raw, packed;
+    ObjectId raw_id, packed_id;
+};
+RawAndPacked put_raw_and_packed(StoreFixture& f, size_t raw_size, uint64_t seed, size_t packed_size) {
+    RawAndPacked out{random_bytes(raw_size, seed), compressible(packed_size), {}, {}};
+    auto raw_id = f.store->put(out.raw);
+    auto packed_id = f.store->put(out.packed);
+    REQUIRE(raw_id);
+    REQUIRE(packed_id);
+    REQUIRE(f.store->flush());
+    out.raw_id = *raw_id;
+    out.packed_id = *packed_id;
+    return out;
+}
+
 void require_corrupt_naming(Result<std::vector<std::byte>> r, const ObjectId& id) {
     REQUIRE_FALSE(r);
     CHECK(r.error().code == Errc::corrupt);
@@ -258,20 +276,14 @@ TEST_CASE("a flipped byte in a pack payload is reported as corrupt, naming the o
 
 TEST_CASE("a record located, read and viewed on its own: raw payloads are not copied, and still hashed", "[object_store]") {
     StoreFixture f;
-    auto raw = random_bytes(30000, 9);  // stored raw
-    auto packed = compressible(100000);
-    auto raw_id = f.store->put(raw);
-    auto packed_id = f.store->put(packed);
-    REQUIRE(raw_id);
-    REQUIRE(packed_id);
-    REQUIRE(f.store->flush());
+    auto [raw, packed, raw_id, packed_id] = put_raw_and_packed(f, 30000, 9, 100000);
     auto s = f.open_store();
     ObjectStore::StoredRef ref;
     ObjectStore::StoredObject rec;
     std::vector<std::byte> scratch;
     std::span<const std::byte> plain;
 
-    REQUIRE(s->locate_stored(*raw_id, ref));
+    REQUIRE(s->locate_stored(raw_id, ref));
     CHECK(ref.where.raw_len == raw.size());
     REQUIRE(ObjectStore::read_located(ref, rec));
     REQUIRE(ObjectStore::decode_stored_view(rec, scratch, plain));
@@ -279,7 +291,7 @@ TEST_CASE("a record located, read and viewed on its own: raw payloads are not co
     // Straight from the record read, not copied.
     CHECK(plain.data() == rec.record.data() + kRecordHeaderSize);
 
-    REQUIRE(s->locate_stored(*packed_id, ref));
+    REQUIRE(s->locate_stored(packed_id, ref));
     REQUIRE(ObjectStore::read_located(ref, rec));
     REQUIRE(ObjectStore::decode_stored_view(rec, scratch, plain));
     CHECK(std::equal(plain.begin(), plain.end(), packed.begin(), packed.end()));
@@ -294,21 +306,21 @@ TEST_CASE("a record located, read and viewed on its own: raw payloads are not co
     REQUIRE(packs.size() == 1);
     flip_byte(packs[0], kPackHeaderSize + kRecordHeaderSize + 100);
     auto t = f.open_store();
-    REQUIRE(t->locate_stored(*raw_id, ref));
+    REQUIRE(t->locate_stored(raw_id, ref));
     REQUIRE(ObjectStore::read_located(ref, rec));
     auto bad = ObjectStore::decode_stored_view(rec, scratch, plain);
     REQUIRE_FALSE(bad);
     CHECK(bad.error().code == Errc::corrupt);
-    CHECK(bad.error().message.find(raw_id->hex()) != std::string::npos);
+    CHECK(bad.error().message.find(raw_id.hex()) != std::string::npos);
     CHECK(ObjectStore::decode_stored_view(rec, scratch, plain, false));
     // A damaged record header fails the read itself.
     flip_byte(packs[0], kPackHeaderSize);
     auto u = f.open_store();
-    REQUIRE(u->locate_stored(*raw_id, ref));
+    REQUIRE(u->locate_stored(raw_id, ref));
     auto hdr = ObjectStore::read_located(ref, rec);
     REQUIRE_FALSE(hdr);
     CHECK(hdr.error().code == Errc::corrupt);
-    CHECK(hdr.error().message.find(raw_id->hex()) != std::string::npos);
+    CHECK(hdr.error().message.find(raw_id.hex()) != std::string::npos);
 }
 
 TEST_CASE("a truncated pack is reported as corrupt", "[object_store]") {
@@ -455,27 +467,21 @@ TEST_CASE("a record's checksum from the index: push's check catches a flipped by
 
 TEST_CASE("reset's check of a chunk: the record's checksum, then decompressed, not hashed", "[object_store]") {
     StoreFixture f;
-    auto raw = random_bytes(30000, 5);  // stored raw
-    auto packed = compressible(200000);
-    auto raw_id = f.store->put(raw);
-    auto packed_id = f.store->put(packed);
-    REQUIRE(raw_id);
-    REQUIRE(packed_id);
-    REQUIRE(f.store->flush());
+    auto [raw, packed, raw_id, packed_id] = put_raw_and_packed(f, 30000, 5, 200000);
     auto s = f.open_store();
     ObjectStore::StoredRef ref;
     ObjectStore::StoredObject rec, packed_rec;
     std::vector<std::byte> scratch;
 
     // locate_stored carries the index's checksum to read_located.
-    REQUIRE(s->locate_stored(*raw_id, ref));
+    REQUIRE(s->locate_stored(raw_id, ref));
     REQUIRE(ref.crc);
     REQUIRE(ObjectStore::read_located(ref, rec));
     REQUIRE(rec.crc);
     CHECK(*rec.crc == crc32c(rec.record));
     CHECK(ObjectStore::check_stored_decodes(rec, scratch));
     CHECK(scratch.empty());  // a raw record: nothing decoded
-    REQUIRE(s->locate_stored(*packed_id, ref));
+    REQUIRE(s->locate_stored(packed_id, ref));
     REQUIRE(ObjectStore::read_located(ref, packed_rec));
     CHECK(ObjectStore::check_stored_decodes(packed_rec, scratch));
     CHECK(std::equal(scratch.begin(), scratch.end(), packed.begin(), packed.end()));  // decompressed
@@ -510,24 +516,18 @@ TEST_CASE("reset's check of a chunk: the record's checksum, then decompressed, n
 
 TEST_CASE("copy_raw_payload copies a raw record's payload into a file, and declines a compressed one", "[object_store]") {
     StoreFixture f;
-    auto raw = random_bytes(300000, 7);  // stored raw
-    auto packed = compressible(300000);
-    auto raw_id = f.store->put(raw);
-    auto packed_id = f.store->put(packed);
-    REQUIRE(raw_id);
-    REQUIRE(packed_id);
-    REQUIRE(f.store->flush());
+    auto [raw, packed, raw_id, packed_id] = put_raw_and_packed(f, 300000, 7, 300000);
     auto s = f.open_store();
     std::string out_path = f.dir / "out.bin";
     int fd = ::open(out_path.c_str(), O_RDWR | O_CREAT | O_TRUNC, 0600);
     REQUIRE(fd >= 0);
     ObjectStore::StoredRef ref;
 
-    REQUIRE(s->locate_stored(*raw_id, ref));
+    REQUIRE(s->locate_stored(raw_id, ref));
     auto copied = ObjectStore::copy_raw_payload(ref, fd, 4096, out_path);
     REQUIRE(copied);
     CHECK(*copied);
-    REQUIRE(s->locate_stored(*packed_id, ref));
+    REQUIRE(s->locate_stored(packed_id, ref));
     auto declined = ObjectStore::copy_raw_payload(ref, fd, 0, out_path);
     REQUIRE(declined);
     CHECK_FALSE(*declined);
@@ -541,7 +541,7 @@ TEST_CASE("copy_raw_payload copies a raw record's payload into a file, and decli
     auto packs = files_in(f.dir / "objects/packs");
     REQUIRE(packs.size() == 1);
     auto t = f.open_store();
-    REQUIRE(t->locate_stored(*raw_id, ref));
+    REQUIRE(t->locate_stored(raw_id, ref));
     flip_byte(packs[0], ref.where.offset + 20);  // inside the id the header names
     int fd2 = ::open(out_path.c_str(), O_RDWR | O_TRUNC);
     REQUIRE(fd2 >= 0);
@@ -549,7 +549,7 @@ TEST_CASE("copy_raw_payload copies a raw record's payload into a file, and decli
     ::close(fd2);
     REQUIRE_FALSE(bad);
     CHECK(bad.error().code == Errc::corrupt);
-    CHECK(bad.error().message.find(raw_id->hex()) != std::string::npos);
+    CHECK(bad.error().message.find(raw_id.hex()) != std::string::npos);
     CHECK(fs::file_size(out_path) == 0);
 }
 
