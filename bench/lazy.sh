@@ -13,10 +13,9 @@
 # Everything is made under $BENCH_DIR/lazy (default /var/tmp/dvol-bench/lazy) and deleted after.
 set -u
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
-DVOL=${1:-}
-[ -n "$DVOL" ] || { [ -x "$ROOT/build-bench/cli/dvol" ] && DVOL=$ROOT/build-bench/cli/dvol; }
-[ -n "$DVOL" ] || DVOL=$ROOT/build/cli/dvol
-[ -x "$DVOL" ] || { echo "no dvol at $DVOL: build it first" >&2; exit 1; }
+# shellcheck source=bench/lazy_lib.sh
+. "$ROOT/bench/lazy_lib.sh"
+lazy_find_dvol "${1:-}"
 [ -c /dev/fuse ] || { echo "no /dev/fuse: lazy volumes need FUSE" >&2; exit 1; }
 W=${BENCH_DIR:-/var/tmp/dvol-bench}/lazy
 rm -rf "$W"
@@ -33,13 +32,7 @@ trap cleanup EXIT
 echo "dvol: $DVOL"
 export DVOL_ROOT=$W/src
 d init v >/dev/null
-python3 - "$(d path v)/big" <<'EOF'
-import random, sys
-r = random.Random(1)
-with open(sys.argv[1], "wb") as f:
-    for _ in range(256):
-        f.write(r.randbytes(4 << 20))
-EOF
+lazy_random_gib "$(d path v)/big"
 d commit -m big v >/dev/null
 
 measure() { # NAME URL

@@ -22,11 +22,9 @@
 # deleted after. PostgreSQL writes its pid file and WAL into the lazy volume's write layer.
 set -u
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
-DVOL=${1:-}
-[ -n "$DVOL" ] || { [ -x "$ROOT/build-bench/cli/dvol" ] && DVOL=$ROOT/build-bench/cli/dvol; }
-[ -n "$DVOL" ] || DVOL=$ROOT/build/cli/dvol
-[ -x "$DVOL" ] || { echo "no dvol at $DVOL: build it first" >&2; exit 1; }
-DVOL=$(cd "$(dirname "$DVOL")" && pwd)/$(basename "$DVOL")
+# shellcheck source=bench/lazy_lib.sh
+. "$ROOT/bench/lazy_lib.sh"
+lazy_find_dvol "${1:-}"
 [ -c /dev/fuse ] || { echo "no /dev/fuse: lazy volumes need FUSE" >&2; exit 1; }
 [ "$(id -u)" = 0 ] || { echo "needs root (Ceph, PostgreSQL as the postgres user, dropping the page cache)" >&2; exit 1; }
 PGBIN=$(printf '%s\n' /usr/lib/postgresql/*/bin | sort -V -r | head -n 1)
@@ -93,13 +91,7 @@ for r in $REMOTES; do
         URL[dir]=$W/remote
         ;;
     s3)
-        # shellcheck source=tests/e2e/rgw.sh
-        . "$ROOT/tests/e2e/rgw.sh"
-        export RGW_STORE=bluestore RGW_SIZE=$((8 * 1024 * MIB))
-        rgw_start "$W/rgw" || { echo "rgw: cannot start ($RGW_SKIP_REASON)"; exit 1; }
-        RGW_UP=1
-        rgw_client_env
-        rgw_make_bucket lazypg || { echo "$RGW_SKIP_REASON" >&2; exit 1; }
+        lazy_rgw_up "$W/rgw" $((8 * 1024)) lazypg
         URL[s3]=s3://lazypg/x
         ;;
     *) echo "unknown remote $r (s3, dir)" >&2; exit 2 ;;

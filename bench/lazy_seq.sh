@@ -15,6 +15,8 @@
 # and bench/run.sh make it); everything else goes under $BENCH_DIR/lazy-seq, deleted after.
 set -u
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
+# shellcheck source=bench/lazy_lib.sh
+. "$ROOT/bench/lazy_lib.sh"
 [ $# -ge 1 ] || { echo "usage: bench/lazy_seq.sh DVOL [DVOL...]" >&2; exit 2; }
 BINS=()
 for b in "$@"; do
@@ -26,7 +28,6 @@ done
 ROUNDS=${ROUNDS:-3}
 BENCH_DIR=${BENCH_DIR:-/var/tmp/dvol-bench}
 W=$BENCH_DIR/lazy-seq
-MIB=$((1024 * 1024))
 rm -rf "$W"
 mkdir -p "$W"
 RGW_UP=0
@@ -58,23 +59,11 @@ if [ -n "$BIG" ]; then
     cp "$BIG" "$(d0 path v)/big"
 else
     echo "the file: 1 GiB of random bytes (no 8 GiB set under $BENCH_DIR/data)"
-    python3 - "$(d0 path v)/big" <<'EOF'
-import random, sys
-r = random.Random(1)
-with open(sys.argv[1], "wb") as f:
-    for _ in range(256):
-        f.write(r.randbytes(4 << 20))
-EOF
+    lazy_random_gib "$(d0 path v)/big"
 fi
 d0 commit -m big v >/dev/null || { echo "commit failed"; exit 1; }
 
-# shellcheck source=tests/e2e/rgw.sh
-. "$ROOT/tests/e2e/rgw.sh"
-export RGW_STORE=bluestore RGW_SIZE=$((4 * 1024 * MIB))
-rgw_start "$W/rgw" || { echo "rgw: cannot start ($RGW_SKIP_REASON)"; exit 1; }
-RGW_UP=1
-rgw_client_env
-rgw_make_bucket lazyseq || { echo "$RGW_SKIP_REASON" >&2; exit 1; }
+lazy_rgw_up "$W/rgw" $((4 * 1024)) lazyseq
 d0 push s3://lazyseq/x v >/dev/null || { echo "push failed"; exit 1; }
 
 printf '| round | binary | load before | cold MB/s | requests, MiB fetched | mount CPU user + sys s | RGW + OSD CPU s | disk cache MB/s (new mount) |\n'

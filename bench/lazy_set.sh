@@ -18,11 +18,9 @@
 # $BENCH_DIR/lazy-set, deleted after.
 set -u
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
-DVOL=${1:-}
-[ -n "$DVOL" ] || { [ -x "$ROOT/build-bench/cli/dvol" ] && DVOL=$ROOT/build-bench/cli/dvol; }
-[ -n "$DVOL" ] || DVOL=$ROOT/build/cli/dvol
-[ -x "$DVOL" ] || { echo "no dvol at $DVOL: build it first" >&2; exit 1; }
-DVOL=$(cd "$(dirname "$DVOL")" && pwd)/$(basename "$DVOL")
+# shellcheck source=bench/lazy_lib.sh
+. "$ROOT/bench/lazy_lib.sh"
+lazy_find_dvol "${1:-}"
 [ -c /dev/fuse ] || { echo "no /dev/fuse: lazy volumes need FUSE" >&2; exit 1; }
 [ "$(id -u)" = 0 ] || { echo "starting Ceph needs root" >&2; exit 1; }
 BENCH_DIR=${BENCH_DIR:-/var/tmp/dvol-bench}
@@ -63,13 +61,7 @@ cp -a "$SET/." "$(d path v)/"
 d commit -m set v >/dev/null || { echo "commit failed"; exit 1; }
 echo "source store: copied and committed in $(python3 -c "print('%.0f' % ($EPOCHREALTIME - $t0))") s"
 
-# shellcheck source=tests/e2e/rgw.sh
-. "$ROOT/tests/e2e/rgw.sh"
-export RGW_STORE=bluestore RGW_SIZE=$((32 * 1024 * MIB))
-rgw_start "$W/rgw" || { echo "rgw: cannot start ($RGW_SKIP_REASON)"; exit 1; }
-RGW_UP=1
-rgw_client_env
-rgw_make_bucket lazyset || { echo "$RGW_SKIP_REASON" >&2; exit 1; }
+lazy_rgw_up "$W/rgw" $((32 * 1024)) lazyset
 t0=$EPOCHREALTIME
 d push s3://lazyset/x v >/dev/null || { echo "push failed"; exit 1; }
 echo "pushed to the RGW in $(python3 -c "print('%.0f' % ($EPOCHREALTIME - $t0))") s"
