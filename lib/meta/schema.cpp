@@ -116,6 +116,16 @@ CREATE TABLE IF NOT EXISTS remote_branches(
 CREATE TABLE IF NOT EXISTS tree_facts(
   tree BLOB PRIMARY KEY,
   has_xattrs INTEGER NOT NULL) WITHOUT ROWID;
+-- The directory cache (lib/repo/stat_cache.h): per directory of a volume's live directory
+-- that a commit scanned, the fingerprints of its entries and its tree.
+CREATE TABLE IF NOT EXISTS dir_cache(
+  volume_id INTEGER NOT NULL REFERENCES volumes(id) ON DELETE CASCADE,
+  path BLOB NOT NULL,
+  own BLOB NOT NULL,
+  full BLOB NOT NULL,
+  tree BLOB NOT NULL,
+  scan_ns INTEGER NOT NULL,
+  PRIMARY KEY(volume_id, path)) WITHOUT ROWID;
 )sql";
 
 Result<bool> has_column(Db& db, const char* table, const char* column) {
@@ -147,11 +157,12 @@ Status init_schema(Db& db) {
         DVOL_TRY(auto ins, db.prepare("INSERT INTO meta(key, value) VALUES('schema_version', ?)"));
         DVOL_CHECK(ins.bind(1, std::to_string(kSchemaVersion)).run());
     } else if (version == "1" || version == "2" || version == "3" || version == "4" || version == "5" ||
-               version == "6") {
+               version == "6" || version == "7") {
         // v1 -> v2 -> v3 -> v4: kSchema above created the reflog, volume_options and mounts
         // tables, and the remotes' tables. v4 -> v5: objects gains crc, left NULL (unknown) in
         // the rows already there. v5 -> v6: stat_cache gains xattrs, NULL (unknown) in the rows
-        // already there, so those files' xattrs are listed until a commit records them.
+        // already there, so those files' xattrs are listed until a commit records them. v7 -> v8:
+        // dir_cache, empty (the next commit fills it).
         DVOL_TRY(bool has_crc, has_column(db, "objects", "crc"));
         if (!has_crc) DVOL_CHECK(db.exec("ALTER TABLE objects ADD COLUMN crc INTEGER"));
         DVOL_TRY(bool has_xattrs, has_column(db, "stat_cache", "xattrs"));
@@ -174,14 +185,14 @@ Status rebuild_stat_cache(Db& db) {
     };
     {
         DVOL_TRY(auto txn, Db::Transaction::begin(db));
-        if (db.exec("DELETE FROM stat_cache") && txn.commit() && sound()) return {};
+        if (db.exec("DELETE FROM stat_cache") && db.exec("DELETE FROM dir_cache") && txn.commit() && sound()) return {};
     }
     // Pages too damaged for SQLite to walk (or to free): the table is taken out of the schema
     // by hand, its pages left unused, and VACUUM writes the database again without them.
     {
         DVOL_TRY(auto txn, Db::Transaction::begin(db));
         DVOL_CHECK(db.exec("PRAGMA writable_schema = ON"));
-        Status st = db.exec("DELETE FROM sqlite_master WHERE tbl_name = 'stat_cache'");
+        Status st = db.exec("DELETE FROM sqlite_master WHERE tbl_name IN ('stat_cache', 'dir_cache')");
         if (st) st = txn.commit();
         (void)db.exec("PRAGMA writable_schema = OFF");
         DVOL_CHECK(st);

@@ -11,7 +11,7 @@ namespace dvol::meta {
 // 1: first layout; 2: adds the reflog table; 3: adds volume_options and mounts (the Docker
 // plugin's state); 4: adds remotes, remote_packs, remote_objects and remote_branches; 5: adds objects.crc;
 // 6: adds stat_cache.xattrs; 7: adds tree_facts. Older stores are upgraded in place.
-inline constexpr int kSchemaVersion = 7;
+inline constexpr int kSchemaVersion = 8;
 
 // Creates the tables of a new store, or checks that an existing store's schema version is one
 // this build understands.

@@ -15,6 +15,7 @@
 #include "meta/db.h"
 #include "repo/content.h"
 #include "repo/readers.h"
+#include "store/hash.h"
 
 namespace dvol {
 
@@ -87,6 +88,8 @@ Result<ObjectId> Scanner::scan(const std::string& live_dir) {
     DVOL_TRY(auto reads, meta::Db::ReadScope::begin(cache_.db()));
     // The stat-cache rows in path order, a batch per query, beside the walk (stat_cache.h).
     cache_.read_ahead();
+    DVOL_TRY(dir_rows_, cache_.dir_rows());
+    dir_rows_seen_.clear();
     scan_ns_ = now_ns();
     // The live directory itself is never reached through a symlink: that would commit another
     // directory's data.
@@ -103,6 +106,47 @@ Result<ObjectId> Scanner::scan(const std::string& live_dir) {
     Tree top;
     top.entries.push_back(std::move(root));
     return put_tree(top);
+}
+
+std::optional<Scanner::DirPrint> Scanner::dir_print(const WalkAhead::Dir& d) {
+    DirPrint p;
+    std::vector<std::byte> bytes;
+    auto put = [&](int64_t v) {
+        uint64_t u = static_cast<uint64_t>(v);
+        for (int i = 0; i < 8; ++i) bytes.push_back(static_cast<std::byte>(u >> (8 * i)));
+    };
+    bytes.reserve(16 + d.names.size() * 96);
+    for (char c : std::string_view("dvol dir 1")) bytes.push_back(static_cast<std::byte>(c));
+    for (size_t i = 0; i < d.names.size(); ++i) {
+        if (d.errnos[i] != 0) return std::nullopt;
+        const struct stat& st = d.stats[i];
+        if (S_ISSOCK(st.st_mode) || (S_ISREG(st.st_mode) && st.st_nlink > 1)) return std::nullopt;
+        if (S_ISREG(st.st_mode)) p.files++;
+        for (char c : d.names[i]) bytes.push_back(static_cast<std::byte>(c));
+        bytes.push_back(std::byte{0});
+        StatKey k = stat_key(st);
+        put(k.mode), put(k.uid), put(k.gid), put(static_cast<int64_t>(k.size)), put(k.mtime_ns), put(k.ctime_ns);
+        put(static_cast<int64_t>(k.ino)), put(static_cast<int64_t>(st.st_rdev)), put(static_cast<int64_t>(st.st_dev));
+        put(static_cast<int64_t>(st.st_nlink));
+        p.newest = std::max({p.newest, k.mtime_ns, k.ctime_ns});
+    }
+    p.own = sha256(bytes);
+    return p;
+}
+
+ObjectId Scanner::full_print(const ObjectId& own, const std::vector<ObjectId>& subtrees) {
+    std::vector<std::byte> bytes(own.as_span().begin(), own.as_span().end());
+    for (const auto& id : subtrees) bytes.insert(bytes.end(), id.as_span().begin(), id.as_span().end());
+    return sha256(bytes);
+}
+
+Result<std::optional<FileContent>> Scanner::lookup(const std::string& path, const StatKey& key, std::optional<FileContent>* stale,
+                                                  std::optional<Xattrs>* xattrs) {
+    if (skipped_rows_) {
+        cache_.seek(path);
+        skipped_rows_ = false;
+    }
+    return cache_.lookup(path, key, stale, xattrs);
 }
 
 Result<ObjectId> Scanner::scan_tree(int root_fd, const std::string& live_dir) {
@@ -123,20 +167,82 @@ Result<ObjectId> Scanner::scan_tree(int root_fd, const std::string& live_dir) {
         size_t probed_from = 0;
         // The walk ahead's lstats of `names`, when it listed this directory.
         std::optional<WalkAhead::Dir> ahead;
+        // The directory cache: what the entries say (none: no row for this directory), and
+        // whether everything scanned in it held still (else its row is not kept).
+        std::optional<DirPrint> print;
+        bool steady = true;
+        // Its row, when its entries are those the row saw: then only its subdirectories are
+        // scanned (their trees in `subtrees`), the rest comes from the row's tree.
+        const StatCache::DirRow* row = nullptr;
+        std::vector<ObjectId> subtrees;
+        std::vector<std::string> gone;  // (row) subdirectories that went before they were entered
     };
     // The lists and lstats of the directories to come, made on another thread meanwhile.
     WalkAhead ahead(root_fd, live_dir, kWalkAheadEntries);
     auto listing = [&](int fd, const std::string& rel, Frame& f) -> Status {
         f.path_len = rel.size();
         if (auto d = ahead.take(rel)) {
-            f.names = std::move(d->names);
+            f.print = dir_print(*d);
+            f.names = std::move(d->names);  // (the listing keeps only its lstats)
             f.ahead = std::move(d);
+            if (auto it = dir_rows_.find(rel); f.print && it != dir_rows_.end() && it->second.own == f.print->own &&
+                                                f.print->newest + kRacyWindowNs <= it->second.scan_ns) {
+                // (A tree gc has deleted since is no answer: then the entries are scanned.)
+                DVOL_TRY(bool held, store_.has(it->second.tree));
+                if (held) {
+                    f.row = &it->second;
+                    stats_.files += f.print->files;
+                    if (progress_ && f.print->files > 0) progress_(Progress{stats_.files, stats_.bytes_read});
+                    skipped_rows_ = skipped_rows_ || f.print->files > 0;
+                    return {};
+                }
+            }
         } else {
             DVOL_TRY(f.names, list_dir(fd, rel.empty() ? live_dir : rel));
             std::sort(f.names.begin(), f.names.end());
         }
         f.tree.entries.reserve(f.names.size());
         return {};
+    };
+    // A directory's tree once all its entries are scanned, and its row for the cache.
+    auto finish = [&](Frame& f, const std::string& rel) -> Result<ObjectId> {
+        ObjectId id;
+        std::optional<StatCache::DirRow> row;
+        if (f.row) {
+            ObjectId full = full_print(f.row->own, f.subtrees);
+            if (full == f.row->full && f.gone.empty()) {
+                id = f.row->tree;
+            } else {
+                // A subdirectory changed: the row's tree with the subdirectories' new trees.
+                DVOL_TRY(Tree t, load_tree(store_, nullptr, f.row->tree));
+                size_t next = 0;
+                std::vector<TreeEntry> kept;
+                kept.reserve(t.entries.size());
+                for (auto& e : t.entries) {
+                    if (e.type == EntryType::dir) {
+                        if (std::find(f.gone.begin(), f.gone.end(), e.name) != f.gone.end()) continue;
+                        if (next == f.subtrees.size())
+                            return make_error(Errc::corrupt, fmt::format("the directory cache's tree of {} does not match it; run dvol fsck --repair",
+                                                                         rel.empty() ? "/" : rel));
+                        e.subtree = f.subtrees[next++];
+                    }
+                    kept.push_back(std::move(e));
+                }
+                t.entries = std::move(kept);
+                DVOL_TRY(id, put_tree(t));
+            }
+            if (f.gone.empty()) row = StatCache::DirRow{f.row->own, full, id, f.row->scan_ns};
+        } else {
+            DVOL_TRY(id, put_tree(f.tree));
+            if (f.print && f.steady && f.print->newest + kRacyWindowNs <= scan_ns_) {
+                std::vector<ObjectId> subtrees;
+                for (const auto& e : f.tree.entries)
+                    if (e.type == EntryType::dir) subtrees.push_back(e.subtree);
+                row = StatCache::DirRow{f.print->own, full_print(f.print->own, subtrees), id, scan_ns_};
+            }
+        }
+        if (store_objects_ && row) dir_rows_seen_.emplace_back(rel, *row);
+        return id;
     };
     std::string path;  // of the entry at hand, relative to the live directory
     std::vector<Frame> frames;
@@ -147,13 +253,37 @@ Result<ObjectId> Scanner::scan_tree(int root_fd, const std::string& live_dir) {
     }
     for (;;) {
         Frame& f = frames.back();
+        if (f.row) {
+            // Taken from its row: only the subdirectories are entered.
+            while (f.next < f.names.size() && !S_ISDIR(f.ahead->stats[f.next].st_mode)) ++f.next;
+        }
         if (f.next == f.names.size()) {
-            DVOL_TRY(ObjectId id, put_tree(f.tree));
+            DVOL_TRY(ObjectId id, finish(f, path));
             frames.pop_back();
             if (frames.empty()) return id;
             DVOL_CHECK(dirs.leave(path));
             path.resize(frames.back().path_len);
-            frames.back().tree.entries.back().subtree = id;
+            if (frames.back().row) {
+                frames.back().subtrees.push_back(id);
+            } else {
+                frames.back().tree.entries.back().subtree = id;
+            }
+            continue;
+        }
+        if (f.row) {
+            const std::string& name = f.names[f.next++];
+            if (!path.empty()) path += '/';
+            path += name;
+            auto entered = dirs.enter(name, path);
+            if (!entered && entered.error().code == Errc::not_found) {
+                f.gone.push_back(name);  // left out, as a scan of its entries would
+                path.resize(f.path_len);
+                continue;
+            }
+            DVOL_CHECK(std::move(entered));
+            Frame sub;
+            DVOL_CHECK(listing(dirs.fd(), path, sub));
+            frames.push_back(std::move(sub));
             continue;
         }
         if (f.next == f.probed_from + f.probes.size()) {
@@ -166,7 +296,9 @@ Result<ObjectId> Scanner::scan_tree(int root_fd, const std::string& live_dir) {
         if (!path.empty()) path += '/';
         path += name;
         TreeEntry entry;
+        unstable_ = false;
         DVOL_TRY(Visit visit, scan_entry(dirs.fd(), name, path, pr, entry));
+        if (unstable_) f.steady = false;
         if (visit != Visit::skip) f.tree.entries.push_back(std::move(entry));
         if (visit != Visit::descend) {
             path.resize(f.path_len);
@@ -177,6 +309,7 @@ Result<ObjectId> Scanner::scan_tree(int root_fd, const std::string& live_dir) {
         auto entered = dirs.enter(name, path);
         if (!entered && entered.error().code == Errc::not_found) {
             f.tree.entries.pop_back();
+            f.steady = false;
             path.resize(f.path_len);
             continue;
         }
@@ -223,7 +356,7 @@ Status Scanner::probe(int dirfd, const std::string& dir_path, const std::vector<
         if (S_ISREG(p.st.st_mode) && !past_dir) {
             rel = dir_path.empty() ? names[first + i] : dir_path + "/" + names[first + i];
             std::optional<Xattrs> x;
-            DVOL_TRY(p.cached, cache_.lookup(rel, stat_key(p.st), &p.previous, &x));
+            DVOL_TRY(p.cached, lookup(rel, stat_key(p.st), &p.previous, &x));
             p.looked_up = true;
             if (x) {
                 p.xattrs = std::move(*x);
@@ -247,7 +380,10 @@ Status Scanner::probe(int dirfd, const std::string& dir_path, const std::vector<
 }
 
 Result<Scanner::Visit> Scanner::scan_entry(int dirfd, const std::string& name, const std::string& path, Probe& pr, TreeEntry& e) {
-    if (pr.stat_errno == ENOENT) return Visit::skip;  // vanished while scanning
+    if (pr.stat_errno == ENOENT) {  // vanished while scanning
+        unstable_ = true;
+        return Visit::skip;
+    }
     if (pr.stat_errno != 0) return errno_error("stat", path, pr.stat_errno);
     const struct stat& st = pr.st;
     e.name = name;
@@ -287,7 +423,7 @@ Result<Scanner::Visit> Scanner::scan_entry(int dirfd, const std::string& name, c
                 // After a directory in its probe window: its xattrs were listed; the row only
                 // tells whether it knew them too (then it needs no refresh below).
                 std::optional<Xattrs> x;
-                DVOL_TRY(pr.cached, cache_.lookup(path, key, &pr.previous, &x));
+                DVOL_TRY(pr.cached, lookup(path, key, &pr.previous, &x));
                 pr.xattrs_cached = x.has_value();
             }
             std::optional<FileContent>& cached = pr.cached;
@@ -304,7 +440,10 @@ Result<Scanner::Visit> Scanner::scan_entry(int dirfd, const std::string& name, c
             }
             set_previous(pr.previous);
             auto opened = open_at(dirfd, name, O_RDONLY | O_NOFOLLOW | O_NOCTTY);
-            if (!opened && opened.error().code == Errc::not_found) return Visit::skip;  // deleted meanwhile
+            if (!opened && opened.error().code == Errc::not_found) {  // deleted meanwhile
+                unstable_ = true;
+                return Visit::skip;
+            }
             if (!opened) return make_error(opened.error().code, fmt::format("cannot read {}: {}", path, opened.error().message));
             UniqueFd fd = std::move(*opened);
             std::function<void(uint64_t)> on_read;
@@ -335,6 +474,7 @@ Result<Scanner::Visit> Scanner::scan_entry(int dirfd, const std::string& name, c
             // reads it again.
             StatKey after_key = stat_key(after);
             int64_t seen = (after_key == key && after_key.size == total) ? scan_ns_ : 0;
+            if (seen == 0) unstable_ = true;
             if (store_objects_) pending_.push_back(PendingRow{path, after_key, seen, e.content, e.xattrs});
             return Visit::keep;
         }
@@ -347,7 +487,10 @@ Result<Scanner::Visit> Scanner::scan_entry(int dirfd, const std::string& name, c
             std::string target(static_cast<size_t>(std::max<off_t>(st.st_size, 0)) + 1, '\0');
             for (;;) {
                 ssize_t n = ::readlinkat(dirfd, name.c_str(), target.data(), target.size());
-                if (n < 0 && errno == ENOENT) return Visit::skip;  // removed since it was probed
+                if (n < 0 && errno == ENOENT) {  // removed since it was probed
+                    unstable_ = true;
+                    return Visit::skip;
+                }
                 if (n < 0) return errno_error("read symlink", path);
                 if (static_cast<size_t>(n) < target.size()) {
                     target.resize(static_cast<size_t>(n));
@@ -396,7 +539,22 @@ void Scanner::set_previous(const std::optional<FileContent>& previous) {
 Status Scanner::save_cache() {
     for (const auto& row : pending_) DVOL_CHECK(cache_.store(row.path, row.key, row.scan_ns, row.content, &row.xattrs));
     pending_.clear();
-    return {};
+    // The directory rows: those that changed, and the rows of directories gone or not kept.
+    std::vector<std::pair<std::string, StatCache::DirRow>> put;
+    for (auto& [path, row] : dir_rows_seen_) {
+        auto it = dir_rows_.find(path);
+        if (it != dir_rows_.end()) {
+            bool same = it->second == row;
+            dir_rows_.erase(it);
+            if (same) continue;
+        }
+        put.emplace_back(std::move(path), row);
+    }
+    std::vector<std::string> drop;
+    for (auto& [path, row] : dir_rows_) drop.push_back(path);
+    dir_rows_.clear();
+    dir_rows_seen_.clear();
+    return cache_.save_dir_rows(put, drop);
 }
 
 }  // namespace dvol

@@ -7,6 +7,7 @@
 
 #include <functional>
 #include <map>
+#include <optional>
 #include <string>
 #include <unordered_map>
 #include <vector>
@@ -76,6 +77,22 @@ private:
     // previous_ := the cuts and chunks of a file's previous content (none without one).
     void set_previous(const std::optional<FileContent>& previous);
 
+    // What a directory's entries say for the directory cache (StatCache::DirRow), from the
+    // walk's listing and lstats: nullopt when no row can be kept for it (an lstat failed, it
+    // holds a socket, or a file with several links, whose entries depend on other directories).
+    struct DirPrint {
+        ObjectId own;
+        int64_t newest = 0;  // the latest mtime or ctime of its entries
+        uint64_t files = 0;  // regular files
+    };
+    static std::optional<DirPrint> dir_print(const WalkAhead::Dir& d);
+    // `own` with the trees of the subdirectories, in the order of their names.
+    static ObjectId full_print(const ObjectId& own, const std::vector<ObjectId>& subtrees);
+    // The stat-cache row of a regular file (see StatCache::lookup), after a seek when a
+    // directory's rows were skipped since the last one.
+    Result<std::optional<FileContent>> lookup(const std::string& path, const StatKey& key, std::optional<FileContent>* stale,
+                                              std::optional<Xattrs>* xattrs);
+
     struct PendingRow {
         std::string path;
         StatKey key;
@@ -92,6 +109,10 @@ private:
     ChunkWorkers workers_;
     TreeOverlay overlay_;
     std::vector<PendingRow> pending_;
+    StatCache::DirRows dir_rows_;  // as the scan found them
+    std::vector<std::pair<std::string, StatCache::DirRow>> dir_rows_seen_;  // rows for this scan's directories
+    bool skipped_rows_ = false;  // files of a directory taken from its row since the last lookup
+    bool unstable_ = false;      // scan_entry met an entry that changed or went while scanned
     PreviousCuts previous_;  // of the file being read
     // First path seen of each multiply-linked file (device, inode): later paths become links.
     std::map<std::pair<uint64_t, uint64_t>, std::string> links_;

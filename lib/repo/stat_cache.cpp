@@ -172,6 +172,52 @@ Result<std::optional<FileContent>> StatCache::lookup_now(const std::string& path
     return std::optional<FileContent>(std::move(*content));
 }
 
+void StatCache::seek(const std::string& path) {
+    if (!ahead_ || read_all_) return;
+    if (!batch_.empty() ? batch_.back().path >= path : read_to_ >= path) return;  // read that far already
+    // The rows up to `path` are not read: one of them looked up later is asked for alone.
+    batch_.clear();
+    read_to_ = path;
+    if (!dropped_to_ || *dropped_to_ < path) dropped_to_ = path;
+}
+
+Result<StatCache::DirRows> StatCache::dir_rows() {
+    DirRows rows;
+    if (damaged_) return rows;
+    auto read = [&]() -> Status {
+        DVOL_TRY(auto q, db_.prepare("SELECT path, own, full, tree, scan_ns FROM dir_cache WHERE volume_id = ?"));
+        q.bind(1, volume_id_);
+        for (;;) {
+            DVOL_TRY(bool row, q.step());
+            if (!row) return {};
+            auto own = q.blob_view(1), full = q.blob_view(2), tree = q.blob_view(3);
+            if (own.size() != ObjectId::size || full.size() != ObjectId::size || tree.size() != ObjectId::size) continue;  // damaged: as if absent
+            DirRow r{ObjectId::from_bytes(own), ObjectId::from_bytes(full), ObjectId::from_bytes(tree), q.int64(4)};
+            rows.emplace(std::string(as_chars(q.blob_view(0))), r);
+        }
+    };
+    if (auto st = read(); !st) {
+        rows.clear();
+        DVOL_CHECK(tolerate(std::move(st)));
+    }
+    return rows;
+}
+
+Status StatCache::save_dir_rows(const std::vector<std::pair<std::string, DirRow>>& put, const std::vector<std::string>& drop) {
+    if (damaged_) return {};
+    auto write = [&]() -> Status {
+        DVOL_TRY(auto del, db_.prepare("DELETE FROM dir_cache WHERE volume_id = ? AND path = ?"));
+        for (const auto& p : drop) DVOL_CHECK(del.bind(1, volume_id_).bind_blob(2, as_bytes(p)).run());
+        DVOL_TRY(auto ins, db_.prepare("INSERT OR REPLACE INTO dir_cache(volume_id, path, own, full, tree, scan_ns) VALUES(?, ?, ?, ?, ?, ?)"));
+        for (const auto& [path, r] : put) {
+            ins.bind(1, volume_id_).bind_blob(2, as_bytes(path)).bind_blob(3, r.own.as_span()).bind_blob(4, r.full.as_span());
+            DVOL_CHECK(ins.bind_blob(5, r.tree.as_span()).bind(6, r.scan_ns).run());
+        }
+        return {};
+    };
+    return tolerate(write());
+}
+
 Status StatCache::store(const std::string& path, const StatKey& key, int64_t scan_ns, const FileContent& content, const Xattrs* xattrs) {
     if (batching_) {
         queued_.push_back(Op{false, path, key, scan_ns, content, xattrs ? std::optional<Xattrs>(*xattrs) : std::nullopt});
@@ -228,6 +274,10 @@ Status StatCache::forget_now(const std::string& path) {
 }
 
 Status StatCache::forget_all() {
+    {
+        DVOL_TRY(auto q, db_.prepare("DELETE FROM dir_cache WHERE volume_id = ?"));
+        DVOL_CHECK(q.bind(1, volume_id_).run());
+    }
     DVOL_TRY(auto q, db_.prepare("DELETE FROM stat_cache WHERE volume_id = ?"));
     return q.bind(1, volume_id_).run();
 }

@@ -16,6 +16,8 @@
 #include <functional>
 #include <optional>
 #include <string>
+#include <unordered_map>
+#include <utility>
 #include <vector>
 
 #include "base/error.h"
@@ -68,6 +70,10 @@ public:
     // (so its file is read: never a wrong answer). Rows read ahead and not yet looked up stay in
     // memory, at most kAsideRows of them beside a batch.
     void read_ahead() { ahead_ = true; }
+    // The lookups skipped a stretch of the paths read ahead (a scan that took directories'
+    // trees from their rows): the next is `path`, so the reading ahead goes on from there rather
+    // than through every row in between. A row in between asked for later is queried alone.
+    void seek(const std::string& path);
     // Records `content` for `path` as seen at `scan_ns`, with the file's extended attributes
     // when `xattrs` is given (read after the stat `key` was taken; none: unknown). While
     // batching, the write is queued.
@@ -84,6 +90,25 @@ public:
     Status prune(const std::string& live_dir);
     // How many rows the volume has.
     Result<uint64_t> row_count();
+
+    // The directory cache, git's cache-tree decided by stat: for a directory of the live
+    // directory that a commit scanned, `own` fingerprints its entries (names and lstats, see
+    // Scanner), `full` the same with the trees of its subdirectories, and `tree` is its tree. A
+    // scan that finds the same `own`, none of the entries changed within kRacyWindowNs before
+    // `scan_ns`, takes the directory's files from `tree` without a file row each.
+    struct DirRow {
+        ObjectId own;
+        ObjectId full;
+        ObjectId tree;
+        int64_t scan_ns = 0;
+        bool operator==(const DirRow&) const = default;
+    };
+    using DirRows = std::unordered_map<std::string, DirRow>;  // by path, "" for the live directory
+    // Every directory row of the volume (none when the cache is damaged).
+    Result<DirRows> dir_rows();
+    // Writes `put` over the rows of their paths and deletes the rows of `drop` (a commit, in its
+    // transaction).
+    Status save_dir_rows(const std::vector<std::pair<std::string, DirRow>>& put, const std::vector<std::string>& drop);
 
     // Every row of the volume: path, stat, scan time and the content field's bytes (fsck).
     struct Row {

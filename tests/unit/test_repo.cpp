@@ -401,6 +401,131 @@ TEST_CASE("a scan past a directory larger than the walk ahead's bound sees every
     CHECK(f.status().empty());
 }
 
+namespace {
+
+// The paths of the volume's directory rows (stat_cache.h, "the directory cache"), sorted.
+std::vector<std::string> dir_row_paths(const RepoFixture& f) {
+    auto db = meta::Db::open(f.pool / "dvol.db");
+    REQUIRE(db);
+    auto q = (*db)->prepare("SELECT path FROM dir_cache ORDER BY path");
+    REQUIRE(q);
+    std::vector<std::string> out;
+    for (;;) {
+        auto row = q->step();
+        REQUIRE(row);
+        if (!*row) return out;
+        out.emplace_back(as_chars(q->blob_view(0)));
+    }
+}
+
+void exec_sql(const RepoFixture& f, const std::string& sql) {
+    auto db = meta::Db::open(f.pool / "dvol.db");
+    REQUIRE(db);
+    REQUIRE((*db)->exec(sql));
+}
+
+}  // namespace
+
+TEST_CASE("the directory cache gives unchanged directories' trees and misses no change", "[repo]") {
+    // Ten directories d0..d9, each with files and a subdirectory s holding more; a change is
+    // made in each in turn, so that the directory changed is scanned while its parents come
+    // from their rows. After each: status sees the change, the commit records it, and the same
+    // live directory scanned without any directory row is that commit's tree.
+    RepoFixture f;
+    for (int d = 0; d < 10; ++d) {
+        std::string dir = "d" + std::to_string(d);
+        REQUIRE(make_dirs(f.at(dir + "/s")));
+        for (int i = 0; i < 3; ++i) {
+            for (std::string name : {dir + "/f" + std::to_string(i), dir + "/s/g" + std::to_string(i)}) {
+                write_file(f.at(name), "content of " + name);
+                set_mtime_ns(f.at(name), kOld);
+            }
+        }
+    }
+    write_file(f.at("top"), "top");
+    (void)f.commit("one");
+    // Every entry changed moments ago (its ctime at least): racily clean, no row kept.
+    CHECK(dir_row_paths(f).empty());
+    ::usleep(static_cast<useconds_t>(kRacyWindowNs / 1000 + 100'000));
+    (void)f.commit("rows");
+    auto rows = dir_row_paths(f);
+    CHECK(rows.size() == 21);  // the live directory, d0..d9 and their s
+    CHECK(rows.front() == "");
+
+    auto check = [&](const std::string& what, const std::string& want) {
+        INFO(what);
+        CHECK(summary(f.status()) == want);
+        ObjectId c = f.commit(what);
+        CHECK(f.log_ids().front() == c);
+        CHECK(summary(f.status()) == "");
+        // The truth: the live directory scanned entry by entry (the rows put back after).
+        exec_sql(f, "CREATE TABLE kept AS SELECT * FROM dir_cache; DELETE FROM dir_cache");
+        CHECK(summary(f.status()) == "");
+        exec_sql(f, "INSERT INTO dir_cache SELECT * FROM kept; DROP TABLE kept");
+    };
+    write_file(f.at("d0/s/g1"), "CONTENT OF d0/s/g1");
+    set_mtime_ns(f.at("d0/s/g1"), kOld);
+    check("content changed, size and mtime kept", "modified d0/s/g1\n");
+    write_file(f.at("d1/f0"), "content of d1/f0 and more");
+    check("content", "modified d1/f0\n");
+    REQUIRE(::chmod(f.at("d2/s/g2").c_str(), 0600) == 0);
+    check("mode", "metadata d2/s/g2\n");
+    write_file(f.at("d3/s/new"), "new");
+    check("added", "added d3/s/new\n");
+    REQUIRE(::unlink(f.at("d4/s/g0").c_str()) == 0);
+    check("deleted", "deleted d4/s/g0\n");
+    REQUIRE(::rename(f.at("d5/s/g0").c_str(), f.at("d5/s/h0").c_str()) == 0);
+    check("renamed", "added d5/s/h0\ndeleted d5/s/g0\n");
+    if (::setxattr(f.at("d6/s/g1").c_str(), "user.dvol-test", "v", 1, 0) == 0) check("xattr", "metadata d6/s/g1\n");
+    REQUIRE(make_dirs(f.at("d7/s/sub")));
+    write_file(f.at("d7/s/sub/x"), "x");
+    check("new directory", "added d7/s/sub\nadded d7/s/sub/x\n");
+    REQUIRE(::symlink("g0", f.at("d8/s/link").c_str()) == 0);
+    check("symlink", "added d8/s/link\n");
+    REQUIRE(::link(f.at("d9/f0").c_str(), f.at("d9/s/hard").c_str()) == 0);
+    check("hard link", "added d9/s/hard\n");
+    // The directories whose entries did not change kept their rows, and d4/s, whose remaining
+    // entries are old: its row is new.
+    CHECK(dir_row_paths(f) == std::vector<std::string>{"", "d0", "d1/s", "d2", "d4/s", "d6"});
+    // Past the window, a directory holding a file of several links keeps no row (its entries
+    // depend on the order the links are met in); the others do.
+    ::usleep(static_cast<useconds_t>(kRacyWindowNs / 1000 + 100'000));
+    (void)f.commit("rows once more");
+    rows = dir_row_paths(f);
+    CHECK(rows.size() == 20);
+    CHECK(std::find(rows.begin(), rows.end(), "d9") == rows.end());
+    CHECK(std::find(rows.begin(), rows.end(), "d9/s") == rows.end());
+    CHECK(std::find(rows.begin(), rows.end(), "d7/s/sub") != rows.end());
+    // A row naming a tree the store lacks (gc deleted it) or forged for other entries is not
+    // taken: the directory is scanned.
+    exec_sql(f, "UPDATE dir_cache SET tree = randomblob(32) WHERE path = 'd0'");
+    exec_sql(f, "UPDATE dir_cache SET own = randomblob(32) WHERE path = 'd1'");
+    CHECK(summary(f.status()) == "");
+    write_file(f.at("d0/s/g2"), "CONTENT OF d0/s/g2");
+    set_mtime_ns(f.at("d0/s/g2"), kOld);
+    write_file(f.at("d1/f1"), "CONTENT OF d1/f1");
+    set_mtime_ns(f.at("d1/f1"), kOld);
+    check("under rows not taken", "modified d0/s/g2\nmodified d1/f1\n");
+    // Without a single file row, nothing is read: the files come from the directories' trees.
+    ::usleep(static_cast<useconds_t>(kRacyWindowNs / 1000 + 100'000));
+    (void)f.commit("rows at last");
+    // A directory scanned after others taken from their rows finds its files' rows: only the
+    // file changed is read.
+    write_file(f.at("d5/f1"), "CONTENT OF d5/f1");
+    set_mtime_ns(f.at("d5/f1"), kOld);
+    auto one = f.commit_outcome("one file");
+    CHECK(one.files_read == 1);
+    exec_sql(f, "DELETE FROM stat_cache");
+    auto again = f.commit_outcome("from the rows");
+    CHECK(again.files == 62);
+    CHECK(again.files_read == 9);  // those of d5 (changed moments ago), d9 and d9/s (no rows kept)
+    CHECK(again.bytes_stored == 0);
+    // fsck --repair, which rebuilds the stat cache, drops the directory rows with it.
+    auto repaired = f.repo->fsck({}, true);
+    REQUIRE(repaired);
+    CHECK(dir_row_paths(f).empty());
+}
+
 TEST_CASE("resolve_ref", "[repo]") {
     RepoFixture f;
     auto no_commits = f.repo->resolve_ref(f.vol, "HEAD");
@@ -1294,7 +1419,8 @@ RowXattrs row_xattrs(const RepoFixture& f, const std::string& path) {
     return out;
 }
 
-// Sets the row's xattrs field and scan time (a forged row: what a scan would take as the truth).
+// Sets the row's xattrs field and scan time (a forged row: what a scan would take as the truth),
+// and drops the directory rows.
 void forge_row(const RepoFixture& f, const std::string& path, const Xattrs& x, int64_t scan_ns) {
     auto db = meta::Db::open(f.pool / "dvol.db");
     REQUIRE(db);
@@ -1302,6 +1428,9 @@ void forge_row(const RepoFixture& f, const std::string& path, const Xattrs& x, i
     REQUIRE(q);
     REQUIRE(q->bind_blob(1, encode_xattrs(x)).bind(2, scan_ns).bind_blob(3, as_bytes(path)).run());
     REQUIRE((*db)->changes() == 1);
+    // Without the directory rows, whose trees would give the file's entry whole: the scan
+    // looks the file's row up.
+    REQUIRE((*db)->exec("DELETE FROM dir_cache"));
 }
 
 }  // namespace
