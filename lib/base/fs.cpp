@@ -145,7 +145,7 @@ Result<UniqueFd> open_dir_nofollow(const std::string& path) {
     return errno_error("open", path, err);
 }
 
-Result<std::vector<std::string>> list_dir(int dirfd, const std::string& path) {
+Result<std::vector<std::string>> list_dir(int dirfd, const std::string& path, std::vector<unsigned char>* types) {
     int dup = ::fcntl(dirfd, F_DUPFD_CLOEXEC, 0);
     if (dup < 0) return errno_error("read directory", path);
     DIR* d = ::fdopendir(dup);
@@ -157,12 +157,14 @@ Result<std::vector<std::string>> list_dir(int dirfd, const std::string& path) {
     // The fd is shared with the caller's: start from the beginning whatever read it before.
     ::rewinddir(d);
     std::vector<std::string> names;
+    if (types) types->clear();
     for (;;) {
         errno = 0;
         dirent* e = ::readdir(d);
         if (!e) break;
         if (std::strcmp(e->d_name, ".") == 0 || std::strcmp(e->d_name, "..") == 0) continue;
         names.emplace_back(e->d_name);
+        if (types) types->push_back(e->d_type);
     }
     int err = errno;
     ::closedir(d);

@@ -54,8 +54,9 @@ Result<UniqueFd> open_path_beneath(int dirfd, const std::string& rel, int flags,
 // error that says so. For a volume's live directory, which must be a directory of its own.
 Result<UniqueFd> open_dir_nofollow(const std::string& path);
 
-// The names in the directory `dirfd` (not "." and ".."), in the order the file system gives.
-Result<std::vector<std::string>> list_dir(int dirfd, const std::string& path);
+// The names in the directory `dirfd` (not "." and ".."), in the order the file system gives;
+// with `types`, each name's d_type there too (DT_UNKNOWN where the file system does not say).
+Result<std::vector<std::string>> list_dir(int dirfd, const std::string& path, std::vector<unsigned char>* types = nullptr);
 
 // Write all of `data` (retrying short writes and EINTR).
 Status write_all(int fd, std::span<const std::byte> data, std::string_view path);
