@@ -31,6 +31,7 @@
 #include <vector>
 
 #include "base/error.h"
+#include "base/object_id.h"
 
 namespace dvol::remote {
 
@@ -72,6 +73,13 @@ public:
     // The same, streaming `size` bytes read from `fd` from offset 0 (large packs: the bytes are
     // not held in memory). `fd` is borrowed.
     virtual Status write_file(const std::string& key, int fd, uint64_t size) = 0;
+    // The same, when the caller knows the SHA-256 of those bytes (a pack, named by it): a
+    // backend that sends it with the bytes (S3's signed payload hash, which the server checks)
+    // takes it instead of reading the file once more to compute it. By default, write_file.
+    virtual Status write_file_hashed(const std::string& key, int fd, uint64_t size, const ObjectId& sha256) {
+        (void)sha256;
+        return write_file(key, fd, size);
+    }
 
     // The ref's current value, or nullopt when it does not exist.
     virtual Result<std::optional<RefValue>> read_ref(const std::string& key) = 0;

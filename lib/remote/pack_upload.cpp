@@ -45,11 +45,12 @@ Status PackUpload::add(const ObjectId& id, std::span<const std::byte> record, ui
 
 Status PackUpload::finish() {
     if (!fd_.valid()) return {};
-    std::string name = hash_.finish().hex();
+    ObjectId sum = hash_.finish();  // of the whole file: the pack's name, and its payload hash for S3
+    std::string name = sum.hex();
     PackIndexFile index{kind_, size_, entries_};
     auto encoded = encode_pack_index(index);
     // The pack first, its index after: an index names only a pack that is there in full.
-    DVOL_CHECK(backend_.write_file(pack_key(name), fd_.get(), size_));
+    DVOL_CHECK(backend_.write_file_hashed(pack_key(name), fd_.get(), size_, sum));
     DVOL_CHECK(backend_.write(index_key(name), encoded));
     std::vector<meta::RemoteIndex::Record> records;
     records.reserve(entries_.size());

@@ -56,6 +56,10 @@ Status RetryingBackend::write_file(const std::string& key, int fd, uint64_t size
     return run([&] { return inner_->write_file(key, fd, size); });
 }
 
+Status RetryingBackend::write_file_hashed(const std::string& key, int fd, uint64_t size, const ObjectId& sha256) {
+    return run([&] { return inner_->write_file_hashed(key, fd, size, sha256); });
+}
+
 Result<std::optional<RefValue>> RetryingBackend::read_ref(const std::string& key) {
     return run([&] { return inner_->read_ref(key); });
 }

@@ -52,6 +52,7 @@ public:
     Status read_all(const std::string& key, std::vector<std::byte>& out) override;
     Status write(const std::string& key, std::span<const std::byte> data) override;
     Status write_file(const std::string& key, int fd, uint64_t size) override;
+    Status write_file_hashed(const std::string& key, int fd, uint64_t size, const ObjectId& sha256) override;
     Result<std::optional<RefValue>> read_ref(const std::string& key) override;
     Result<std::string> create_ref(const std::string& key, std::string_view data) override;
     Result<std::string> update_ref(const std::string& key, std::string_view data, const std::string& expected) override;

@@ -295,10 +295,21 @@ Status S3Backend::write_file(const std::string& key, int fd, uint64_t size) {
     // One more read of the file, so that the server can check every byte it stores.
     auto hash = hash_file(fd, size);
     if (!hash) return make_error(hash.error().code, fmt::format("{}: cannot write {}: {}", location_, key, hash.error().message));
+    return put_file(key, fd, size, *hash);
+}
+
+Status S3Backend::write_file_hashed(const std::string& key, int fd, uint64_t size, const ObjectId& sha256) {
+    DVOL_CHECK(check_key(key));
+    if (size > kMaxPut)
+        return make_error(Errc::unsupported, fmt::format("{}: cannot write {}: S3 takes at most 5 GiB in one request", location_, key));
+    return put_file(key, fd, size, sha256.hex());
+}
+
+Status S3Backend::put_file(const std::string& key, int fd, uint64_t size, const std::string& payload_sha256) {
     net::Request req;
     req.body_fd = fd;
     req.body_size = size;
-    return put(key, req, *hash, {Op::write, key}, nullptr);
+    return put(key, req, payload_sha256, {Op::write, key}, nullptr);
 }
 
 Result<std::optional<S3Backend::StoredRef>> S3Backend::fetch_ref(const std::string& key) {

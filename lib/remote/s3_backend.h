@@ -63,6 +63,7 @@ public:
     Status read_all(const std::string& key, std::vector<std::byte>& out) override;
     Status write(const std::string& key, std::span<const std::byte> data) override;
     Status write_file(const std::string& key, int fd, uint64_t size) override;
+    Status write_file_hashed(const std::string& key, int fd, uint64_t size, const ObjectId& sha256) override;
     Result<std::optional<RefValue>> read_ref(const std::string& key) override;
     Result<std::string> create_ref(const std::string& key, std::string_view data) override;
     Result<std::string> update_ref(const std::string& key, std::string_view data, const std::string& expected) override;
@@ -97,6 +98,8 @@ private:
     // unknown, the ref read back tells: our tag (it took), the expected state (it did not:
     // Errc::unavailable, safe to retry), anything else (Errc::conflict).
     Result<std::string> put_ref(const Call& call, std::string_view data, const std::string* expected);
+    // PUT of `size` bytes of `fd` whose SHA-256 (hex) is `payload_sha256`.
+    Status put_file(const std::string& key, int fd, uint64_t size, const std::string& payload_sha256);
     Status put(const std::string& key, net::Request& req, const std::string& payload_sha256, const Call& call,
                std::string* etag);
 
