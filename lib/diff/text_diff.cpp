@@ -1,31 +1,82 @@
 #include "diff/text_diff.h"
 
+#include <dlfcn.h>
 #include <git2.h>
 
 #include <cstring>
 #include <memory>
+#include <mutex>
+#include <type_traits>
 
 #include <fmt/format.h>
+
+#include "dvol_config.h"
 
 namespace dvol {
 
 namespace {
 
-// libgit2 must be initialised once per process; it is never shut down (harmless at exit).
-void ensure_git() {
-    static const int init = git_libgit2_init();
-    (void)init;
+// libgit2, loaded when first needed rather than linked: its dependencies cost every dvol
+// process about 1 ms at start, and only text diffs and the author's default need it
+// (docs/DECISIONS.md, "libcurl and libgit2 loaded when first needed"). DVOL_LIBGIT2_SONAME is
+// the library meson found (libgit2.so.MAJOR.MINOR).
+struct Git {
+    decltype(&::git_libgit2_init) libgit2_init;
+    decltype(&::git_patch_free) patch_free;
+    decltype(&::git_config_free) config_free;
+    decltype(&::git_error_last) error_last;
+    decltype(&::git_patch_from_buffers) patch_from_buffers;
+    decltype(&::git_patch_to_buf) patch_to_buf;
+    decltype(&::git_buf_dispose) buf_dispose;
+    decltype(&::git_config_open_default) config_open_default;
+    decltype(&::git_config_get_string_buf) config_get_string_buf;
+};
+Git g_git;
+std::string g_git_error;  // why it could not be loaded, "" when it was
+
+// Loads and initialises libgit2 once per process (never shut down: harmless at exit).
+bool ensure_git() {
+    static std::once_flag once;
+    std::call_once(once, [] {
+        void* h = ::dlopen(DVOL_LIBGIT2_SONAME, RTLD_NOW | RTLD_LOCAL);
+        if (!h) {
+            const char* e = ::dlerror();
+            g_git_error = fmt::format("cannot load {} ({})", DVOL_LIBGIT2_SONAME, e ? e : "not found");
+            return;
+        }
+        bool ok = true;
+        auto sym = [&](auto& fn, const char* name) {
+            void* p = ::dlsym(h, name);
+            if (!p) ok = false;
+            fn = reinterpret_cast<std::remove_reference_t<decltype(fn)>>(p);
+        };
+        sym(g_git.libgit2_init, "git_libgit2_init");
+        sym(g_git.patch_free, "git_patch_free");
+        sym(g_git.config_free, "git_config_free");
+        sym(g_git.error_last, "git_error_last");
+        sym(g_git.patch_from_buffers, "git_patch_from_buffers");
+        sym(g_git.patch_to_buf, "git_patch_to_buf");
+        sym(g_git.buf_dispose, "git_buf_dispose");
+        sym(g_git.config_open_default, "git_config_open_default");
+        sym(g_git.config_get_string_buf, "git_config_get_string_buf");
+        if (!ok) {
+            g_git_error = fmt::format("cannot load {}: it lacks functions dvol needs", DVOL_LIBGIT2_SONAME);
+            return;
+        }
+        g_git.libgit2_init();
+    });
+    return g_git_error.empty();
 }
 
 struct PatchDeleter {
-    void operator()(git_patch* p) const { git_patch_free(p); }
+    void operator()(git_patch* p) const { g_git.patch_free(p); }
 };
 struct ConfigDeleter {
-    void operator()(git_config* c) const { git_config_free(c); }
+    void operator()(git_config* c) const { g_git.config_free(c); }
 };
 
 Error libgit2_error(std::string_view what) {
-    const ::git_error* e = ::git_error_last();
+    const ::git_error* e = g_git.error_last();
     return make_error(Errc::internal, fmt::format("{}: {}", what, e && e->message ? e->message : "libgit2 error"));
 }
 
@@ -38,35 +89,35 @@ bool looks_binary(const std::string& data) {
 
 Result<std::string> unified_diff(const std::string& path, const std::optional<std::string>& old_text,
                                  const std::optional<std::string>& new_text, int context_lines) {
-    ensure_git();
+    if (!ensure_git()) return make_error(Errc::unsupported, fmt::format("cannot diff {}: {}", path, g_git_error));
     git_diff_options opts = GIT_DIFF_OPTIONS_INIT;
     opts.context_lines = static_cast<uint32_t>(context_lines);
     opts.flags = GIT_DIFF_FORCE_TEXT;
     git_patch* raw = nullptr;
     const char* old_path = old_text ? path.c_str() : nullptr;
     const char* new_path = new_text ? path.c_str() : nullptr;
-    int rc = git_patch_from_buffers(&raw, old_text ? old_text->data() : nullptr, old_text ? old_text->size() : 0, old_path,
+    int rc = g_git.patch_from_buffers(&raw, old_text ? old_text->data() : nullptr, old_text ? old_text->size() : 0, old_path,
                                     new_text ? new_text->data() : nullptr, new_text ? new_text->size() : 0, new_path, &opts);
     if (rc != 0) return libgit2_error("cannot diff " + path);
     std::unique_ptr<git_patch, PatchDeleter> patch(raw);
     git_buf buf = GIT_BUF_INIT;
-    if (git_patch_to_buf(&buf, patch.get()) != 0) return libgit2_error("cannot format the diff of " + path);
+    if (g_git.patch_to_buf(&buf, patch.get()) != 0) return libgit2_error("cannot format the diff of " + path);
     std::string out(buf.ptr ? buf.ptr : "", buf.size);
-    git_buf_dispose(&buf);
+    g_git.buf_dispose(&buf);
     return out;
 }
 
 GitIdentity git_identity() {
-    ensure_git();
     GitIdentity id;
+    if (!ensure_git()) return id;  // no git config to read: the defaults apply
     git_config* raw = nullptr;
-    if (git_config_open_default(&raw) != 0) return id;
+    if (g_git.config_open_default(&raw) != 0) return id;
     std::unique_ptr<git_config, ConfigDeleter> cfg(raw);
     auto get = [&](const char* key) -> std::optional<std::string> {
         git_buf buf = GIT_BUF_INIT;
-        if (git_config_get_string_buf(&buf, cfg.get(), key) != 0) return std::nullopt;
+        if (g_git.config_get_string_buf(&buf, cfg.get(), key) != 0) return std::nullopt;
         std::string v(buf.ptr, buf.size);
-        git_buf_dispose(&buf);
+        g_git.buf_dispose(&buf);
         if (v.empty()) return std::nullopt;
         return v;
     };

@@ -1,5 +1,6 @@
 #include "net/http.h"
 
+#include <dlfcn.h>
 #include <sys/types.h>
 
 #include <algorithm>
@@ -8,6 +9,7 @@
 #include <cstring>
 #include <exception>
 #include <mutex>
+#include <type_traits>
 
 #include <curl/curl.h>
 #include <fmt/format.h>
@@ -22,20 +24,67 @@ namespace {
 // that sends megabytes with a 5xx gets no more of our memory than this.
 constexpr size_t kMaxErrorBody = 64 * 1024;
 
+// libcurl, loaded when the first client is made rather than linked: its dependencies (32
+// shared libraries on Debian 12) cost every dvol process about 3 ms at start, and only remotes
+// and Docker's API need it (docs/DECISIONS.md, "libcurl and libgit2 loaded when first needed").
+struct Curl {
+    decltype(&::curl_global_init) global_init;
+    decltype(&::curl_easy_init) easy_init;
+    decltype(&::curl_easy_cleanup) easy_cleanup;
+    decltype(&::curl_easy_reset) easy_reset;
+    decltype(&::curl_easy_setopt) easy_setopt;
+    decltype(&::curl_easy_perform) easy_perform;
+    decltype(&::curl_easy_getinfo) easy_getinfo;
+    decltype(&::curl_easy_strerror) easy_strerror;
+    decltype(&::curl_slist_append) slist_append;
+    decltype(&::curl_slist_free_all) slist_free_all;
+};
+Curl g_curl;          // set once by load_curl(), before any client exists
+std::string g_curl_error;  // why it could not be loaded, "" when it was
+
+// Loads libcurl and runs curl_global_init, once (curl_global_init is not thread-safe in every
+// libcurl build, and tests race clients on several threads).
+bool load_curl() {
+    static std::once_flag once;
+    std::call_once(once, [] {
+        void* h = ::dlopen("libcurl.so.4", RTLD_NOW | RTLD_LOCAL);
+        if (!h) {
+            const char* e = ::dlerror();
+            g_curl_error = fmt::format("cannot load libcurl.so.4 ({}): install libcurl4", e ? e : "not found");
+            return;
+        }
+        bool ok = true;
+        auto sym = [&](auto& fn, const char* name) {
+            void* p = ::dlsym(h, name);
+            if (!p) ok = false;
+            fn = reinterpret_cast<std::remove_reference_t<decltype(fn)>>(p);
+        };
+        sym(g_curl.global_init, "curl_global_init");
+        sym(g_curl.easy_init, "curl_easy_init");
+        sym(g_curl.easy_cleanup, "curl_easy_cleanup");
+        sym(g_curl.easy_reset, "curl_easy_reset");
+        sym(g_curl.easy_setopt, "curl_easy_setopt");
+        sym(g_curl.easy_perform, "curl_easy_perform");
+        sym(g_curl.easy_getinfo, "curl_easy_getinfo");
+        sym(g_curl.easy_strerror, "curl_easy_strerror");
+        sym(g_curl.slist_append, "curl_slist_append");
+        sym(g_curl.slist_free_all, "curl_slist_free_all");
+        if (!ok) {
+            g_curl_error = "cannot load libcurl.so.4: it lacks functions dvol needs (libcurl 7.85 or later is)";
+            return;
+        }
+        g_curl.global_init(CURL_GLOBAL_DEFAULT);
+    });
+    return g_curl_error.empty();
+}
+
 struct CurlDeleter {
-    void operator()(CURL* c) const { curl_easy_cleanup(c); }
+    void operator()(CURL* c) const { g_curl.easy_cleanup(c); }
 };
 struct SlistDeleter {
-    void operator()(curl_slist* l) const { curl_slist_free_all(l); }
+    void operator()(curl_slist* l) const { g_curl.slist_free_all(l); }
 };
 using SlistPtr = std::unique_ptr<curl_slist, SlistDeleter>;
-
-// curl_global_init is not thread-safe in every libcurl build; curl_easy_init would call it
-// implicitly, possibly from two threads at once (tests race clients on several threads).
-void global_init() {
-    static std::once_flag once;
-    std::call_once(once, [] { curl_global_init(CURL_GLOBAL_DEFAULT); });
-}
 
 // The request body, read as libcurl sends it. libcurl may rewind (a kept-alive connection the
 // server closed meanwhile is retried on a fresh one, body and all), hence the seek callback.
@@ -86,7 +135,7 @@ struct Download {
 size_t on_write(char* data, size_t size, size_t n, void* user) {
     auto* d = static_cast<Download*>(user);
     size_t len = size * n;
-    curl_easy_getinfo(d->curl, CURLINFO_RESPONSE_CODE, &d->resp->status);
+    g_curl.easy_getinfo(d->curl, CURLINFO_RESPONSE_CODE, &d->resp->status);
     bool success = d->resp->status >= 200 && d->resp->status < 300;
     std::string& body = d->resp->body;
     try {
@@ -158,10 +207,10 @@ const std::string* Response::header(std::string_view name) const {
 }
 
 Result<std::unique_ptr<Client>> Client::create(ClientOptions options) {
-    global_init();
+    if (!load_curl()) return make_error(Errc::unsupported, g_curl_error);
     std::unique_ptr<Client> c(new Client());
     c->handle_ = std::make_unique<Handle>();
-    c->handle_->curl.reset(curl_easy_init());
+    c->handle_->curl.reset(g_curl.easy_init());
     if (!c->handle_->curl) return make_error(Errc::internal, "cannot initialise libcurl");
     c->options_ = std::move(options);
     return c;
@@ -172,11 +221,11 @@ Client::~Client() = default;
 Result<Response> Client::perform(const Request& req) {
     CURL* c = handle_->curl.get();
     // Forgets the previous request's options; the connection cache stays.
-    curl_easy_reset(c);
+    g_curl.easy_reset(c);
 
     SlistPtr headers;
     for (const auto& h : req.headers) {
-        curl_slist* l = curl_slist_append(headers.get(), h.c_str());
+        curl_slist* l = g_curl.slist_append(headers.get(), h.c_str());
         if (!l) return make_error(Errc::internal, "out of memory building an HTTP request");
         if (!headers) headers.reset(l);  // appending to a list returns its head
     }
@@ -188,22 +237,22 @@ Result<Response> Client::perform(const Request& req) {
     down.sink = &req.sink;
     down.resp = &resp;
 
-    curl_easy_setopt(c, CURLOPT_URL, req.url.c_str());
-    curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https");
-    curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT, options_.connect_timeout_s);
-    curl_easy_setopt(c, CURLOPT_TIMEOUT, options_.timeout_s);
+    g_curl.easy_setopt(c, CURLOPT_URL, req.url.c_str());
+    g_curl.easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https");
+    g_curl.easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+    g_curl.easy_setopt(c, CURLOPT_CONNECTTIMEOUT, options_.connect_timeout_s);
+    g_curl.easy_setopt(c, CURLOPT_TIMEOUT, options_.timeout_s);
     if (options_.stall_timeout_s > 0) {
-        curl_easy_setopt(c, CURLOPT_LOW_SPEED_LIMIT, 1L);
-        curl_easy_setopt(c, CURLOPT_LOW_SPEED_TIME, options_.stall_timeout_s);
+        g_curl.easy_setopt(c, CURLOPT_LOW_SPEED_LIMIT, 1L);
+        g_curl.easy_setopt(c, CURLOPT_LOW_SPEED_TIME, options_.stall_timeout_s);
     }
-    if (!options_.unix_socket.empty()) curl_easy_setopt(c, CURLOPT_UNIX_SOCKET_PATH, options_.unix_socket.c_str());
-    if (!options_.ca_file.empty()) curl_easy_setopt(c, CURLOPT_CAINFO, options_.ca_file.c_str());
-    if (headers) curl_easy_setopt(c, CURLOPT_HTTPHEADER, headers.get());
-    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_write);
-    curl_easy_setopt(c, CURLOPT_WRITEDATA, &down);
-    curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, on_header);
-    curl_easy_setopt(c, CURLOPT_HEADERDATA, &resp);
+    if (!options_.unix_socket.empty()) g_curl.easy_setopt(c, CURLOPT_UNIX_SOCKET_PATH, options_.unix_socket.c_str());
+    if (!options_.ca_file.empty()) g_curl.easy_setopt(c, CURLOPT_CAINFO, options_.ca_file.c_str());
+    if (headers) g_curl.easy_setopt(c, CURLOPT_HTTPHEADER, headers.get());
+    g_curl.easy_setopt(c, CURLOPT_WRITEFUNCTION, on_write);
+    g_curl.easy_setopt(c, CURLOPT_WRITEDATA, &down);
+    g_curl.easy_setopt(c, CURLOPT_HEADERFUNCTION, on_header);
+    g_curl.easy_setopt(c, CURLOPT_HEADERDATA, &resp);
 
     bool has_body = req.body_fd >= 0 || !req.body.empty();
     up.memory = req.body;
@@ -211,49 +260,49 @@ Result<Response> Client::perform(const Request& req) {
     up.size = req.body_fd >= 0 ? req.body_size : req.body.size();
     if (has_body || req.method == "PUT") {
         // Also for an empty PUT: libcurl's default would read stdin.
-        curl_easy_setopt(c, CURLOPT_READFUNCTION, on_read);
-        curl_easy_setopt(c, CURLOPT_READDATA, &up);
-        curl_easy_setopt(c, CURLOPT_SEEKFUNCTION, on_seek);
-        curl_easy_setopt(c, CURLOPT_SEEKDATA, &up);
+        g_curl.easy_setopt(c, CURLOPT_READFUNCTION, on_read);
+        g_curl.easy_setopt(c, CURLOPT_READDATA, &up);
+        g_curl.easy_setopt(c, CURLOPT_SEEKFUNCTION, on_seek);
+        g_curl.easy_setopt(c, CURLOPT_SEEKDATA, &up);
     }
     const auto size = static_cast<curl_off_t>(up.size);
     if (req.method == "GET") {
-        curl_easy_setopt(c, CURLOPT_HTTPGET, 1L);
+        g_curl.easy_setopt(c, CURLOPT_HTTPGET, 1L);
     } else if (req.method == "HEAD") {
-        curl_easy_setopt(c, CURLOPT_NOBODY, 1L);
+        g_curl.easy_setopt(c, CURLOPT_NOBODY, 1L);
     } else if (req.method == "PUT") {
         // Content-Length from the known size, never chunked (S3 refuses chunked bodies).
-        curl_easy_setopt(c, CURLOPT_UPLOAD, 1L);
-        curl_easy_setopt(c, CURLOPT_INFILESIZE_LARGE, size);
+        g_curl.easy_setopt(c, CURLOPT_UPLOAD, 1L);
+        g_curl.easy_setopt(c, CURLOPT_INFILESIZE_LARGE, size);
     } else if (req.method == "POST") {
-        curl_easy_setopt(c, CURLOPT_POST, 1L);
+        g_curl.easy_setopt(c, CURLOPT_POST, 1L);
         if (has_body) {
-            curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE, size);
+            g_curl.easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE, size);
         } else {
-            curl_easy_setopt(c, CURLOPT_POSTFIELDS, "");
-            curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE, 0L);
+            g_curl.easy_setopt(c, CURLOPT_POSTFIELDS, "");
+            g_curl.easy_setopt(c, CURLOPT_POSTFIELDSIZE, 0L);
         }
     } else {
-        curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, req.method.c_str());
+        g_curl.easy_setopt(c, CURLOPT_CUSTOMREQUEST, req.method.c_str());
     }
     if (req.sigv4) {
-        curl_easy_setopt(c, CURLOPT_AWS_SIGV4, req.sigv4->provider.c_str());
-        curl_easy_setopt(c, CURLOPT_USERNAME, req.sigv4->access_key.c_str());
-        curl_easy_setopt(c, CURLOPT_PASSWORD, req.sigv4->secret_key.c_str());
+        g_curl.easy_setopt(c, CURLOPT_AWS_SIGV4, req.sigv4->provider.c_str());
+        g_curl.easy_setopt(c, CURLOPT_USERNAME, req.sigv4->access_key.c_str());
+        g_curl.easy_setopt(c, CURLOPT_PASSWORD, req.sigv4->secret_key.c_str());
     }
 
-    CURLcode rc = curl_easy_perform(c);
+    CURLcode rc = g_curl.easy_perform(c);
     // The credentials are copied into the handle; drop them now rather than at the next request.
     if (req.sigv4) {
-        curl_easy_setopt(c, CURLOPT_USERNAME, nullptr);
-        curl_easy_setopt(c, CURLOPT_PASSWORD, nullptr);
+        g_curl.easy_setopt(c, CURLOPT_USERNAME, nullptr);
+        g_curl.easy_setopt(c, CURLOPT_PASSWORD, nullptr);
     }
     if (rc != CURLE_OK) {
         if (!up.error.empty()) return make_error(Errc::io, up.error);
         if (!down.error.empty()) return make_error(Errc::io, down.error);
-        return make_error(transient(rc) ? Errc::unavailable : Errc::io, curl_easy_strerror(rc));
+        return make_error(transient(rc) ? Errc::unavailable : Errc::io, g_curl.easy_strerror(rc));
     }
-    curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &resp.status);
+    g_curl.easy_getinfo(c, CURLINFO_RESPONSE_CODE, &resp.status);
     return resp;
 }
 
