@@ -1,15 +1,14 @@
 #include "diff/text_diff.h"
 
-#include <dlfcn.h>
 #include <git2.h>
 
 #include <cstring>
 #include <memory>
 #include <mutex>
-#include <type_traits>
 
 #include <fmt/format.h>
 
+#include "base/dynlib.h"
 #include "dvol_config.h"
 
 namespace dvol {
@@ -38,28 +37,21 @@ std::string g_git_error;  // why it could not be loaded, "" when it was
 bool ensure_git() {
     static std::once_flag once;
     std::call_once(once, [] {
-        void* h = ::dlopen(DVOL_LIBGIT2_SONAME, RTLD_NOW | RTLD_LOCAL);
-        if (!h) {
-            const char* e = ::dlerror();
-            g_git_error = fmt::format("cannot load {} ({})", DVOL_LIBGIT2_SONAME, e ? e : "not found");
+        SharedLibrary lib(DVOL_LIBGIT2_SONAME);
+        if (!lib.loaded()) {
+            g_git_error = fmt::format("cannot load {} ({})", DVOL_LIBGIT2_SONAME, lib.error());
             return;
         }
-        bool ok = true;
-        auto sym = [&](auto& fn, const char* name) {
-            void* p = ::dlsym(h, name);
-            if (!p) ok = false;
-            fn = reinterpret_cast<std::remove_reference_t<decltype(fn)>>(p);
-        };
-        sym(g_git.libgit2_init, "git_libgit2_init");
-        sym(g_git.patch_free, "git_patch_free");
-        sym(g_git.config_free, "git_config_free");
-        sym(g_git.error_last, "git_error_last");
-        sym(g_git.patch_from_buffers, "git_patch_from_buffers");
-        sym(g_git.patch_to_buf, "git_patch_to_buf");
-        sym(g_git.buf_dispose, "git_buf_dispose");
-        sym(g_git.config_open_default, "git_config_open_default");
-        sym(g_git.config_get_string_buf, "git_config_get_string_buf");
-        if (!ok) {
+        lib.take(g_git.libgit2_init, "git_libgit2_init");
+        lib.take(g_git.patch_free, "git_patch_free");
+        lib.take(g_git.config_free, "git_config_free");
+        lib.take(g_git.error_last, "git_error_last");
+        lib.take(g_git.patch_from_buffers, "git_patch_from_buffers");
+        lib.take(g_git.patch_to_buf, "git_patch_to_buf");
+        lib.take(g_git.buf_dispose, "git_buf_dispose");
+        lib.take(g_git.config_open_default, "git_config_open_default");
+        lib.take(g_git.config_get_string_buf, "git_config_get_string_buf");
+        if (!lib.missing().empty()) {
             g_git_error = fmt::format("cannot load {}: it lacks functions dvol needs", DVOL_LIBGIT2_SONAME);
             return;
         }

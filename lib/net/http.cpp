@@ -1,6 +1,5 @@
 #include "net/http.h"
 
-#include <dlfcn.h>
 #include <sys/types.h>
 
 #include <algorithm>
@@ -9,11 +8,11 @@
 #include <cstring>
 #include <exception>
 #include <mutex>
-#include <type_traits>
 
 #include <curl/curl.h>
 #include <fmt/format.h>
 
+#include "base/dynlib.h"
 #include "base/fs.h"
 
 namespace dvol::net {
@@ -47,29 +46,22 @@ std::string g_curl_error;  // why it could not be loaded, "" when it was
 bool load_curl() {
     static std::once_flag once;
     std::call_once(once, [] {
-        void* h = ::dlopen("libcurl.so.4", RTLD_NOW | RTLD_LOCAL);
-        if (!h) {
-            const char* e = ::dlerror();
-            g_curl_error = fmt::format("cannot load libcurl.so.4 ({}): install libcurl4", e ? e : "not found");
+        SharedLibrary lib("libcurl.so.4");
+        if (!lib.loaded()) {
+            g_curl_error = fmt::format("cannot load libcurl.so.4 ({}): install libcurl4", lib.error());
             return;
         }
-        bool ok = true;
-        auto sym = [&](auto& fn, const char* name) {
-            void* p = ::dlsym(h, name);
-            if (!p) ok = false;
-            fn = reinterpret_cast<std::remove_reference_t<decltype(fn)>>(p);
-        };
-        sym(g_curl.global_init, "curl_global_init");
-        sym(g_curl.easy_init, "curl_easy_init");
-        sym(g_curl.easy_cleanup, "curl_easy_cleanup");
-        sym(g_curl.easy_reset, "curl_easy_reset");
-        sym(g_curl.easy_setopt, "curl_easy_setopt");
-        sym(g_curl.easy_perform, "curl_easy_perform");
-        sym(g_curl.easy_getinfo, "curl_easy_getinfo");
-        sym(g_curl.easy_strerror, "curl_easy_strerror");
-        sym(g_curl.slist_append, "curl_slist_append");
-        sym(g_curl.slist_free_all, "curl_slist_free_all");
-        if (!ok) {
+        lib.take(g_curl.global_init, "curl_global_init");
+        lib.take(g_curl.easy_init, "curl_easy_init");
+        lib.take(g_curl.easy_cleanup, "curl_easy_cleanup");
+        lib.take(g_curl.easy_reset, "curl_easy_reset");
+        lib.take(g_curl.easy_setopt, "curl_easy_setopt");
+        lib.take(g_curl.easy_perform, "curl_easy_perform");
+        lib.take(g_curl.easy_getinfo, "curl_easy_getinfo");
+        lib.take(g_curl.easy_strerror, "curl_easy_strerror");
+        lib.take(g_curl.slist_append, "curl_slist_append");
+        lib.take(g_curl.slist_free_all, "curl_slist_free_all");
+        if (!lib.missing().empty()) {
             g_curl_error = "cannot load libcurl.so.4: it lacks functions dvol needs (libcurl 7.85 or later is)";
             return;
         }

@@ -280,18 +280,14 @@ Status S3Backend::put(const std::string& key, net::Request& req, const std::stri
 }
 
 Status S3Backend::write(const std::string& key, std::span<const std::byte> data) {
-    DVOL_CHECK(check_key(key));
-    if (data.size() > kMaxPut)
-        return make_error(Errc::unsupported, fmt::format("{}: cannot write {}: S3 takes at most 5 GiB in one request", location_, key));
+    DVOL_CHECK(check_put(key, data.size()));
     net::Request req;
     req.body = data;
     return put(key, req, sha256(data).hex(), {Op::write, key}, nullptr);
 }
 
 Status S3Backend::write_file(const std::string& key, int fd, uint64_t size) {
-    DVOL_CHECK(check_key(key));
-    if (size > kMaxPut)
-        return make_error(Errc::unsupported, fmt::format("{}: cannot write {}: S3 takes at most 5 GiB in one request", location_, key));
+    DVOL_CHECK(check_put(key, size));
     // One more read of the file, so that the server can check every byte it stores.
     auto hash = hash_file(fd, size);
     if (!hash) return make_error(hash.error().code, fmt::format("{}: cannot write {}: {}", location_, key, hash.error().message));
@@ -299,10 +295,15 @@ Status S3Backend::write_file(const std::string& key, int fd, uint64_t size) {
 }
 
 Status S3Backend::write_file_hashed(const std::string& key, int fd, uint64_t size, const ObjectId& sha256) {
+    DVOL_CHECK(check_put(key, size));
+    return put_file(key, fd, size, sha256.hex());
+}
+
+Status S3Backend::check_put(const std::string& key, uint64_t size) const {
     DVOL_CHECK(check_key(key));
     if (size > kMaxPut)
         return make_error(Errc::unsupported, fmt::format("{}: cannot write {}: S3 takes at most 5 GiB in one request", location_, key));
-    return put_file(key, fd, size, sha256.hex());
+    return {};
 }
 
 Status S3Backend::put_file(const std::string& key, int fd, uint64_t size, const std::string& payload_sha256) {

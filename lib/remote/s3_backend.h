@@ -81,6 +81,8 @@ private:
 
     static std::string describe(const Call& call);  // "read packs/x", for messages
     Status check_key(const std::string& key) const;
+    // check_key, and a size S3 takes in one PUT (5 GiB).
+    Status check_put(const std::string& key, uint64_t size) const;
     std::string object_url(const std::string& key) const;
     // Sends `req` signed, with the payload hash (`payload_sha256`, hex) and the session token.
     Result<net::Response> send(net::Request& req, const std::string& payload_sha256, const Call& call);

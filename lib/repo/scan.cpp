@@ -246,6 +246,20 @@ Result<ObjectId> Scanner::scan_tree(int root_fd, const std::string& live_dir) {
     };
     std::string path;  // of the entry at hand, relative to the live directory
     std::vector<Frame> frames;
+    // Enters the subdirectory `name` of frame f (`path` is already its path) and lists it as a
+    // new frame; false, with `path` back to f's, when it went since it was stat'ed.
+    auto descend = [&](Frame& f, const std::string& name) -> Result<bool> {
+        auto entered = dirs.enter(name, path);
+        if (!entered && entered.error().code == Errc::not_found) {
+            path.resize(f.path_len);
+            return false;
+        }
+        DVOL_CHECK(std::move(entered));
+        Frame sub;
+        DVOL_CHECK(listing(dirs.fd(), path, sub));
+        frames.push_back(std::move(sub));  // (f is not used after this)
+        return true;
+    };
     {
         Frame top;
         DVOL_CHECK(listing(root_fd, path, top));
@@ -274,16 +288,8 @@ Result<ObjectId> Scanner::scan_tree(int root_fd, const std::string& live_dir) {
             const std::string& name = f.names[f.next++];
             if (!path.empty()) path += '/';
             path += name;
-            auto entered = dirs.enter(name, path);
-            if (!entered && entered.error().code == Errc::not_found) {
-                f.gone.push_back(name);  // left out, as a scan of its entries would
-                path.resize(f.path_len);
-                continue;
-            }
-            DVOL_CHECK(std::move(entered));
-            Frame sub;
-            DVOL_CHECK(listing(dirs.fd(), path, sub));
-            frames.push_back(std::move(sub));
+            DVOL_TRY(bool entered, descend(f, name));
+            if (!entered) f.gone.push_back(name);  // left out, as a scan of its entries would
             continue;
         }
         if (f.next == f.probed_from + f.probes.size()) {
@@ -306,17 +312,11 @@ Result<ObjectId> Scanner::scan_tree(int root_fd, const std::string& live_dir) {
         }
         // Probed a while ago (a window of entries is stat'ed at once): gone since, it is left
         // out as one gone before its stat would be.
-        auto entered = dirs.enter(name, path);
-        if (!entered && entered.error().code == Errc::not_found) {
+        DVOL_TRY(bool entered, descend(f, name));
+        if (!entered) {
             f.tree.entries.pop_back();
             f.steady = false;
-            path.resize(f.path_len);
-            continue;
         }
-        DVOL_CHECK(std::move(entered));
-        Frame sub;
-        DVOL_CHECK(listing(dirs.fd(), path, sub));
-        frames.push_back(std::move(sub));
     }
 }
 

@@ -132,17 +132,17 @@ void WalkAhead::run() {
     // subdirectories (by d_type, or an lstat where the file system gives none) are the next
     // frame. A directory larger than the bound is not handed out (the scan probes it a window
     // at a time, so its lstats never all sit in memory at once): the walk goes on below it.
-    enum class Listed { yes, no, stop };
+    enum class Visit { listed, unlisted, stop };
     std::vector<unsigned char> types;
     std::vector<size_t> order;
-    auto visit = [&](int fd, const std::string& path, std::vector<Frame>& frames) -> Listed {
+    auto visit = [&](int fd, const std::string& path, std::vector<Frame>& frames) -> Visit {
         auto names = list_dir(fd, path.empty() ? live_dir_ : path, &types);
-        if (!names) return Listed::no;  // the scan lists it itself, and says why it cannot
+        if (!names) return Visit::unlisted;  // the scan lists it itself, and says why it cannot
         size_t n = names->size();
         order.resize(n);
         for (size_t i = 0; i < n; ++i) order[i] = i;
         std::sort(order.begin(), order.end(), [&](size_t a, size_t b) { return (*names)[a] < (*names)[b]; });
-        auto l = std::make_unique<WalkAhead::Listed>();
+        auto l = std::make_unique<Listed>();
         l->dir.path = path;
         l->dir.names.reserve(n);
         Frame f;
@@ -158,21 +158,21 @@ void WalkAhead::run() {
             l->dir.names.push_back(std::move(name));
         }
         frames.push_back(std::move(f));
-        if (n > max_entries_) return Listed::yes;
+        if (n > max_entries_) return Visit::listed;
         if (n > 0) {
             // Its own descriptor: the walk has moved on when its entries are lstat'ed.
             l->fd = UniqueFd(::fcntl(fd, F_DUPFD_CLOEXEC, 0));
-            if (!l->fd.valid()) return Listed::yes;  // not handed out: the scan lists it
+            if (!l->fd.valid()) return Visit::listed;  // not handed out: the scan lists it
         }
         l->dir.errnos.resize(n);
         l->dir.stats.resize(n);
-        return push(std::move(l)) ? Listed::yes : Listed::stop;
+        return push(std::move(l)) ? Visit::listed : Visit::stop;
     };
     auto dirs = DirStack::begin(root_fd_, live_dir_, false);
     if (!dirs) return finish();
     std::string path;
     std::vector<Frame> frames;
-    if (visit(dirs->fd(), path, frames) != Listed::yes) return finish();
+    if (visit(dirs->fd(), path, frames) != Visit::listed) return finish();
     while (!frames.empty() && !stopped()) {
         Frame& f = frames.back();
         if (f.next == f.names.size()) {
@@ -190,9 +190,9 @@ void WalkAhead::run() {
             path.resize(len);
             continue;
         }
-        Listed listed = visit(dirs->fd(), path, frames);
-        if (listed == Listed::stop) break;
-        if (listed == Listed::no) {
+        Visit visited = visit(dirs->fd(), path, frames);
+        if (visited == Visit::stop) break;
+        if (visited == Visit::unlisted) {
             if (!dirs->leave(path)) break;
             path.resize(len);
         }
