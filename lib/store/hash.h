@@ -12,7 +12,8 @@
 
 namespace dvol {
 
-// Streaming SHA-256 (OpenSSL; uses the CPU's SHA extensions where present).
+// Streaming SHA-256 (OpenSSL's, loaded when first needed; the CPU's SHA extensions where
+// present).
 class Sha256 {
 public:
     Sha256();
