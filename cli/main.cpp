@@ -1,6 +1,8 @@
 // dvol: git-like version control for Docker volumes and data directories.
 #include <CLI/CLI.hpp>
 
+#include <malloc.h>
+
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
@@ -50,6 +52,14 @@ bool known_option(const CLI::App& app, const std::string& arg) {
 }  // namespace
 
 int main(int argc, char** argv) {
+    // A command fills chunk-sized buffers over and over, on its threads: with glibc's
+    // defaults, each buffer above 128 KiB is mapped afresh and freed memory is given back to
+    // the kernel, so its pages are faulted in again and again (11-14 us a fault on a VM). Kept
+    // instead: the PostgreSQL second state's commit made 12,000 page faults, 9,000 with these
+    // (docs/DECISIONS.md, "Buffers kept, on huge pages"). A command ends soon enough to give all
+    // of it back then.
+    ::mallopt(M_MMAP_THRESHOLD, 32 << 20);
+    ::mallopt(M_TRIM_THRESHOLD, 256 << 20);
     Context ctx;
     const char* env_root = std::getenv("DVOL_ROOT");
     ctx.store_dir = env_root && *env_root ? env_root : "/var/lib/dvol";

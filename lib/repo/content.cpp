@@ -135,7 +135,7 @@ struct Region {
     // One read buffer's worth of the region: bytes [0, have) of `buf`, the chunks cut from
     // them (into `batch`) ending at `start`; the tail [start, have) goes to the next stage.
     struct Stage {
-        ChunkWorkers::ReadBuffer* buf = nullptr;
+        BigBuffer* buf = nullptr;
         int tag = 0;  // which of the workers' buffers
         size_t have = 0;
         size_t start = 0;
@@ -227,10 +227,7 @@ struct Region {
         workers.next_buffer_ = (s.tag + 1) % ChunkWorkers::kBuffers;
         if (store) DVOL_CHECK(workers.behind_.release(*store, s.tag));
         s.buf = &workers.buffers_[s.tag];
-        if (s.buf->size < buf_size) {
-            s.buf->bytes = std::make_unique_for_overwrite<std::byte[]>(buf_size);
-            s.buf->size = buf_size;
-        }
+        if (s.buf->size() < buf_size) *s.buf = BigBuffer(buf_size);
         return {};
     }
 
@@ -260,7 +257,7 @@ struct Region {
                 if (i > 0) {
                     batches[cur].hash(i - 1, workers.compare_[worker]);
                 } else if (more) {
-                    std::memcpy(next.buf->bytes.get(), s.buf->bytes.get() + s.start, carried);
+                    std::memcpy(next.buf->data(), s.buf->data() + s.start, carried);
                     read_and_cut(next, carried, off, end, batches[1 - cur]);
                 }
             });

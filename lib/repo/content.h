@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "base/big_buffer.h"
 #include "base/error.h"
 #include "base/parallel.h"
 #include "object/tree.h"
@@ -68,13 +69,9 @@ struct ChunkWorkers {
     };
     std::vector<Piece> pieces_[2];  // of the buffer being stored, and of the one being read
     // Read buffers, taken in turn. Not zero-filled: a page is touched only when a read fills
-    // it, so a commit of small files pays for no 12 MiB memset and its page faults.
-    struct ReadBuffer {
-        std::unique_ptr<std::byte[]> bytes;
-        size_t size = 0;
-        std::span<std::byte> span() { return {bytes.get(), size}; }
-    };
-    ReadBuffer buffers_[kBuffers];
+    // it, so a commit of small files pays for no 12 MiB memset and its page faults; on huge
+    // pages where the kernel gives them (BigBuffer).
+    BigBuffer buffers_[kBuffers];
     int next_buffer_ = 0;
     ObjectStore::CompareBuffers compare_[2];  // per worker
     StoreBehind behind_;

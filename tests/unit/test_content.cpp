@@ -6,6 +6,8 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cstdint>
+#include <cstring>
 #include <filesystem>
 #include <numeric>
 #include <string>
@@ -598,4 +600,22 @@ TEST_CASE("chunk_file compares only with records the page cache holds", "[conten
     auto c = rechunk(d / "f", f.store.get(), nullptr, previous);
     REQUIRE(c.extents.size() == 1);
     CHECK(c.extents[0].id == sha256(data));  // hashed: the record was not read from the disk
+}
+
+TEST_CASE("BigBuffer: the size asked, writable to its end, on a huge page boundary, moved not copied", "[content]") {
+    dvol::BigBuffer b((5u << 20) + 123);
+    REQUIRE(b.size() == (5u << 20) + 123);
+    CHECK(reinterpret_cast<uintptr_t>(b.data()) % (2u << 20) == 0);
+    std::memset(b.data(), 0xab, b.size());
+    CHECK(b.data()[b.size() - 1] == std::byte{0xab});
+    std::byte* at = b.data();
+    dvol::BigBuffer moved(std::move(b));
+    CHECK(moved.data() == at);
+    CHECK(b.data() == nullptr);
+    CHECK(b.size() == 0);
+    b = std::move(moved);
+    CHECK(b.data() == at);
+    CHECK(b.span().size() == (5u << 20) + 123);
+    dvol::BigBuffer empty;
+    CHECK(empty.size() == 0);
 }
