@@ -2,8 +2,8 @@
 // mapping of its own, backed by transparent huge pages where the kernel offers them
 // (madvise(MADV_HUGEPAGE); THP in "madvise" mode, as Debian ships it, gives them to no one
 // else). Filled the first time, it costs a page fault per 2 MiB instead of one per 4 KiB: on a
-// VM where a fault costs 11-14 us, 3,072 faults per 12 MiB buffer (docs/DECISIONS.md, "The
-// read buffers on huge pages"). Not zero-filled by us: a page is touched only when written.
+// VM where a fault costs 11-14 us, 3,072 faults per 12 MiB buffer (docs/DECISIONS.md, "Buffers
+// kept, on huge pages"). Not zero-filled by us: a page is touched only when written.
 #pragma once
 
 #include <cstddef>

@@ -1,6 +1,7 @@
 // A shared library loaded when first needed (dlopen) instead of linked, and the functions taken
-// from it (dlsym): for libraries whose dependencies would cost every dvol process at start what
-// only a few commands need (docs/DECISIONS.md, "libcurl and libgit2 loaded when first needed").
+// from it (dlsym): for libraries whose loading would cost every dvol process at start what only
+// some commands need (docs/DECISIONS.md, "libcurl and libgit2 loaded when first needed", and
+// "SHA-256 through OpenSSL's SHA256_Init/Update/Final, and libcrypto loaded by the first hash").
 #pragma once
 
 #include <string>
