@@ -21,8 +21,8 @@
 #                30 with DVOL_TEST_LONG=1) and at crash points (the Nth fsync, fdatasync,
 #                rename or link, by strace: DVOL_REMOTES_CRASH_POINTS of each command's, default
 #                12, all with DVOL_TEST_LONG=1): fsck passes, a fresh clone of the remote passes
-#                fsck (no ref names a missing object), the rerun completes; a push killed while
-#                copying a pack into the remote's tmp~: the partial copy goes once it is old; a
+#                fsck (no ref names a missing object), the rerun completes; a push killed with a
+#                copy of a pack in the remote's tmp~ (strace): the copy goes once it is old; a
 #                flipped byte in a remote data pack, a metadata pack and a pack index: clone
 #                fails naming the corruption, nothing of it lands, fsck is clean, and the clone
 #                completes once the file is repaired; a wrong secret key: refused, the message
@@ -552,36 +552,53 @@ fault_server_stop() { # BACKEND WORKDIR
     fi
 }
 
-# A push killed while it copies a pack into a directory remote leaves the partial copy in the
-# remote's tmp~/; a later write to the remote removes what has not been modified for an hour
-# (its mtime is set two hours back here). Over ssh the far side (remote-serve) spools a pack
-# until it has all of it and only then writes it into tmp~/ and links it into place, whether
-# or not its client is still there: a killed client leaves no partial copy to clean up.
+# A push killed after it copied a pack into a directory remote's tmp~/ and before it linked the
+# copy into place leaves that copy behind; a later write to the remote removes what has not
+# been modified for an hour (its mtime is set two hours back here). Where to kill comes from
+# strace, not from a race: a traced push of the same commit to a remote of its own shows which
+# fsync is the one of the data pack's copy (the first fsync of a tmp~ file after a copy of more
+# than 1 MiB), and the push proper is killed on entering that fsync. (Polling for the copy
+# while the push ran missed it on a fast disk: copy_file_range copies 40 MiB in one call.)
+# Over ssh the far side (remote-serve) spools a pack until it has all of it and only then
+# writes it into tmp~/ and links it into place, whether or not its client is still there: a
+# killed client leaves no copy to clean up.
 has_partial_copy() { [ -n "$(find "$1/tmp~" -type f -size +1M 2>/dev/null)" ]; }
 fault_leftover() { # BACKEND WORKDIR
-    local b=$1 w=$2 url L=$2/L dir left
+    local b=$1 w=$2 url L=$2/L dir left n
     url=$(remote_url "$b" leftover)
     if [ "$b" = ssh ]; then
-        phase_na "a partial copy left in the remote's tmp~: remote-serve writes a pack there only once it has all of it"
+        phase_na "a copy left in the remote's tmp~: remote-serve writes a pack there only once it has all of it"
         return 0
     fi
     if ! dir=$(_local_of "$url"); then
-        phase_na "a partial copy left in the remote's tmp~: the $b remote's files are not on this machine"
+        phase_na "a copy left in the remote's tmp~: the $b remote's files are not on this machine"
         return 0
     fi
-    echo "--- a push killed while it copies a pack into the remote's tmp~"
+    if ! command -v strace >/dev/null; then
+        phase_skip "a push killed with a copy in the remote's tmp~: strace is not installed"
+        return 0
+    fi
+    echo "--- a push killed with a copy of a pack in the remote's tmp~, not yet linked into place"
     expect_ok sd "$L" init lv || return 1
     P=$(sd "$L" path lv)
     random_data "$P/a.bin" 40
     expect_ok sd "$L" commit -m a || return 1
-    bg_dvol "$L" /dev/null "$w/push.err" push "$url" lv
-    if ! wait_for_while_running has_partial_copy "$dir"; then
-        wait "$BG_PID"
-        fail "the push ended before a partial copy was seen in the remote's tmp~" "$(cat "$w/push.err")"
+    run strace -f -qq -y -o "$w/leftover.trace" -e trace=fsync,copy_file_range,sendfile \
+        "$DVOL" --disable-docker-integration -p "$L" push "$(remote_url "$b" leftover-traced)" lv
+    check_ran "the traced push" || return 1
+    n=$(awk '/ (copy_file_range|sendfile)\(/ && $NF + 0 > 1048576 { big = 1 }
+             / fsync\(/ { n++; if (big && /\/tmp~\//) { print n; exit } }' "$w/leftover.trace")
+    if [ -z "$n" ]; then
+        fail "the traced push copied no pack of more than 1 MiB into the remote's tmp~" "$(head -c 3000 "$w/leftover.trace")"
         return 1
     fi
-    kill -KILL "$BG_PID"
-    wait "$BG_PID" 2>/dev/null
+    run crashed_at fsync "$n" "$DVOL" --disable-docker-integration -p "$L" push "$url" lv
+    check "the push killed on entering fsync #$n did not finish" test "$RC" -ne 0
+    if ! has_partial_copy "$dir"; then
+        fail "the killed push left no copy of more than 1 MiB in the remote's tmp~" "$(ls -la "$dir/tmp~" 2>&1)"
+        return 1
+    fi
+    pass
     left=$(find "$dir/tmp~" -type f)
     note "the killed push left $(du -ck "$dir/tmp~"/* | tail -n 1 | cut -f1) KiB in the remote's tmp~"
     # Another volume pushed meanwhile leaves a recent file alone (a live writer's, for all it
@@ -592,12 +609,12 @@ fault_leftover() { # BACKEND WORKDIR
     expect_ok sd "$L" push "$url" other
     local f gone=1 kept=1
     while IFS= read -r f; do [ -e "$f" ] || kept=0; done <<<"$left"
-    check "a push of another volume left the killed push's recent partial copy alone" test "$kept" = 1
+    check "a push of another volume left the killed push's recent copy alone" test "$kept" = 1
     touch -d '2 hours ago' "$dir/tmp~"/*
     expect_ok sd "$L" push "$url" lv
     expect_eq "the push run again completes" "$(local_tip "$L" lv)" "$(remote_tip "$url" lv master)"
     while IFS= read -r f; do [ -e "$f" ] && gone=0; done <<<"$left"
-    check "the next push removed the partial copy, two hours old, from the remote's tmp~" test "$gone" = 1
+    check "the next push removed the copy, two hours old, from the remote's tmp~" test "$gone" = 1
     expect_eq "the remote's tmp~ is empty" "" "$(find "$dir/tmp~" -type f)"
 }
 
