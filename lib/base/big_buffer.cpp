@@ -50,4 +50,10 @@ void BigBuffer::release() {
     size_ = mapped_ = 0;
 }
 
+void advise_huge_pages(void* p, size_t n) {
+    auto start = reinterpret_cast<uintptr_t>(p);
+    uintptr_t first = (start + kHugePage - 1) / kHugePage * kHugePage, end = (start + n) / kHugePage * kHugePage;
+    if (end > first) (void)::madvise(reinterpret_cast<void*>(first), end - first, MADV_HUGEPAGE);
+}
+
 }  // namespace dvol

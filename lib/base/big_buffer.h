@@ -33,4 +33,8 @@ private:
     size_t mapped_ = 0;  // bytes mapped at data_ (size_ rounded up to whole huge pages)
 };
 
+// The same hint for memory the caller already has, not yet touched (a vector's storage just
+// reserved, which an interface fills as a vector): the whole huge pages inside [p, p + n).
+void advise_huge_pages(void* p, size_t n);
+
 }  // namespace dvol

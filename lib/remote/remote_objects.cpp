@@ -5,6 +5,7 @@
 
 #include <fmt/format.h>
 
+#include "base/big_buffer.h"
 #include "base/parallel.h"
 #include "meta/db.h"
 #include "store/pack_format.h"
@@ -192,8 +193,19 @@ Status RemoteObjects::fetch(std::vector<ObjectId> ids, const RecordFn& fn, const
     // verified on two threads, while one of them reads the next range, and then handed to `fn`
     // in order on this thread. Two reads' bytes in memory at most.
     ParallelFor pool;
+    // Filled for the first time, the buffers cost a page fault per 4 KiB: 8,000 for two reads
+    // of 16 MiB, 0.1 s of CPU where a fault costs 12 us, and as many again for the decoded
+    // chunks' buffers growing chunk by chunk. Each is made as large as it will get at once,
+    // on huge pages where the kernel gives them (BigBuffer's hint; the backends and the
+    // decoder fill vectors).
     std::vector<std::byte> current, next;
     std::vector<std::byte> plain[2];
+    uint64_t largest = 0;
+    for (const auto& w : wanted) largest = std::max<uint64_t>(largest, w.loc.raw_len);
+    for (auto* b : {&current, &next, &plain[0], &plain[1]}) {
+        b->reserve(b == &current || b == &next ? kMaxRange + (size_t{2} << 20) : static_cast<size_t>(largest));
+        advise_huge_pages(b->data(), b->capacity());
+    }
     std::vector<Status> verdicts;
     DVOL_CHECK(read_range(wanted[ranges[0].first].loc.pack, ranges[0].start, ranges[0].end - ranges[0].start, current));
     if (on_bytes) on_bytes(current.size());

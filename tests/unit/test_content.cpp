@@ -619,3 +619,13 @@ TEST_CASE("BigBuffer: the size asked, writable to its end, on a huge page bounda
     dvol::BigBuffer empty;
     CHECK(empty.size() == 0);
 }
+
+TEST_CASE("advise_huge_pages: a hint on the whole huge pages inside a range, which keeps its bytes", "[content]") {
+    std::vector<std::byte> v((6u << 20) + 5, std::byte{0x5a});
+    dvol::advise_huge_pages(v.data() + 1, v.size() - 1);  // unaligned at both ends
+    dvol::advise_huge_pages(v.data(), 100);                // no whole huge page inside
+    dvol::advise_huge_pages(v.data(), 0);
+    CHECK(std::all_of(v.begin(), v.end(), [](std::byte b) { return b == std::byte{0x5a}; }));
+    v.back() = std::byte{1};
+    CHECK(v.back() == std::byte{1});
+}
