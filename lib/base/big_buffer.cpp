@@ -56,4 +56,10 @@ void advise_huge_pages(void* p, size_t n) {
     if (end > first) (void)::madvise(reinterpret_cast<void*>(first), end - first, MADV_HUGEPAGE);
 }
 
+void reserve_huge(std::vector<std::byte>& v, size_t n) {
+    if (v.capacity() >= n) return;
+    v.reserve(n);
+    advise_huge_pages(v.data(), v.capacity());
+}
+
 }  // namespace dvol

@@ -8,6 +8,7 @@
 
 #include <cstddef>
 #include <span>
+#include <vector>
 
 namespace dvol {
 
@@ -36,5 +37,9 @@ private:
 // The same hint for memory the caller already has, not yet touched (a vector's storage just
 // reserved, which an interface fills as a vector): the whole huge pages inside [p, p + n).
 void advise_huge_pages(void* p, size_t n);
+
+// Grows v's capacity to at least n at once (not chunk by chunk, each growth touching new
+// memory), the new storage with that hint; nothing happens when it holds n already.
+void reserve_huge(std::vector<std::byte>& v, size_t n);
 
 }  // namespace dvol

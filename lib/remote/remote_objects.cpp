@@ -202,10 +202,8 @@ Status RemoteObjects::fetch(std::vector<ObjectId> ids, const RecordFn& fn, const
     std::vector<std::byte> plain[2];
     uint64_t largest = 0;
     for (const auto& w : wanted) largest = std::max<uint64_t>(largest, w.loc.raw_len);
-    for (auto* b : {&current, &next, &plain[0], &plain[1]}) {
-        b->reserve(b == &current || b == &next ? kMaxRange + (size_t{2} << 20) : static_cast<size_t>(largest));
-        advise_huge_pages(b->data(), b->capacity());
-    }
+    for (auto* b : {&current, &next}) reserve_huge(*b, kMaxRange + (size_t{2} << 20));
+    for (auto* b : {&plain[0], &plain[1]}) reserve_huge(*b, static_cast<size_t>(largest));
     std::vector<Status> verdicts;
     DVOL_CHECK(read_range(wanted[ranges[0].first].loc.pack, ranges[0].start, ranges[0].end - ranges[0].start, current));
     if (on_bytes) on_bytes(current.size());

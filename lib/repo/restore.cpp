@@ -14,6 +14,7 @@
 
 #include <fmt/format.h>
 
+#include "base/big_buffer.h"
 #include "base/xattr.h"
 #include "meta/db.h"
 #include "repo/content.h"
@@ -211,6 +212,17 @@ Status Restorer::run_batch(const std::function<Status(Chunk&)>& fn, bool verify_
     // back. A batch holds its files' chunks in order, so the two threads write two different
     // files whenever the batch has more than one: buffered writes to one file are serialised
     // by its inode's lock, where a waiting thread spins.
+    // Each worker's buffers as large as the batch's largest record needs, at once and on huge
+    // pages (growing chunk by chunk touched new memory each time: page faults).
+    size_t record_max = 0, raw_max = 0;
+    for (const auto& p : pending_) {
+        record_max = std::max<size_t>(record_max, kRecordHeaderSize + p.where.stored_len);
+        raw_max = std::max<size_t>(raw_max, p.where.raw_len);
+    }
+    for (int w = 0; w < 2; ++w) {
+        reserve_huge(records_[w].record, record_max);
+        reserve_huge(decode_bufs_[w], raw_max);
+    }
     std::mutex ends;
     size_t front = 0, back = pending_.size();
     pool_.run(pending_.size(), [&](size_t task, int worker) {
