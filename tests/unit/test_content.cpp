@@ -629,3 +629,14 @@ TEST_CASE("advise_huge_pages: a hint on the whole huge pages inside a range, whi
     v.back() = std::byte{1};
     CHECK(v.back() == std::byte{1});
 }
+
+TEST_CASE("reserve_huge: grows the capacity at once, keeping the contents; nothing when it is enough", "[content]") {
+    std::vector<std::byte> v(10, std::byte{7});
+    dvol::reserve_huge(v, 5u << 20);
+    CHECK(v.capacity() >= (5u << 20));
+    CHECK(v.size() == 10);
+    CHECK(std::all_of(v.begin(), v.end(), [](std::byte b) { return b == std::byte{7}; }));
+    const std::byte* at = v.data();
+    dvol::reserve_huge(v, 1u << 20);
+    CHECK(v.data() == at);
+}
