@@ -7,7 +7,7 @@ bool StoreBehind::work(int worker) {
     if (next_start_ == tail_) return false;
     Job& j = slots_[next_start_++ % kSlots];
     lock.unlock();
-    j.codec = compressors_[worker].compress(j.copy.empty() ? j.data : std::span<const std::byte>(j.copy), j.stored);
+    j.codec = compressors_[worker].compress_or_keep(j.input(), j.stored);
     lock.lock();
     j.done = true;
     done_cv_.notify_all();
@@ -17,8 +17,8 @@ bool StoreBehind::work(int worker) {
 Status StoreBehind::queue(ObjectStore& store, const ObjectId& id, std::span<const std::byte> data, int tag) {
     if (!pool_.has_helper()) {
         Job& j = slots_[0];
-        Codec codec = compressors_[0].compress(data, j.stored);
-        return store.put_encoded(id, codec, j.stored, static_cast<uint32_t>(data.size()));
+        Codec codec = compressors_[0].compress_or_keep(data, j.stored);
+        return store.put_encoded(id, codec, codec == Codec::raw ? data : std::span<const std::byte>(j.stored), static_cast<uint32_t>(data.size()));
     }
     while (tail_ - head_ == kSlots) DVOL_CHECK(step(store, true));
     // The slot at tail_ lies outside [head_, tail_): no other thread looks at it.
@@ -71,7 +71,7 @@ Status StoreBehind::step(ObjectStore& store, bool wait) {
         }
         // Done and not yet stored: no other thread touches this job.
         Job& j = slots_[head_ % kSlots];
-        Status s = store.put_encoded(j.id, j.codec, j.stored, j.length);
+        Status s = store.put_encoded(j.id, j.codec, j.codec == Codec::raw ? j.input() : std::span<const std::byte>(j.stored), j.length);
         ids_.erase(j.id);
         j.data = {};
         j.tag = -1;

@@ -55,7 +55,8 @@ private:
         int tag = -1;
         bool done = false;
         Codec codec = Codec::raw;
-        std::vector<std::byte> stored;
+        std::vector<std::byte> stored;  // the compressed payload; empty when stored raw (the input is)
+        std::span<const std::byte> input() const { return copy.empty() ? data : std::span<const std::byte>(copy); }
     };
     // Each slot keeps its buffers (up to a compressed chunk): few slots keep the memory down.
     static constexpr size_t kSlots = 16;

@@ -2,10 +2,13 @@
 
 #include <zstd.h>
 
+#include <algorithm>
 #include <cstring>
 #include <new>
 
 #include <fmt/format.h>
+
+#include "base/big_buffer.h"
 
 namespace dvol {
 
@@ -14,8 +17,21 @@ struct Compressor::Ctx {
     ZSTD_CCtx* strong = nullptr;  // level 3, for what the fast strategy compresses poorly
     // zstd writes here, then the frame is copied to `out`: a vector resized up to the bound
     // for every call would zero-fill it each time, and a caller's buffer would keep the full
-    // bound's capacity.
-    std::vector<std::byte> scratch;
+    // bound's capacity. Small bounds in a vector; from 1 MiB on (large chunks) a BigBuffer,
+    // grown by doubling: on huge pages, a few page faults instead of one per 4 KiB.
+    std::vector<std::byte> small;
+    BigBuffer big;
+    std::span<std::byte> scratch;
+    void reserve(size_t bound) {
+        if (scratch.size() >= bound) return;
+        if (bound < (size_t{1} << 20)) {
+            small.resize(bound);
+            scratch = small;
+        } else {
+            big = BigBuffer(std::max(bound, 2 * big.size()));
+            scratch = big.span();
+        }
+    }
     ~Ctx() {
         ZSTD_freeCCtx(cctx);
         ZSTD_freeCCtx(strong);
@@ -62,20 +78,32 @@ ZSTD_CCtx* Compressor::pick(std::span<const std::byte> in) {
     // their cost, and level 3 did no better on the 100,000 small files.
     constexpr size_t kSample = 64 * 1024;
     if (in.size() <= kSample) return ctx_->cctx;
-    auto& scratch = ctx_->scratch;
+    auto scratch = ctx_->scratch;
     size_t n = ZSTD_compress2(ctx_->cctx, scratch.data(), scratch.size(), in.data(), kSample);
     return !ZSTD_isError(n) && n * 5 <= kSample ? ctx_->cctx : ctx_->strong;
 }
 
 Codec Compressor::compress(std::span<const std::byte> in, std::vector<std::byte>& out) {
-    auto& scratch = ctx_->scratch;
-    if (size_t bound = ZSTD_compressBound(in.size()); scratch.size() < bound) scratch.resize(bound);
+    Codec codec = compress_or_keep(in, out);
+    if (codec == Codec::raw) out.assign(in.begin(), in.end());
+    return codec;
+}
+
+Codec Compressor::compress_or_keep(std::span<const std::byte> in, std::vector<std::byte>& out) {
+    ctx_->reserve(ZSTD_compressBound(in.size()));
+    auto scratch = ctx_->scratch;
     size_t n = ZSTD_compress2(pick(in), scratch.data(), scratch.size(), in.data(), in.size());
     if (!ZSTD_isError(n) && n < in.size() - in.size() / 32) {
+        // Grown by doubling, not to each larger frame exactly (assign's way): a caller that
+        // keeps `out` for its next chunks does not take new memory (page faults) for each.
+        if (out.capacity() < n) {
+            out.clear();
+            out.reserve(std::max(n, 2 * out.capacity()));
+        }
         out.assign(scratch.begin(), scratch.begin() + static_cast<std::ptrdiff_t>(n));
         return Codec::zstd;
     }
-    out.assign(in.begin(), in.end());
+    out.clear();
     return Codec::raw;
 }
 
@@ -92,6 +120,13 @@ Status decompress(Codec codec, std::span<const std::byte> in, size_t raw_size, s
     // claiming a huge size must not cost that much memory.
     size_t frame = ZSTD_findFrameCompressedSize(in.data(), in.size());
     if (ZSTD_isError(frame) || frame != in.size()) return make_error(Errc::corrupt, "truncated or malformed compressed frame");
+    // Grown at once, on huge pages (see big_buffer.h), and by doubling as resize would; what
+    // it held is not copied over (it is all replaced).
+    if (out.capacity() < raw_size) {
+        size_t grown = std::max(raw_size, 2 * out.capacity());
+        out.clear();
+        reserve_huge(out, grown);
+    }
     out.resize(raw_size);
     // One decompression context per thread, kept: ZSTD_decompress makes and frees one per
     // call, which cost a restore of 100,000 small files a fifth of its CPU time.

@@ -30,6 +30,9 @@ public:
     // Compresses `in` into `out` (replacing its contents) and returns the codec used; returns
     // Codec::raw, with `out` a copy of the input, when zstd saves less than 1/32 of the size.
     Codec compress(std::span<const std::byte> in, std::vector<std::byte>& out);
+    // The same, except that data left raw is not copied: `out` is emptied and the record's
+    // payload is `in` itself (a large incompressible chunk is not copied into new memory).
+    Codec compress_or_keep(std::span<const std::byte> in, std::vector<std::byte>& out);
 
 private:
     struct Ctx;

@@ -61,6 +61,22 @@ TEST_CASE("incompressible data is stored raw", "[codec]") {
     CHECK(out == in);
 }
 
+TEST_CASE("compress_or_keep: data left raw is not copied, compressed data is as compress gives it", "[codec]") {
+    Compressor c;
+    auto noise = random_bytes(3u << 20, 11);  // past 1 MiB: the scratch on huge pages
+    std::vector<std::byte> out = random_bytes(64, 12);
+    REQUIRE(c.compress_or_keep(noise, out) == Codec::raw);
+    CHECK(out.empty());
+    auto text = compressible(3u << 20);
+    REQUIRE(c.compress_or_keep(text, out) == Codec::zstd);
+    std::vector<std::byte> same;
+    REQUIRE(c.compress(text, same) == Codec::zstd);
+    CHECK(out == same);
+    std::vector<std::byte> back;
+    REQUIRE(decompress(Codec::zstd, out, text.size(), back));
+    CHECK(back == text);
+}
+
 TEST_CASE("empty and tiny inputs round-trip", "[codec]") {
     Compressor c;
     for (size_t n : {size_t{0}, size_t{1}, size_t{31}}) {
