@@ -208,10 +208,6 @@ Status Restorer::queue_record(const ObjectId& id) {
 
 Status Restorer::run_batch(const std::function<Status(Chunk&)>& fn, bool verify_only) {
     std::vector<Status> results(pending_.size());
-    // Writes: the calling thread takes the batch's records from the front, the helper from the
-    // back. A batch holds its files' chunks in order, so the two threads write two different
-    // files whenever the batch has more than one: buffered writes to one file are serialised
-    // by its inode's lock, where a waiting thread spins.
     // Each worker's buffers as large as the batch's largest record needs, at once and on huge
     // pages (growing chunk by chunk touched new memory each time: page faults).
     size_t record_max = 0, raw_max = 0;
@@ -223,6 +219,10 @@ Status Restorer::run_batch(const std::function<Status(Chunk&)>& fn, bool verify_
         reserve_huge(records_[w].record, record_max);
         reserve_huge(decode_bufs_[w], raw_max);
     }
+    // Writes: the calling thread takes the batch's records from the front, the helper from the
+    // back. A batch holds its files' chunks in order, so the two threads write two different
+    // files whenever the batch has more than one: buffered writes to one file are serialised
+    // by its inode's lock, where a waiting thread spins.
     std::mutex ends;
     size_t front = 0, back = pending_.size();
     pool_.run(pending_.size(), [&](size_t task, int worker) {
