@@ -38,7 +38,8 @@
 # DVOL_REMOTES_SEED replays the random kill instants and crash points of a run (each run prints
 # its seed); DVOL_REMOTES_FAULTS picks some of the faults (server_stop kill_push kill_clone
 # crash_points leftover corruption bad_secret full).
-# Needs root for the S3 backend, PostgreSQL and the full file system (each SKIPs without);
+# Needs root for the S3 backend, PostgreSQL, the full file system and installing strace (each
+# SKIPs without);
 # the directory backend runs as any user. A phase or check that cannot run prints SKIP with
 # its reason; when no backend can run at all the test exits 77.
 # Phases, faults and backends are functions called by name (phase_$p, fault_$f, backend_$b).
@@ -55,6 +56,9 @@
 E2E=$(cd "$(dirname "$0")" && pwd)
 CMP="$E2E/compare_trees.py"
 command -v python3 >/dev/null || { echo "SKIP: python3 is needed for the tree comparator"; exit 77; }
+# The crash points and the tmp~ leftover fault kill dvol through strace: installed when missing
+# (as root; without it those two SKIP with the reason).
+if ! command -v strace >/dev/null && [ "$(id -u)" = 0 ]; then apt_install strace; fi
 
 LONG=${DVOL_TEST_LONG:-0}
 if [ "$LONG" = 1 ]; then KILLS=${DVOL_REMOTES_KILLS:-30}; else KILLS=${DVOL_REMOTES_KILLS:-8}; fi
