@@ -566,7 +566,7 @@ fault_server_stop() { # BACKEND WORKDIR
 # Over ssh the far side (remote-serve) spools a pack until it has all of it and only then
 # writes it into tmp~/ and links it into place, whether or not its client is still there: a
 # killed client leaves no copy to clean up.
-has_partial_copy() { [ -n "$(find "$1/tmp~" -type f -size +1M 2>/dev/null)" ]; }
+has_copy_in_tmp() { [ -n "$(find "$1/tmp~" -type f -size +1M 2>/dev/null)" ]; }
 fault_leftover() { # BACKEND WORKDIR
     local b=$1 w=$2 url L=$2/L dir left n
     url=$(remote_url "$b" leftover)
@@ -598,7 +598,7 @@ fault_leftover() { # BACKEND WORKDIR
     fi
     run crashed_at fsync "$n" "$DVOL" --disable-docker-integration -p "$L" push "$url" lv
     check "the push killed on entering fsync #$n did not finish" test "$RC" -ne 0
-    if ! has_partial_copy "$dir"; then
+    if ! has_copy_in_tmp "$dir"; then
         fail "the killed push left no copy of more than 1 MiB in the remote's tmp~" "$(ls -la "$dir/tmp~" 2>&1)"
         return 1
     fi
