@@ -69,8 +69,14 @@ def run(cmd, **kw):
     return r.stdout
 
 
+# User + system CPU seconds of the command measure() ran last (it and its descendants).
+LAST_CPU = 0.0
+
+
 def measure(cmd, cwd=None, env=None):
-    """Runs cmd, returns (wall seconds, peak RSS KiB of it and its descendants, stdout)."""
+    """Runs cmd, returns (wall seconds, peak RSS KiB of it and its descendants, stdout); its CPU
+    time goes to LAST_CPU."""
+    global LAST_CPU
     # GNU time forks the command from a small process, so the peak RSS is the command's (a fork
     # of this Python process would count Python's own RSS); the wall time is taken here, finer
     # than time's 10 ms.
@@ -85,7 +91,7 @@ def measure(cmd, cwd=None, env=None):
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err, \
             tempfile.NamedTemporaryFile("r") as tf:
         t0 = time.perf_counter()
-        p = subprocess.run(["/usr/bin/time", "-f", "%M", "-o", tf.name, *cmd], cwd=cwd, env=env,
+        p = subprocess.run(["/usr/bin/time", "-f", "%M %U %S", "-o", tf.name, *cmd], cwd=cwd, env=env,
                            stdin=subprocess.DEVNULL, stdout=out, stderr=err)
         wall = time.perf_counter() - t0
         out.seek(0)
@@ -94,7 +100,9 @@ def measure(cmd, cwd=None, env=None):
         rss_lines = [x for x in tf.read().splitlines() if x.strip()]
     if p.returncode != 0:
         raise BenchError(f"measured command failed ({p.returncode}): {' '.join(map(str, cmd))}\n{e[-2000:]}")
-    return wall, int(rss_lines[-1]), o
+    rss, user, system = rss_lines[-1].split()
+    LAST_CPU = float(user) + float(system)
+    return wall, int(rss), o
 
 
 def tree_bytes(path, exclude=None):
@@ -650,6 +658,21 @@ class Rgw:
                             "AWS_DEFAULT_REGION", "AWS_SHARED_CREDENTIALS_FILE", "AWS_CONFIG_FILE")}
         return dict(env, **self.env)
 
+    def daemon_cpu(self):
+        """User + system CPU seconds the gateway's daemons (radosgw, ceph-osd, ceph-mon) have used."""
+        total = 0
+        run_dir = os.path.join(self.dir, "run")
+        for name in os.listdir(run_dir):
+            if not name.endswith(".pid"):
+                continue
+            try:
+                pid = open(os.path.join(run_dir, name)).read().strip()
+                fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+            except (OSError, IndexError):
+                continue
+            total += int(fields[11]) + int(fields[12])   # utime, stime (fields 14, 15 of stat)
+        return total / os.sysconf("SC_CLK_TCK")
+
     def mark(self):
         self.flush()
         return os.path.getsize(self.log)
@@ -913,7 +936,10 @@ def run_remote_dataset(name, d, tools, remotes, runs, bench_dir, dvol_exe, rgw, 
                     os.sync()
                     warm(*warm_paths)
                     mark = rgw.mark() if kind == "s3" else None
+                    gw0 = rgw.daemon_cpu() if kind == "s3" else None
                     wall, rss, out = measure(cmd, cwd=cwd, env=env)
+                    cpu = LAST_CPU
+                    gw_cpu = rgw.daemon_cpu() - gw0 if kind == "s3" else None
                     reqs, rbytes = rgw.requests_since(mark) if kind == "s3" else (None, None)
                     added = t.size() - before if before is not None else None
                     info = {}
@@ -935,7 +961,8 @@ def run_remote_dataset(name, d, tools, remotes, runs, bench_dir, dvol_exe, rgw, 
                                rgw_bytes=rbytes, info=info)
                     results.setdefault((name, op, o.name, kind), []).append(rec)
                     extra = (f"  +{added / MiB:.1f} MiB" if added is not None else "") + \
-                        (f"  {reqs} requests, {rbytes / MiB:.1f} MiB over HTTP" if reqs is not None else "")
+                        (f"  {reqs} requests, {rbytes / MiB:.1f} MiB over HTTP" if reqs is not None else "") + \
+                        f"  cpu {cpu:.2f} s" + (f", gateway cpu {gw_cpu:.2f} s" if gw_cpu is not None else "")
                     log(f"[{name} run {r + 1}/{runs}] {op:13s} {REMOTE_TOOL_LABEL[o.name]:7s} {kind:3s} "
                         f"{wall + (commit_wall or 0):9.3f} s" + (f" (commit {commit_wall:.3f})" if commit_wall else "") +
                         f"  {max(rss, commit_rss or 0) / 1024:7.1f} MiB" + extra)
