@@ -72,6 +72,40 @@ Error libgit2_error(std::string_view what) {
     return make_error(Errc::internal, fmt::format("{}: {}", what, e && e->message ? e->message : "libgit2 error"));
 }
 
+// git's mode of a file: 100755 when any execute bit is set, 100644 otherwise.
+std::string_view git_file_mode(uint32_t mode) { return mode & 0111 ? "100755" : "100644"; }
+
+// libgit2 gives a buffer the mode of a plain file (100644), whatever its file's: the header
+// lines before "--- " are written again with each side's mode, as git writes them (an index
+// line carries the mode when both sides have it, "old mode"/"new mode" lines come before it
+// when it changed).
+std::string with_modes(const std::string& patch, uint32_t old_mode, uint32_t new_mode) {
+    std::string out;
+    size_t pos = 0;
+    while (pos < patch.size()) {
+        size_t end = patch.find('\n', pos);
+        end = end == std::string::npos ? patch.size() : end + 1;
+        std::string_view line(patch.data() + pos, end - pos);
+        if (line.starts_with("--- ")) break;
+        pos = end;
+        if (line.starts_with("new file mode ")) {
+            out += fmt::format("new file mode {}\n", git_file_mode(new_mode));
+        } else if (line.starts_with("deleted file mode ")) {
+            out += fmt::format("deleted file mode {}\n", git_file_mode(old_mode));
+        } else if (size_t space = line.find(' ', 6); line.starts_with("index ") && space != std::string_view::npos) {
+            std::string_view ids = line.substr(6, space - 6);
+            if (git_file_mode(old_mode) == git_file_mode(new_mode))
+                out += fmt::format("index {} {}\n", ids, git_file_mode(new_mode));
+            else
+                out += fmt::format("old mode {}\nnew mode {}\nindex {}\n", git_file_mode(old_mode), git_file_mode(new_mode), ids);
+        } else {
+            out += line;
+        }
+    }
+    out.append(patch, pos);
+    return out;
+}
+
 }  // namespace
 
 bool looks_binary(const std::string& data) {
@@ -79,8 +113,8 @@ bool looks_binary(const std::string& data) {
     return std::memchr(data.data(), '\0', n) != nullptr;
 }
 
-Result<std::string> unified_diff(const std::string& path, const std::optional<std::string>& old_text,
-                                 const std::optional<std::string>& new_text, int context_lines) {
+Result<std::string> unified_diff(const std::string& path, const std::optional<std::string>& old_text, uint32_t old_mode,
+                                 const std::optional<std::string>& new_text, uint32_t new_mode, int context_lines) {
     if (!ensure_git()) return make_error(Errc::unsupported, fmt::format("cannot diff {}: {}", path, g_git_error));
     git_diff_options opts = GIT_DIFF_OPTIONS_INIT;
     opts.context_lines = static_cast<uint32_t>(context_lines);
@@ -96,7 +130,12 @@ Result<std::string> unified_diff(const std::string& path, const std::optional<st
     if (g_git.patch_to_buf(&buf, patch.get()) != 0) return libgit2_error("cannot format the diff of " + path);
     std::string out(buf.ptr ? buf.ptr : "", buf.size);
     g_git.buf_dispose(&buf);
-    return out;
+    return with_modes(out, old_mode, new_mode);
+}
+
+Result<std::string> unified_diff(const std::string& path, const std::optional<std::string>& old_text,
+                                 const std::optional<std::string>& new_text, int context_lines) {
+    return unified_diff(path, old_text, 0644, new_text, 0644, context_lines);
 }
 
 GitIdentity git_identity() {

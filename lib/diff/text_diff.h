@@ -16,7 +16,13 @@ inline constexpr uint64_t kMaxTextDiffSize = 16u << 20;
 bool looks_binary(const std::string& data);
 
 // A unified diff of `old_text` -> `new_text` with "a/PATH" and "b/PATH" headers; a missing
-// side is /dev/null. Returns "" when both sides are equal.
+// side is /dev/null. The header gives each side's mode as git does, from its permission bits
+// (`old_mode`, `new_mode`): 100755 when an execute bit is set, 100644 otherwise. Returns ""
+// when both texts are equal.
+Result<std::string> unified_diff(const std::string& path, const std::optional<std::string>& old_text, uint32_t old_mode,
+                                 const std::optional<std::string>& new_text, uint32_t new_mode, int context_lines = 3);
+
+// The same for two files of mode 0644.
 Result<std::string> unified_diff(const std::string& path, const std::optional<std::string>& old_text,
                                  const std::optional<std::string>& new_text, int context_lines = 3);
 

@@ -858,7 +858,8 @@ Result<std::vector<FileDiff>> Repository::diff(const std::string& volume, const 
             fd.patch = fmt::format("{} files {} and {} differ ({} -> {} bytes)\n", too_big ? "Large" : "Binary",
                                    a ? "a/" + ch.path : "/dev/null", b ? "b/" + ch.path : "/dev/null", a ? a->size : 0, b ? b->size : 0);
         } else {
-            DVOL_TRY(fd.patch, unified_diff(ch.path, a ? old_text : std::nullopt, b ? new_text : std::nullopt));
+            DVOL_TRY(fd.patch, unified_diff(ch.path, a ? old_text : std::nullopt, a ? a->mode : 0,
+                                            b ? new_text : std::nullopt, b ? b->mode : 0));
         }
         out.push_back(std::move(fd));
     }

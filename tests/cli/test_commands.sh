@@ -151,6 +151,39 @@ expect_stdout_eq ""
 expect_ok dvol diff HEAD^
 expect_stdout_contains "+alpha 2"
 
+# diff gives each file's mode as git does, 100755 when an execute bit is set and 100644
+# otherwise, for the live directory and between commits (on a volume of its own).
+# The line after PATH's "diff --git" line in $OUT.
+header_after() { sed -n "\|^diff --git a/$1 b/$1\$|{n;p;}" <<<"$OUT"; }
+expect_ok dvol init modes || abort
+expect_ok dvol switch foo
+MODES=$DVOL_ROOT/volumes/modes/data
+printf 'run\n' >"$MODES/run.sh"
+chmod 755 "$MODES/run.sh"
+printf 'secret\n' >"$MODES/key"
+chmod 600 "$MODES/key"
+expect_ok dvol diff --volume modes
+expect_eq "diff: a new 0755 file is 100755" "new file mode 100755" "$(header_after run.sh)"
+expect_eq "diff: a new 0600 file is 100644" "new file mode 100644" "$(header_after key)"
+expect_ok dvol commit -m "modes" modes
+echo more >>"$MODES/key"
+chmod 700 "$MODES/key"
+expect_ok dvol diff --volume modes
+expect_eq "diff: a changed file made 0700 shows both modes" $'old mode 100644\nnew mode 100755' \
+    "$(sed -n "\|^diff --git a/key b/key\$|{n;N;p;}" <<<"$OUT")"
+rm "$MODES/key" "$MODES/run.sh"
+expect_ok dvol diff --volume modes
+expect_eq "diff: a deleted 0755 file is 100755" "deleted file mode 100755" "$(header_after run.sh)"
+expect_eq "diff: a deleted 0600 file is 100644" "deleted file mode 100644" "$(header_after key)"
+expect_ok dvol commit -m "no files" modes
+expect_ok dvol diff --volume modes HEAD^ HEAD
+expect_eq "diff A B: a deleted 0755 file is 100755" "deleted file mode 100755" "$(header_after run.sh)"
+expect_eq "diff A B: a deleted 0600 file is 100644" "deleted file mode 100644" "$(header_after key)"
+expect_ok dvol diff --volume modes HEAD HEAD^
+expect_eq "diff A B: a new 0755 file is 100755" "new file mode 100755" "$(header_after run.sh)"
+expect_eq "diff A B: a new 0600 file is 100644" "new file mode 100644" "$(header_after key)"
+expect_ok dvol rm -f modes
+
 expect_ok dvol log
 LOG=$OUT
 expect_eq "log line 1: the newest commit" "commit $C2" "$(sed -n 1p <<<"$LOG")"
