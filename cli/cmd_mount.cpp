@@ -32,11 +32,18 @@ void add_mount(CLI::App& app, Context& ctx) {
     cmd->add_flag("-v,--verbose", a->verbose, "Log every object the mount loads (stderr with -f, else syslog)");
     cmd->add_flag("--count-links", a->count_links,
                   "Read every directory of the commit when mounting, so that hard-linked files show their exact link count");
-    cmd->add_option("--threads", a->threads, "Threads serving requests, each with its own reader of the store (default 4)")
-        ->check(CLI::Range(1u, 64u));
-    cmd->add_option("--cache", a->cache, "MiB of file content kept decoded in memory (default 64)")->check(CLI::Range(size_t{1}, size_t{65536}));
-    cmd->add_option("--readahead", a->readahead, "The mount's readahead in KiB, as root (default 1024; 0: the kernel's)")
-        ->check(CLI::Range(0u, 65536u));
+    // A bound checked without a description: CLI11 would append it to the value's name in the
+    // help (--threads UINT:UINT in [1 - 64]); the descriptions give the ranges.
+    auto range = [](auto lo, auto hi) { return CLI::Range(lo, hi).description(""); };
+    cmd->add_option("--threads", a->threads, "Threads serving requests, each with its own reader of the store (1 to 64, default 4)")
+        ->type_name("N")
+        ->check(range(1u, 64u));
+    cmd->add_option("--cache", a->cache, "MiB of file content kept decoded in memory (1 to 65536, default 64)")
+        ->type_name("MIB")
+        ->check(range(size_t{1}, size_t{65536}));
+    cmd->add_option("--readahead", a->readahead, "The mount's readahead in KiB, as root (0 to 65536, default 1024; 0: the kernel's)")
+        ->type_name("KIB")
+        ->check(range(0u, 65536u));
     cmd->callback([&ctx, a] {
         mountfs::MountRequest req;
         req.store_dir = ctx.store_dir;
