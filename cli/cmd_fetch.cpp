@@ -1,3 +1,5 @@
+#include <algorithm>
+
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
@@ -11,7 +13,7 @@ namespace dvol::cli {
 nlohmann::json fetch_json(const FetchOutcome& f) {
     auto updates = nlohmann::json::array();
     for (const auto& u : f.updates)
-        updates.push_back({{"branch", u.branch}, {"old", u.old_tip ? u.old_tip->hex() : ""}, {"new", u.new_tip.hex()}});
+        updates.push_back({{"branch", u.branch}, {"old", u.old_tip ? u.old_tip->hex() : ""}, {"new", u.new_tip ? u.new_tip->hex() : ""}});
     return {{"remote_volume", f.remote_volume}, {"updates", updates}, {"objects", f.received.objects}, {"bytes", f.received.bytes},
             {"requests", f.received.requests}};
 }
@@ -23,9 +25,13 @@ void print_fetch(const std::string& remote, const FetchOutcome& f) {
         std::string ref = f.remote_volume + "/" + u.branch;
         if (!u.old_tip)
             fmt::print(" * [new branch]      {} -> {}/{}\n", ref, remote, ref);
+        else if (!u.new_tip)
+            fmt::print(" - [deleted]         (none) -> {}/{}\n", remote, ref);
         else
-            fmt::print("   {}..{}  {} -> {}/{}\n", u.old_tip->hex().substr(0, 7), u.new_tip.hex().substr(0, 7), ref, remote, ref);
+            fmt::print("   {}..{}  {} -> {}/{}\n", u.old_tip->hex().substr(0, 7), u.new_tip->hex().substr(0, 7), ref, remote, ref);
     }
+    // Deletions alone bring nothing.
+    if (std::none_of(f.updates.begin(), f.updates.end(), [](const FetchOutcome::Update& u) { return u.new_tip.has_value(); })) return;
     fmt::print("{} object{} received, {:.1f} MiB\n", f.received.objects, f.received.objects == 1 ? "" : "s",
                static_cast<double>(f.received.bytes) / (1 << 20));
 }

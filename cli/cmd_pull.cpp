@@ -1,3 +1,5 @@
+#include <cstdio>
+
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
@@ -30,10 +32,23 @@ void add_pull(CLI::App& app, Context& ctx) {
         LiveDataHooks hooks = hold.hooks();
         LazyRemount lazy(ctx, *repo, vol, hooks);
         ProgressLine progress("Pulling", "");
-        auto out = repo->pull(RemoteSpec{*remote, *endpoint}, vol, *branch, progress.callback(), hooks);
+        // What the fetch brought, kept to be told when the pull is refused after it.
+        std::optional<FetchOutcome> fetched;
+        auto out = repo->pull(RemoteSpec{*remote, *endpoint}, vol, *branch, progress.callback(), hooks, [&](const FetchOutcome& f) {
+            fetched.emplace();
+            fetched->remote_volume = f.remote_volume;
+            fetched->updates = f.updates;
+            fetched->received = f.received;
+        });
         lazy.remount();
         progress.finish();
-        if (!out) return ctx.fail(out.error());
+        if (!out) {
+            if (fetched && !ctx.json) {
+                print_fetch(*remote, *fetched);
+                std::fflush(stdout);  // before the error, on stderr
+            }
+            return ctx.fail(out.error());
+        }
         for (const auto& w : out->restore.warnings) Context::warn(w);
         if (ctx.json) {
             auto j = fetch_json(out->fetched);
@@ -49,6 +64,11 @@ void add_pull(CLI::App& app, Context& ctx) {
         print_fetch(*remote, out->fetched);
         if (out->kind == PullOutcome::Kind::up_to_date) {
             fmt::print("Already up to date.\n");
+            return;
+        }
+        if (out->created) {
+            // A branch the volume did not have, made at the remote's tip (the live data stays).
+            fmt::print("Branch {} created at {}\n", out->branch, out->new_tip.hex().substr(0, 7));
             return;
         }
         fmt::print("Updating {}..{}\nFast-forward\n", out->old_tip ? out->old_tip->hex().substr(0, 7) : "0000000", out->new_tip.hex().substr(0, 7));

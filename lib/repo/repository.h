@@ -169,9 +169,9 @@ struct FetchOutcome {
     struct Update {
         std::string branch;
         std::optional<ObjectId> old_tip;  // the remote-tracking branch before (none: new)
-        ObjectId new_tip;
+        std::optional<ObjectId> new_tip;  // none: deleted on the remote, and so here
     };
-    std::vector<Update> updates;  // branches whose tip changed
+    std::vector<Update> updates;  // remote-tracking branches made, moved or deleted
     std::optional<std::string> head;  // the remote's HEAD branch
     TransferStats received;
     // The chunks this fetch stored, each verified against its id as it arrived: a restore in
@@ -182,6 +182,7 @@ struct FetchOutcome {
 struct PullOutcome {
     enum class Kind { up_to_date, fast_forward } kind = Kind::up_to_date;
     std::string branch;
+    bool created = false;  // a branch the volume lacked, made at the remote's tip
     std::optional<ObjectId> old_tip;
     ObjectId new_tip;
     FetchOutcome fetched;
@@ -434,9 +435,11 @@ public:
     // fetch, then fast-forwards `branch` (default: the active one) to the remote's; the live
     // directory follows when it is the active branch (refusing uncommitted changes, as
     // checkout does). A branch that has diverged from the remote's is refused; a branch the
-    // volume lacks is made at the remote's tip.
+    // volume lacks is made at the remote's tip. `fetched` hears what the fetch brought as soon
+    // as it is done, so that a pull refused after it can still say so.
+    using FetchedFn = std::function<void(const FetchOutcome&)>;
     Result<PullOutcome> pull(const RemoteSpec& remote, const std::string& volume, const std::optional<std::string>& branch,
-                             const ProgressFn& progress = {}, const LiveDataHooks& hooks = {});
+                             const ProgressFn& progress = {}, const LiveDataHooks& hooks = {}, const FetchedFn& fetched = {});
     // Makes volume `options.name` (default: `remote_volume`) from the remote's `remote_volume`:
     // all its branches, checking out `options.branch` (default: the remote's HEAD branch). The
     // volume exists from the start, marked unfinished (volume option clone-incomplete) until

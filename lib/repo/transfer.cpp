@@ -216,9 +216,13 @@ Status check_marker(remote::Backend& backend, bool create) {
     // A few bytes more than the marker: enough to tell it from anything else, however large.
     auto st = backend.read(std::string(remote::kMarkerKey), 0, remote::kMarker.size() + 16, marker);
     if (!st && st.error().code == Errc::not_found) {
-        if (!create)
+        if (!create) {
+            // The marker's absence, or the remote's (a bucket that does not exist): a listing
+            // tells them apart, and its error names what is missing.
+            DVOL_CHECK(backend.list(std::string(remote::kMarkerKey)));
             return make_error(Errc::not_found, fmt::format("{} is not a dvol remote (it has no {} file); push a volume to it first",
                                                            backend.location(), remote::kMarkerKey));
+        }
         return backend.write(std::string(remote::kMarkerKey), as_bytes(remote::kMarker));
     }
     DVOL_CHECK(st);
@@ -709,7 +713,9 @@ Result<FetchOutcome> Repository::fetch_into(Remote& r, const Volume& v, const st
     for (const auto& t : tracking) {
         if (t.remote_id != r.id) continue;
         bool still = std::any_of(refs.branches.begin(), refs.branches.end(), [&](const auto& b) { return b.first == t.branch; });
-        if (!still) DVOL_CHECK(refs_->set_tracking(v.id, r.id, t.branch, std::nullopt));
+        if (still) continue;
+        DVOL_CHECK(refs_->set_tracking(v.id, r.id, t.branch, std::nullopt));
+        out.updates.push_back(FetchOutcome::Update{t.branch, t.tip, std::nullopt});
     }
     DVOL_CHECK(txn.commit());
     return out;
@@ -737,7 +743,7 @@ Result<FetchOutcome> Repository::fetch(const RemoteSpec& spec, const std::string
 }
 
 Result<PullOutcome> Repository::pull(const RemoteSpec& spec, const std::string& volume, const std::optional<std::string>& branch_arg,
-                                     const ProgressFn& progress, const LiveDataHooks& hooks) {
+                                     const ProgressFn& progress, const LiveDataHooks& hooks, const FetchedFn& fetched) {
     DVOL_TRY(auto v, find_volume(volume));
     std::string branch = branch_arg.value_or(v.branch);
     if (!valid_name(branch)) return make_error(Errc::invalid_argument, invalid_name_message(branch, "branch name"));
@@ -751,6 +757,7 @@ Result<PullOutcome> Repository::pull(const RemoteSpec& spec, const std::string& 
     PullOutcome out;
     out.branch = branch;
     DVOL_TRY(out.fetched, fetch_into(r, v, rv, progress, lazy_cache, true));
+    if (fetched) fetched(out.fetched);
 
     std::optional<ObjectId> theirs;
     DVOL_TRY(auto tracking, refs_->tracking(v.id));
@@ -768,6 +775,7 @@ Result<PullOutcome> Repository::pull(const RemoteSpec& spec, const std::string& 
         DVOL_CHECK(refs_->swap_tip(v.id, branch, std::nullopt, *theirs, action));
         DVOL_CHECK(txn.commit());
         out.kind = PullOutcome::Kind::fast_forward;
+        out.created = true;
         out.restore.id = *theirs;
         return out;
     }
@@ -779,8 +787,8 @@ Result<PullOutcome> Repository::pull(const RemoteSpec& spec, const std::string& 
             DVOL_TRY(bool behind, is_ancestor(*theirs, *row->tip));
             if (behind) return out;  // the remote is behind: nothing to pull
             return make_error(Errc::conflict, fmt::format("not possible to fast-forward: {} and {}/{} on {} have diverged; "
-                                                          "reset --hard to one of them, or push --force",
-                                                          branch, rv, branch, r.name));
+                                                          "reset --hard {} to take theirs, or push --force to keep yours",
+                                                          branch, rv, branch, r.name, theirs->hex().substr(0, 12)));
         }
     }
     out.kind = PullOutcome::Kind::fast_forward;

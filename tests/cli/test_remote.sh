@@ -275,6 +275,7 @@ astate=$(tree_listing "$LA")
 expect_fail 1 dvol pull origin
 expect_stderr_one_line
 expect_stderr_contains "diverged"
+expect_stderr_contains "reset --hard ${C3B:0:12} to take theirs"
 expect_eq "a refused pull leaves the live directory" "$astate" "$(tree_listing "$LA")"
 expect_ok dvol log --json
 json_check "a refused pull leaves the branch" 'd[0]["id"] == "'"$C3A"'"'
@@ -292,6 +293,8 @@ bstate=$(tree_listing "$LB")
 expect_fail 1 dvolb pull origin vol
 expect_stderr_one_line
 expect_stderr_contains "uncommitted changes"
+# The fetch before the refusal is told (A forced the branch since B's last fetch).
+expect_stdout_contains "   ${C3B:0:7}..${C3A:0:7}  vol/master -> origin/vol/master"
 expect_eq "a refused pull leaves the live directory" "$bstate" "$(tree_listing "$LB")"
 rm "$LB/wip.txt"
 expect_ok dvolb pull origin vol --json
@@ -308,8 +311,7 @@ expect_stdout_contains " * [new branch]      vol/feature -> vol/feature"
 expect_ok dvolb fetch origin vol
 expect_stdout_contains " * [new branch]      vol/feature -> origin/vol/feature"
 expect_ok dvolb pull origin vol feature
-expect_stdout_eq "Updating 0000000..${F1:0:7}
-Fast-forward"
+expect_stdout_eq "Branch feature created at ${F1:0:7}"
 expect_ok dvolb branch vol
 expect_stdout_contains "feature"
 expect_ok dvol push --delete origin vol feature
@@ -323,6 +325,10 @@ expect_fail 1 dvol push --delete origin vol feature
 expect_stderr_one_line
 expect_stderr_contains "has no branch vol/feature"
 expect_ok dvolb fetch origin vol
+expect_stdout_eq "From origin
+ - [deleted]         (none) -> origin/vol/feature"
+expect_ok dvolb fetch origin vol --json
+json_check "fetch --json after the delete" 'd["updates"] == []'
 expect_fail 1 dvolb pull origin vol feature
 expect_stderr_one_line
 expect_stderr_contains "has no branch vol/feature"

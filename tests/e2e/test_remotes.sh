@@ -966,6 +966,15 @@ fault_bad_secret() { # BACKEND WORKDIR
             check "the message of $op with a wrong secret does not contain the secret" test "${ERR/"$s"/}" = "$ERR"
         done
     done
+    if [ "$b" = s3 ]; then
+        # A bucket that is not there is named so, not taken for a remote without dvol's marker.
+        for op in clone fetch; do
+            if [ "$op" = clone ]; then run sd "$w/other" clone "s3://no-such-bucket-$RANDOM/x" sec
+            else run sd "$E" fetch "s3://no-such-bucket-$RANDOM/x" sec; fi
+            expect_error_line "$op from a missing bucket"
+            expect_stderr_contains "does not exist"
+        done
+    fi
 }
 
 FULL_MNT=""
