@@ -57,6 +57,9 @@ void add_mount(CLI::App& app, Context& ctx) {
             return ctx.usage("dvol mount needs VOLUME[@REF] and DIR");
         }
         req.dir = a->dir;
+        // A lazy volume's tip: its mount shows the commit its write layer was made over with the
+        // layer, which is the tip (and what is not committed yet) once commits moved it on.
+        std::optional<ObjectId> tip;
         if (a->dir.empty()) {
             // dvol mount VOLUME: a lazy volume's live directory, mounted again.
             if (at != std::string::npos)
@@ -68,6 +71,7 @@ void add_mount(CLI::App& app, Context& ctx) {
             if (!lazy) return ctx.fail(lazy.error());
             if (!*lazy) return ctx.usage(fmt::format("dvol mount needs DIR: only a lazy volume ({} is not) is mounted without one, on its live directory", name));
             req.lazy = true;
+            tip = (*lazy)->commit;
         }
         req.foreground = a->foreground;
         req.verbose = a->verbose;
@@ -77,13 +81,13 @@ void add_mount(CLI::App& app, Context& ctx) {
         req.readahead_kib = a->readahead;
         auto st = mountfs::mount_commit(
             req,
-            [](const mountfs::MountedInfo& m) {
+            [&tip](const mountfs::MountedInfo& m) {
                 if (m.already) {
                     fmt::print("{} is mounted on {} already\n", m.volume, m.dir);
                     std::fflush(stdout);
                     return;
                 }
-                fmt::print("Mounted {} at {} on {}\n", m.volume, short_id(m.commit), m.dir);
+                fmt::print("Mounted {} at {} on {}\n", m.volume, short_id(tip.value_or(m.commit)), m.dir);
                 std::fflush(stdout);
             },
             [](const std::string& m) { fmt::print(stderr, "{}...\n", m); });

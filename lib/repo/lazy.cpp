@@ -5,6 +5,7 @@
 
 #include "meta/db.h"
 #include "meta/remote_index.h"
+#include "remote/layout.h"
 #include "remote/open.h"
 #include "remote/remote_objects.h"
 #include "repo/repository.h"
@@ -110,7 +111,28 @@ Result<std::unique_ptr<ObjectSource>> Repository::open_lazy_remote(const LazyVol
     return std::unique_ptr<ObjectSource>(std::move(r));
 }
 
+namespace {
+
+// Credentials the remote refuses would fail every read of the mount (EIO) while the mount itself
+// came up fine: one request before serving, not retried, says so at once. Any other failure
+// (the remote unreachable) is left to the reads, so that what the cache holds stays readable
+// offline.
+Status check_credentials(const LazyVolume& lazy) {
+    remote::BackendOptions bo;
+    bo.endpoint = lazy.endpoint;
+    bo.retry = remote::RetryPolicy{.max_attempts = 1};
+    auto backend = remote::open_backend(lazy.url, bo);
+    if (!backend) return backend.error().code == Errc::denied ? std::move(backend).error() : Status{};
+    std::vector<std::byte> none;
+    auto st = (*backend)->read(std::string(remote::kMarkerKey), 0, 0, none);
+    if (!st && st.error().code == Errc::denied) return st;
+    return {};
+}
+
+}  // namespace
+
 Result<std::unique_ptr<LazySource>> Repository::open_lazy_source(const LazyVolume& lazy, const LazySourceOptions& options) {
+    DVOL_CHECK(check_credentials(lazy));
     auto out = std::make_unique<LazySourceImpl>();
     std::vector<std::unique_ptr<ObjectSource>> readers;
     for (unsigned i = 0; i < std::max(1u, options.readers); ++i) {

@@ -54,6 +54,25 @@ Error unfinished(Error e, const std::string& moved) {
     return e;
 }
 
+// A lazy volume shows in its live directory only through its mount. Files put into the bare
+// directory while the mount is down (after dvol umount) are none of the volume's: a status or
+// commit, which read the write layer, would call the volume clean and the files would never
+// be recorded. Refused, naming one. A mount whose process is gone cannot be opened (ENOTCONN):
+// the layer is still the truth then.
+Status check_lazy_live_dir(const std::string& live_dir, const std::string& volume) {
+    auto fd = open_dir_nofollow(live_dir);
+    if (!fd) return {};
+    struct stat dir, parent;
+    if (::fstat(fd->get(), &dir) != 0) return errno_error("stat", live_dir);
+    if (::fstatat(fd->get(), "..", &parent, 0) != 0) return errno_error("stat the parent of", live_dir);
+    if (dir.st_dev != parent.st_dev) return {};  // a mount (FUSE has a device of its own)
+    DVOL_TRY(auto names, list_dir(fd->get(), live_dir));
+    if (names.empty()) return {};
+    return make_error(Errc::conflict, fmt::format("lazy volume {} is not mounted, and its live directory {} holds files that are not "
+                                                  "the volume's ({}{}): move them out, then dvol mount {}",
+                                                  volume, live_dir, names.front(), names.size() > 1 ? ", ..." : "", volume));
+}
+
 }  // namespace
 
 bool valid_name(std::string_view name) {
@@ -287,6 +306,7 @@ std::string commit_action(const std::optional<ObjectId>& parent, const std::stri
 Result<CommitOutcome> Repository::commit_lazy(const std::string& volume, const std::string& message, const Identity& who,
                                               const LiveDataHooks& hooks) {
     DVOL_TRY(auto lv, lazy_volume(volume));
+    DVOL_CHECK(check_lazy_live_dir(paths_->live_dir(volume), volume));
     std::string layer_dir = lv->cache_dir + "/layer";
     DVOL_TRY(auto base, layer_base(layer_dir));
     if (!base) return make_error(Errc::unsupported, fmt::format("nothing to commit: lazy volume {} has no change", volume));
@@ -639,6 +659,7 @@ Status Repository::refuse_uncommitted(const Volume& v, std::string_view otherwis
 }
 
 Result<std::optional<ObjectId>> Repository::lazy_live_tree(const Volume& v, const LazyVolume& lv, ObjectSource& kept, TreeOverlay& overlay) {
+    DVOL_CHECK(check_lazy_live_dir(paths_->live_dir(v.name), v.name));
     std::string layer_dir = lv.cache_dir + "/layer";
     DVOL_TRY(auto base, layer_base(layer_dir));
     if (!base) return std::optional<ObjectId>();

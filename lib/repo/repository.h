@@ -451,7 +451,8 @@ public:
 
     // Lazy volumes (repo/lazy.cpp). nullopt when `volume` is not lazy.
     Result<std::optional<LazyVolume>> lazy_volume(const std::string& volume);
-    // Opens what a lazy volume's mount reads through. Holds no lock of the store.
+    // Opens what a lazy volume's mount reads through; credentials the remote refuses are an
+    // error here (one request), not an EIO on every read. Holds no lock of the store.
     Result<std::unique_ptr<LazySource>> open_lazy_source(const LazyVolume& lazy, const LazySourceOptions& options);
     // A lazy volume's remote read directly, one record per request, verified, without the chunk
     // cache (which its mount holds): what `diff` reads the old side of a changed file through.

@@ -156,6 +156,21 @@ expect_eq "a read in a hole" "$(read_at "$SRC/big" $((40 * MIB)) 4096)" "$(read_
 expect_eq "a read in a hole fetches nothing" 1 "$(fetched_records)"
 expect_ok dvol umount "$LIVE"
 check "umount leaves the live directory empty" test -z "$(ls -A "$LIVE")"
+# Unmounted, with a file put into the bare directory: none of the volume's, which status and
+# commit (reading the write layer) would call clean: refused.
+echo stray >"$LIVE/stray"
+expect_fail 1 dvol status data
+expect_stderr_one_line
+expect_stderr_contains "lazy volume data is not mounted"
+expect_fail 1 dvol commit -m stray data
+expect_stderr_contains "lazy volume data is not mounted"
+rm "$LIVE/stray"
+if [ "$BACKEND" = s3 ]; then
+    # Credentials the remote refuses: the mount says so, instead of coming up to fail every read.
+    AWS_SECRET_ACCESS_KEY="wrong$RANDOM" expect_fail 1 tdvol mount data
+    expect_stderr_contains "refused the credentials"
+    check "a refused mount leaves the live directory unmounted" bash -c "! mountpoint -q '$LIVE'"
+fi
 
 section "everything read twice, the mount restarted in between"
 : >"$DVOL_TEST_FETCH_LOG"
