@@ -1,4 +1,5 @@
 #include <ctime>
+#include <limits>
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
@@ -37,7 +38,8 @@ void add_log(CLI::App& app, Context& ctx) {
     auto volume = std::make_shared<std::optional<std::string>>();
     auto max = std::make_shared<std::optional<int64_t>>();
     auto oneline = std::make_shared<bool>(false);
-    cmd->add_option("-n,--max-count", *max, "Show at most N commits")->type_name("N")->check(CLI::NonNegativeNumber);
+    cmd->add_option("-n,--max-count", *max, "Show at most N commits")->type_name("N")->check(
+        CLI::Range(int64_t{0}, std::numeric_limits<int64_t>::max()).description(""));
     cmd->add_flag("--oneline", *oneline, "One line per commit: the short id and the message's first line");
     add_json_flag(*cmd, ctx);
     add_volume_arg(*cmd, *volume);
