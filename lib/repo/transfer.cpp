@@ -311,7 +311,14 @@ Result<PushOutcome> Repository::push(const RemoteSpec& spec, const std::string& 
     PushOutcome out;
     out.remote_volume = rv;
     out.branch = branch;
-    DVOL_CHECK(check_marker(*r.backend, !options.remove));
+    // A remote without dvol's marker (a new directory, an empty prefix) gets it just before the
+    // first object is written, once everything that can refuse the push has been checked: a push
+    // refused before that leaves the place as it found it.
+    bool unmarked = false;
+    if (auto marked = check_marker(*r.backend, false); !marked) {
+        if (marked.error().code != Errc::not_found || options.remove) return std::move(marked).error();
+        unmarked = true;
+    }
     DVOL_TRY(auto remote_ref, read_branch_ref(*r.backend, rv, branch));
     out.old_tip = remote_ref.tip;
     std::string where = fmt::format("{}/{}", rv, branch);
@@ -418,13 +425,25 @@ Result<PushOutcome> Repository::push(const RemoteSpec& spec, const std::string& 
         if (unreadable) return *unreadable;
     }
 
+    auto not_here = [&](const ObjectId& id) {
+        return make_error(Errc::not_found, fmt::format("cannot push: object {} is neither in this store nor on remote {} "
+                                                       "(lazy volume {} has its data on the remote it was cloned from: "
+                                                       "push it there)",
+                                                       id.hex(), r.name, v.name));
+    };
     Meter meter{progress, {}};
     for (const auto* ids : {&chunks, &metadata}) {
         for (const auto& id : *ids) {
             DVOL_TRY(auto ref, store_->locate(id));
-            if (ref) meter.p.total += kRecordHeaderSize + ref->stored_len;
+            if (ref) {
+                meter.p.total += kRecordHeaderSize + ref->stored_len;
+            } else if (lazy && ids == &chunks) {
+                // A lazy volume's chunks are in the store (its own commits') or on its remote.
+                return not_here(id);
+            }
         }
     }
+    if (unmarked) DVOL_CHECK(check_marker(*r.backend, true));
     // Each record is checked before it leaves: on the remote a damaged object would stay for
     // good (objects are immutable there, and a push skips what the remote holds). The check is
     // the record's CRC-32C from the index (ObjectStore::check_stored; decoding and hashing for
@@ -442,11 +461,7 @@ Result<PushOutcome> Repository::push(const RemoteSpec& spec, const std::string& 
         auto st = store_->read_stored(id, slot);
         if (st || st.error().code != Errc::not_found || !kept) return st;
         auto found = kept->get(id, kept_bytes);
-        if (!found && found.error().code == Errc::not_found)
-            return make_error(Errc::not_found, fmt::format("cannot push: object {} is neither in this store nor on remote {} "
-                                                           "(lazy volume {} has its data on the remote it was cloned from: "
-                                                           "push it there)",
-                                                           id.hex(), r.name, v.name));
+        if (!found && found.error().code == Errc::not_found) return not_here(id);
         DVOL_CHECK(found);
         slot.id = id;
         slot.pack = "(kept objects)";

@@ -322,6 +322,13 @@ section "a lazy volume's commit pushed, cloned in full into its store"
 # The store knows the commit (the lazy volume's), but its trees are in the lazy volume's cache,
 # not the packs, so the clone fetches them.
 expect_ok tdvol push "$REMOTE" data other
+# Pushed anywhere else it stops at the first chunk only its own remote holds, before anything is
+# written there: a new directory is left as it was, not made a dvol remote.
+mkdir -p "$TEST_TMP/new-remote"
+expect_fail 1 tdvol push "$TEST_TMP/new-remote" data other
+expect_stderr_one_line
+expect_stderr_contains "has its data on the remote it was cloned from"
+expect_eq "the refused push wrote nothing there" "" "$(ls -A "$TEST_TMP/new-remote")"
 expect_ok tdvol clone -b other "$REMOTE" data full
 expect_eq "a full clone in the same store has the lazy volume's commit" lazy-write "$(cat "$(dvol path full)/new" 2>&1)"
 expect_eq "and the rest of it" "$SUMS" "$(sums "$(dvol path full)" | grep -v ' ./new$')"
