@@ -133,10 +133,6 @@ Result<std::string> unified_diff(const std::string& path, const std::optional<st
     return with_modes(out, old_mode, new_mode);
 }
 
-Result<std::string> unified_diff(const std::string& path, const std::optional<std::string>& old_text,
-                                 const std::optional<std::string>& new_text, int context_lines) {
-    return unified_diff(path, old_text, 0644, new_text, 0644, context_lines);
-}
 
 GitIdentity git_identity() {
     GitIdentity id;

@@ -24,7 +24,7 @@ bool has_line(const std::string& text, const std::string& line) {
 TEST_CASE("unified diff of a simple change", "[text_diff]") {
     std::string old_text = "one\ntwo\nthree\nfour\nfive\nsix\nseven\neight\nnine\nten\n";
     std::string new_text = "one\ntwo\nthree\nfour\nFIVE\nsix\nseven\neight\nnine\nten\n";
-    auto d = unified_diff("dir/file.txt", old_text, new_text);
+    auto d = unified_diff("dir/file.txt", old_text, 0644, new_text, 0644);
     REQUIRE(d);
     INFO(*d);
     CHECK(has_line(*d, "--- a/dir/file.txt"));
@@ -42,7 +42,7 @@ TEST_CASE("unified diff of a simple change", "[text_diff]") {
 
 TEST_CASE("unified diff honours the context size", "[text_diff]") {
     std::string old_text = "a\nb\nc\nd\ne\n", new_text = "a\nb\nX\nd\ne\n";
-    auto d = unified_diff("f", old_text, new_text, 0);
+    auto d = unified_diff("f", old_text, 0644, new_text, 0644, 0);
     REQUIRE(d);
     INFO(*d);
     CHECK(has_line(*d, "-c"));
@@ -52,7 +52,7 @@ TEST_CASE("unified diff honours the context size", "[text_diff]") {
 }
 
 TEST_CASE("unified diff of an added and a deleted file", "[text_diff]") {
-    auto added = unified_diff("new.txt", std::nullopt, std::string("hello\nworld\n"));
+    auto added = unified_diff("new.txt", std::nullopt, 0, std::string("hello\nworld\n"), 0644);
     REQUIRE(added);
     INFO(*added);
     CHECK(has_line(*added, "--- /dev/null"));
@@ -61,7 +61,7 @@ TEST_CASE("unified diff of an added and a deleted file", "[text_diff]") {
     CHECK(has_line(*added, "+world"));
     CHECK(added->find("\n@@ -0,0 +1,2 @@") != std::string::npos);
 
-    auto deleted = unified_diff("old.txt", std::string("bye\n"), std::nullopt);
+    auto deleted = unified_diff("old.txt", std::string("bye\n"), 0644, std::nullopt, 0);
     REQUIRE(deleted);
     INFO(*deleted);
     CHECK(has_line(*deleted, "--- a/old.txt"));
@@ -69,14 +69,36 @@ TEST_CASE("unified diff of an added and a deleted file", "[text_diff]") {
     CHECK(has_line(*deleted, "-bye"));
 }
 
+TEST_CASE("unified diff gives each side's mode as git does", "[text_diff]") {
+    auto added = unified_diff("run.sh", std::nullopt, 0, std::string("echo\n"), 0755);
+    REQUIRE(added);
+    INFO(*added);
+    CHECK(has_line(*added, "new file mode 100755"));
+    auto deleted = unified_diff("secret", std::string("x\n"), 0600, std::nullopt, 0);
+    REQUIRE(deleted);
+    INFO(*deleted);
+    CHECK(has_line(*deleted, "deleted file mode 100644"));
+    auto changed = unified_diff("run.sh", std::string("a\n"), 0755, std::string("b\n"), 0644);
+    REQUIRE(changed);
+    INFO(*changed);
+    CHECK(has_line(*changed, "old mode 100755"));
+    CHECK(has_line(*changed, "new mode 100644"));
+    CHECK(changed->find("old mode") < changed->find("--- a/run.sh"));
+    auto same_mode = unified_diff("run.sh", std::string("a\n"), 0755, std::string("b\n"), 0700);
+    REQUIRE(same_mode);
+    INFO(*same_mode);
+    CHECK_FALSE(has_line(*same_mode, "old mode 100755"));
+    CHECK(same_mode->find(" 100755\n") != std::string::npos);  // on the index line
+}
+
 TEST_CASE("unified diff of equal texts is empty", "[text_diff]") {
-    auto d = unified_diff("same", std::string("x\ny\n"), std::string("x\ny\n"));
+    auto d = unified_diff("same", std::string("x\ny\n"), 0644, std::string("x\ny\n"), 0644);
     REQUIRE(d);
     CHECK(d->empty());
 }
 
 TEST_CASE("unified diff marks a missing final newline", "[text_diff]") {
-    auto d = unified_diff("f", std::string("a\nb"), std::string("a\nc"));
+    auto d = unified_diff("f", std::string("a\nb"), 0644, std::string("a\nc"), 0644);
     REQUIRE(d);
     INFO(*d);
     CHECK(has_line(*d, "-b"));
