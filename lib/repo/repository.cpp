@@ -441,7 +441,7 @@ Result<ObjectId> Repository::resolve_in(const Volume& v, const std::string& ref)
     std::string base = ref.substr(0, end);
     std::string suffix = end == std::string::npos ? "" : ref.substr(end);
     auto unknown = [&] {
-        return make_error(Errc::not_found, fmt::format("unknown revision '{}' in volume {} (use HEAD, HEAD^, HEAD~N, a branch or a commit id)", ref, volume));
+        return make_error(Errc::not_found, fmt::format("unknown revision '{}' in volume {} (use HEAD, HEAD^, HEAD~N, a branch, REMOTE/VOLUME/BRANCH or a commit id)", ref, volume));
     };
     if (base.empty()) return unknown();
 
@@ -459,6 +459,12 @@ Result<ObjectId> Repository::resolve_in(const Volume& v, const std::string& ref)
                 is_branch = true;
                 id = branch->tip;
             }
+        }
+        if (!is_branch && base.find('/') != std::string::npos) {
+            // A remote-tracking branch, as fetch names it: REMOTE/VOLUME/BRANCH.
+            DVOL_TRY(id, tracking_tip(v, base));
+            if (!id) return unknown();
+            is_branch = true;
         }
         if (!is_branch) {
             if (is_hex(base) && base.size() < 4)

@@ -526,6 +526,10 @@ private:
     Result<std::string> lazy_fetch_cache(const Volume& v, const Remote& r, std::string_view what);
     Result<bool> is_lazy(int64_t volume_id);
     Result<std::string> remote_volume_of(const Volume& v);
+    // The tip of the remote-tracking branch `name` of `v`, written as fetch prints it:
+    // REMOTE/VOLUME/BRANCH (REMOTE a configured remote's name, VOLUME the remote's name of `v`);
+    // nullopt when there is none.
+    Result<std::optional<ObjectId>> tracking_tip(const Volume& v, std::string_view name);
 
     std::unique_ptr<StorePaths> paths_;
     std::unique_ptr<meta::Db> db_;

@@ -191,6 +191,24 @@ Result<std::string> Repository::remote_volume_of(const Volume& v) {
     return upstream.value_or(v.name);
 }
 
+Result<std::optional<ObjectId>> Repository::tracking_tip(const Volume& v, std::string_view name) {
+    std::optional<ObjectId> none;
+    size_t first = name.find('/'), second = name.find('/', first + 1);
+    if (first == std::string_view::npos || second == std::string_view::npos) return none;
+    std::string remote(name.substr(0, first)), rv(name.substr(first + 1, second - first - 1)), branch(name.substr(second + 1));
+    if (!valid_name(remote) || !valid_name(rv) || !valid_name(branch)) return none;
+    DVOL_TRY(std::string mine, remote_volume_of(v));
+    if (rv != mine) return none;
+    DVOL_TRY(auto url, refs_->config(url_key(remote)));
+    if (!url) return none;
+    DVOL_TRY(auto endpoint, refs_->config(endpoint_key(remote)));
+    std::string key = *url + (endpoint && !endpoint->empty() ? " " + *endpoint : "");
+    DVOL_TRY(auto rows, refs_->tracking(v.id));
+    for (const auto& t : rows)
+        if (t.url == key && t.branch == branch) return std::optional<ObjectId>(t.tip);
+    return none;
+}
+
 Result<bool> Repository::is_ancestor(const ObjectId& ancestor, const ObjectId& tip) {
     std::vector<ObjectId> todo{tip};
     ObjectIdSet seen;
@@ -801,9 +819,11 @@ Result<PullOutcome> Repository::pull(const RemoteSpec& spec, const std::string& 
         if (!ff) {
             DVOL_TRY(bool behind, is_ancestor(*theirs, *row->tip));
             if (behind) return out;  // the remote is behind: nothing to pull
+            // Theirs by its remote-tracking name (a revision), or by id for a remote given as a URL.
+            std::string their_ref = looks_like_url(r.name) ? theirs->hex().substr(0, 12) : fmt::format("{}/{}/{}", r.name, rv, branch);
             return make_error(Errc::conflict, fmt::format("not possible to fast-forward: {} and {}/{} on {} have diverged; "
                                                           "reset --hard {} to take theirs, or push --force to keep yours",
-                                                          branch, rv, branch, r.name, theirs->hex().substr(0, 12)));
+                                                          branch, rv, branch, r.name, their_ref));
         }
     }
     out.kind = PullOutcome::Kind::fast_forward;

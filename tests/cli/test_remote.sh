@@ -275,7 +275,13 @@ astate=$(tree_listing "$LA")
 expect_fail 1 dvol pull origin
 expect_stderr_one_line
 expect_stderr_contains "diverged"
-expect_stderr_contains "reset --hard ${C3B:0:12} to take theirs"
+expect_stderr_contains "reset --hard origin/vol/master to take theirs"
+# The remote-tracking branch is a revision: B's commit, against A's.
+expect_ok dvol diff origin/vol/master HEAD
+expect_stdout_contains "a2.txt"
+expect_stdout_contains "b2.txt"
+expect_fail 1 dvol diff origin/vol/nope HEAD
+expect_stderr_contains "unknown revision 'origin/vol/nope'"
 expect_eq "a refused pull leaves the live directory" "$astate" "$(tree_listing "$LA")"
 expect_ok dvol log --json
 json_check "a refused pull leaves the branch" 'd[0]["id"] == "'"$C3A"'"'
