@@ -55,9 +55,14 @@ EOF
 
 # check_remote WHERE [DIR]: every volume on the remote clones into a fresh store that passes
 # fsck (so no ref names a commit whose objects the remote lacks), and no index names a missing
-# pack.
+# pack. A directory without the marker is one a first push was killed on before its first write
+# (the marker is written just before the first object): it must hold nothing at all.
 check_remote() {
     local where=$1 dir=${2:-$R} pool vols v ok=1
+    if [ ! -e "$dir/dvol-remote" ]; then
+        expect_eq "a remote without its marker holds nothing ($where)" "" "$(ls -A "$dir")"
+        return
+    fi
     pool=$(mktemp -d "$TEST_TMP/check.XXXXXX")
     # A store to read the remote from (a command that only reads does not make one).
     DVOL_ROOT=$pool tdvol remote add checked "$dir" >/dev/null
