@@ -133,7 +133,6 @@ Result<std::string> unified_diff(const std::string& path, const std::optional<st
     return with_modes(out, old_mode, new_mode);
 }
 
-
 GitIdentity git_identity() {
     GitIdentity id;
     if (!ensure_git()) return id;  // no git config to read: the defaults apply

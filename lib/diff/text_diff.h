@@ -22,7 +22,6 @@ bool looks_binary(const std::string& data);
 Result<std::string> unified_diff(const std::string& path, const std::optional<std::string>& old_text, uint32_t old_mode,
                                  const std::optional<std::string>& new_text, uint32_t new_mode, int context_lines = 3);
 
-
 struct GitIdentity {
     std::optional<std::string> name;
     std::optional<std::string> email;

@@ -18,6 +18,12 @@ namespace dvol::meta {
 
 class Db;
 
+// How the index names a remote: its URL, and the S3 endpoint after a space when there is one
+// (one bucket behind two endpoints is two remotes to it).
+inline std::string remote_key(const std::string& url, const std::string& endpoint) {
+    return endpoint.empty() ? url : url + " " + endpoint;
+}
+
 class RemoteIndex {
 public:
     explicit RemoteIndex(Db& db) : db_(db) {}

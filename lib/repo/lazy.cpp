@@ -34,7 +34,7 @@ public:
         bo.retry = policy;
         DVOL_TRY(r->backend_, remote::open_backend(lazy.url, bo));
         if (options.wrap) r->backend_ = options.wrap(std::move(r->backend_));
-        std::string key = lazy.url + (lazy.endpoint.empty() ? "" : " " + lazy.endpoint);
+        std::string key = meta::remote_key(lazy.url, lazy.endpoint);
         {
             DVOL_TRY(auto txn, meta::Db::Transaction::begin(*r->db_));
             DVOL_TRY(r->remote_id_, r->index_->remote_id(key));

@@ -144,7 +144,7 @@ Status Repository::remove_remote(const std::string& name) {
     DVOL_CHECK(refs_->unset_config(url_key(name)));
     DVOL_CHECK(refs_->unset_config(endpoint_key(name)));
     // What this store knew of the remote (its indexes, the remote-tracking branches) goes too.
-    DVOL_CHECK(remote_index_->drop_remote(*url + (endpoint && !endpoint->empty() ? " " + *endpoint : "")));
+    DVOL_CHECK(remote_index_->drop_remote(meta::remote_key(*url, endpoint.value_or(""))));
     return txn.commit();
 }
 
@@ -172,7 +172,7 @@ Result<Repository::Remote> Repository::open_remote(const RemoteSpec& spec, bool 
             ::free(abs);
         }
     }
-    r.key = r.url + (endpoint.empty() ? "" : " " + endpoint);
+    r.key = meta::remote_key(r.url, endpoint);
     remote::BackendOptions options;
     options.endpoint = endpoint;
     options.create = for_push;
@@ -202,7 +202,7 @@ Result<std::optional<ObjectId>> Repository::tracking_tip(const Volume& v, std::s
     DVOL_TRY(auto url, refs_->config(url_key(remote)));
     if (!url) return none;
     DVOL_TRY(auto endpoint, refs_->config(endpoint_key(remote)));
-    std::string key = *url + (endpoint && !endpoint->empty() ? " " + *endpoint : "");
+    std::string key = meta::remote_key(*url, endpoint.value_or(""));
     DVOL_TRY(auto rows, refs_->tracking(v.id));
     for (const auto& t : rows)
         if (t.url == key && t.branch == branch) return std::optional<ObjectId>(t.tip);
@@ -229,20 +229,12 @@ namespace {
 
 // Reads the remote's marker: not_found unless the remote is a dvol remote of a version this
 // dvol reads.
-Status check_marker(remote::Backend& backend, bool create) {
+// Whether the remote holds dvol's marker; a marker of another kind or version is an error.
+Result<bool> has_marker(remote::Backend& backend) {
     std::vector<std::byte> marker;
     // A few bytes more than the marker: enough to tell it from anything else, however large.
     auto st = backend.read(std::string(remote::kMarkerKey), 0, remote::kMarker.size() + 16, marker);
-    if (!st && st.error().code == Errc::not_found) {
-        if (!create) {
-            // The marker's absence, or the remote's (a bucket that does not exist): a listing
-            // tells them apart, and its error names what is missing.
-            DVOL_CHECK(backend.list(std::string(remote::kMarkerKey)));
-            return make_error(Errc::not_found, fmt::format("{} is not a dvol remote (it has no {} file); push a volume to it first",
-                                                           backend.location(), remote::kMarkerKey));
-        }
-        return backend.write(std::string(remote::kMarkerKey), as_bytes(remote::kMarker));
-    }
+    if (!st && st.error().code == Errc::not_found) return false;
     DVOL_CHECK(st);
     if (as_chars(marker) != remote::kMarker) {
         if (as_chars(marker).starts_with("dvol remote "))
@@ -250,7 +242,18 @@ Status check_marker(remote::Backend& backend, bool create) {
         return make_error(Errc::invalid_argument, fmt::format("{} is not a dvol remote ({} holds something else)", backend.location(),
                                                               remote::kMarkerKey));
     }
-    return {};
+    return true;
+}
+
+// The remote must be a dvol remote (what readers check first).
+Status check_marker(remote::Backend& backend) {
+    DVOL_TRY(bool marked, has_marker(backend));
+    if (marked) return {};
+    // The marker's absence, or the remote's (a bucket that does not exist): a listing tells them
+    // apart, and its error names what is missing.
+    DVOL_CHECK(backend.list(std::string(remote::kMarkerKey)));
+    return make_error(Errc::not_found, fmt::format("{} is not a dvol remote (it has no {} file); push a volume to it first",
+                                                   backend.location(), remote::kMarkerKey));
 }
 
 struct RemoteRef {
@@ -296,7 +299,7 @@ Result<RemoteVolume> read_volume_refs(remote::Backend& backend, const std::strin
 
 Result<std::vector<RemoteBranch>> Repository::show_remote(const RemoteSpec& spec) {
     DVOL_TRY(auto r, open_remote(spec));
-    DVOL_CHECK(check_marker(*r.backend, false));
+    DVOL_CHECK(check_marker(*r.backend));
     DVOL_TRY(auto keys, r.backend->list("refs/"));
     std::set<std::string> volumes;
     for (const auto& e : keys) {
@@ -331,12 +334,9 @@ Result<PushOutcome> Repository::push(const RemoteSpec& spec, const std::string& 
     out.branch = branch;
     // A remote without dvol's marker (a new directory, an empty prefix) gets it just before the
     // first object is written, once everything that can refuse the push has been checked: a push
-    // refused before that leaves the place as it found it.
-    bool unmarked = false;
-    if (auto marked = check_marker(*r.backend, false); !marked) {
-        if (marked.error().code != Errc::not_found || options.remove) return std::move(marked).error();
-        unmarked = true;
-    }
+    // refused before that leaves the place as it found it. A delete needs a dvol remote.
+    DVOL_TRY(bool marked, has_marker(*r.backend));
+    if (!marked && options.remove) DVOL_CHECK(check_marker(*r.backend));
     DVOL_TRY(auto remote_ref, read_branch_ref(*r.backend, rv, branch));
     out.old_tip = remote_ref.tip;
     std::string where = fmt::format("{}/{}", rv, branch);
@@ -461,7 +461,7 @@ Result<PushOutcome> Repository::push(const RemoteSpec& spec, const std::string& 
             }
         }
     }
-    if (unmarked) DVOL_CHECK(check_marker(*r.backend, true));
+    if (!marked) DVOL_CHECK(r.backend->write(std::string(remote::kMarkerKey), as_bytes(remote::kMarker)));
     // Each record is checked before it leaves: on the remote a damaged object would stay for
     // good (objects are immutable there, and a push skips what the remote holds). The check is
     // the record's CRC-32C from the index (ObjectStore::check_stored; decoding and hashing for
@@ -560,7 +560,7 @@ Result<FetchOutcome> Repository::fetch_into(Remote& r, const Volume& v, const st
         refs = std::move(r.volume_refs->second);
         r.volume_refs.reset();
     } else {
-        DVOL_CHECK(check_marker(*r.backend, false));
+        DVOL_CHECK(check_marker(*r.backend));
         DVOL_TRY(refs, read_volume_refs(*r.backend, rv));
     }
     // A volume whose branches were all deleted is fetched too: its tracking branches go.
@@ -881,7 +881,7 @@ Result<CloneOutcome> Repository::clone(const RemoteSpec& spec, const std::string
             return make_error(Errc::already_exists, fmt::format("volume {} already exists", name));
         out.resumed = true;
     } else {
-        DVOL_CHECK(check_marker(*r.backend, false));
+        DVOL_CHECK(check_marker(*r.backend));
         DVOL_TRY(auto refs, read_volume_refs(*r.backend, remote_volume));
         if (refs.branches.empty()) return make_error(Errc::not_found, fmt::format("remote {} has no volume {}", r.name, remote_volume));
         if (options.branch && std::none_of(refs.branches.begin(), refs.branches.end(), [&](const auto& b) { return b.first == *options.branch; }))
